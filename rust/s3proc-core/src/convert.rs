@@ -1,0 +1,456 @@
+//! The conversion driver: a pull-based pipeline that turns a CSV/TSV
+//! source into Parquet chunks, on all cores, restarting when a late value
+//! widens a column.
+//!
+//! Each step reads and splits piece `k+2`, parses piece `k+1` and encodes
+//! piece `k`, all at once on the rayon pool; parsing and encoding are
+//! themselves parallel over columns, so idle threads steal column work.
+
+use std::sync::Arc;
+
+use rayon::prelude::*;
+
+use crate::columns::{build, Column};
+use crate::csv::records::{self, Field, Trouble};
+use crate::csv::sniff::{sniff, CsvPlan};
+use crate::csv::split::{RawChunk, SplitMode, Splitter};
+use crate::csv::CsvOptions;
+use crate::error::{Error, Result};
+use crate::sink::{ParquetOptions, ParquetSink};
+use crate::source::{open_text, utf8_lossless, Source, TextEncoding};
+use crate::types::ColumnType;
+
+/// Everything a conversion can be told.
+#[derive(Clone, Debug, Default)]
+pub struct ConvertOptions {
+    /// How the CSV is read.
+    pub csv: CsvOptions,
+    /// How the Parquet file is written.
+    pub parquet: ParquetOptions,
+    /// Bytes of input per parsing piece.
+    pub read_size: Option<usize>,
+}
+
+const DEFAULT_READ_SIZE: usize = 4 << 20;
+
+/// What the iterator hands out.
+#[derive(Debug)]
+pub enum Event {
+    /// The next bytes of the Parquet file.
+    Chunk(Vec<u8>),
+    /// Chunks already handed out are void: a value widened a column, and the
+    /// file starts again from its first byte with the next chunk.
+    Restart(String),
+}
+
+/// Why a pass stopped before its end.
+enum Interrupt {
+    /// A piece was cut inside a quoted field: split exactly instead.
+    Misaligned,
+}
+
+/// A Parquet file produced chunk by chunk from a re-readable source.
+pub struct ParquetChunks {
+    source: Arc<dyn Source>,
+    opts: ConvertOptions,
+    plan: CsvPlan,
+    mode: SplitMode,
+    pass: Option<Pass>,
+    emitted: bool,
+    restarts: u32,
+    rows: Option<u64>,
+    fallback_bytes: usize,
+    pending: std::vec::IntoIter<Vec<u8>>,
+}
+
+/// One read of the source from start to end.
+struct Pass {
+    /// Only widening types (after a drift, or to infer from the whole file).
+    scanning: bool,
+    /// What changed the plan, for the restart message.
+    drift: Option<String>,
+    types: Vec<ColumnType>,
+    splitter: Splitter,
+    sink: Option<ParquetSink>,
+    raw: Option<RawChunk>,
+    parsed: Option<Parsed>,
+    input_done: bool,
+    rows: u64,
+    fallback_bytes: usize,
+}
+
+/// A piece turned into columns.
+struct Parsed {
+    rows: usize,
+    arrays: Option<Vec<arrow_array::ArrayRef>>,
+    types: Vec<ColumnType>,
+    fallback_bytes: usize,
+    first_row: u64,
+}
+
+impl ParquetChunks {
+    /// Detects the source's shape and prepares the conversion.
+    ///
+    /// # Errors
+    /// I/O errors; [`Error::Parse`] for empty or binary input; invalid options.
+    pub fn new(source: Arc<dyn Source>, opts: ConvertOptions) -> Result<Self> {
+        if !(1..=22).contains(&opts.parquet.zstd_level) {
+            return Err(Error::Option { option: "zstd_level", reason: "must be 1 to 22".into() });
+        }
+        if opts.parquet.row_group_rows == 0 || opts.parquet.chunk_size == 0 {
+            return Err(Error::Option {
+                option: "row_group_rows/chunk_size",
+                reason: "must be positive".into(),
+            });
+        }
+        let mut plan = sniff(source.as_ref(), &opts.csv)?;
+        let scan_first = opts.csv.sample_rows.is_none();
+        if !scan_first {
+            for c in &mut plan.columns {
+                c.ty = c.ty.finalized();
+            }
+        }
+        let mut this = Self {
+            source,
+            opts,
+            plan,
+            mode: SplitMode::Parity,
+            pass: None,
+            emitted: false,
+            restarts: 0,
+            rows: None,
+            fallback_bytes: 0,
+            pending: Vec::new().into_iter(),
+        };
+        this.pass = Some(this.start_pass(scan_first)?);
+        Ok(this)
+    }
+
+    /// The detected (and, after a restart, widened) shape of the source.
+    pub fn plan(&self) -> &CsvPlan {
+        &self.plan
+    }
+
+    /// How many times the conversion started over.
+    pub fn restarts(&self) -> u32 {
+        self.restarts
+    }
+
+    /// Rows written, once the last chunk has been handed out.
+    pub fn rows(&self) -> Option<u64> {
+        self.rows
+    }
+
+    /// Bytes that were not valid UTF-8 and were read as Windows-1252.
+    pub fn fallback_bytes(&self) -> usize {
+        self.fallback_bytes
+    }
+
+    fn start_pass(&self, scanning: bool) -> Result<Pass> {
+        let name = self.source.name();
+        let reader = open_text(self.source.as_ref(), self.plan.encoding)?;
+        let read_size = self.opts.read_size.unwrap_or(DEFAULT_READ_SIZE).max(4096);
+        let splitter = Splitter::new(
+            reader,
+            name,
+            self.plan.dialect.clone(),
+            self.mode,
+            read_size,
+            self.opts.csv.max_record_bytes,
+        );
+        let sink = if scanning {
+            None
+        } else {
+            Some(ParquetSink::new(&self.plan.columns, &self.opts.parquet).map_err(|e| self.parquet_err(e))?)
+        };
+        Ok(Pass {
+            scanning,
+            drift: None,
+            types: self.plan.columns.iter().map(|c| c.ty).collect(),
+            splitter,
+            sink,
+            raw: None,
+            parsed: None,
+            input_done: false,
+            rows: 0,
+            fallback_bytes: 0,
+        })
+    }
+
+    fn parquet_err(&self, error: parquet::errors::ParquetError) -> Error {
+        Error::Parquet { source_name: self.source.name().to_owned(), error }
+    }
+
+    /// The next event, or `None` when the file is complete.
+    ///
+    /// # Errors
+    /// I/O, parse and encoding errors; after an error the iterator is done.
+    pub fn next_event(&mut self) -> Result<Option<Event>> {
+        let result = self.advance();
+        if result.is_err() {
+            self.pass = None;
+        }
+        result
+    }
+
+    fn advance(&mut self) -> Result<Option<Event>> {
+        loop {
+            if let Some(chunk) = self.pending.next() {
+                return Ok(Some(Event::Chunk(chunk)));
+            }
+            let Some(pass) = self.pass.as_mut() else { return Ok(None) };
+            if let Some(chunk) = pass.sink.as_mut().and_then(ParquetSink::take_chunk) {
+                self.emitted = true;
+                return Ok(Some(Event::Chunk(chunk)));
+            }
+            if !pass.finished() {
+                match self.step()? {
+                    None => continue,
+                    Some(Interrupt::Misaligned) => {
+                        self.mode = SplitMode::Serial;
+                        let scanning = self.pass.as_ref().is_some_and(|p| p.scanning);
+                        let why = "a quote inside an unquoted field: splitting exactly".to_owned();
+                        if let Some(ev) = self.restart(scanning, why)? {
+                            return Ok(Some(ev));
+                        }
+                        continue;
+                    }
+                }
+            }
+            let Some(pass) = self.pass.take() else { return Ok(None) };
+            if pass.scanning {
+                let why = pass.drift.clone().unwrap_or_else(|| "types inferred from the whole file".into());
+                self.adopt(&pass.types);
+                if let Some(ev) = self.restart(false, why)? {
+                    return Ok(Some(ev));
+                }
+                continue;
+            }
+            self.rows = Some(pass.rows);
+            self.fallback_bytes = pass.fallback_bytes;
+            let metadata = self.metadata(pass.rows, pass.fallback_bytes);
+            let sink = pass.sink.ok_or_else(|| Error::parse(self.source.name(), 0, "internal: no sink"))?;
+            let chunks = sink.finish(metadata).map_err(|e| self.parquet_err(e))?;
+            self.pending = chunks.into_iter();
+        }
+    }
+
+    /// Takes the widened types (and any new columns) into the plan.
+    fn adopt(&mut self, types: &[ColumnType]) {
+        let old = self.plan.columns.len();
+        let names: Vec<Option<String>> = self
+            .plan
+            .columns
+            .iter()
+            .map(|c| Some(c.name.clone()))
+            .chain((old..types.len()).map(|_| None))
+            .collect();
+        let names = crate::columns::unique_names(&names);
+        let mut columns: Vec<Column> = Vec::with_capacity(types.len());
+        for (j, ty) in types.iter().enumerate() {
+            let dictionary = self.plan.columns.get(j).is_none_or(|c| c.dictionary);
+            columns.push(Column { name: names[j].clone(), ty: ty.finalized(), dictionary });
+        }
+        self.plan.columns = columns;
+    }
+
+    /// Starts a new pass; tells the caller when chunks were already out.
+    fn restart(&mut self, scanning: bool, why: String) -> Result<Option<Event>> {
+        self.pass = Some(self.start_pass(scanning)?);
+        if std::mem::take(&mut self.emitted) {
+            self.restarts += 1;
+            return Ok(Some(Event::Restart(why)));
+        }
+        Ok(None)
+    }
+
+    /// One pipeline step: read piece k+2, parse piece k+1, encode piece k.
+    fn step(&mut self) -> Result<Option<Interrupt>> {
+        let name = self.source.name().to_owned();
+        let plan = &self.plan;
+        let Some(pass) = self.pass.as_mut() else { return Ok(None) };
+        let raw = pass.raw.take();
+        let parsed = pass.parsed.take();
+        let types = pass.types.clone();
+        let scanning = pass.scanning;
+        let first_row = pass.rows;
+        let input_done = pass.input_done;
+        let (splitter, sink) = (&mut pass.splitter, &mut pass.sink);
+        let (read, (parse, encode)) = rayon::join(
+            || if input_done { Ok(None) } else { splitter.next_chunk() },
+            || {
+                rayon::join(
+                    || raw.map(|r| parse_piece(&r, plan, &types, !scanning, first_row, &name)),
+                    || match (parsed, sink.as_mut()) {
+                        (Some(p), Some(sink)) => match p.arrays {
+                            Some(arrays) => sink.write(&arrays, p.rows),
+                            None => Ok(()),
+                        },
+                        _ => Ok(()),
+                    },
+                )
+            },
+        );
+        encode.map_err(|e| Error::Parquet { source_name: name.clone(), error: e })?;
+        match read? {
+            Some(r) => pass.raw = Some(r),
+            None => pass.input_done = true,
+        }
+        let Some(parse) = parse else { return Ok(None) };
+        let parsed = match parse? {
+            Ok(p) => p,
+            Err(i) => return Ok(Some(i)),
+        };
+        pass.rows += parsed.rows as u64;
+        pass.fallback_bytes += parsed.fallback_bytes;
+        let drift = describe_drift(&pass.types, &parsed.types, &plan.columns, parsed.first_row);
+        pass.types = parsed.types.clone();
+        match drift {
+            Some(why) if !pass.scanning => {
+                pass.scanning = true;
+                pass.sink = None;
+                pass.drift = Some(why);
+            }
+            Some(why) => {
+                pass.drift.get_or_insert(why);
+            }
+            None if !pass.scanning => pass.parsed = Some(parsed),
+            None => {}
+        }
+        Ok(None)
+    }
+
+    fn metadata(&self, rows: u64, fallback: usize) -> Vec<(String, String)> {
+        let d = &self.plan.dialect;
+        let encoding = if fallback > 0 {
+            format!("{} (with {} bytes read as windows-1252)", self.plan.encoding.name(), fallback)
+        } else {
+            self.plan.encoding.name().to_owned()
+        };
+        let dialect = format!(
+            "{{\"delimiter\":{},\"quote\":{},\"escape\":\"{}\",\"terminator\":{},\"header\":{},\"null_values\":{}}}",
+            json_str(&(d.delimiter as char).to_string()),
+            d.quote.map_or("null".to_owned(), |q| json_str(&(q as char).to_string())),
+            d.escape.name(),
+            json_str(&(d.terminator as char).to_string()),
+            d.header,
+            format_args!(
+                "[{}]",
+                self.plan.nulls.to_strings().iter().map(|s| json_str(s)).collect::<Vec<_>>().join(",")
+            ),
+        );
+        vec![
+            ("s3proc.version".into(), env!("CARGO_PKG_VERSION").into()),
+            ("s3proc.source".into(), self.source.name().into()),
+            ("s3proc.format".into(), "csv".into()),
+            ("s3proc.dialect".into(), dialect),
+            ("s3proc.encoding".into(), encoding),
+            ("s3proc.rows".into(), rows.to_string()),
+        ]
+    }
+}
+
+impl Pass {
+    fn finished(&self) -> bool {
+        self.input_done && self.raw.is_none() && self.parsed.is_none()
+    }
+}
+
+/// Parses one piece into columns (or only widens types when `convert` is off).
+fn parse_piece(
+    raw: &RawChunk,
+    plan: &CsvPlan,
+    types: &[ColumnType],
+    convert: bool,
+    first_row: u64,
+    name: &str,
+) -> Result<Result<Parsed, Interrupt>> {
+    let term = plan.dialect.terminator;
+    if let Some(p) = memchr::memchr(0, &raw.data) {
+        return Err(Error::parse(
+            name,
+            raw.line_at(p, term),
+            format!("binary data (NUL byte): not a text table"),
+        ));
+    }
+    let mut fallback_bytes = 0;
+    let fixed;
+    let mut data = &raw.data[..];
+    if matches!(plan.encoding, TextEncoding::Utf8 | TextEncoding::Utf8Bom)
+        && simdutf8::basic::from_utf8(data).is_err()
+    {
+        let (bytes, n) = utf8_lossless(data);
+        fixed = bytes;
+        data = &fixed;
+        fallback_bytes = n;
+    }
+    let records = match records::parse(data, &plan.dialect, false) {
+        Ok(r) => r,
+        Err(Trouble::UnfinishedRecord(_)) => return Ok(Err(Interrupt::Misaligned)),
+    };
+    let skip = usize::from(raw.index == 0 && plan.dialect.header);
+    let rows = records.len().saturating_sub(skip);
+    let width = types.len().max(records.max_width());
+    let nulls = &plan.nulls;
+    let built: Vec<_> = (0..width)
+        .into_par_iter()
+        .map(|j| {
+            let ty = types.get(j).copied().unwrap_or(ColumnType::Null);
+            build(
+                ty,
+                rows,
+                |i| match records.field(i + skip, j) {
+                    Field::Value(v) if !nulls.is_null(v) => Some(v),
+                    _ => None,
+                },
+                convert,
+            )
+        })
+        .collect();
+    let new_types: Vec<ColumnType> = built.iter().map(|b| b.ty).collect();
+    let arrays = built.into_iter().map(|b| b.array).collect::<Option<Vec<_>>>();
+    Ok(Ok(Parsed { rows, arrays, types: new_types, fallback_bytes, first_row }))
+}
+
+/// Says what changed the physical schema, if anything did.
+fn describe_drift(
+    before: &[ColumnType],
+    after: &[ColumnType],
+    columns: &[Column],
+    first_row: u64,
+) -> Option<String> {
+    if after.len() > before.len() {
+        return Some(format!(
+            "rows from about row {} have {} fields, more than the {} columns: extra columns added",
+            first_row + 1,
+            after.len(),
+            before.len()
+        ));
+    }
+    before.iter().zip(after).enumerate().find_map(|(j, (b, a))| {
+        (b.finalized().arrow_type() != a.finalized().arrow_type()).then(|| {
+            let name = columns.get(j).map_or("?", |c| c.name.as_str());
+            format!(
+                "column {name:?} widened from {} to {} by a value after row {}",
+                b.name(),
+                a.finalized().name(),
+                first_row
+            )
+        })
+    })
+}
+
+fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}

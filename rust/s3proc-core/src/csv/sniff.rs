@@ -1,0 +1,287 @@
+//! Detecting encoding, dialect, header and column types from the start of a file.
+
+use std::collections::HashSet;
+use std::io::Read;
+
+use super::records::{self, Field, Records, Trouble};
+use super::split::count_byte;
+use super::{CsvOptions, Dialect, Escape, NullMarkers};
+use crate::columns::{unique_names, Column};
+use crate::error::{Error, Result};
+use crate::source::{open_text, Source, TextEncoding};
+use crate::types::ColumnType;
+
+/// How much of the file's start is read to detect its shape.
+pub const SAMPLE_BYTES: usize = 4 << 20;
+
+/// Delimiters tried, in order of preference on a tie.
+const DELIMITERS: [u8; 4] = [b',', b'\t', b';', b'|'];
+
+/// Everything the converter needs to know about a CSV/TSV source.
+#[derive(Clone, Debug)]
+pub struct CsvPlan {
+    /// The text encoding.
+    pub encoding: TextEncoding,
+    /// The dialect.
+    pub dialect: Dialect,
+    /// Values read as null.
+    pub nulls: NullMarkers,
+    /// The output columns.
+    pub columns: Vec<Column>,
+}
+
+/// Reads the start of `source` and detects what `opts` leaves open.
+///
+/// # Errors
+/// I/O errors; [`Error::Parse`] for an empty or binary file or an open quote
+/// at the end of a short file.
+pub fn sniff(source: &dyn Source, opts: &CsvOptions) -> Result<CsvPlan> {
+    let name = source.name();
+    let encoding = match opts.encoding {
+        Some(e) => e,
+        None => {
+            let raw = read_head(source.open().map_err(|e| Error::io(name, e))?, name)?;
+            detect_encoding(&raw.0, raw.1)
+        }
+    };
+    let (text, at_eof) = read_head(open_text(source, encoding)?, name)?;
+    check_text(&text, name)?;
+    let terminator = if memchr::memchr(b'\n', &text).is_some() || memchr::memchr(b'\r', &text).is_none() {
+        b'\n'
+    } else {
+        b'\r'
+    };
+    let quote = opts.quote.unwrap_or(Some(b'"'));
+    let delimiter = match opts.delimiter {
+        Some(d) => d,
+        None => sniff_delimiter(&text, quote, terminator, is_tsv_name(name)),
+    };
+    let escape = opts.escape.unwrap_or_else(|| sniff_escape(&text, delimiter, quote));
+    let mut dialect = Dialect { delimiter, quote, escape, terminator, header: false };
+    let sample = sample_records(&text, at_eof, &dialect, name)?;
+    if sample.is_empty() {
+        return Err(Error::parse(name, 1, "empty file: no header and no rows"));
+    }
+    let nulls = NullMarkers::new(&opts.null_values);
+    let limit = opts.sample_rows.map_or(sample.len(), |n| n.saturating_add(1).min(sample.len()));
+    dialect.header = opts.header.unwrap_or_else(|| detect_header(&sample, limit, &nulls));
+    let body = usize::from(dialect.header)..limit;
+    let width = (0..limit).map(|i| sample.width(i)).max().unwrap_or(0);
+    let header_names: Vec<Option<String>> = (0..width)
+        .map(|j| match (dialect.header, sample.field(0, j)) {
+            (true, Field::Value(v)) if !v.is_empty() => Some(String::from_utf8_lossy(v).into_owned()),
+            _ => None,
+        })
+        .collect();
+    let columns = unique_names(&header_names)
+        .into_iter()
+        .enumerate()
+        .map(|(j, name)| {
+            let mut ty = ColumnType::Null;
+            let mut distinct = HashSet::new();
+            let mut values = 0usize;
+            for i in body.clone() {
+                if let Field::Value(v) = sample.field(i, j) {
+                    if !nulls.is_null(v) {
+                        ty = ty.widen_for(v);
+                        distinct.insert(v);
+                        values += 1;
+                    }
+                }
+            }
+            Column { name, ty, dictionary: wants_dictionary(ty, distinct.len(), values) }
+        })
+        .collect();
+    Ok(CsvPlan { encoding, dialect, nulls, columns })
+}
+
+/// Reads up to [`SAMPLE_BYTES`]; also tells whether that was the whole input.
+fn read_head(reader: Box<dyn Read + Send>, name: &str) -> Result<(Vec<u8>, bool)> {
+    let mut head = Vec::with_capacity(64 * 1024);
+    reader
+        .take(SAMPLE_BYTES as u64 + 1)
+        .read_to_end(&mut head)
+        .map_err(|e| Error::io(name, e))?;
+    let at_eof = head.len() <= SAMPLE_BYTES;
+    head.truncate(SAMPLE_BYTES);
+    Ok((head, at_eof))
+}
+
+fn detect_encoding(head: &[u8], at_eof: bool) -> TextEncoding {
+    if let Some(e) = TextEncoding::from_bom(head) {
+        return e;
+    }
+    match simdutf8::compat::from_utf8(head) {
+        Ok(_) => TextEncoding::Utf8,
+        // A character cut by the end of the sample is not an error.
+        Err(e) if e.error_len().is_none() && !at_eof => TextEncoding::Utf8,
+        Err(_) => TextEncoding::Windows1252,
+    }
+}
+
+/// Refuses binary data: a NUL byte, or many control characters.
+fn check_text(text: &[u8], name: &str) -> Result<()> {
+    if let Some(p) = memchr::memchr(0, text) {
+        let line = 1 + count_byte(&text[..p], b'\n');
+        return Err(Error::parse(
+            name,
+            line,
+            format!("binary data (NUL byte at offset {p}): not a text table"),
+        ));
+    }
+    let controls = text
+        .iter()
+        .filter(|&&b| (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x0C)) || b == 0x7F)
+        .count();
+    if controls * 20 > text.len() {
+        return Err(Error::parse(name, 1, "binary data (control characters): not a text table"));
+    }
+    Ok(())
+}
+
+fn is_tsv_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    [".tsv", ".tab", ".tsv.gz", ".tsv.zst", ".tsv.bz2", ".tsv.xz"].iter().any(|s| lower.ends_with(s))
+}
+
+/// Picks the delimiter whose count per record is the most consistent over
+/// the first records (quotes respected).
+fn sniff_delimiter(text: &[u8], quote: Option<u8>, terminator: u8, prefer_tab: bool) -> u8 {
+    let mut counts: Vec<[usize; 4]> = Vec::new();
+    let mut current = [0usize; 4];
+    let mut in_quote = false;
+    for &b in text.iter().take(256 * 1024) {
+        if Some(b) == quote {
+            in_quote = !in_quote;
+        } else if !in_quote {
+            if b == terminator {
+                counts.push(current);
+                current = [0; 4];
+                if counts.len() == 100 {
+                    break;
+                }
+            } else if let Some(k) = DELIMITERS.iter().position(|&d| d == b) {
+                current[k] += 1;
+            }
+        }
+    }
+    if counts.is_empty() {
+        counts.push(current);
+    }
+    let mut best = (if prefer_tab { b'\t' } else { b',' }, 0usize, 0usize);
+    for (k, &d) in DELIMITERS.iter().enumerate() {
+        let mut freq = std::collections::HashMap::new();
+        for c in &counts {
+            *freq.entry(c[k]).or_insert(0usize) += 1;
+        }
+        let (mode, hits) = freq
+            .into_iter()
+            .max_by_key(|&(count, hits)| (hits, count))
+            .unwrap_or((0, 0));
+        if mode == 0 {
+            continue;
+        }
+        let tab_bonus = usize::from(prefer_tab && d == b'\t');
+        let score = (hits + tab_bonus, mode);
+        if score > (best.1, best.2) {
+            best = (d, score.0, score.1);
+        }
+    }
+    best.0
+}
+
+/// Backslash escapes for TSV that shows them and no quoted field.
+fn sniff_escape(text: &[u8], delimiter: u8, quote: Option<u8>) -> Escape {
+    if delimiter != b'\t' {
+        return Escape::Quoted;
+    }
+    let quoted = quote.is_some_and(|q| {
+        text.windows(2).any(|w| (w[0] == b'\t' || w[0] == b'\n') && w[1] == q) || text.first() == Some(&q)
+    });
+    let escapes = text.windows(2).any(|w| {
+        w[0] == b'\\' && matches!(w[1], b't' | b'n' | b'r' | b'\\' | b'N')
+    });
+    if escapes && !quoted {
+        Escape::Backslash
+    } else {
+        Escape::Quoted
+    }
+}
+
+/// Parses the sample: up to the last complete record unless it is the whole file.
+fn sample_records(text: &[u8], at_eof: bool, dialect: &Dialect, name: &str) -> Result<Records> {
+    let mut input = std::borrow::Cow::Borrowed(text);
+    if at_eof && !text.is_empty() && text.last() != Some(&dialect.terminator) {
+        input.to_mut().push(dialect.terminator);
+    }
+    records::parse(&input, dialect, !at_eof).map_err(|Trouble::UnfinishedRecord(at)| {
+        let line = 1 + count_byte(&input[..at.min(input.len())], dialect.terminator);
+        Error::parse(name, line, "quoted field is never closed (unterminated quote)")
+    })
+}
+
+/// Whether the first record names the columns: it does when some column
+/// has typed values below and a first value that is not of that type.
+fn detect_header(sample: &Records, limit: usize, nulls: &NullMarkers) -> bool {
+    let first: Vec<Option<&[u8]>> = (0..sample.width(0))
+        .map(|j| match sample.field(0, j) {
+            Field::Value(v) if !nulls.is_null(v) => Some(v),
+            _ => None,
+        })
+        .collect();
+    let all_text = first.iter().all(|v| v.is_some_and(|v| ColumnType::Null.widen_for(v) == ColumnType::Utf8));
+    if limit <= 1 {
+        return all_text;
+    }
+    let (mut for_header, mut for_data) = (0, 0);
+    for (j, v) in first.iter().enumerate() {
+        let mut ty = ColumnType::Null;
+        for i in 1..limit {
+            if let Field::Value(b) = sample.field(i, j) {
+                if !nulls.is_null(b) {
+                    ty = ty.widen_for(b);
+                }
+            }
+        }
+        match (ty, v) {
+            (ColumnType::Utf8 | ColumnType::Null, _) => {}
+            (_, None) => for_data += 1,
+            (t, Some(v)) if t.widen_for(v) == t => for_data += 1,
+            _ => for_header += 1,
+        }
+    }
+    if for_header + for_data > 0 {
+        return for_header > 0 && for_data == 0;
+    }
+    // Every column is text: a first row of distinct non-empty words is a header.
+    let distinct: HashSet<_> = first.iter().flatten().collect();
+    all_text && distinct.len() == first.len()
+}
+
+/// Dictionary encoding pays for repeated values, not for near-unique ones.
+fn wants_dictionary(ty: ColumnType, distinct: usize, values: usize) -> bool {
+    match ty {
+        ColumnType::Boolean => false,
+        _ => values < 1000 || distinct * 2 <= values,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_delimiters() {
+        assert_eq!(sniff_delimiter(b"a;b;c\n1;2,5;3\n", Some(b'"'), b'\n', false), b';');
+        assert_eq!(sniff_delimiter(b"a\tb\n\"x,y\"\tz\n", Some(b'"'), b'\n', false), b'\t');
+        assert_eq!(sniff_delimiter(b"a|b\n1|2\n", Some(b'"'), b'\n', false), b'|');
+        assert_eq!(sniff_delimiter(b"single\nx\n", Some(b'"'), b'\n', true), b'\t');
+    }
+
+    #[test]
+    fn detects_backslash_tsv() {
+        assert_eq!(sniff_escape(b"a\tb\nx\\ty\t\\N\n", b'\t', Some(b'"')), Escape::Backslash);
+        assert_eq!(sniff_escape(b"a\tb\n\"x\\ty\"\t1\n", b'\t', Some(b'"')), Escape::Quoted);
+        assert_eq!(sniff_escape(b"a,b\n", b',', Some(b'"')), Escape::Quoted);
+    }
+}

@@ -1,0 +1,59 @@
+//! The one error type of the core, with the context a person needs to act.
+
+use std::io;
+
+/// Everything that can go wrong while reading or converting a source.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The input is not data s3proc can convert: the file, the line and why.
+    #[error("{source_name}: line {line}: {reason}")]
+    Parse {
+        /// Name of the source (a path, or the name given by the caller).
+        source_name: String,
+        /// 1-based physical line where the problem starts.
+        line: u64,
+        /// What is wrong, in words.
+        reason: String,
+    },
+    /// Reading the source failed.
+    #[error("{source_name}: {error}")]
+    Io {
+        /// Name of the source.
+        source_name: String,
+        /// The underlying I/O error (it may carry a Python exception).
+        #[source]
+        error: io::Error,
+    },
+    /// An option has a value the converter cannot use.
+    #[error("invalid option {option}: {reason}")]
+    Option {
+        /// The option's name, as the caller spells it.
+        option: &'static str,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// Encoding Parquet failed (a bug or a limit of the writer, not bad input).
+    #[error("{source_name}: writing Parquet failed: {error}")]
+    Parquet {
+        /// Name of the source.
+        source_name: String,
+        /// The writer's error.
+        #[source]
+        error: parquet::errors::ParquetError,
+    },
+}
+
+/// Shorthand used across the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A [`Error::Parse`] for `source_name` at `line`.
+    pub fn parse(source_name: &str, line: u64, reason: impl Into<String>) -> Self {
+        Error::Parse { source_name: source_name.to_owned(), line, reason: reason.into() }
+    }
+
+    /// An [`Error::Io`] for `source_name`.
+    pub fn io(source_name: &str, error: io::Error) -> Self {
+        Error::Io { source_name: source_name.to_owned(), error }
+    }
+}

@@ -1,0 +1,247 @@
+//! Sources that can be read more than once, and the text decoding layer
+//! that turns any supported encoding into UTF-8 bytes.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::PathBuf;
+
+use encoding_rs::{Decoder, Encoding as RsEncoding, UTF_16BE, UTF_16LE, WINDOWS_1252};
+
+use crate::error::{Error, Result};
+
+/// A byte source the converter can open again from the start.
+///
+/// Conversion restarts from the beginning when a late value widens a column,
+/// so a source must be re-readable: a local file, or an archive entry that
+/// can be opened again.
+pub trait Source: Send + Sync {
+    /// A name for messages and metadata (usually the path).
+    fn name(&self) -> &str;
+    /// Opens a new reader positioned at the start of the data.
+    ///
+    /// # Errors
+    /// Any I/O error of opening the source.
+    fn open(&self) -> io::Result<Box<dyn Read + Send>>;
+}
+
+/// A file on the local filesystem, read directly (never through Python).
+#[derive(Debug, Clone)]
+pub struct FileSource {
+    path: PathBuf,
+    name: String,
+}
+
+impl FileSource {
+    /// A source reading `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        let path = path.into();
+        let name = path.display().to_string();
+        Self { path, name }
+    }
+}
+
+impl Source for FileSource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn open(&self) -> io::Result<Box<dyn Read + Send>> {
+        Ok(Box::new(File::open(&self.path)?))
+    }
+}
+
+/// An in-memory source (tests, small payloads).
+#[derive(Debug, Clone)]
+pub struct BytesSource {
+    /// The data.
+    pub data: std::sync::Arc<[u8]>,
+    /// The name used in messages.
+    pub name: String,
+}
+
+impl Source for BytesSource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn open(&self) -> io::Result<Box<dyn Read + Send>> {
+        Ok(Box::new(io::Cursor::new(self.data.clone())))
+    }
+}
+
+/// The text encoding of a source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TextEncoding {
+    /// UTF-8; a stray invalid byte is read as Windows-1252 so nothing is lost.
+    Utf8,
+    /// UTF-8 with a byte order mark, which is dropped.
+    Utf8Bom,
+    /// Windows-1252 (a superset of printable Latin-1).
+    Windows1252,
+    /// UTF-16, little-endian, with a byte order mark.
+    Utf16Le,
+    /// UTF-16, big-endian, with a byte order mark.
+    Utf16Be,
+}
+
+impl TextEncoding {
+    /// The name reported in metadata and by `inspect`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TextEncoding::Utf8 => "utf-8",
+            TextEncoding::Utf8Bom => "utf-8-sig",
+            TextEncoding::Windows1252 => "windows-1252",
+            TextEncoding::Utf16Le => "utf-16le",
+            TextEncoding::Utf16Be => "utf-16be",
+        }
+    }
+
+    /// Parses a user-given encoding name.
+    ///
+    /// # Errors
+    /// [`Error::Option`] for a name that is not supported.
+    pub fn from_name(name: &str) -> Result<Self> {
+        let n = name.to_ascii_lowercase().replace('_', "-");
+        Ok(match n.as_str() {
+            "utf-8" | "utf8" => TextEncoding::Utf8,
+            "utf-8-sig" => TextEncoding::Utf8Bom,
+            "windows-1252" | "cp1252" | "latin-1" | "latin1" | "iso-8859-1" => {
+                TextEncoding::Windows1252
+            }
+            "utf-16le" | "utf-16-le" => TextEncoding::Utf16Le,
+            "utf-16be" | "utf-16-be" => TextEncoding::Utf16Be,
+            _ => {
+                return Err(Error::Option {
+                    option: "encoding",
+                    reason: format!(
+                        "unsupported encoding {name:?} (use utf-8, windows-1252, latin-1, utf-16le or utf-16be)"
+                    ),
+                })
+            }
+        })
+    }
+
+    /// The encoding a byte order mark at the start of `head` announces.
+    pub fn from_bom(head: &[u8]) -> Option<Self> {
+        match head {
+            [0xEF, 0xBB, 0xBF, ..] => Some(TextEncoding::Utf8Bom),
+            [0xFF, 0xFE, ..] => Some(TextEncoding::Utf16Le),
+            [0xFE, 0xFF, ..] => Some(TextEncoding::Utf16Be),
+            _ => None,
+        }
+    }
+
+    fn bom_len(self) -> usize {
+        match self {
+            TextEncoding::Utf8Bom => 3,
+            TextEncoding::Utf16Le | TextEncoding::Utf16Be => 2,
+            _ => 0,
+        }
+    }
+
+    fn transcoder(self) -> Option<&'static RsEncoding> {
+        match self {
+            TextEncoding::Windows1252 => Some(WINDOWS_1252),
+            TextEncoding::Utf16Le => Some(UTF_16LE),
+            TextEncoding::Utf16Be => Some(UTF_16BE),
+            _ => None,
+        }
+    }
+}
+
+/// Opens `source` as UTF-8 text: the byte order mark is skipped and other
+/// encodings are transcoded while streaming.
+///
+/// # Errors
+/// I/O errors of opening or of skipping the byte order mark.
+pub fn open_text(source: &dyn Source, encoding: TextEncoding) -> Result<Box<dyn Read + Send>> {
+    let io_err = |e| Error::io(source.name(), e);
+    let mut reader = source.open().map_err(io_err)?;
+    let mut bom = [0u8; 3];
+    let want = encoding.bom_len();
+    if want > 0 {
+        reader.read_exact(&mut bom[..want]).map_err(io_err)?;
+        if TextEncoding::from_bom(&bom[..want]) != Some(encoding) {
+            // The caller chose the encoding; the bytes were not a mark after all.
+            reader = Box::new(io::Cursor::new(bom[..want].to_vec()).chain(reader));
+        }
+    }
+    Ok(match encoding.transcoder() {
+        None => reader,
+        Some(enc) => Box::new(Transcoder {
+            inner: reader,
+            decoder: enc.new_decoder_without_bom_handling(),
+            raw: vec![0; 64 * 1024],
+            raw_start: 0,
+            raw_end: 0,
+            eof: false,
+        }),
+    })
+}
+
+/// Streams another encoding as UTF-8.
+struct Transcoder {
+    inner: Box<dyn Read + Send>,
+    decoder: Decoder,
+    raw: Vec<u8>,
+    raw_start: usize,
+    raw_end: usize,
+    eof: bool,
+}
+
+impl Read for Transcoder {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        // encoding_rs needs room for the longest expansion of one unit.
+        if out.len() < 4 {
+            let mut small = [0u8; 4];
+            let n = self.read(&mut small)?;
+            let k = n.min(out.len());
+            out[..k].copy_from_slice(&small[..k]);
+            return Ok(k);
+        }
+        loop {
+            if self.raw_start == self.raw_end && !self.eof {
+                self.raw_start = 0;
+                self.raw_end = self.inner.read(&mut self.raw)?;
+                self.eof = self.raw_end == 0;
+            }
+            let (_, read, written, _) = self.decoder.decode_to_utf8(
+                &self.raw[self.raw_start..self.raw_end],
+                out,
+                self.eof,
+            );
+            self.raw_start += read;
+            if written > 0 || self.eof {
+                return Ok(written);
+            }
+        }
+    }
+}
+
+/// Decodes bytes that are not valid UTF-8: valid sequences are kept, and
+/// every invalid byte is read as Windows-1252, so no byte is lost.
+pub fn utf8_lossless(bytes: &[u8]) -> (Vec<u8>, usize) {
+    let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 8);
+    let mut fixed = 0;
+    let mut rest = bytes;
+    loop {
+        match std::str::from_utf8(rest) {
+            Ok(s) => {
+                out.extend_from_slice(s.as_bytes());
+                return (out, fixed);
+            }
+            Err(e) => {
+                let good = e.valid_up_to();
+                out.extend_from_slice(&rest[..good]);
+                let bad = e.error_len().unwrap_or(rest.len() - good);
+                for &b in &rest[good..good + bad] {
+                    let one = [b];
+                    let (text, _) = WINDOWS_1252.decode_without_bom_handling(&one);
+                    out.extend_from_slice(text.as_bytes());
+                    fixed += 1;
+                }
+                rest = &rest[good + bad..];
+            }
+        }
+    }
+}
