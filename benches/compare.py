@@ -1,0 +1,103 @@
+"""Side-by-side: s3proc against DuckDB, polars and pyarrow on the same CSV.
+
+Each converter runs in its own process (so peak RSS is its own), at the same
+ZSTD level, ``--repeat`` times; the median run is reported. Prints wall time,
+CPU time, input MB/s, peak RSS and output size for each, and s3proc's ratios
+to each peer. Nothing passes or fails on time.
+
+    python benches/compare.py DATA.csv [--level 3] [--repeat 3] [--only s3proc,duckdb]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+RUNNERS = {
+    "s3proc": """
+import s3proc
+assert s3proc.build_profile == "release", "benchmark a release build"
+with open(OUT, "wb") as f:
+    s3proc.convert(IN, f, zstd_level=LEVEL)
+""",
+    "duckdb": """
+import duckdb
+duckdb.sql(f"COPY (SELECT * FROM read_csv('{IN}')) TO '{OUT}' "
+           f"(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL {LEVEL})")
+""",
+    "polars": """
+import polars as pl
+pl.scan_csv(IN).sink_parquet(OUT, compression="zstd", compression_level=LEVEL)
+""",
+    "pyarrow": """
+import pyarrow.csv as pc, pyarrow.parquet as pq
+reader = pc.open_csv(IN, parse_options=pc.ParseOptions(newlines_in_values=True))
+with pq.ParquetWriter(OUT, reader.schema, compression="zstd", compression_level=LEVEL) as w:
+    for batch in reader:
+        w.write_batch(batch)
+""",
+}
+
+
+@dataclass
+class Run:
+    wall: float
+    cpu: float
+    rss_mib: float
+    out_bytes: int
+
+
+def run_once(tool: str, src: str, level: int, out_dir: str) -> Run:
+    out = os.path.join(out_dir, f"{tool}.parquet")
+    code = f"IN={src!r}\nOUT={out!r}\nLEVEL={level}\n" + RUNNERS[tool]
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    if status != 0:
+        raise SystemExit(f"{tool} failed with status {status}")
+    size = os.path.getsize(out)
+    os.unlink(out)
+    return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, size)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("data")
+    ap.add_argument("--level", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--only", default=",".join(RUNNERS))
+    args = ap.parse_args()
+    tools = args.only.split(",")
+    mb = os.path.getsize(args.data) / 1e6
+    results: dict[str, Run] = {}
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(args.data))) as out_dir:
+        runs: dict[str, list[Run]] = {t: [] for t in tools}
+        for _ in range(args.repeat):  # interleaved, so drift in machine load hits everyone
+            for tool in tools:
+                runs[tool].append(run_once(tool, args.data, args.level, out_dir))
+        for tool, rs in runs.items():
+            med = statistics.median(r.wall for r in rs)
+            results[tool] = min(rs, key=lambda r: abs(r.wall - med))
+    print(f"input: {args.data} ({mb:.1f} MB), zstd level {args.level}, median of {args.repeat}")
+    print(f"{'tool':<8} {'wall s':>7} {'cpu s':>7} {'MB/s':>7} {'peak MiB':>9} {'out MB':>8}")
+    for tool, r in results.items():
+        print(f"{tool:<8} {r.wall:7.2f} {r.cpu:7.2f} {mb / r.wall:7.1f} {r.rss_mib:9.0f} {r.out_bytes / 1e6:8.1f}")
+    mine = results.get("s3proc")
+    if mine:
+        for tool, r in results.items():
+            if tool != "s3proc":
+                print(
+                    f"s3proc vs {tool:<8} speed {r.wall / mine.wall:4.2f}x  cpu {mine.cpu / r.cpu:4.2f}x  "
+                    f"rss {mine.rss_mib / r.rss_mib:4.2f}x  size {mine.out_bytes / r.out_bytes:4.2f}x"
+                )
+
+
+if __name__ == "__main__":
+    main()

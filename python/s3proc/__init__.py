@@ -1,0 +1,29 @@
+"""s3proc: ship what lands in a folder to S3, tabular files as ZSTD Parquet."""
+
+from __future__ import annotations
+
+from s3proc._core import ParquetChunks, __version__, build_profile, inspect
+from s3proc.convert import ConvertResult, convert
+from s3proc.errors import (
+    InternalError,
+    OptionError,
+    ParseError,
+    S3procError,
+    SchemaRestart,
+    SourceError,
+)
+
+__all__ = [
+    "ConvertResult",
+    "InternalError",
+    "OptionError",
+    "ParquetChunks",
+    "ParseError",
+    "S3procError",
+    "SchemaRestart",
+    "SourceError",
+    "__version__",
+    "build_profile",
+    "convert",
+    "inspect",
+]

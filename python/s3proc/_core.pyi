@@ -1,0 +1,48 @@
+"""Type stubs of the compiled core (``s3proc._core``)."""
+
+import os
+from typing import IO, Any, TypedDict, Unpack
+
+__version__: str
+build_profile: str  # "release" or "debug"
+
+class ConvertOptions(TypedDict, total=False):
+    delimiter: str | None  # one ASCII character; None: detected
+    quote: str | None  # one character, "" for no quoting; default '"'
+    escape: str | None  # "quote" (RFC 4180) or "backslash" (PostgreSQL text TSV); None: detected
+    header: bool | None  # None: detected
+    null_values: list[str]  # values read as null; default [""] (the empty field)
+    encoding: str | None  # utf-8, windows-1252/latin-1, utf-16le/be; None: detected
+    sample_rows: int | None  # rows read to infer types (default 20000); None: the whole file first
+    max_record_bytes: int  # longest record accepted (default 64 MiB)
+    zstd_level: int  # 1..22, default 3
+    row_group_rows: int  # default 1,048,576
+    row_group_bytes: int  # encoded bytes per row group, default 64 MiB
+    chunk_size: int  # bytes per chunk (all but the last), default 8 MiB
+    read_size: int  # input bytes per parsing piece, default 4 MiB
+    name: str  # the source's name in errors and metadata
+
+Source = str | os.PathLike[str] | bytes | bytearray | IO[bytes]
+
+class ParquetChunks:
+    """A CSV/TSV source converted to ZSTD Parquet, as an iterator of ``bytes``.
+
+    Concatenating the chunks gives the Parquet file. Every chunk but the last
+    has exactly ``chunk_size`` bytes. ``__next__`` releases the GIL while it
+    reads, parses and encodes. When a late value widens a column after chunks
+    were handed out, ``__next__`` raises ``s3proc.SchemaRestart``; the chunks
+    so far are void and the next call starts the new file from its first byte.
+    """
+
+    def __init__(self, source: Source, **options: Unpack[ConvertOptions]) -> None: ...
+    def __iter__(self) -> ParquetChunks: ...
+    def __next__(self) -> bytes: ...
+    @property
+    def plan(self) -> dict[str, Any]: ...
+    @property
+    def restarts(self) -> int: ...
+    @property
+    def rows(self) -> int | None: ...
+
+def inspect(source: Source, **options: Unpack[ConvertOptions]) -> dict[str, Any]:
+    """Detected format, encoding, dialect and columns ``[(name, type), ...]``."""

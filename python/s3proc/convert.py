@@ -1,0 +1,57 @@
+"""Converting one input to a local Parquet file (what ``s3proc convert`` does)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import IO, Any
+
+from s3proc._core import ParquetChunks
+from s3proc.errors import SchemaRestart
+
+
+@dataclass(frozen=True)
+class ConvertResult:
+    """What a conversion wrote."""
+
+    rows: int
+    bytes: int
+    restarts: int
+    plan: dict[str, Any]
+
+
+def convert(source: str | os.PathLike[str] | IO[bytes], out: IO[bytes], **options: Any) -> ConvertResult:
+    """Converts ``source`` to Parquet, writing it to the binary stream ``out``.
+
+    A seekable ``out`` is rewound when a late value widens a column. A stream that
+    cannot seek (a pipe) gets a file whose types were inferred from the whole
+    input first, so nothing already written ever has to be taken back.
+
+    Args:
+        source: A path, or a binary file-like object.
+        out: Where the Parquet bytes go.
+        **options: The converter's options (see ``ParquetChunks``).
+
+    Returns:
+        The row count, bytes written, restarts and the detected plan.
+    """
+    seekable = out.seekable()
+    if not seekable:
+        options.setdefault("sample_rows", None)
+    chunks = ParquetChunks(source, **options)
+    start = out.tell() if seekable else 0
+    written = 0
+    while True:
+        try:
+            for chunk in chunks:
+                out.write(chunk)
+                written += len(chunk)
+            break
+        except SchemaRestart:
+            if not seekable:
+                raise
+            out.seek(start)
+            out.truncate()
+            written = 0
+    out.flush()
+    return ConvertResult(rows=chunks.rows or 0, bytes=written, restarts=chunks.restarts, plan=chunks.plan)

@@ -1,0 +1,116 @@
+//! `ParquetChunks`: the converter as a Python iterator of `bytes`.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex};
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+use s3proc_core::csv::sniff::{sniff, CsvPlan};
+use s3proc_core::{Event, ParquetChunks as Core};
+
+use crate::errors;
+
+/// Runs core work without the GIL, turning a panic into an error value.
+fn detached<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) -> PyResult<T> {
+    py.detach(|| catch_unwind(AssertUnwindSafe(f))).map_err(|p| errors::from_panic(py, p))
+}
+
+/// A CSV/TSV source converted to ZSTD Parquet, handed out as byte chunks.
+#[pyclass(frozen, module = "s3proc._core")]
+pub struct ParquetChunks {
+    inner: Mutex<Core>,
+}
+
+impl ParquetChunks {
+    fn with<T>(&self, py: Python<'_>, f: impl FnOnce(&Core) -> T) -> PyResult<T> {
+        let guard = self.inner.lock().map_err(|_| errors::from_panic(py, Box::new("converter poisoned")))?;
+        Ok(f(&guard))
+    }
+}
+
+#[pymethods]
+impl ParquetChunks {
+    #[new]
+    #[pyo3(signature = (source, **options))]
+    fn new(py: Python<'_>, source: &Bound<'_, PyAny>, options: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        let opts = crate::options::parse(options)?;
+        let src = crate::source::from_py(source, opts.name)?;
+        let core = detached(py, move || Core::new(src, opts.convert))?.map_err(|e| errors::to_py(py, e))?;
+        Ok(Self { inner: Mutex::new(core) })
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyBytes>>> {
+        let event = detached(py, || match self.inner.lock() {
+            Ok(mut core) => Some(core.next_event()),
+            Err(_) => None,
+        })?
+        .ok_or_else(|| errors::from_panic(py, Box::new("converter poisoned by an earlier panic")))?;
+        match event.map_err(|e| errors::to_py(py, e))? {
+            Some(Event::Chunk(bytes)) => Ok(Some(PyBytes::new(py, &bytes).unbind())),
+            Some(Event::Restart(why)) => Err(errors::restart(py, why)),
+            None => Ok(None),
+        }
+    }
+
+    /// Detected encoding, dialect and columns (widened after a restart).
+    #[getter]
+    fn plan<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let plan = self.with(py, |c| c.plan().clone())?;
+        plan_dict(py, &plan)
+    }
+
+    /// How many times chunks already handed out were voided.
+    #[getter]
+    fn restarts(&self, py: Python<'_>) -> PyResult<u32> {
+        self.with(py, Core::restarts)
+    }
+
+    /// Rows written, once iteration has finished; else `None`.
+    #[getter]
+    fn rows(&self, py: Python<'_>) -> PyResult<Option<u64>> {
+        self.with(py, Core::rows)
+    }
+}
+
+/// Detects a source's encoding, dialect and column types without converting it.
+#[pyfunction]
+#[pyo3(signature = (source, **options))]
+pub fn inspect<'py>(
+    py: Python<'py>,
+    source: &Bound<'py, PyAny>,
+    options: Option<&Bound<'py, PyDict>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let opts = crate::options::parse(options)?;
+    let src: Arc<dyn s3proc_core::source::Source> = crate::source::from_py(source, opts.name)?;
+    let csv = opts.convert.csv;
+    let mut plan = detached(py, move || sniff(src.as_ref(), &csv))?.map_err(|e| errors::to_py(py, e))?;
+    for c in &mut plan.columns {
+        c.ty = c.ty.finalized();
+    }
+    plan_dict(py, &plan)
+}
+
+fn plan_dict<'py>(py: Python<'py>, plan: &CsvPlan) -> PyResult<Bound<'py, PyDict>> {
+    let d = &plan.dialect;
+    let dialect = PyDict::new(py);
+    dialect.set_item("delimiter", (d.delimiter as char).to_string())?;
+    dialect.set_item("quote", d.quote.map(|q| (q as char).to_string()))?;
+    dialect.set_item("escape", d.escape.name())?;
+    dialect.set_item("terminator", (d.terminator as char).to_string())?;
+    dialect.set_item("header", d.header)?;
+    dialect.set_item("null_values", plan.nulls.to_strings())?;
+    let columns = PyList::empty(py);
+    for c in &plan.columns {
+        columns.append((c.name.as_str(), c.ty.name()))?;
+    }
+    let out = PyDict::new(py);
+    out.set_item("format", "csv")?;
+    out.set_item("encoding", plan.encoding.name())?;
+    out.set_item("dialect", dialect)?;
+    out.set_item("columns", columns)?;
+    Ok(out)
+}
