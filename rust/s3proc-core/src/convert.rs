@@ -2,10 +2,19 @@
 //! source into Parquet chunks, on all cores, restarting when a late value
 //! widens a column.
 //!
-//! Each step reads and splits piece `k+2`, parses piece `k+1` and encodes
-//! piece `k`, all at once on the rayon pool; parsing and encoding are
-//! themselves parallel over columns, so idle threads steal column work.
+//! A reader thread splits the input into record-aligned pieces; up to
+//! [`LOOKAHEAD`] pieces are parsed at once as tasks on the rayon pool while
+//! the driver encodes the oldest parsed piece, column by column on the same
+//! pool. Nothing waits at a barrier: a core that finishes its column takes
+//! the next parse task.
+//!
+//! Types only ever widen, and widening is a join, so pieces parsed ahead
+//! with older types still give the right answer when their results are
+//! joined in order.
 
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc::{sync_channel, Receiver, TryRecvError};
 use std::sync::Arc;
 
 use rayon::prelude::*;
@@ -33,6 +42,9 @@ pub struct ConvertOptions {
 
 const DEFAULT_READ_SIZE: usize = 4 << 20;
 
+/// Pieces read or parsed ahead of the one being encoded.
+const LOOKAHEAD: usize = 4;
+
 /// What the iterator hands out.
 #[derive(Debug)]
 pub enum Event {
@@ -53,7 +65,7 @@ enum Interrupt {
 pub struct ParquetChunks {
     source: Arc<dyn Source>,
     opts: ConvertOptions,
-    plan: CsvPlan,
+    plan: Arc<CsvPlan>,
     mode: SplitMode,
     pass: Option<Pass>,
     emitted: bool,
@@ -69,15 +81,17 @@ struct Pass {
     scanning: bool,
     /// What changed the plan, for the restart message.
     drift: Option<String>,
+    /// Join of the types of every piece seen so far.
     types: Vec<ColumnType>,
-    splitter: Splitter,
     sink: Option<ParquetSink>,
-    raw: Option<RawChunk>,
-    parsed: Option<Parsed>,
+    pieces: Receiver<Result<Option<RawChunk>>>,
+    inflight: VecDeque<Receiver<ParseResult>>,
     input_done: bool,
     rows: u64,
     fallback_bytes: usize,
 }
+
+type ParseResult = Result<Result<Parsed, Interrupt>>;
 
 /// A piece turned into columns.
 struct Parsed {
@@ -85,7 +99,6 @@ struct Parsed {
     arrays: Option<Vec<arrow_array::ArrayRef>>,
     types: Vec<ColumnType>,
     fallback_bytes: usize,
-    first_row: u64,
 }
 
 impl ParquetChunks {
@@ -113,7 +126,7 @@ impl ParquetChunks {
         let mut this = Self {
             source,
             opts,
-            plan,
+            plan: Arc::new(plan),
             mode: SplitMode::Parity,
             pass: None,
             emitted: false,
@@ -147,12 +160,12 @@ impl ParquetChunks {
     }
 
     fn start_pass(&self, scanning: bool) -> Result<Pass> {
-        let name = self.source.name();
+        let name = self.source.name().to_owned();
         let reader = open_text(self.source.as_ref(), self.plan.encoding)?;
         let read_size = self.opts.read_size.unwrap_or(DEFAULT_READ_SIZE).max(4096);
-        let splitter = Splitter::new(
+        let mut splitter = Splitter::new(
             reader,
-            name,
+            &name,
             self.plan.dialect.clone(),
             self.mode,
             read_size,
@@ -163,14 +176,30 @@ impl ParquetChunks {
         } else {
             Some(ParquetSink::new(&self.plan.columns, &self.opts.parquet).map_err(|e| self.parquet_err(e))?)
         };
+        let (tx, pieces) = sync_channel(LOOKAHEAD);
+        std::thread::Builder::new()
+            .name("s3proc-reader".into())
+            .spawn(move || {
+                let died = catch_unwind(AssertUnwindSafe(|| loop {
+                    let next = splitter.next_chunk();
+                    let last = !matches!(next, Ok(Some(_)));
+                    if tx.send(next).is_err() || last {
+                        return;
+                    }
+                }));
+                if died.is_err() {
+                    let what = "the reader thread panicked".to_owned();
+                    let _ = tx.send(Err(Error::Internal { source_name: name, what }));
+                }
+            })
+            .map_err(|e| Error::io(self.source.name(), e))?;
         Ok(Pass {
             scanning,
             drift: None,
             types: self.plan.columns.iter().map(|c| c.ty).collect(),
-            splitter,
             sink,
-            raw: None,
-            parsed: None,
+            pieces,
+            inflight: VecDeque::new(),
             input_done: false,
             rows: 0,
             fallback_bytes: 0,
@@ -251,7 +280,7 @@ impl ParquetChunks {
             let dictionary = self.plan.columns.get(j).is_none_or(|c| c.dictionary);
             columns.push(Column { name: names[j].clone(), ty: ty.finalized(), dictionary });
         }
-        self.plan.columns = columns;
+        Arc::make_mut(&mut self.plan).columns = columns;
     }
 
     /// Starts a new pass; tells the caller when chunks were already out.
@@ -264,58 +293,81 @@ impl ParquetChunks {
         Ok(None)
     }
 
-    /// One pipeline step: read piece k+2, parse piece k+1, encode piece k.
+    /// One pipeline step: start parsing the pieces read so far (up to
+    /// [`LOOKAHEAD`]), then take the oldest parsed piece and encode it.
     fn step(&mut self) -> Result<Option<Interrupt>> {
-        let name = self.source.name().to_owned();
-        let plan = &self.plan;
+        let name = self.source.name();
         let Some(pass) = self.pass.as_mut() else { return Ok(None) };
-        let raw = pass.raw.take();
-        let parsed = pass.parsed.take();
-        let types = pass.types.clone();
-        let scanning = pass.scanning;
-        let first_row = pass.rows;
-        let input_done = pass.input_done;
-        let (splitter, sink) = (&mut pass.splitter, &mut pass.sink);
-        let (read, (parse, encode)) = rayon::join(
-            || if input_done { Ok(None) } else { splitter.next_chunk() },
-            || {
-                rayon::join(
-                    || raw.map(|r| parse_piece(&r, plan, &types, !scanning, first_row, &name)),
-                    || match (parsed, sink.as_mut()) {
-                        (Some(p), Some(sink)) => match p.arrays {
-                            Some(arrays) => sink.write(&arrays, p.rows),
-                            None => Ok(()),
-                        },
-                        _ => Ok(()),
-                    },
-                )
-            },
-        );
-        encode.map_err(|e| Error::Parquet { source_name: name.clone(), error: e })?;
-        match read? {
-            Some(r) => pass.raw = Some(r),
-            None => pass.input_done = true,
+        while pass.inflight.len() < LOOKAHEAD && !pass.input_done {
+            // Block for input only when nothing else is under way.
+            let next = if pass.inflight.is_empty() {
+                pass.pieces.recv().ok()
+            } else {
+                match pass.pieces.try_recv() {
+                    Ok(next) => Some(next),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => None,
+                }
+            };
+            let Some(next) = next else {
+                let what = "the reader thread stopped early".to_owned();
+                return Err(Error::Internal { source_name: name.to_owned(), what });
+            };
+            let Some(raw) = next? else {
+                pass.input_done = true;
+                break;
+            };
+            let (tx, rx) = sync_channel(1);
+            let plan = Arc::clone(&self.plan);
+            let types = pass.types.clone();
+            let convert = !pass.scanning;
+            let name = name.to_owned();
+            rayon::spawn(move || {
+                let result = catch_unwind(AssertUnwindSafe(|| parse_piece(&raw, &plan, &types, convert, &name)))
+                    .unwrap_or_else(|_| {
+                        Err(Error::Internal { source_name: name.clone(), what: "a parser panicked".into() })
+                    });
+                let _ = tx.send(result);
+            });
+            pass.inflight.push_back(rx);
         }
-        let Some(parse) = parse else { return Ok(None) };
-        let parsed = match parse? {
+        let Some(front) = pass.inflight.pop_front() else { return Ok(None) };
+        let parsed = match front.recv() {
+            Ok(result) => result?,
+            Err(_) => {
+                let what = "a parser vanished".to_owned();
+                return Err(Error::Internal { source_name: name.to_owned(), what });
+            }
+        };
+        let parsed = match parsed {
             Ok(p) => p,
             Err(i) => return Ok(Some(i)),
         };
+        let first_row = pass.rows;
         pass.rows += parsed.rows as u64;
         pass.fallback_bytes += parsed.fallback_bytes;
-        let drift = describe_drift(&pass.types, &parsed.types, &plan.columns, parsed.first_row);
-        pass.types = parsed.types.clone();
-        match drift {
-            Some(why) if !pass.scanning => {
-                pass.scanning = true;
-                pass.sink = None;
-                pass.drift = Some(why);
+        let before = pass.types.clone();
+        for (j, ty) in parsed.types.iter().enumerate() {
+            match pass.types.get_mut(j) {
+                Some(t) => *t = t.join(*ty),
+                None => pass.types.push(*ty),
             }
-            Some(why) => {
-                pass.drift.get_or_insert(why);
+        }
+        if pass.scanning {
+            if pass.drift.is_none() {
+                pass.drift = describe_drift(&before, &pass.types, &self.plan.columns, first_row);
             }
-            None if !pass.scanning => pass.parsed = Some(parsed),
-            None => {}
+            return Ok(None);
+        }
+        if let Some(why) = describe_drift(&before, &pass.types, &self.plan.columns, first_row) {
+            pass.scanning = true;
+            pass.sink = None;
+            pass.drift = Some(why);
+            return Ok(None);
+        }
+        if let (Some(sink), Some(arrays)) = (pass.sink.as_mut(), parsed.arrays) {
+            sink.write(&arrays, parsed.rows)
+                .map_err(|error| Error::Parquet { source_name: name.to_owned(), error })?;
         }
         Ok(None)
     }
@@ -352,7 +404,7 @@ impl ParquetChunks {
 
 impl Pass {
     fn finished(&self) -> bool {
-        self.input_done && self.raw.is_none() && self.parsed.is_none()
+        self.input_done && self.inflight.is_empty()
     }
 }
 
@@ -362,9 +414,8 @@ fn parse_piece(
     plan: &CsvPlan,
     types: &[ColumnType],
     convert: bool,
-    first_row: u64,
     name: &str,
-) -> Result<Result<Parsed, Interrupt>> {
+) -> ParseResult {
     let term = plan.dialect.terminator;
     if let Some(p) = memchr::memchr(0, &raw.data) {
         return Err(Error::parse(
@@ -409,7 +460,7 @@ fn parse_piece(
         .collect();
     let new_types: Vec<ColumnType> = built.iter().map(|b| b.ty).collect();
     let arrays = built.into_iter().map(|b| b.array).collect::<Option<Vec<_>>>();
-    Ok(Ok(Parsed { rows, arrays, types: new_types, fallback_bytes, first_row }))
+    Ok(Ok(Parsed { rows, arrays, types: new_types, fallback_bytes }))
 }
 
 /// Says what changed the physical schema, if anything did.

@@ -41,6 +41,14 @@ pub enum Error {
         #[source]
         error: parquet::errors::ParquetError,
     },
+    /// A bug: a worker thread panicked or vanished.
+    #[error("{source_name}: internal error: {what}")]
+    Internal {
+        /// Name of the source.
+        source_name: String,
+        /// What happened.
+        what: String,
+    },
 }
 
 /// Shorthand used across the crate.

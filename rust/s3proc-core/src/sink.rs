@@ -2,7 +2,9 @@
 //! handing the file out as byte chunks as soon as they are written.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use arrow_array::ArrayRef;
 use arrow_schema::{Schema, SchemaRef};
@@ -17,6 +19,9 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 use rayon::prelude::*;
+
+/// Batches queued per column before `write` waits (bounds memory).
+const LANE_DEPTH: usize = 3;
 
 use crate::columns::Column;
 
@@ -46,18 +51,23 @@ impl Default for ParquetOptions {
 
 /// Writes record batches as one Parquet file, column by column in parallel.
 ///
+/// Each column is a *lane*: a queue of batches encoded in order by at most
+/// one rayon task at a time. Lanes never wait for each other, so a heavy
+/// column (long text) does not hold the light ones back, and `write`
+/// returns as soon as the batch is queued.
+///
 /// # Memory
 /// One row group's encoded pages (bounded by `row_group_bytes` and
-/// `row_group_rows`) plus the chunks not yet taken.
+/// `row_group_rows`), up to [`LANE_DEPTH`] queued batches per column, plus
+/// the chunks not yet taken.
 pub struct ParquetSink {
-    writer: SerializedFileWriter<Vec<u8>>,
+    writer: SerializedFileWriter<ChunkQueue>,
     factory: ArrowRowGroupWriterFactory,
     schema: SchemaRef,
-    columns: Vec<ArrowColumnWriter>,
+    lanes: Arc<Lanes>,
     rows_in_group: usize,
     groups: usize,
     opts: ParquetOptions,
-    out: ChunkQueue,
 }
 
 impl ParquetSink {
@@ -75,53 +85,40 @@ impl ParquetSink {
         let mut props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(opts.zstd_level)?))
             .set_statistics_enabled(EnabledStatistics::Chunk)
+            .set_writer_version(parquet::file::properties::WriterVersion::PARQUET_2_0)
             .set_created_by(format!("s3proc {}", env!("CARGO_PKG_VERSION")))
             .set_max_row_group_row_count(Some(opts.row_group_rows.max(1)));
         for c in columns {
             props = props.set_column_dictionary_enabled(ColumnPath::from(c.name.as_str()), c.dictionary);
         }
         let options = ArrowWriterOptions::new().with_properties(props.build());
-        let writer = ArrowWriter::try_new_with_options(Vec::new(), schema.clone(), options)?;
+        let writer = ArrowWriter::try_new_with_options(ChunkQueue::default(), schema.clone(), options)?;
         let (writer, factory) = writer.into_serialized_writer()?;
-        let columns = factory.create_column_writers(0)?;
-        let mut sink = Self {
-            writer,
-            factory,
-            schema,
-            columns,
-            rows_in_group: 0,
-            groups: 0,
-            opts: opts.clone(),
-            out: ChunkQueue::default(),
-        };
-        sink.collect_output();
-        Ok(sink)
+        let lanes = Arc::new(Lanes::new(factory.create_column_writers(0)?));
+        Ok(Self { writer, factory, schema, lanes, rows_in_group: 0, groups: 0, opts: opts.clone() })
     }
 
-    /// Encodes one batch of columns (in schema order) of `rows` rows.
+    /// Queues one batch of columns (in schema order) of `rows` rows for
+    /// encoding; waits only while a column already has [`LANE_DEPTH`]
+    /// batches queued, or at a row-group boundary.
     ///
     /// # Errors
-    /// Encoding errors of the Parquet writer.
+    /// Encoding errors of the Parquet writer (possibly of an earlier batch).
     pub fn write(&mut self, arrays: &[ArrayRef], rows: usize) -> Result<(), ParquetError> {
         let mut offset = 0;
         while offset < rows {
             let take = (rows - offset).min(self.opts.row_group_rows - self.rows_in_group);
             let fields = self.schema.fields();
-            self.columns
-                .par_iter_mut()
-                .zip(arrays.par_iter())
-                .zip(fields.par_iter())
-                .try_for_each(|((writer, array), field)| {
-                    let slice = if take == rows { array.clone() } else { array.slice(offset, take) };
-                    for leaf in compute_leaves(field, &slice)? {
-                        writer.write(&leaf)?;
-                    }
-                    Ok::<_, ParquetError>(())
-                })?;
+            self.lanes.wait_until(|queued| queued < LANE_DEPTH)?;
+            for (j, (array, field)) in arrays.iter().zip(fields.iter()).enumerate() {
+                let slice = if take == rows { array.clone() } else { array.slice(offset, take) };
+                Lanes::push(&self.lanes, j, slice, field.clone());
+            }
             offset += take;
             self.rows_in_group += take;
-            let bytes: usize = self.columns.iter().map(|c| c.get_estimated_total_bytes()).sum();
-            if self.rows_in_group >= self.opts.row_group_rows || bytes >= self.opts.row_group_bytes {
+            if self.rows_in_group >= self.opts.row_group_rows
+                || self.lanes.estimated_bytes() >= self.opts.row_group_bytes
+            {
                 self.flush_group()?;
             }
         }
@@ -132,9 +129,10 @@ impl ParquetSink {
         if self.rows_in_group == 0 {
             return Ok(());
         }
+        self.lanes.wait_until(|queued| queued == 0)?;
         self.groups += 1;
         let next = self.factory.create_column_writers(self.groups)?;
-        let writers = std::mem::replace(&mut self.columns, next);
+        let writers = self.lanes.swap_writers(next);
         let chunks = writers
             .into_par_iter()
             .map(ArrowColumnWriter::close)
@@ -145,18 +143,13 @@ impl ParquetSink {
         }
         group.close()?;
         self.rows_in_group = 0;
-        self.collect_output();
         Ok(())
-    }
-
-    fn collect_output(&mut self) {
-        let bytes = std::mem::take(self.writer.inner_mut());
-        self.out.push(bytes);
     }
 
     /// The next chunk of at least `chunk_size` bytes, if that much is ready.
     pub fn take_chunk(&mut self) -> Option<Vec<u8>> {
-        (self.out.len() >= self.opts.chunk_size).then(|| self.out.pop(self.opts.chunk_size))
+        let out = self.writer.inner_mut();
+        (out.len() >= self.opts.chunk_size).then(|| out.pop(self.opts.chunk_size))
     }
 
     /// Writes the last row group and the footer with `metadata`; returns
@@ -170,26 +163,167 @@ impl ParquetSink {
             self.writer.append_key_value_metadata(KeyValue::new(k, v));
         }
         self.writer.finish()?;
-        self.collect_output();
+        let size = self.opts.chunk_size;
+        let out = self.writer.inner_mut();
         let mut chunks = Vec::new();
-        while self.out.len() > 0 {
-            let n = if self.out.len() >= 2 * self.opts.chunk_size {
-                self.opts.chunk_size
-            } else {
-                self.out.len()
-            };
-            chunks.push(self.out.pop(n));
+        while out.len() > 0 {
+            let n = if out.len() >= 2 * size { size } else { out.len() };
+            chunks.push(out.pop(n));
         }
         Ok(chunks)
     }
 
-    /// Bytes held in encoded pages and queued output.
-    pub fn memory_size(&self) -> usize {
-        self.columns.iter().map(ArrowColumnWriter::memory_size).sum::<usize>() + self.out.len()
+}
+
+impl Drop for ParquetSink {
+    fn drop(&mut self) {
+        // A sink dropped half-way (a restart) leaves no work queued behind.
+        for lane in &self.lanes.lanes {
+            lock(lane).queue.clear();
+        }
     }
 }
 
-/// Bytes written but not yet handed out, as a queue of segments.
+/// The per-column encoding queues.
+struct Lanes {
+    lanes: Vec<Mutex<Lane>>,
+    /// Signalled whenever a lane finishes a batch.
+    progress: Condvar,
+    progress_lock: Mutex<()>,
+}
+
+struct Lane {
+    writer: Option<ArrowColumnWriter>,
+    queue: VecDeque<(ArrayRef, arrow_schema::FieldRef)>,
+    /// Batches queued or being encoded.
+    queued: usize,
+    busy: bool,
+    estimated_bytes: Arc<AtomicUsize>,
+    error: Option<ParquetError>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic inside a lane is caught and stored as an error, so a poisoned
+    // lock still guards consistent data.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Lanes {
+    fn new(writers: Vec<ArrowColumnWriter>) -> Self {
+        Self {
+            lanes: writers
+                .into_iter()
+                .map(|w| {
+                    Mutex::new(Lane {
+                        writer: Some(w),
+                        queue: VecDeque::new(),
+                        queued: 0,
+                        busy: false,
+                        estimated_bytes: Arc::new(AtomicUsize::new(0)),
+                        error: None,
+                    })
+                })
+                .collect(),
+            progress: Condvar::new(),
+            progress_lock: Mutex::new(()),
+        }
+    }
+
+    fn push(this: &Arc<Self>, j: usize, array: ArrayRef, field: arrow_schema::FieldRef) {
+        let mut lane = lock(&this.lanes[j]);
+        lane.queue.push_back((array, field));
+        lane.queued += 1;
+        if !lane.busy {
+            lane.busy = true;
+            let lanes = Arc::clone(this);
+            rayon::spawn(move || lanes.drain(j));
+        }
+    }
+
+    /// Encodes lane `j`'s queue until it is empty (runs on the pool).
+    fn drain(&self, j: usize) {
+        loop {
+            let (array, field, mut writer, estimate) = {
+                let mut lane = lock(&self.lanes[j]);
+                if lane.error.is_some() {
+                    lane.queue.clear();
+                }
+                let next = if lane.writer.is_some() { lane.queue.pop_front() } else { None };
+                let (Some((array, field)), Some(writer)) = (next.clone(), next.and_then(|_| lane.writer.take()))
+                else {
+                    lane.queue.clear();
+                    lane.queued = 0;
+                    lane.busy = false;
+                    drop(lane);
+                    self.notify();
+                    return;
+                };
+                (array, field, writer, lane.estimated_bytes.clone())
+            };
+            let result = catch_unwind(AssertUnwindSafe(|| -> Result<(), ParquetError> {
+                for leaf in compute_leaves(&field, &array)? {
+                    writer.write(&leaf)?;
+                }
+                Ok(())
+            }))
+            .unwrap_or_else(|_| Err(ParquetError::General("a column encoder panicked".into())));
+            estimate.store(writer.get_estimated_total_bytes(), Ordering::Relaxed);
+            let mut lane = lock(&self.lanes[j]);
+            lane.writer = Some(writer);
+            lane.queued -= 1;
+            if let Err(e) = result {
+                lane.error = Some(e);
+            }
+            drop(lane);
+            self.notify();
+        }
+    }
+
+    fn notify(&self) {
+        let _guard = lock(&self.progress_lock);
+        self.progress.notify_all();
+    }
+
+    /// Waits until every lane's queue length satisfies `ok`; reports the
+    /// first encoding error.
+    fn wait_until(&self, ok: impl Fn(usize) -> bool) -> Result<(), ParquetError> {
+        let mut guard = lock(&self.progress_lock);
+        loop {
+            let mut all = true;
+            for lane in &self.lanes {
+                let mut lane = lock(lane);
+                if let Some(e) = lane.error.take() {
+                    return Err(e);
+                }
+                all &= ok(lane.queued);
+            }
+            if all {
+                return Ok(());
+            }
+            guard = self.progress.wait(guard).unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+
+    fn estimated_bytes(&self) -> usize {
+        self.lanes.iter().map(|l| lock(l).estimated_bytes.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Swaps in fresh writers (all lanes must be idle) and returns the old ones.
+    fn swap_writers(&self, next: Vec<ArrowColumnWriter>) -> Vec<ArrowColumnWriter> {
+        self.lanes
+            .iter()
+            .zip(next)
+            .filter_map(|(lane, w)| {
+                let mut lane = lock(lane);
+                lane.estimated_bytes.store(0, Ordering::Relaxed);
+                lane.writer.replace(w)
+            })
+            .collect()
+    }
+}
+
+/// Bytes written but not yet handed out, as a queue of segments (no large
+/// contiguous buffer is ever grown or copied).
 #[derive(Default)]
 struct ChunkQueue {
     segments: VecDeque<Vec<u8>>,
@@ -197,17 +331,40 @@ struct ChunkQueue {
     len: usize,
 }
 
+/// Size of one output segment.
+const SEGMENT: usize = 1 << 20;
+
+impl std::io::Write for ChunkQueue {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut rest = buf;
+        while !rest.is_empty() {
+            let room = match self.segments.back() {
+                Some(last) if last.len() < SEGMENT => SEGMENT - last.len(),
+                _ => {
+                    self.segments.push_back(Vec::with_capacity(SEGMENT));
+                    SEGMENT
+                }
+            };
+            let n = room.min(rest.len());
+            if let Some(last) = self.segments.back_mut() {
+                last.extend_from_slice(&rest[..n]);
+            }
+            rest = &rest[n..];
+        }
+        self.len += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 impl ChunkQueue {
     fn len(&self) -> usize {
         self.len
     }
 
-    fn push(&mut self, bytes: Vec<u8>) {
-        if !bytes.is_empty() {
-            self.len += bytes.len();
-            self.segments.push_back(bytes);
-        }
-    }
 
     /// Removes the first `n` bytes (at most `len`), copying each byte once.
     fn pop(&mut self, n: usize) -> Vec<u8> {

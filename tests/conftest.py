@@ -1,0 +1,42 @@
+"""Fixtures: generated data (cached per session), the corpus folder and the CLI binary."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from _util import CORPUS, GEN_DATA, S3PROC_BIN, run_gen_data
+
+GenData = Callable[..., Path]
+
+
+@pytest.fixture(scope="session")
+def gen_data(tmp_path_factory: pytest.TempPathFactory) -> GenData:
+    """``gen_data(fmt, rows, seed)`` -> path of a file made by the shared generator (cached)."""
+    if not GEN_DATA.is_file():
+        pytest.skip(f"the shared data generator is absent: {GEN_DATA}")
+    folder = tmp_path_factory.mktemp("gen_data")
+    made: dict[tuple[str, int, int], Path] = {}
+
+    def make(fmt: str = "csv", rows: int = 2000, seed: int = 42) -> Path:
+        key = (fmt, rows, seed)
+        if key not in made:
+            made[key] = run_gen_data(fmt, rows, seed, folder / f"data-{seed}-{rows}.{fmt}")
+        return made[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    if not CORPUS.is_dir():
+        pytest.skip(f"the shared corpus is absent (expected at {CORPUS}, i.e. ../shared/corpus)")
+    return CORPUS
+
+
+@pytest.fixture(scope="session")
+def s3proc_bin() -> Path:
+    if not S3PROC_BIN.exists():
+        pytest.fail(f"the s3proc console script is not installed next to the interpreter: {S3PROC_BIN}")
+    return S3PROC_BIN
