@@ -40,7 +40,7 @@ pub struct ConvertOptions {
     pub read_size: Option<usize>,
 }
 
-const DEFAULT_READ_SIZE: usize = 4 << 20;
+const DEFAULT_READ_SIZE: usize = 2 << 20;
 
 /// Pieces read or parsed ahead of the one being encoded.
 const LOOKAHEAD: usize = 4;

@@ -3,7 +3,6 @@
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use arrow_array::ArrayRef;
@@ -32,7 +31,9 @@ pub struct ParquetOptions {
     pub zstd_level: i32,
     /// Most rows in one row group.
     pub row_group_rows: usize,
-    /// Most encoded bytes in one row group (checked after each batch).
+    /// Most Arrow (decoded, uncompressed) bytes in one row group, checked
+    /// after each batch. Counting input rather than encoder state keeps the
+    /// row groups, and so the file, the same on every run.
     pub row_group_bytes: usize,
     /// Smallest chunk handed out, except the last (S3 parts need 5 MiB).
     pub chunk_size: usize,
@@ -43,7 +44,7 @@ impl Default for ParquetOptions {
         Self {
             zstd_level: 3,
             row_group_rows: 1 << 20,
-            row_group_bytes: 64 << 20,
+            row_group_bytes: 128 << 20,
             chunk_size: 8 << 20,
         }
     }
@@ -66,6 +67,7 @@ pub struct ParquetSink {
     schema: SchemaRef,
     lanes: Arc<Lanes>,
     rows_in_group: usize,
+    bytes_in_group: usize,
     groups: usize,
     opts: ParquetOptions,
 }
@@ -95,7 +97,7 @@ impl ParquetSink {
         let writer = ArrowWriter::try_new_with_options(ChunkQueue::default(), schema.clone(), options)?;
         let (writer, factory) = writer.into_serialized_writer()?;
         let lanes = Arc::new(Lanes::new(factory.create_column_writers(0)?));
-        Ok(Self { writer, factory, schema, lanes, rows_in_group: 0, groups: 0, opts: opts.clone() })
+        Ok(Self { writer, factory, schema, lanes, rows_in_group: 0, bytes_in_group: 0, groups: 0, opts: opts.clone() })
     }
 
     /// Queues one batch of columns (in schema order) of `rows` rows for
@@ -112,13 +114,12 @@ impl ParquetSink {
             self.lanes.wait_until(|queued| queued < LANE_DEPTH)?;
             for (j, (array, field)) in arrays.iter().zip(fields.iter()).enumerate() {
                 let slice = if take == rows { array.clone() } else { array.slice(offset, take) };
+                self.bytes_in_group += slice.to_data().get_slice_memory_size().unwrap_or(0);
                 Lanes::push(&self.lanes, j, slice, field.clone());
             }
             offset += take;
             self.rows_in_group += take;
-            if self.rows_in_group >= self.opts.row_group_rows
-                || self.lanes.estimated_bytes() >= self.opts.row_group_bytes
-            {
+            if self.rows_in_group >= self.opts.row_group_rows || self.bytes_in_group >= self.opts.row_group_bytes {
                 self.flush_group()?;
             }
         }
@@ -143,6 +144,7 @@ impl ParquetSink {
         }
         group.close()?;
         self.rows_in_group = 0;
+        self.bytes_in_group = 0;
         Ok(())
     }
 
@@ -198,7 +200,6 @@ struct Lane {
     /// Batches queued or being encoded.
     queued: usize,
     busy: bool,
-    estimated_bytes: Arc<AtomicUsize>,
     error: Option<ParquetError>,
 }
 
@@ -219,7 +220,6 @@ impl Lanes {
                         queue: VecDeque::new(),
                         queued: 0,
                         busy: false,
-                        estimated_bytes: Arc::new(AtomicUsize::new(0)),
                         error: None,
                     })
                 })
@@ -243,7 +243,7 @@ impl Lanes {
     /// Encodes lane `j`'s queue until it is empty (runs on the pool).
     fn drain(&self, j: usize) {
         loop {
-            let (array, field, mut writer, estimate) = {
+            let (array, field, mut writer) = {
                 let mut lane = lock(&self.lanes[j]);
                 if lane.error.is_some() {
                     lane.queue.clear();
@@ -258,7 +258,7 @@ impl Lanes {
                     self.notify();
                     return;
                 };
-                (array, field, writer, lane.estimated_bytes.clone())
+                (array, field, writer)
             };
             let result = catch_unwind(AssertUnwindSafe(|| -> Result<(), ParquetError> {
                 for leaf in compute_leaves(&field, &array)? {
@@ -267,7 +267,6 @@ impl Lanes {
                 Ok(())
             }))
             .unwrap_or_else(|_| Err(ParquetError::General("a column encoder panicked".into())));
-            estimate.store(writer.get_estimated_total_bytes(), Ordering::Relaxed);
             let mut lane = lock(&self.lanes[j]);
             lane.writer = Some(writer);
             lane.queued -= 1;
@@ -304,19 +303,13 @@ impl Lanes {
         }
     }
 
-    fn estimated_bytes(&self) -> usize {
-        self.lanes.iter().map(|l| lock(l).estimated_bytes.load(Ordering::Relaxed)).sum()
-    }
-
     /// Swaps in fresh writers (all lanes must be idle) and returns the old ones.
     fn swap_writers(&self, next: Vec<ArrowColumnWriter>) -> Vec<ArrowColumnWriter> {
         self.lanes
             .iter()
             .zip(next)
             .filter_map(|(lane, w)| {
-                let mut lane = lock(lane);
-                lane.estimated_bytes.store(0, Ordering::Relaxed);
-                lane.writer.replace(w)
+                lock(lane).writer.replace(w)
             })
             .collect()
     }

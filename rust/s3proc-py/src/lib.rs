@@ -8,10 +8,6 @@ mod source;
 
 use pyo3::prelude::*;
 
-// The pipeline allocates and frees multi-megabyte buffers per piece; glibc
-// maps and unmaps each one, paying page faults every time. mimalloc reuses them.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The compiled part of s3proc (`s3proc._core`).
 #[pymodule]
