@@ -28,6 +28,7 @@ with open(OUT, "wb") as f:
 """,
     "duckdb": """
 import duckdb
+duckdb.sql("SET enable_progress_bar = false")
 duckdb.sql(f"COPY (SELECT * FROM read_csv('{IN}')) TO '{OUT}' "
            f"(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL {LEVEL})")
 """,
@@ -88,7 +89,10 @@ def main() -> None:
     print(f"input: {args.data} ({mb:.1f} MB), zstd level {args.level}, median of {args.repeat}")
     print(f"{'tool':<8} {'wall s':>7} {'cpu s':>7} {'MB/s':>7} {'peak MiB':>9} {'out MB':>8}")
     for tool, r in results.items():
-        print(f"{tool:<8} {r.wall:7.2f} {r.cpu:7.2f} {mb / r.wall:7.1f} {r.rss_mib:9.0f} {r.out_bytes / 1e6:8.1f}")
+        print(
+            f"{tool:<8} {r.wall:7.2f} {r.cpu:7.2f} {mb / r.wall:7.1f} "
+            f"{r.rss_mib:9.0f} {r.out_bytes / 1e6:8.1f}"
+        )
     mine = results.get("s3proc")
     if mine:
         for tool, r in results.items():

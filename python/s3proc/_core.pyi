@@ -1,7 +1,9 @@
 """Type stubs of the compiled core (``s3proc._core``)."""
 
 import os
-from typing import IO, Any, TypedDict, Unpack
+from typing import IO, Any, TypedDict, Unpack, final
+
+__all__ = ["ParquetChunks", "__version__", "build_profile", "inspect"]
 
 __version__: str
 build_profile: str  # "release" or "debug"
@@ -24,6 +26,7 @@ class ConvertOptions(TypedDict, total=False):
 
 Source = str | os.PathLike[str] | bytes | bytearray | IO[bytes]
 
+@final
 class ParquetChunks:
     """A CSV/TSV source converted to ZSTD Parquet, as an iterator of ``bytes``.
 
@@ -34,7 +37,7 @@ class ParquetChunks:
     so far are void and the next call starts the new file from its first byte.
     """
 
-    def __init__(self, source: Source, **options: Unpack[ConvertOptions]) -> None: ...
+    def __new__(cls, source: Source, **options: Unpack[ConvertOptions]) -> ParquetChunks: ...
     def __iter__(self) -> ParquetChunks: ...
     def __next__(self) -> bytes: ...
     @property

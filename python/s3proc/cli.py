@@ -50,14 +50,37 @@ def converter_options(f: F) -> F:
     options = [
         click.option("--delimiter", help="Field separator (default: detected)."),
         click.option("--quote", help="Quote character; '' turns quoting off (default: \")."),
-        click.option("--escape", type=click.Choice(["quote", "backslash"]), help="TSV escapes (default: detected)."),
-        click.option("--header/--no-header", default=None, help="First line names the columns (default: detected)."),
-        click.option("--null-value", "null_values", multiple=True, help="A value read as null; repeatable (default: empty field)."),
-        click.option("--encoding", help="utf-8, windows-1252, latin-1, utf-16le, utf-16be (default: detected)."),
-        click.option("--sample-rows", default="20000", callback=_sample_rows, help="Rows read to infer types, or 'all'."),
+        click.option(
+            "--escape", type=click.Choice(["quote", "backslash"]), help="TSV escapes (default: detected)."
+        ),
+        click.option(
+            "--header/--no-header", default=None, help="First line names the columns (default: detected)."
+        ),
+        click.option(
+            "--null-value",
+            "null_values",
+            multiple=True,
+            help="A value read as null; repeatable (default: empty field).",
+        ),
+        click.option(
+            "--encoding", help="utf-8, windows-1252, latin-1, utf-16le, utf-16be (default: detected)."
+        ),
+        click.option(
+            "--sample-rows",
+            default="20000",
+            callback=_sample_rows,
+            help="Rows read to infer types, or 'all'.",
+        ),
         click.option("--zstd-level", type=click.IntRange(1, 22), default=3, show_default=True),
-        click.option("--row-group-rows", type=click.IntRange(1), default=None, help="Most rows per row group."),
-        click.option("--row-group-bytes", type=click.IntRange(1), default=None, help="Most encoded bytes per row group."),
+        click.option(
+            "--row-group-rows", type=click.IntRange(1), default=None, help="Most rows per row group."
+        ),
+        click.option(
+            "--row-group-bytes",
+            type=click.IntRange(1),
+            default=None,
+            help="Most encoded bytes per row group.",
+        ),
     ]
     for option in reversed(options):
         f = option(f)
@@ -74,8 +97,14 @@ def _core_options(opts: dict[str, Any]) -> dict[str, Any]:
 
 
 @click.group(cls=_Main)
-@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_version,
-              help="Print the version and whether the core is a release build.")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_version,
+    help="Print the version and whether the core is a release build.",
+)
 def main() -> None:
     """Ship files dropped into a folder to S3; tabular files become ZSTD Parquet."""
 

@@ -72,7 +72,9 @@ pub fn build<'a>(
         let built = match ty {
             ColumnType::Boolean => booleans(rows, &value).map(|a| (a, ty)),
             ColumnType::Int64 | ColumnType::WideInt64 => ints(rows, &value, ty),
-            ColumnType::Float64 => primitives::<Float64Type>(rows, &value, parse_f64).map(|a| (a, ty)),
+            ColumnType::Float64 => {
+                primitives::<Float64Type>(rows, &value, parse_f64).map(|a| (a, ty))
+            }
             ColumnType::Date => primitives::<Date32Type>(rows, &value, parse_date).map(|a| (a, ty)),
             ColumnType::Timestamp => primitives::<TimestampMicrosecondType>(rows, &value, |v| {
                 parse_timestamp(v).filter(|t| !t.1).map(|t| t.0)
@@ -82,14 +84,24 @@ pub fn build<'a>(
             ColumnType::Null | ColumnType::Utf8 => Ok((strings(rows, &value), ty)),
         };
         if let Ok((array, ty)) = built {
-            return Built { ty, array: Some(array) };
+            return Built {
+                ty,
+                array: Some(array),
+            };
         }
     }
-    Built { ty: widen(ty, rows, &value), array: None }
+    Built {
+        ty: widen(ty, rows, &value),
+        array: None,
+    }
 }
 
 /// The narrowest type at or above `ty` that holds all values.
-fn widen<'a>(mut ty: ColumnType, rows: usize, value: &impl Fn(usize) -> Option<&'a [u8]>) -> ColumnType {
+fn widen<'a>(
+    mut ty: ColumnType,
+    rows: usize,
+    value: &impl Fn(usize) -> Option<&'a [u8]>,
+) -> ColumnType {
     for i in 0..rows {
         if ty == ColumnType::Utf8 {
             break;
@@ -120,7 +132,10 @@ fn primitives<'a, T: ArrowPrimitiveType>(
             }
         }
     }
-    Ok(Arc::new(PrimitiveArray::<T>::new(values.into(), nulls.finish())))
+    Ok(Arc::new(PrimitiveArray::<T>::new(
+        values.into(),
+        nulls.finish(),
+    )))
 }
 
 /// Integers; reports [`ColumnType::WideInt64`] once a value passes 2^53.
@@ -135,10 +150,20 @@ fn ints<'a>(
             .as_any()
             .downcast_ref::<PrimitiveArray<Int64Type>>()
             .is_some_and(|a| a.iter().flatten().any(|v| v.unsigned_abs() > 1 << 53));
-    Ok((array, if wide { ColumnType::WideInt64 } else { ColumnType::Int64 }))
+    Ok((
+        array,
+        if wide {
+            ColumnType::WideInt64
+        } else {
+            ColumnType::Int64
+        },
+    ))
 }
 
-fn timestamps_utc<'a>(rows: usize, value: &impl Fn(usize) -> Option<&'a [u8]>) -> Result<ArrayRef, usize> {
+fn timestamps_utc<'a>(
+    rows: usize,
+    value: &impl Fn(usize) -> Option<&'a [u8]>,
+) -> Result<ArrayRef, usize> {
     let array = primitives::<TimestampMicrosecondType>(rows, value, |v| {
         parse_timestamp(v).filter(|t| t.1).map(|t| t.0)
     })?;
@@ -150,7 +175,10 @@ fn timestamps_utc<'a>(rows: usize, value: &impl Fn(usize) -> Option<&'a [u8]>) -
     Ok(Arc::new(array))
 }
 
-fn booleans<'a>(rows: usize, value: &impl Fn(usize) -> Option<&'a [u8]>) -> Result<ArrayRef, usize> {
+fn booleans<'a>(
+    rows: usize,
+    value: &impl Fn(usize) -> Option<&'a [u8]>,
+) -> Result<ArrayRef, usize> {
     let mut b = BooleanBuilder::with_capacity(rows);
     for i in 0..rows {
         match value(i) {

@@ -108,7 +108,10 @@ impl ParquetChunks {
     /// I/O errors; [`Error::Parse`] for empty or binary input; invalid options.
     pub fn new(source: Arc<dyn Source>, opts: ConvertOptions) -> Result<Self> {
         if !(1..=22).contains(&opts.parquet.zstd_level) {
-            return Err(Error::Option { option: "zstd_level", reason: "must be 1 to 22".into() });
+            return Err(Error::Option {
+                option: "zstd_level",
+                reason: "must be 1 to 22".into(),
+            });
         }
         if opts.parquet.row_group_rows == 0 || opts.parquet.chunk_size == 0 {
             return Err(Error::Option {
@@ -174,7 +177,10 @@ impl ParquetChunks {
         let sink = if scanning {
             None
         } else {
-            Some(ParquetSink::new(&self.plan.columns, &self.opts.parquet).map_err(|e| self.parquet_err(e))?)
+            Some(
+                ParquetSink::new(&self.plan.columns, &self.opts.parquet)
+                    .map_err(|e| self.parquet_err(e))?,
+            )
         };
         let (tx, pieces) = sync_channel(LOOKAHEAD);
         std::thread::Builder::new()
@@ -189,7 +195,10 @@ impl ParquetChunks {
                 }));
                 if died.is_err() {
                     let what = "the reader thread panicked".to_owned();
-                    let _ = tx.send(Err(Error::Internal { source_name: name, what }));
+                    let _ = tx.send(Err(Error::Internal {
+                        source_name: name,
+                        what,
+                    }));
                 }
             })
             .map_err(|e| Error::io(self.source.name(), e))?;
@@ -207,7 +216,10 @@ impl ParquetChunks {
     }
 
     fn parquet_err(&self, error: parquet::errors::ParquetError) -> Error {
-        Error::Parquet { source_name: self.source.name().to_owned(), error }
+        Error::Parquet {
+            source_name: self.source.name().to_owned(),
+            error,
+        }
     }
 
     /// The next event, or `None` when the file is complete.
@@ -227,7 +239,9 @@ impl ParquetChunks {
             if let Some(chunk) = self.pending.next() {
                 return Ok(Some(Event::Chunk(chunk)));
             }
-            let Some(pass) = self.pass.as_mut() else { return Ok(None) };
+            let Some(pass) = self.pass.as_mut() else {
+                return Ok(None);
+            };
             if let Some(chunk) = pass.sink.as_mut().and_then(ParquetSink::take_chunk) {
                 self.emitted = true;
                 return Ok(Some(Event::Chunk(chunk)));
@@ -246,9 +260,14 @@ impl ParquetChunks {
                     }
                 }
             }
-            let Some(pass) = self.pass.take() else { return Ok(None) };
+            let Some(pass) = self.pass.take() else {
+                return Ok(None);
+            };
             if pass.scanning {
-                let why = pass.drift.clone().unwrap_or_else(|| "types inferred from the whole file".into());
+                let why = pass
+                    .drift
+                    .clone()
+                    .unwrap_or_else(|| "types inferred from the whole file".into());
                 self.adopt(&pass.types);
                 if let Some(ev) = self.restart(false, why)? {
                     return Ok(Some(ev));
@@ -258,7 +277,9 @@ impl ParquetChunks {
             self.rows = Some(pass.rows);
             self.fallback_bytes = pass.fallback_bytes;
             let metadata = self.metadata(pass.rows, pass.fallback_bytes);
-            let sink = pass.sink.ok_or_else(|| Error::parse(self.source.name(), 0, "internal: no sink"))?;
+            let sink = pass
+                .sink
+                .ok_or_else(|| Error::parse(self.source.name(), 0, "internal: no sink"))?;
             let chunks = sink.finish(metadata).map_err(|e| self.parquet_err(e))?;
             self.pending = chunks.into_iter();
         }
@@ -278,7 +299,11 @@ impl ParquetChunks {
         let mut columns: Vec<Column> = Vec::with_capacity(types.len());
         for (j, ty) in types.iter().enumerate() {
             let dictionary = self.plan.columns.get(j).is_none_or(|c| c.dictionary);
-            columns.push(Column { name: names[j].clone(), ty: ty.finalized(), dictionary });
+            columns.push(Column {
+                name: names[j].clone(),
+                ty: ty.finalized(),
+                dictionary,
+            });
         }
         Arc::make_mut(&mut self.plan).columns = columns;
     }
@@ -297,7 +322,9 @@ impl ParquetChunks {
     /// [`LOOKAHEAD`]), then take the oldest parsed piece and encode it.
     fn step(&mut self) -> Result<Option<Interrupt>> {
         let name = self.source.name();
-        let Some(pass) = self.pass.as_mut() else { return Ok(None) };
+        let Some(pass) = self.pass.as_mut() else {
+            return Ok(None);
+        };
         while pass.inflight.len() < LOOKAHEAD && !pass.input_done {
             // Block for input only when nothing else is under way.
             let next = if pass.inflight.is_empty() {
@@ -311,7 +338,10 @@ impl ParquetChunks {
             };
             let Some(next) = next else {
                 let what = "the reader thread stopped early".to_owned();
-                return Err(Error::Internal { source_name: name.to_owned(), what });
+                return Err(Error::Internal {
+                    source_name: name.to_owned(),
+                    what,
+                });
             };
             let Some(raw) = next? else {
                 pass.input_done = true;
@@ -323,20 +353,30 @@ impl ParquetChunks {
             let convert = !pass.scanning;
             let name = name.to_owned();
             rayon::spawn(move || {
-                let result = catch_unwind(AssertUnwindSafe(|| parse_piece(&raw, &plan, &types, convert, &name)))
-                    .unwrap_or_else(|_| {
-                        Err(Error::Internal { source_name: name.clone(), what: "a parser panicked".into() })
-                    });
+                let result = catch_unwind(AssertUnwindSafe(|| {
+                    parse_piece(&raw, &plan, &types, convert, &name)
+                }))
+                .unwrap_or_else(|_| {
+                    Err(Error::Internal {
+                        source_name: name.clone(),
+                        what: "a parser panicked".into(),
+                    })
+                });
                 let _ = tx.send(result);
             });
             pass.inflight.push_back(rx);
         }
-        let Some(front) = pass.inflight.pop_front() else { return Ok(None) };
+        let Some(front) = pass.inflight.pop_front() else {
+            return Ok(None);
+        };
         let parsed = match front.recv() {
             Ok(result) => result?,
             Err(_) => {
                 let what = "a parser vanished".to_owned();
-                return Err(Error::Internal { source_name: name.to_owned(), what });
+                return Err(Error::Internal {
+                    source_name: name.to_owned(),
+                    what,
+                });
             }
         };
         let parsed = match parsed {
@@ -367,7 +407,10 @@ impl ParquetChunks {
         }
         if let (Some(sink), Some(arrays)) = (pass.sink.as_mut(), parsed.arrays) {
             sink.write(&arrays, parsed.rows)
-                .map_err(|error| Error::Parquet { source_name: name.to_owned(), error })?;
+                .map_err(|error| Error::Parquet {
+                    source_name: name.to_owned(),
+                    error,
+                })?;
         }
         Ok(None)
     }
@@ -375,7 +418,11 @@ impl ParquetChunks {
     fn metadata(&self, rows: u64, fallback: usize) -> Vec<(String, String)> {
         let d = &self.plan.dialect;
         let encoding = if fallback > 0 {
-            format!("{} (with {} bytes read as windows-1252)", self.plan.encoding.name(), fallback)
+            format!(
+                "{} (with {} bytes read as windows-1252)",
+                self.plan.encoding.name(),
+                fallback
+            )
         } else {
             self.plan.encoding.name().to_owned()
         };
@@ -421,7 +468,7 @@ fn parse_piece(
         return Err(Error::parse(
             name,
             raw.line_at(p, term),
-            format!("binary data (NUL byte): not a text table"),
+            "binary data (NUL byte): not a text table",
         ));
     }
     let mut fallback_bytes = 0;
@@ -459,8 +506,16 @@ fn parse_piece(
         })
         .collect();
     let new_types: Vec<ColumnType> = built.iter().map(|b| b.ty).collect();
-    let arrays = built.into_iter().map(|b| b.array).collect::<Option<Vec<_>>>();
-    Ok(Ok(Parsed { rows, arrays, types: new_types, fallback_bytes }))
+    let arrays = built
+        .into_iter()
+        .map(|b| b.array)
+        .collect::<Option<Vec<_>>>();
+    Ok(Ok(Parsed {
+        rows,
+        arrays,
+        types: new_types,
+        fallback_bytes,
+    }))
 }
 
 /// Says what changed the physical schema, if anything did.
@@ -478,17 +533,21 @@ fn describe_drift(
             before.len()
         ));
     }
-    before.iter().zip(after).enumerate().find_map(|(j, (b, a))| {
-        (b.finalized().arrow_type() != a.finalized().arrow_type()).then(|| {
-            let name = columns.get(j).map_or("?", |c| c.name.as_str());
-            format!(
-                "column {name:?} widened from {} to {} by a value after row {}",
-                b.name(),
-                a.finalized().name(),
-                first_row
-            )
+    before
+        .iter()
+        .zip(after)
+        .enumerate()
+        .find_map(|(j, (b, a))| {
+            (b.finalized().arrow_type() != a.finalized().arrow_type()).then(|| {
+                let name = columns.get(j).map_or("?", |c| c.name.as_str());
+                format!(
+                    "column {name:?} widened from {} to {} by a value after row {}",
+                    b.name(),
+                    a.finalized().name(),
+                    first_row
+                )
+            })
         })
-    })
 }
 
 fn json_str(s: &str) -> String {

@@ -57,11 +57,18 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// A [`Error::Parse`] for `source_name` at `line`.
     pub fn parse(source_name: &str, line: u64, reason: impl Into<String>) -> Self {
-        Error::Parse { source_name: source_name.to_owned(), line, reason: reason.into() }
+        Error::Parse {
+            source_name: source_name.to_owned(),
+            line,
+            reason: reason.into(),
+        }
     }
 
     /// An [`Error::Io`] for `source_name`.
     pub fn io(source_name: &str, error: io::Error) -> Self {
-        Error::Io { source_name: source_name.to_owned(), error }
+        Error::Io {
+            source_name: source_name.to_owned(),
+            error,
+        }
     }
 }

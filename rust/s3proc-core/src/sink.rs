@@ -91,13 +91,24 @@ impl ParquetSink {
             .set_created_by(format!("s3proc {}", env!("CARGO_PKG_VERSION")))
             .set_max_row_group_row_count(Some(opts.row_group_rows.max(1)));
         for c in columns {
-            props = props.set_column_dictionary_enabled(ColumnPath::from(c.name.as_str()), c.dictionary);
+            props = props
+                .set_column_dictionary_enabled(ColumnPath::from(c.name.as_str()), c.dictionary);
         }
         let options = ArrowWriterOptions::new().with_properties(props.build());
-        let writer = ArrowWriter::try_new_with_options(ChunkQueue::default(), schema.clone(), options)?;
+        let writer =
+            ArrowWriter::try_new_with_options(ChunkQueue::default(), schema.clone(), options)?;
         let (writer, factory) = writer.into_serialized_writer()?;
         let lanes = Arc::new(Lanes::new(factory.create_column_writers(0)?));
-        Ok(Self { writer, factory, schema, lanes, rows_in_group: 0, bytes_in_group: 0, groups: 0, opts: opts.clone() })
+        Ok(Self {
+            writer,
+            factory,
+            schema,
+            lanes,
+            rows_in_group: 0,
+            bytes_in_group: 0,
+            groups: 0,
+            opts: opts.clone(),
+        })
     }
 
     /// Queues one batch of columns (in schema order) of `rows` rows for
@@ -113,13 +124,19 @@ impl ParquetSink {
             let fields = self.schema.fields();
             self.lanes.wait_until(|queued| queued < LANE_DEPTH)?;
             for (j, (array, field)) in arrays.iter().zip(fields.iter()).enumerate() {
-                let slice = if take == rows { array.clone() } else { array.slice(offset, take) };
+                let slice = if take == rows {
+                    array.clone()
+                } else {
+                    array.slice(offset, take)
+                };
                 self.bytes_in_group += slice.to_data().get_slice_memory_size().unwrap_or(0);
                 Lanes::push(&self.lanes, j, slice, field.clone());
             }
             offset += take;
             self.rows_in_group += take;
-            if self.rows_in_group >= self.opts.row_group_rows || self.bytes_in_group >= self.opts.row_group_bytes {
+            if self.rows_in_group >= self.opts.row_group_rows
+                || self.bytes_in_group >= self.opts.row_group_bytes
+            {
                 self.flush_group()?;
             }
         }
@@ -169,12 +186,15 @@ impl ParquetSink {
         let out = self.writer.inner_mut();
         let mut chunks = Vec::new();
         while out.len() > 0 {
-            let n = if out.len() >= 2 * size { size } else { out.len() };
+            let n = if out.len() >= 2 * size {
+                size
+            } else {
+                out.len()
+            };
             chunks.push(out.pop(n));
         }
         Ok(chunks)
     }
-
 }
 
 impl Drop for ParquetSink {
@@ -248,8 +268,13 @@ impl Lanes {
                 if lane.error.is_some() {
                     lane.queue.clear();
                 }
-                let next = if lane.writer.is_some() { lane.queue.pop_front() } else { None };
-                let (Some((array, field)), Some(writer)) = (next.clone(), next.and_then(|_| lane.writer.take()))
+                let next = if lane.writer.is_some() {
+                    lane.queue.pop_front()
+                } else {
+                    None
+                };
+                let (Some((array, field)), Some(writer)) =
+                    (next.clone(), next.and_then(|_| lane.writer.take()))
                 else {
                     lane.queue.clear();
                     lane.queued = 0;
@@ -299,7 +324,10 @@ impl Lanes {
             if all {
                 return Ok(());
             }
-            guard = self.progress.wait(guard).unwrap_or_else(std::sync::PoisonError::into_inner);
+            guard = self
+                .progress
+                .wait(guard)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
         }
     }
 
@@ -308,9 +336,7 @@ impl Lanes {
         self.lanes
             .iter()
             .zip(next)
-            .filter_map(|(lane, w)| {
-                lock(lane).writer.replace(w)
-            })
+            .filter_map(|(lane, w)| lock(lane).writer.replace(w))
             .collect()
     }
 }
@@ -358,7 +384,6 @@ impl ChunkQueue {
         self.len
     }
 
-
     /// Removes the first `n` bytes (at most `len`), copying each byte once.
     fn pop(&mut self, n: usize) -> Vec<u8> {
         let n = n.min(self.len);
@@ -368,7 +393,9 @@ impl ChunkQueue {
         }
         let mut out = Vec::with_capacity(n);
         while out.len() < n {
-            let Some(seg) = self.segments.front() else { break };
+            let Some(seg) = self.segments.front() else {
+                break;
+            };
             let take = (seg.len() - self.head).min(n - out.len());
             out.extend_from_slice(&seg[self.head..self.head + take]);
             self.head += take;

@@ -205,11 +205,9 @@ impl Read for Transcoder {
                 self.raw_end = self.inner.read(&mut self.raw)?;
                 self.eof = self.raw_end == 0;
             }
-            let (_, read, written, _) = self.decoder.decode_to_utf8(
-                &self.raw[self.raw_start..self.raw_end],
-                out,
-                self.eof,
-            );
+            let (_, read, written, _) =
+                self.decoder
+                    .decode_to_utf8(&self.raw[self.raw_start..self.raw_end], out, self.eof);
             self.raw_start += read;
             if written > 0 || self.eof {
                 return Ok(written);

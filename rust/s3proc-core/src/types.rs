@@ -136,7 +136,11 @@ pub fn classify(v: &[u8]) -> ColumnType {
                 return ColumnType::Date;
             }
             if let Some((_, tz)) = parse_timestamp(v) {
-                return if tz { ColumnType::TimestampTz } else { ColumnType::Timestamp };
+                return if tz {
+                    ColumnType::TimestampTz
+                } else {
+                    ColumnType::Timestamp
+                };
             }
         }
     }
@@ -218,7 +222,11 @@ pub fn parse_f64(v: &[u8]) -> Option<f64> {
         let word = body.to_ascii_lowercase();
         return match word.as_slice() {
             b"nan" => Some(f64::NAN),
-            b"inf" | b"infinity" => Some(if v[0] == b'-' { f64::NEG_INFINITY } else { f64::INFINITY }),
+            b"inf" | b"infinity" => Some(if v[0] == b'-' {
+                f64::NEG_INFINITY
+            } else {
+                f64::INFINITY
+            }),
             _ => None,
         };
     }
@@ -340,10 +348,12 @@ pub fn parse_timestamp(v: &[u8]) -> Option<(i64, bool)> {
         }
         _ => return None,
     };
-    let secs = i64::from(days) * 86_400
-        + i64::from(hour * 3600 + minute * 60 + second)
+    let secs = i64::from(days) * 86_400 + i64::from(hour * 3600 + minute * 60 + second)
         - offset_seconds.unwrap_or(0);
-    Some((secs * 1_000_000 + i64::from(micros), offset_seconds.is_some()))
+    Some((
+        secs * 1_000_000 + i64::from(micros),
+        offset_seconds.is_some(),
+    ))
 }
 
 #[cfg(test)]
@@ -388,9 +398,18 @@ mod tests {
     #[test]
     fn parses_timestamps_exactly() {
         assert_eq!(parse_timestamp(b"1970-01-01T00:00:00Z"), Some((0, true)));
-        assert_eq!(parse_timestamp(b"1970-01-01 01:00:00+01:00"), Some((0, true)));
-        assert_eq!(parse_timestamp(b"1969-12-31 23:59:59.5"), Some((-500_000, false)));
-        assert_eq!(parse_timestamp(b"2000-03-01T00:00"), Some((951_868_800_000_000, false)));
+        assert_eq!(
+            parse_timestamp(b"1970-01-01 01:00:00+01:00"),
+            Some((0, true))
+        );
+        assert_eq!(
+            parse_timestamp(b"1969-12-31 23:59:59.5"),
+            Some((-500_000, false))
+        );
+        assert_eq!(
+            parse_timestamp(b"2000-03-01T00:00"),
+            Some((951_868_800_000_000, false))
+        );
         assert_eq!(parse_date(b"2000-03-01"), Some(11_017));
         assert_eq!(parse_i64(b"-9223372036854775808"), Some(i64::MIN));
         assert_eq!(parse_i64(b"9223372036854775808"), None);

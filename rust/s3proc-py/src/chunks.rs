@@ -12,7 +12,8 @@ use crate::errors;
 
 /// Runs core work without the GIL, turning a panic into an error value.
 fn detached<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) -> PyResult<T> {
-    py.detach(|| catch_unwind(AssertUnwindSafe(f))).map_err(|p| errors::from_panic(py, p))
+    py.detach(|| catch_unwind(AssertUnwindSafe(f)))
+        .map_err(|p| errors::from_panic(py, p))
 }
 
 /// A CSV/TSV source converted to ZSTD Parquet, handed out as byte chunks.
@@ -23,7 +24,10 @@ pub struct ParquetChunks {
 
 impl ParquetChunks {
     fn with<T>(&self, py: Python<'_>, f: impl FnOnce(&Core) -> T) -> PyResult<T> {
-        let guard = self.inner.lock().map_err(|_| errors::from_panic(py, Box::new("converter poisoned")))?;
+        let guard = self
+            .inner
+            .lock()
+            .map_err(|_| errors::from_panic(py, Box::new("converter poisoned")))?;
         Ok(f(&guard))
     }
 }
@@ -32,11 +36,18 @@ impl ParquetChunks {
 impl ParquetChunks {
     #[new]
     #[pyo3(signature = (source, **options))]
-    fn new(py: Python<'_>, source: &Bound<'_, PyAny>, options: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        source: &Bound<'_, PyAny>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
         let opts = crate::options::parse(options)?;
         let src = crate::source::from_py(source, opts.name)?;
-        let core = detached(py, move || Core::new(src, opts.convert))?.map_err(|e| errors::to_py(py, e))?;
-        Ok(Self { inner: Mutex::new(core) })
+        let core = detached(py, move || Core::new(src, opts.convert))?
+            .map_err(|e| errors::to_py(py, e))?;
+        Ok(Self {
+            inner: Mutex::new(core),
+        })
     }
 
     fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
@@ -48,7 +59,9 @@ impl ParquetChunks {
             Ok(mut core) => Some(core.next_event()),
             Err(_) => None,
         })?
-        .ok_or_else(|| errors::from_panic(py, Box::new("converter poisoned by an earlier panic")))?;
+        .ok_or_else(|| {
+            errors::from_panic(py, Box::new("converter poisoned by an earlier panic"))
+        })?;
         match event.map_err(|e| errors::to_py(py, e))? {
             Some(Event::Chunk(bytes)) => Ok(Some(PyBytes::new(py, &bytes).unbind())),
             Some(Event::Restart(why)) => Err(errors::restart(py, why)),
@@ -87,7 +100,8 @@ pub fn inspect<'py>(
     let opts = crate::options::parse(options)?;
     let src: Arc<dyn s3proc_core::source::Source> = crate::source::from_py(source, opts.name)?;
     let csv = opts.convert.csv;
-    let mut plan = detached(py, move || sniff(src.as_ref(), &csv))?.map_err(|e| errors::to_py(py, e))?;
+    let mut plan =
+        detached(py, move || sniff(src.as_ref(), &csv))?.map_err(|e| errors::to_py(py, e))?;
     for c in &mut plan.columns {
         c.ty = c.ty.finalized();
     }

@@ -26,8 +26,16 @@ fn raise(py: Python<'_>, class: &str, message: String) -> PyErr {
 /// a file-like source comes back unchanged.
 pub fn to_py(py: Python<'_>, err: Error) -> PyErr {
     match err {
-        Error::Parse { source_name, line, reason } => {
-            let exc = raise(py, "ParseError", format!("{source_name}: line {line}: {reason}"));
+        Error::Parse {
+            source_name,
+            line,
+            reason,
+        } => {
+            let exc = raise(
+                py,
+                "ParseError",
+                format!("{source_name}: line {line}: {reason}"),
+            );
             let value = exc.value(py);
             let _ = value.setattr("source", source_name);
             let _ = value.setattr("line", line);
@@ -45,9 +53,11 @@ pub fn to_py(py: Python<'_>, err: Error) -> PyErr {
             }
             raise(py, "SourceError", format!("{source_name}: {error}"))
         }
-        Error::Option { option, reason } => {
-            raise(py, "OptionError", format!("invalid option {option}: {reason}"))
-        }
+        Error::Option { option, reason } => raise(
+            py,
+            "OptionError",
+            format!("invalid option {option}: {reason}"),
+        ),
         e @ Error::Parquet { .. } => raise(py, "S3procError", e.to_string()),
         e @ Error::Internal { .. } => raise(py, "InternalError", e.to_string()),
     }
@@ -60,7 +70,11 @@ pub fn from_panic(py: Python<'_>, payload: Box<dyn Any + Send>) -> PyErr {
         .map(|s| (*s).to_owned())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "unknown panic".to_owned());
-    raise(py, "InternalError", format!("internal error in s3proc's core (please report): {what}"))
+    raise(
+        py,
+        "InternalError",
+        format!("internal error in s3proc's core (please report): {what}"),
+    )
 }
 
 /// The exception raised when chunks already handed out are void.

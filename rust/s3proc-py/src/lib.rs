@@ -8,7 +8,6 @@ mod source;
 
 use pyo3::prelude::*;
 
-
 /// The compiled part of s3proc (`s3proc._core`).
 #[pymodule]
 mod _core {
@@ -23,7 +22,14 @@ mod _core {
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-        m.add("build_profile", if cfg!(debug_assertions) { "debug" } else { "release" })?;
+        m.add(
+            "build_profile",
+            if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            },
+        )?;
         Ok(())
     }
 }

@@ -17,7 +17,9 @@ pub struct Parsed {
 fn one_byte(option: &str, value: &str) -> PyResult<u8> {
     match value.as_bytes() {
         [b] if b.is_ascii() => Ok(*b),
-        _ => Err(type_error(format!("{option} must be one ASCII character, got {value:?}"))),
+        _ => Err(type_error(format!(
+            "{option} must be one ASCII character, got {value:?}"
+        ))),
     }
 }
 
@@ -25,20 +27,30 @@ fn one_byte(option: &str, value: &str) -> PyResult<u8> {
 pub fn parse(options: Option<&Bound<'_, PyDict>>) -> PyResult<Parsed> {
     let mut c = ConvertOptions::default();
     let mut name = None;
-    let Some(options) = options else { return Ok(Parsed { convert: c, name }) };
+    let Some(options) = options else {
+        return Ok(Parsed { convert: c, name });
+    };
     for (key, value) in options.iter() {
         let key: String = key.extract()?;
         let none = value.is_none();
         match key.as_str() {
             "delimiter" => {
-                c.csv.delimiter = if none { None } else { Some(one_byte("delimiter", &value.extract::<String>()?)?) }
+                c.csv.delimiter = if none {
+                    None
+                } else {
+                    Some(one_byte("delimiter", &value.extract::<String>()?)?)
+                }
             }
             "quote" => {
                 c.csv.quote = if none {
                     None
                 } else {
                     let q: String = value.extract()?;
-                    Some(if q.is_empty() { None } else { Some(one_byte("quote", &q)?) })
+                    Some(if q.is_empty() {
+                        None
+                    } else {
+                        Some(one_byte("quote", &q)?)
+                    })
                 }
             }
             "escape" => {
@@ -58,7 +70,9 @@ pub fn parse(options: Option<&Bound<'_, PyDict>>) -> PyResult<Parsed> {
             "encoding" => {
                 c.csv.encoding = match value.extract::<Option<String>>()? {
                     None => None,
-                    Some(e) => Some(TextEncoding::from_name(&e).map_err(|e| type_error(e.to_string()))?),
+                    Some(e) => {
+                        Some(TextEncoding::from_name(&e).map_err(|e| type_error(e.to_string()))?)
+                    }
                 }
             }
             "sample_rows" => c.csv.sample_rows = value.extract()?,

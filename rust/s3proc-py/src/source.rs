@@ -21,11 +21,17 @@ pub fn from_py(obj: &Bound<'_, PyAny>, name: Option<String>) -> PyResult<Arc<dyn
     }
     if let Ok(b) = obj.cast::<PyBytes>() {
         let data: Arc<[u8]> = b.as_bytes().into();
-        return Ok(Arc::new(BytesSource { data, name: name.unwrap_or_else(|| "<bytes>".into()) }));
+        return Ok(Arc::new(BytesSource {
+            data,
+            name: name.unwrap_or_else(|| "<bytes>".into()),
+        }));
     }
     if let Ok(b) = obj.cast::<PyByteArray>() {
         let data: Arc<[u8]> = b.to_vec().into();
-        return Ok(Arc::new(BytesSource { data, name: name.unwrap_or_else(|| "<bytes>".into()) }));
+        return Ok(Arc::new(BytesSource {
+            data,
+            name: name.unwrap_or_else(|| "<bytes>".into()),
+        }));
     }
     if obj.hasattr("read")? {
         let name = match name {
@@ -37,7 +43,11 @@ pub fn from_py(obj: &Bound<'_, PyAny>, name: Option<String>) -> PyResult<Arc<dyn
                 .unwrap_or_else(|| "<stream>".into()),
         };
         let seekable = obj.hasattr("seekable")? && obj.call_method0("seekable")?.is_truthy()?;
-        let start = if seekable { Some(obj.call_method0("tell")?.extract::<u64>()?) } else { None };
+        let start = if seekable {
+            Some(obj.call_method0("tell")?.extract::<u64>()?)
+        } else {
+            None
+        };
         return Ok(Arc::new(PyFileLike {
             obj: obj.clone().unbind(),
             name,
@@ -105,7 +115,9 @@ impl Read for PyReader {
             let bytes = got.cast::<PyBytes>().map_err(PyErr::from)?;
             let data = bytes.as_bytes();
             if data.len() > buf.len() {
-                return Err(crate::errors::type_error("read(n) returned more than n bytes"));
+                return Err(crate::errors::type_error(
+                    "read(n) returned more than n bytes",
+                ));
             }
             buf[..data.len()].copy_from_slice(data);
             Ok(data.len())

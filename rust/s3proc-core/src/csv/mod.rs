@@ -50,7 +50,11 @@ impl NullMarkers {
     pub fn new(values: &[String]) -> Self {
         Self {
             empty: values.iter().any(String::is_empty),
-            others: values.iter().filter(|v| !v.is_empty()).map(|v| v.as_bytes().to_vec()).collect(),
+            others: values
+                .iter()
+                .filter(|v| !v.is_empty())
+                .map(|v| v.as_bytes().to_vec())
+                .collect(),
         }
     }
 
@@ -69,7 +73,11 @@ impl NullMarkers {
         if self.empty {
             out.push(String::new());
         }
-        out.extend(self.others.iter().map(|m| String::from_utf8_lossy(m).into_owned()));
+        out.extend(
+            self.others
+                .iter()
+                .map(|m| String::from_utf8_lossy(m).into_owned()),
+        );
         out
     }
 }

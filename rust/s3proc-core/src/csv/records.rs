@@ -60,7 +60,11 @@ impl Records {
         if base + 1 + j >= last {
             return Field::Missing;
         }
-        let start = if j == 0 { self.bounds[base] } else { self.bounds[base + j] & !NULL_FLAG };
+        let start = if j == 0 {
+            self.bounds[base]
+        } else {
+            self.bounds[base + j] & !NULL_FLAG
+        };
         let end = self.bounds[base + 1 + j];
         if end & NULL_FLAG != 0 {
             Field::Null
@@ -121,7 +125,11 @@ pub fn parse(input: &[u8], dialect: &Dialect, partial_tail: bool) -> Result<Reco
     }
     match dialect.escape {
         Escape::Quoted => parse_quoted(input, dialect, partial_tail),
-        Escape::Backslash => Ok(parse_backslash(input, dialect.delimiter, dialect.terminator)),
+        Escape::Backslash => Ok(parse_backslash(
+            input,
+            dialect.delimiter,
+            dialect.terminator,
+        )),
     }
 }
 
@@ -137,7 +145,11 @@ fn parse_quoted(input: &[u8], dialect: &Dialect, partial_tail: bool) -> Result<R
         // The first byte goes alone: csv-core would strip a byte order mark
         // at the start of every piece, but only the file's start may have one
         // (and it is removed before parsing).
-        let limit = if pos == 0 { input.len().min(1) } else { input.len() };
+        let limit = if pos == 0 {
+            input.len().min(1)
+        } else {
+            input.len()
+        };
         let (res, nin, n, nend) =
             rdr.read_record(&input[pos..limit], &mut out[nout..], &mut ends_scratch);
         pos += nin;
@@ -168,7 +180,11 @@ fn parse_quoted(input: &[u8], dialect: &Dialect, partial_tail: bool) -> Result<R
                 recs.push_record(rec_in, rec_out, &ends);
                 ends.clear();
                 // Blank lines before the next record are skipped by csv-core.
-                rec_in = pos + input[pos..].iter().take_while(|b| matches!(b, b'\r' | b'\n')).count();
+                rec_in = pos
+                    + input[pos..]
+                        .iter()
+                        .take_while(|b| matches!(b, b'\r' | b'\n'))
+                        .count();
                 rec_out = nout;
             }
             ReadRecordResult::End => break,
@@ -215,7 +231,11 @@ pub fn find_unescaped(input: &[u8], from: usize, byte: u8) -> Option<usize> {
     let mut at = from;
     loop {
         let p = at + memchr::memchr(byte, &input[at..])?;
-        let slashes = input[from..p].iter().rev().take_while(|&&b| b == b'\\').count();
+        let slashes = input[from..p]
+            .iter()
+            .rev()
+            .take_while(|&&b| b == b'\\')
+            .count();
         if slashes % 2 == 0 {
             return Some(p);
         }
@@ -241,7 +261,10 @@ fn unescape_into(field: &[u8], out: &mut Vec<u8>) {
             b'f' => out.push(0x0C),
             b'v' => out.push(0x0B),
             b'0'..=b'7' => {
-                let digits = field[i - 1..].iter().take(3).take_while(|d| (b'0'..=b'7').contains(d));
+                let digits = field[i - 1..]
+                    .iter()
+                    .take(3)
+                    .take_while(|d| (b'0'..=b'7').contains(d));
                 let n = digits.clone().count();
                 let v = digits.fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
                 out.push((v & 0xFF) as u8);
@@ -258,7 +281,13 @@ mod tests {
     use super::*;
 
     fn dialect(delimiter: u8, escape: Escape) -> Dialect {
-        Dialect { delimiter, quote: Some(b'"'), escape, terminator: b'\n', header: false }
+        Dialect {
+            delimiter,
+            quote: Some(b'"'),
+            escape,
+            terminator: b'\n',
+            header: false,
+        }
     }
 
     fn rows(r: &Records) -> Vec<Vec<Option<String>>> {
@@ -276,10 +305,17 @@ mod tests {
 
     #[test]
     fn quoted_fields_and_crlf() {
-        let r = parse(b"a,\"b,\"\"c\"\"\r\nd\"\r\n\r\n1,2\n", &dialect(b',', Escape::Quoted), false)
-            .expect("parses");
+        let r = parse(
+            b"a,\"b,\"\"c\"\"\r\nd\"\r\n\r\n1,2\n",
+            &dialect(b',', Escape::Quoted),
+            false,
+        )
+        .expect("parses");
         let s = |x: &str| Some(x.to_owned());
-        assert_eq!(rows(&r), vec![vec![s("a"), s("b,\"c\"\r\nd")], vec![s("1"), s("2")]]);
+        assert_eq!(
+            rows(&r),
+            vec![vec![s("a"), s("b,\"c\"\r\nd")], vec![s("1"), s("2")]]
+        );
     }
 
     #[test]
@@ -292,15 +328,23 @@ mod tests {
 
     #[test]
     fn leading_bom_bytes_are_data_inside_a_piece() {
-        let r = parse("\u{feff}x,y\n".as_bytes(), &dialect(b',', Escape::Quoted), false)
-            .expect("parses");
+        let r = parse(
+            "\u{feff}x,y\n".as_bytes(),
+            &dialect(b',', Escape::Quoted),
+            false,
+        )
+        .expect("parses");
         assert_eq!(r.field(0, 0), Field::Value("\u{feff}x".as_bytes()));
     }
 
     #[test]
     fn backslash_tsv() {
-        let r = parse(b"a\\tb\t\\N\tc\\\\d\\n\r\n\\101\tx\\\ny\n", &dialect(b'\t', Escape::Backslash), false)
-            .expect("parses");
+        let r = parse(
+            b"a\\tb\t\\N\tc\\\\d\\n\r\n\\101\tx\\\ny\n",
+            &dialect(b'\t', Escape::Backslash),
+            false,
+        )
+        .expect("parses");
         assert_eq!(r.field(0, 0), Field::Value(b"a\tb"));
         assert_eq!(r.field(0, 1), Field::Null);
         assert_eq!(r.field(0, 2), Field::Value(b"c\\d\n"));

@@ -46,30 +46,45 @@ pub fn sniff(source: &dyn Source, opts: &CsvOptions) -> Result<CsvPlan> {
     };
     let (text, at_eof) = read_head(open_text(source, encoding)?, name)?;
     check_text(&text, name)?;
-    let terminator = if memchr::memchr(b'\n', &text).is_some() || memchr::memchr(b'\r', &text).is_none() {
-        b'\n'
-    } else {
-        b'\r'
-    };
+    let terminator =
+        if memchr::memchr(b'\n', &text).is_some() || memchr::memchr(b'\r', &text).is_none() {
+            b'\n'
+        } else {
+            b'\r'
+        };
     let quote = opts.quote.unwrap_or(Some(b'"'));
     let delimiter = match opts.delimiter {
         Some(d) => d,
         None => sniff_delimiter(&text, quote, terminator, is_tsv_name(name)),
     };
-    let escape = opts.escape.unwrap_or_else(|| sniff_escape(&text, delimiter, quote));
-    let mut dialect = Dialect { delimiter, quote, escape, terminator, header: false };
+    let escape = opts
+        .escape
+        .unwrap_or_else(|| sniff_escape(&text, delimiter, quote));
+    let mut dialect = Dialect {
+        delimiter,
+        quote,
+        escape,
+        terminator,
+        header: false,
+    };
     let sample = sample_records(&text, at_eof, &dialect, name)?;
     if sample.is_empty() {
         return Err(Error::parse(name, 1, "empty file: no header and no rows"));
     }
     let nulls = NullMarkers::new(&opts.null_values);
-    let limit = opts.sample_rows.map_or(sample.len(), |n| n.saturating_add(1).min(sample.len()));
-    dialect.header = opts.header.unwrap_or_else(|| detect_header(&sample, limit, &nulls));
+    let limit = opts
+        .sample_rows
+        .map_or(sample.len(), |n| n.saturating_add(1).min(sample.len()));
+    dialect.header = opts
+        .header
+        .unwrap_or_else(|| detect_header(&sample, limit, &nulls));
     let body = usize::from(dialect.header)..limit;
     let width = (0..limit).map(|i| sample.width(i)).max().unwrap_or(0);
     let header_names: Vec<Option<String>> = (0..width)
         .map(|j| match (dialect.header, sample.field(0, j)) {
-            (true, Field::Value(v)) if !v.is_empty() => Some(String::from_utf8_lossy(v).into_owned()),
+            (true, Field::Value(v)) if !v.is_empty() => {
+                Some(String::from_utf8_lossy(v).into_owned())
+            }
             _ => None,
         })
         .collect();
@@ -89,10 +104,19 @@ pub fn sniff(source: &dyn Source, opts: &CsvOptions) -> Result<CsvPlan> {
                     }
                 }
             }
-            Column { name, ty, dictionary: wants_dictionary(ty, distinct.len(), values) }
+            Column {
+                name,
+                ty,
+                dictionary: wants_dictionary(ty, distinct.len(), values),
+            }
         })
         .collect();
-    Ok(CsvPlan { encoding, dialect, nulls, columns })
+    Ok(CsvPlan {
+        encoding,
+        dialect,
+        nulls,
+        columns,
+    })
 }
 
 /// Reads up to [`SAMPLE_BYTES`]; also tells whether that was the whole input.
@@ -134,14 +158,20 @@ fn check_text(text: &[u8], name: &str) -> Result<()> {
         .filter(|&&b| (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x0C)) || b == 0x7F)
         .count();
     if controls * 20 > text.len() {
-        return Err(Error::parse(name, 1, "binary data (control characters): not a text table"));
+        return Err(Error::parse(
+            name,
+            1,
+            "binary data (control characters): not a text table",
+        ));
     }
     Ok(())
 }
 
 fn is_tsv_name(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
-    [".tsv", ".tab", ".tsv.gz", ".tsv.zst", ".tsv.bz2", ".tsv.xz"].iter().any(|s| lower.ends_with(s))
+    [".tsv", ".tab", ".tsv.gz", ".tsv.zst", ".tsv.bz2", ".tsv.xz"]
+        .iter()
+        .any(|s| lower.ends_with(s))
 }
 
 /// Picks the delimiter whose count per record is the most consistent over
@@ -196,11 +226,13 @@ fn sniff_escape(text: &[u8], delimiter: u8, quote: Option<u8>) -> Escape {
         return Escape::Quoted;
     }
     let quoted = quote.is_some_and(|q| {
-        text.windows(2).any(|w| (w[0] == b'\t' || w[0] == b'\n') && w[1] == q) || text.first() == Some(&q)
+        text.windows(2)
+            .any(|w| (w[0] == b'\t' || w[0] == b'\n') && w[1] == q)
+            || text.first() == Some(&q)
     });
-    let escapes = text.windows(2).any(|w| {
-        w[0] == b'\\' && matches!(w[1], b't' | b'n' | b'r' | b'\\' | b'N')
-    });
+    let escapes = text
+        .windows(2)
+        .any(|w| w[0] == b'\\' && matches!(w[1], b't' | b'n' | b'r' | b'\\' | b'N'));
     if escapes && !quoted {
         Escape::Backslash
     } else {
@@ -216,7 +248,11 @@ fn sample_records(text: &[u8], at_eof: bool, dialect: &Dialect, name: &str) -> R
     }
     records::parse(&input, dialect, !at_eof).map_err(|Trouble::UnfinishedRecord(at)| {
         let line = 1 + count_byte(&input[..at.min(input.len())], dialect.terminator);
-        Error::parse(name, line, "quoted field is never closed (unterminated quote)")
+        Error::parse(
+            name,
+            line,
+            "quoted field is never closed (unterminated quote)",
+        )
     })
 }
 
@@ -229,7 +265,9 @@ fn detect_header(sample: &Records, limit: usize, nulls: &NullMarkers) -> bool {
             _ => None,
         })
         .collect();
-    let all_text = first.iter().all(|v| v.is_some_and(|v| ColumnType::Null.widen_for(v) == ColumnType::Utf8));
+    let all_text = first
+        .iter()
+        .all(|v| v.is_some_and(|v| ColumnType::Null.widen_for(v) == ColumnType::Utf8));
     if limit <= 1 {
         return all_text;
     }
@@ -272,16 +310,34 @@ mod tests {
 
     #[test]
     fn finds_delimiters() {
-        assert_eq!(sniff_delimiter(b"a;b;c\n1;2,5;3\n", Some(b'"'), b'\n', false), b';');
-        assert_eq!(sniff_delimiter(b"a\tb\n\"x,y\"\tz\n", Some(b'"'), b'\n', false), b'\t');
-        assert_eq!(sniff_delimiter(b"a|b\n1|2\n", Some(b'"'), b'\n', false), b'|');
-        assert_eq!(sniff_delimiter(b"single\nx\n", Some(b'"'), b'\n', true), b'\t');
+        assert_eq!(
+            sniff_delimiter(b"a;b;c\n1;2,5;3\n", Some(b'"'), b'\n', false),
+            b';'
+        );
+        assert_eq!(
+            sniff_delimiter(b"a\tb\n\"x,y\"\tz\n", Some(b'"'), b'\n', false),
+            b'\t'
+        );
+        assert_eq!(
+            sniff_delimiter(b"a|b\n1|2\n", Some(b'"'), b'\n', false),
+            b'|'
+        );
+        assert_eq!(
+            sniff_delimiter(b"single\nx\n", Some(b'"'), b'\n', true),
+            b'\t'
+        );
     }
 
     #[test]
     fn detects_backslash_tsv() {
-        assert_eq!(sniff_escape(b"a\tb\nx\\ty\t\\N\n", b'\t', Some(b'"')), Escape::Backslash);
-        assert_eq!(sniff_escape(b"a\tb\n\"x\\ty\"\t1\n", b'\t', Some(b'"')), Escape::Quoted);
+        assert_eq!(
+            sniff_escape(b"a\tb\nx\\ty\t\\N\n", b'\t', Some(b'"')),
+            Escape::Backslash
+        );
+        assert_eq!(
+            sniff_escape(b"a\tb\n\"x\\ty\"\t1\n", b'\t', Some(b'"')),
+            Escape::Quoted
+        );
         assert_eq!(sniff_escape(b"a,b\n", b',', Some(b'"')), Escape::Quoted);
     }
 }

@@ -113,8 +113,13 @@ impl Splitter {
                     self.scan();
                 }
                 if self.mode == SplitMode::Serial && self.serial_has_open_record() {
-                    let line = self.line + count_byte(&self.buf[..self.boundary], self.dialect.terminator);
-                    return Err(Error::parse(&self.name, line, "quoted field is never closed (unterminated quote)"));
+                    let line =
+                        self.line + count_byte(&self.buf[..self.boundary], self.dialect.terminator);
+                    return Err(Error::parse(
+                        &self.name,
+                        line,
+                        "quoted field is never closed (unterminated quote)",
+                    ));
                 }
                 self.buf.len()
             } else if self.boundary > 0 {
@@ -123,7 +128,10 @@ impl Splitter {
                 return Err(Error::parse(
                     &self.name,
                     self.line,
-                    format!("a record is longer than {} bytes (max_record_bytes)", self.max_record),
+                    format!(
+                        "a record is longer than {} bytes (max_record_bytes)",
+                        self.max_record
+                    ),
                 ));
             } else {
                 // One record is larger than a piece: read further.
@@ -137,7 +145,11 @@ impl Splitter {
             self.scanned -= cut;
             self.boundary = 0;
             self.want = self.target;
-            let chunk = RawChunk { index: self.index, first_line: self.line, data };
+            let chunk = RawChunk {
+                index: self.index,
+                first_line: self.line,
+                data,
+            };
             self.index += 1;
             self.line += count_byte(&chunk.data, self.dialect.terminator);
             return Ok(Some(chunk));
@@ -150,7 +162,9 @@ impl Splitter {
         if self.dialect.escape == Escape::Backslash || self.dialect.quote.is_none() {
             return false;
         }
-        let (res, _, _, _) = self.serial.read_record(&[], &mut [0u8; 4096], &mut [0usize; 256]);
+        let (res, _, _, _) = self
+            .serial
+            .read_record(&[], &mut [0u8; 4096], &mut [0usize; 256]);
         res == ReadRecordResult::Record
     }
 
@@ -266,7 +280,10 @@ mod tests {
                 assert_eq!(got.concat(), b"a,\"x\ny\"\nb,\"\"\"\n\"\nc,d\n");
                 for p in &got {
                     assert!(p.ends_with(b"\n"));
-                    assert!(p.iter().filter(|&&b| b == b'"').count() % 2 == 0, "{mode:?} {target}");
+                    assert!(
+                        p.iter().filter(|&&b| b == b'"').count() % 2 == 0,
+                        "{mode:?} {target}"
+                    );
                 }
             }
         }

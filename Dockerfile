@@ -1,0 +1,19 @@
+# s3proc as a container: build the wheel, then install it on a slim Python.
+#   docker build -t s3proc .
+#   docker run --rm -v "$PWD:/data" s3proc convert /data/in.csv /data/out.parquet
+FROM rust:1-slim-bookworm AS build
+RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-pip python3-venv \
+    && rm -rf /var/lib/apt/lists/*
+RUN python3 -m venv /opt/build && /opt/build/bin/pip install --no-cache-dir "maturin>=1.8,<2"
+WORKDIR /src
+COPY Cargo.toml Cargo.lock pyproject.toml README.md ./
+COPY rust rust
+COPY python python
+RUN /opt/build/bin/maturin build --release --out /wheels
+
+FROM python:3.11-slim-bookworm
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+USER nobody
+ENTRYPOINT ["s3proc"]
+CMD ["--help"]
