@@ -265,22 +265,20 @@ impl Lanes {
         loop {
             let (array, field, mut writer) = {
                 let mut lane = lock(&self.lanes[j]);
-                if lane.error.is_some() {
-                    lane.queue.clear();
-                }
-                let next = if lane.writer.is_some() {
-                    lane.queue.pop_front()
-                } else {
-                    None
+                let work = match (lane.error.is_none(), lane.queue.is_empty()) {
+                    (true, false) => lane.writer.take(),
+                    _ => None,
                 };
-                let (Some((array, field)), Some(writer)) =
-                    (next.clone(), next.and_then(|_| lane.writer.take()))
-                else {
+                let Some(writer) = work else {
+                    // Done: nothing queued, or an error stops this lane.
                     lane.queue.clear();
                     lane.queued = 0;
                     lane.busy = false;
                     drop(lane);
                     self.notify();
+                    return;
+                };
+                let Some((array, field)) = lane.queue.pop_front() else {
                     return;
                 };
                 (array, field, writer)

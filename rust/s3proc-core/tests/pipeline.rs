@@ -12,13 +12,18 @@ use s3proc_core::source::BytesSource;
 use s3proc_core::{ConvertOptions, Error, Event, ParquetChunks};
 
 fn source(data: &[u8]) -> Arc<BytesSource> {
-    Arc::new(BytesSource { data: data.into(), name: "t.csv".into() })
+    Arc::new(BytesSource {
+        data: data.into(),
+        name: "t.csv".into(),
+    })
 }
 
 /// Small pieces, chunks and row groups, so every boundary is crossed.
 fn small() -> ConvertOptions {
-    let mut o = ConvertOptions::default();
-    o.read_size = Some(4096);
+    let mut o = ConvertOptions {
+        read_size: Some(4096),
+        ..Default::default()
+    };
     o.parquet.chunk_size = 16 * 1024;
     o.parquet.row_group_rows = 700;
     o
@@ -61,7 +66,10 @@ fn table(rows: usize, late: Option<(usize, &str)>) -> Vec<u8> {
             Some((at, v)) if at == i => v.to_owned(),
             _ => i.to_string(),
         };
-        s.push_str(&format!("{i},{score},\"n, {i}\"\"x\",2024-01-{:02}\n", i % 28 + 1));
+        s.push_str(&format!(
+            "{i},{score},\"n, {i}\"\"x\",2024-01-{:02}\n",
+            i % 28 + 1
+        ));
     }
     s.into_bytes()
 }
@@ -104,7 +112,10 @@ fn whole_file_inference_never_restarts() {
     let (file, restarts) = convert(&data, opts).expect("converts");
     assert_eq!(restarts, 0);
     let b = read(file);
-    assert_eq!(b.column(1).as_string::<i32>().value(29_990), "12345678901234567890");
+    assert_eq!(
+        b.column(1).as_string::<i32>().value(29_990),
+        "12345678901234567890"
+    );
 }
 
 #[test]
@@ -132,7 +143,11 @@ fn stray_quote_falls_back_to_exact_splitting() {
 #[test]
 fn ragged_rows_keep_every_field() {
     let data = b"a,b\n1,2\n3\n4,5,6\n";
-    let b = read(convert(data, ConvertOptions::default()).expect("converts").0);
+    let b = read(
+        convert(data, ConvertOptions::default())
+            .expect("converts")
+            .0,
+    );
     assert_eq!(b.num_columns(), 3);
     assert_eq!(b.schema().field(2).name(), "column_3");
     assert!(b.column(1).is_null(1));
@@ -162,10 +177,16 @@ fn nul_byte_late_in_file_is_a_parse_error() {
     let at = data.len() - 100;
     data[at] = 0;
     let err = convert(&data, small()).expect_err("binary");
-    assert!(matches!(err, Error::Parse { line, .. } if line > 49_000), "{err}");
+    assert!(
+        matches!(err, Error::Parse { line, .. } if line > 49_000),
+        "{err}"
+    );
 }
 
 #[test]
 fn empty_input_is_a_parse_error() {
-    assert!(matches!(convert(b"", ConvertOptions::default()), Err(Error::Parse { .. })));
+    assert!(matches!(
+        convert(b"", ConvertOptions::default()),
+        Err(Error::Parse { .. })
+    ));
 }
