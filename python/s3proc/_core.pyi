@@ -19,7 +19,7 @@ class ConvertOptions(TypedDict, total=False):
     max_record_bytes: int  # longest record accepted (default 64 MiB)
     zstd_level: int  # 1..22, default 3
     row_group_rows: int  # default 1,048,576
-    row_group_bytes: int  # Arrow (decoded) bytes per row group, default 128 MiB
+    row_group_bytes: int  # Arrow (decoded) bytes per row group, default 64 MiB
     chunk_size: int  # bytes per chunk (all but the last), default 8 MiB
     read_size: int  # input bytes per parsing piece, default 2 MiB
     name: str  # the source's name in errors and metadata

@@ -44,7 +44,7 @@ impl Default for ParquetOptions {
         Self {
             zstd_level: 3,
             row_group_rows: 1 << 20,
-            row_group_bytes: 128 << 20,
+            row_group_bytes: 64 << 20,
             chunk_size: 8 << 20,
         }
     }
