@@ -193,7 +193,8 @@ fn booleans<'a>(
 /// and every field boundary is an ASCII delimiter, so each value is valid.
 fn strings<'a>(rows: usize, value: &impl Fn(usize) -> Option<&'a [u8]>) -> ArrayRef {
     let mut offsets: Vec<i32> = Vec::with_capacity(rows + 1);
-    let mut data: Vec<u8> = Vec::new();
+    let total: usize = (0..rows).map(|i| value(i).map_or(0, <[u8]>::len)).sum();
+    let mut data: Vec<u8> = Vec::with_capacity(total);
     let mut nulls = NullBufferBuilder::new(rows);
     offsets.push(0);
     for i in 0..rows {
