@@ -223,8 +223,18 @@ def duckdb_text_table(path: os.PathLike[str] | str, **read_csv_options: Any) -> 
 def run_gen_data(fmt: str, rows: int, seed: int, out: Path) -> Path:
     """Runs the shared generator (it needs numpy and pyarrow, present in the test venv)."""
     subprocess.run(
-        [sys.executable, str(GEN_DATA), "--format", fmt, "--rows", str(rows), "--seed", str(seed),
-         "--out", str(out)],
+        [
+            sys.executable,
+            str(GEN_DATA),
+            "--format",
+            fmt,
+            "--rows",
+            str(rows),
+            "--seed",
+            str(seed),
+            "--out",
+            str(out),
+        ],
         check=True,
         capture_output=True,
     )

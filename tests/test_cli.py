@@ -49,7 +49,8 @@ def test_inspect_prints_schema(s3proc_bin: Path, small_csv: Path) -> None:
     assert "utf-8" in out
     plan = s3proc.inspect(small_csv)
     for name, type_ in plan["columns"]:
-        assert any(line.split() == [name, type_] for line in out.splitlines()), f"{name} {type_} not in\n{out}"
+        shown = any(line.split() == [name, type_] for line in out.splitlines())
+        assert shown, f"{name} {type_} not in\n{out}"
 
 
 def test_inspect_json(s3proc_bin: Path, small_csv: Path) -> None:
@@ -113,8 +114,21 @@ def test_convert_with_options(s3proc_bin: Path, tmp_path: Path) -> None:
     path.write_bytes(b"1|x|-\n2|y|3\n")
     out = tmp_path / "out.parquet"
     proc = run(
-        s3proc_bin, "convert", str(path), str(out), "--delimiter", "|", "--no-header", "--null-value", "-",
-        "--null-value", "", "--zstd-level", "5", "--sample-rows", "all",
+        s3proc_bin,
+        "convert",
+        str(path),
+        str(out),
+        "--delimiter",
+        "|",
+        "--no-header",
+        "--null-value",
+        "-",
+        "--null-value",
+        "",
+        "--zstd-level",
+        "5",
+        "--sample-rows",
+        "all",
     )
     assert proc.returncode == 0, proc.stderr
     table = read_parquet(out.read_bytes())

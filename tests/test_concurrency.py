@@ -114,7 +114,7 @@ def test_every_chunk_but_last_is_chunk_size(ten_mb: Path, chunk_size: int) -> No
     assert len(out.chunks) >= 2, "the test needs several chunks"
     sizes = [len(c) for c in out.chunks]
     assert all(s == chunk_size for s in sizes[:-1]), sizes
-    assert 0 < sizes[-1]
+    assert sizes[-1] > 0
     table = read_parquet(out.data)
     assert table.num_rows == 55_000
     assert pq.ParquetFile(io.BytesIO(out.data)).metadata.num_row_groups >= 2

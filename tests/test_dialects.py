@@ -158,8 +158,10 @@ def test_null_values_option() -> None:
     assert table.schema.field("b").type == pa.string()
     assert table.column("b").to_pylist() == [None, "", "3"]
     assert table.column("c").to_pylist() == ["x", None, "y"]
-    assert convert_chunks(data, null_values=["NA", "-"]).metadata["s3proc.dialect"].endswith(
-        '"null_values":["NA","-"]}'
+    assert (
+        convert_chunks(data, null_values=["NA", "-"])
+        .metadata["s3proc.dialect"]
+        .endswith('"null_values":["NA","-"]}')
     )
 
 
@@ -266,3 +268,36 @@ def test_single_column_with_nulls() -> None:
     w.writerows([["v"], ["1"], [""], ["3"]])
     table = convert_table(buf.getvalue().encode(), header=True)
     assert table.column("v").to_pylist() == [1, None, 3]
+
+
+# ------------------------------------------------------------------ pieces: the same table whatever the cut
+@pytest.mark.parametrize("fmt", ["csv", "tsv"])
+@pytest.mark.parametrize("read_size", [4096, 10_000, 65_536])
+def test_small_pieces_give_same_table(gen_data, fmt: str, read_size: int) -> None:
+    path = gen_data(fmt, 20_000, 8)
+    assert convert_table(path, read_size=read_size).equals(convert_table(path))
+
+
+def test_stray_quotes_in_unquoted_fields(tmp_path: Path) -> None:
+    # A quote inside an unquoted field is a literal character; it must not upset how the
+    # file is cut into pieces (5'10" style values, over many pieces).
+    rows = [[str(i), f"5'{i % 12}\"", f'"quoted, {i}"', f'x"y{i}'] for i in range(20_000)]
+    text = "id,height,q,odd\n" + "".join(
+        f'{r[0]},{r[1]},"{r[2].replace(chr(34), chr(34) * 2)}",{r[3]}\n' for r in rows
+    )
+    path = tmp_path / "stray.csv"
+    path.write_text(text, encoding="utf-8")
+    for read_size in (4096, 65_536, None):
+        opts = {} if read_size is None else {"read_size": read_size}
+        table = convert_table(path, **opts)
+        assert_table_matches_rows(table, ["id", "height", "q", "odd"], rows)
+
+
+def test_cr_only_file_with_quoted_cr_over_many_pieces(tmp_path: Path) -> None:
+    rows = [[str(i), f"a\rb {i}"] for i in range(20_000)]
+    text = "id,text\r" + "".join(f'{r[0]},"{r[1]}"\r' for r in rows)
+    path = tmp_path / "cr.csv"
+    path.write_bytes(text.encode())
+    assert s3proc.inspect(path)["dialect"]["terminator"] == "\r"
+    table = convert_table(path, read_size=4096)
+    assert_table_matches_rows(table, ["id", "text"], rows)

@@ -60,12 +60,20 @@ CASES = {
     "int_then_huge": (_ints, {LATE: "12345678901234567890"}, "int64", pa.string()),
     "int_then_beyond_2_53": (_ints, {LATE: "9007199254740993"}, "int64", pa.int64()),
     "int_then_float_then_beyond_2_53": (
-        _ints, {LATE: "2.5", LATE + 5000: "9007199254740993"}, "int64", pa.string()),
+        _ints,
+        {LATE: "2.5", LATE + 5000: "9007199254740993"},
+        "int64",
+        pa.string(),
+    ),
     "int_then_leading_zero": (_ints, {LATE: "007"}, "int64", pa.string()),
     "bool_then_text": (lambda i: "true" if i % 3 else "false", {LATE: "maybe"}, "boolean", pa.string()),
     "date_then_timestamp": (_dates, {LATE: "2024-01-02 03:04:05"}, "date", pa.timestamp("us")),
     "date_then_timestamp_then_text": (
-        _dates, {LATE: "2024-01-02 03:04:05", LATE + 3000: "soon"}, "date", pa.string()),
+        _dates,
+        {LATE: "2024-01-02 03:04:05", LATE + 3000: "soon"},
+        "date",
+        pa.string(),
+    ),
     "timestamp_then_zoned": (_timestamps, {LATE: "2024-01-02T03:04:05Z"}, "timestamp", pa.string()),
     "float_then_text": (lambda i: f"{i}.25", {LATE: "n/a"}, "float64", pa.string()),
 }

@@ -67,8 +67,11 @@ def test_late_cp1252_bytes_in_utf8_file_are_kept(tmp_path: Path) -> None:
     assert "windows-1252" in out.metadata["s3proc.encoding"]
 
 
-@pytest.mark.parametrize("bom,codec", [(codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be")],
-                         ids=["le", "be"])
+@pytest.mark.parametrize(
+    ("bom", "codec"),
+    [(codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be")],
+    ids=["le", "be"],
+)
 @pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["lf", "crlf"])
 def test_utf16_with_bom(bom: bytes, codec: str, newline: str) -> None:
     rows = [*ROWS, ["日本", "😀 emoji, with comma".replace(",", ";"), "4"]]

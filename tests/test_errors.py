@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import os
@@ -71,13 +72,16 @@ def test_gzip_blob_named_csv(tmp_path: Path) -> None:
 def test_binary_without_nul_bytes() -> None:
     # Control characters everywhere but no NUL.
     rng = random.Random(3)
-    data = bytes(rng.choice([1, 2, 3, 4, 5, 6, 7, 8, 0x0B, 0x0E, 0x1F, 0x7F, 0x41, 0x2C]) for _ in range(10_000))
+    alphabet = [1, 2, 3, 4, 5, 6, 7, 8, 0x0B, 0x0E, 0x1F, 0x7F, 0x41, 0x2C]
+    data = bytes(rng.choice(alphabet) for _ in range(10_000))
     _parse_error(data)
 
 
-ARCHIVES = sorted(
-    p for p in CORPUS.rglob("*") if p.is_file() and p.suffix in (".zip", ".tar")
-) if CORPUS.is_dir() else []
+ARCHIVES = (
+    sorted(p for p in CORPUS.rglob("*") if p.is_file() and p.suffix in (".zip", ".tar"))
+    if CORPUS.is_dir()
+    else []
+)
 
 
 @pytest.mark.parametrize("path", ARCHIVES, ids=[p.name for p in ARCHIVES])
@@ -199,7 +203,8 @@ def test_bad_option_value_is_option_error(options: dict) -> None:
     with pytest.raises(s3proc.OptionError) as info:
         convert_chunks(b"a,b\n1,2\n", **options)
     assert isinstance(info.value, ValueError)
-    read_options = {k: v for k, v in options.items() if k not in ("zstd_level", "chunk_size", "row_group_rows")}
+    writer_only = ("zstd_level", "chunk_size", "row_group_rows")
+    read_options = {k: v for k, v in options.items() if k not in writer_only}
     if read_options:
         with pytest.raises(s3proc.OptionError):
             s3proc.inspect(b"a,b\n1,2\n", **read_options)
@@ -207,9 +212,34 @@ def test_bad_option_value_is_option_error(options: dict) -> None:
 
 # ------------------------------------------------------------------ fuzz: never a crash
 _TOKENS = st.sampled_from(
-    [b",", b'"', b'""', b"\n", b"\r", b"\r\n", b"\t", b";", b"|", b"\\", b"\\N", b"a", b"1", b"2.5", b"-",
-     b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff", b"\xe9", b"\x80", b"\xc3", b"\x00", b"2024-01-01", b"true",
-     b"\x1b", b" "]
+    [
+        b",",
+        b'"',
+        b'""',
+        b"\n",
+        b"\r",
+        b"\r\n",
+        b"\t",
+        b";",
+        b"|",
+        b"\\",
+        b"\\N",
+        b"a",
+        b"1",
+        b"2.5",
+        b"-",
+        b"\xef\xbb\xbf",
+        b"\xff\xfe",
+        b"\xfe\xff",
+        b"\xe9",
+        b"\x80",
+        b"\xc3",
+        b"\x00",
+        b"2024-01-01",
+        b"true",
+        b"\x1b",
+        b" ",
+    ]
 )
 
 
@@ -239,7 +269,5 @@ def test_urandom_blobs_never_crash() -> None:
     for size in (1, 2, 3, 17, 4096, 70_000):
         for _ in range(5):
             data = os.urandom(size)
-            try:
+            with contextlib.suppress(s3proc.ParseError):
                 convert_chunks(data)
-            except s3proc.ParseError:
-                pass

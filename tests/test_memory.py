@@ -48,7 +48,9 @@ def peak_rss(s3proc_bin: Path, src: Path, out: Path) -> int:
     return usage.ru_maxrss * 1024  # KiB on Linux
 
 
-def test_peak_rss_is_bounded_and_flat(s3proc_bin: Path, big_csv: Path, small_csv: Path, data_dir: Path) -> None:
+def test_peak_rss_is_bounded_and_flat(
+    s3proc_bin: Path, big_csv: Path, small_csv: Path, data_dir: Path
+) -> None:
     assert big_csv.stat().st_size > 900_000_000
     assert 150_000_000 < small_csv.stat().st_size < 300_000_000
     out = data_dir / "out.parquet"
@@ -57,8 +59,10 @@ def test_peak_rss_is_bounded_and_flat(s3proc_bin: Path, big_csv: Path, small_csv
         big = peak_rss(s3proc_bin, big_csv, out)
     finally:
         out.unlink(missing_ok=True)
-    report = f"peak RSS: {small / MiB:.0f} MiB for {small_csv.stat().st_size / 1e6:.0f} MB, " \
-             f"{big / MiB:.0f} MiB for {big_csv.stat().st_size / 1e6:.0f} MB"
+    report = (
+        f"peak RSS: {small / MiB:.0f} MiB for {small_csv.stat().st_size / 1e6:.0f} MB, "
+        f"{big / MiB:.0f} MiB for {big_csv.stat().st_size / 1e6:.0f} MB"
+    )
     print(report)
     assert small < LIMIT, report
     assert big < LIMIT, report

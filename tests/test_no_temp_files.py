@@ -86,8 +86,9 @@ def test_cli_leaves_no_files(dirs: dict[str, Path], s3proc_bin: Path, gen_data) 
         ["convert", str(drift), str(dirs["out"] / "b.parquet")],
         ["convert", str(drift), "-"],
     ):
-        proc = subprocess.run([str(s3proc_bin), *args], env=env, capture_output=True, timeout=300,
-                              cwd=dirs["out"])
+        proc = subprocess.run(
+            [str(s3proc_bin), *args], env=env, capture_output=True, timeout=300, cwd=dirs["out"]
+        )
         assert proc.returncode == 0, (args, proc.stderr)
     assert listing(dirs["tmp"]) == set()
     assert listing(dirs["in"]) == before_in

@@ -122,20 +122,39 @@ def test_name_option_sets_source_metadata() -> None:
 @pytest.mark.parametrize(
     ("text", "type_", "values"),
     [
-        ("1\n-2\n9007199254740993\n-9223372036854775808\n", pa.int64(),
-         [1, -2, 9007199254740993, -9223372036854775808]),
+        (
+            "1\n-2\n9007199254740993\n-9223372036854775808\n",
+            pa.int64(),
+            [1, -2, 9007199254740993, -9223372036854775808],
+        ),
         ("1.5\n-0.25\n1e10\n3\n", pa.float64(), [1.5, -0.25, 1e10, 3.0]),
         ("true\nFALSE\nTrue\n", pa.bool_(), [True, False, True]),
         ("2024-02-29\n1999-12-31\n", pa.date32(), [dt.date(2024, 2, 29), dt.date(1999, 12, 31)]),
-        ("2024-10-28 14:19:27\n2024-10-28T14:19:27.123456\n", pa.timestamp("us"),
-         [dt.datetime(2024, 10, 28, 14, 19, 27), dt.datetime(2024, 10, 28, 14, 19, 27, 123456)]),
-        ("2024-10-28T14:19:27Z\n2024-10-28T16:19:27+02:00\n", pa.timestamp("us", "UTC"),
-         [dt.datetime(2024, 10, 28, 14, 19, 27, tzinfo=dt.UTC)] * 2),
+        (
+            "2024-10-28 14:19:27\n2024-10-28T14:19:27.123456\n",
+            pa.timestamp("us"),
+            [dt.datetime(2024, 10, 28, 14, 19, 27), dt.datetime(2024, 10, 28, 14, 19, 27, 123456)],
+        ),
+        (
+            "2024-10-28T14:19:27Z\n2024-10-28T16:19:27+02:00\n",
+            pa.timestamp("us", "UTC"),
+            [dt.datetime(2024, 10, 28, 14, 19, 27, tzinfo=dt.UTC)] * 2,
+        ),
         ("007\n12\n", pa.string(), ["007", "12"]),
         ("12345678901234567890\n1\n", pa.string(), ["12345678901234567890", "1"]),
         ("2023-02-29\n2024-01-01\n", pa.string(), ["2023-02-29", "2024-01-01"]),
     ],
-    ids=["int", "float", "bool", "date", "timestamp", "timestamp_utc", "leading_zero", "huge_int", "bad_date"],
+    ids=[
+        "int",
+        "float",
+        "bool",
+        "date",
+        "timestamp",
+        "timestamp_utc",
+        "leading_zero",
+        "huge_int",
+        "bad_date",
+    ],
 )
 def test_types_inferred_losslessly(text: str, type_: pa.DataType, values: list) -> None:
     table = convert_table(("v\n" + text).encode(), header=True)
@@ -149,15 +168,44 @@ def test_inspect_reports_types() -> None:
     )
     assert plan["format"] == "csv"
     assert [tuple(c) for c in plan["columns"]] == [
-        ("i", "int64"), ("f", "float64"), ("b", "boolean"), ("d", "date"), ("t", "timestamp"),
-        ("tz", "timestamp[UTC]"), ("s", "string"), ("n", "string"),
+        ("i", "int64"),
+        ("f", "float64"),
+        ("b", "boolean"),
+        ("d", "date"),
+        ("t", "timestamp"),
+        ("tz", "timestamp[UTC]"),
+        ("s", "string"),
+        ("n", "string"),
     ]
 
 
 # ------------------------------------------------------------------ property-based
 AWKWARD = st.sampled_from(
-    [",", '"', "\n", "\r", "\r\n", '""', "\t", ";", "|", " ", "007", "N/A", "é", "ß", "€", "日本", "😀", "\\",
-     "'", "NULL", "\\N", "-", "0"]
+    [
+        ",",
+        '"',
+        "\n",
+        "\r",
+        "\r\n",
+        '""',
+        "\t",
+        ";",
+        "|",
+        " ",
+        "007",
+        "N/A",
+        "é",
+        "ß",
+        "€",
+        "日本",
+        "😀",
+        "\\",
+        "'",
+        "NULL",
+        "\\N",
+        "-",
+        "0",
+    ]
 )
 
 
@@ -229,8 +277,11 @@ def _write_csv(header: list[str], rows: list[list[str | None]], lineterminator: 
     return buf.getvalue().encode("utf-8")
 
 
+Case = tuple[str, list[str], list[list[str | None]]]
+
+
 @st.composite
-def csv_cases(draw: st.DrawFn) -> tuple[str, list[str], list[list[str | None]]]:
+def csv_cases(draw: st.DrawFn) -> Case:
     lineterminator = draw(st.sampled_from(["\n", "\r\n"]))
     # With lineterminator "\n", Python's writer leaves a bare CR unquoted (not RFC 4180:
     # even Python's own reader then ends the record there), so CR only comes with "\r\n".
@@ -240,7 +291,7 @@ def csv_cases(draw: st.DrawFn) -> tuple[str, list[str], list[list[str | None]]]:
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(csv_cases())
-def test_random_tables_round_trip(case: tuple[str, list[str], list[list[str | None]]]) -> None:
+def test_random_tables_round_trip(case: Case) -> None:
     lineterminator, header, rows = case
     data = _write_csv(header, rows, lineterminator)
     table = convert_table(data, delimiter=",", header=True)
@@ -253,7 +304,7 @@ def test_random_tables_round_trip(case: tuple[str, list[str], list[list[str | No
 
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(csv_cases())
-def test_random_tables_round_trip_detected_header(case: tuple[str, list[str], list[list[str | None]]]) -> None:
+def test_random_tables_round_trip_detected_header(case: Case) -> None:
     # The header "c0,c1,..." is distinct words above either typed values (which the names
     # do not fit) or text: it must be detected without being told.
     lineterminator, header, rows = case
@@ -264,8 +315,14 @@ def test_random_tables_round_trip_detected_header(case: tuple[str, list[str], li
 
 def test_round_trip_crlf_inside_quotes_and_unicode() -> None:
     header = ["id", "text"]
-    rows = [["1", "line1\r\nline2"], ["2", 'say "hi", bye'], ["3", "Zürich 日本 😀"], ["4", " padded "],
-            ["5", "007"], ["6", "N/A"]]
+    rows = [
+        ["1", "line1\r\nline2"],
+        ["2", 'say "hi", bye'],
+        ["3", "Zürich 日本 😀"],
+        ["4", " padded "],
+        ["5", "007"],
+        ["6", "N/A"],
+    ]
     for lt in ("\n", "\r\n"):
         table = convert_table(_write_csv(header, rows, lt))
         assert_table_matches_rows(table, header, rows)
@@ -276,3 +333,36 @@ def test_all_null_column_is_string() -> None:
     assert table.schema.field("b").type == pa.string()
     assert table.column("b").to_pylist() == [None, None]
     assert_column_matches_text("a", table.column("a"), ["1", "2"])
+
+
+# ------------------------------------------------------------------ file-like sources
+class _Unseekable(io.RawIOBase):
+    """A binary stream that cannot seek, like a pipe."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def readinto(self, buf) -> int:  # type: ignore[override]
+        chunk = self._data.read(len(buf))
+        buf[: len(chunk)] = chunk
+        return len(chunk)
+
+
+def test_file_like_starts_at_its_position() -> None:
+    f = io.BytesIO(b"skip me\na,b\n1,x\n")
+    f.seek(8)
+    assert convert_table(f).to_pylist() == [{"a": 1, "b": "x"}]
+
+
+@pytest.mark.parametrize("options", [{}, {"sample_rows": None}], ids=["default", "sample_all"])
+def test_unseekable_stream_source(options: dict) -> None:
+    # Nothing widens late here, so the stream never has to be read again. (The error the
+    # converter gives for a stream that must be re-read recommends sample_rows=None.)
+    table = convert_table(_Unseekable(b"a,b\n1,x\n2,y\n"), **options)
+    assert table.to_pylist() == [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}]

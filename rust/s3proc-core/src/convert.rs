@@ -42,6 +42,10 @@ pub struct ConvertOptions {
 
 const DEFAULT_READ_SIZE: usize = 2 << 20;
 
+/// Largest `max_record_bytes` accepted: pieces index their bytes with u32
+/// offsets that reserve the top bit.
+const MAX_RECORD_LIMIT: usize = 1 << 30;
+
 /// Pieces read or parsed ahead of the one being encoded.
 const LOOKAHEAD: usize = 4;
 
@@ -117,6 +121,12 @@ impl ParquetChunks {
             return Err(Error::Option {
                 option: "row_group_rows/chunk_size",
                 reason: "must be positive".into(),
+            });
+        }
+        if !(1024..=MAX_RECORD_LIMIT).contains(&opts.csv.max_record_bytes) {
+            return Err(Error::Option {
+                option: "max_record_bytes",
+                reason: format!("must be 1 KiB to {} MiB", MAX_RECORD_LIMIT >> 20),
             });
         }
         let mut plan = sniff(source.as_ref(), &opts.csv)?;
@@ -249,6 +259,14 @@ impl ParquetChunks {
             if !pass.finished() {
                 match self.step()? {
                     None => continue,
+                    Some(Interrupt::Misaligned) if self.mode == SplitMode::Serial => {
+                        let what =
+                            "exact splitting produced a piece that does not parse".to_owned();
+                        return Err(Error::Internal {
+                            source_name: self.source.name().to_owned(),
+                            what,
+                        });
+                    }
                     Some(Interrupt::Misaligned) => {
                         self.mode = SplitMode::Serial;
                         let scanning = self.pass.as_ref().is_some_and(|p| p.scanning);

@@ -26,8 +26,9 @@ impl ParquetChunks {
     /// Reads state under the lock, waiting for it without the GIL: a
     /// conversion in another thread may need the GIL to read its source.
     fn with<T: Send>(&self, py: Python<'_>, f: impl FnOnce(&Core) -> T + Send) -> PyResult<T> {
-        detached(py, || self.inner.lock().ok().map(|core| f(&core)))?
-            .ok_or_else(|| errors::from_panic(py, Box::new("converter poisoned by an earlier panic")))
+        detached(py, || self.inner.lock().ok().map(|core| f(&core)))?.ok_or_else(|| {
+            errors::from_panic(py, Box::new("converter poisoned by an earlier panic"))
+        })
     }
 }
 
