@@ -6,7 +6,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from _util import CORPUS, GEN_DATA, S3PROC_BIN, run_gen_data
+
+# Detailed assertion messages in the shared helpers too.
+pytest.register_assert_rewrite("_util")
+
+from _util import CORPUS, GEN_DATA, S3PROC_BIN, run_gen_data  # noqa: E402
 
 GenData = Callable[..., Path]
 

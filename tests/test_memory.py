@@ -15,7 +15,7 @@ from _util import run_gen_data
 pytestmark = pytest.mark.slow
 
 MiB = 1 << 20
-LIMIT = 300 * MiB
+LIMIT = 256 * MiB  # the bound
 BENCH = Path("/root/data/bench.csv")  # the 5.5 M-row benchmark file, when it was made already
 BIG_ROWS = 5_500_000  # about 1.04 GB
 SMALL_ROWS = 1_100_000  # about 200 MB
@@ -55,8 +55,9 @@ def test_peak_rss_is_bounded_and_flat(
     assert 150_000_000 < small_csv.stat().st_size < 300_000_000
     out = data_dir / "out.parquet"
     try:
-        small = peak_rss(s3proc_bin, small_csv, out)
-        big = peak_rss(s3proc_bin, big_csv, out)
+        # The peak varies a little from run to run with thread timing: take the highest of two.
+        small = max(peak_rss(s3proc_bin, small_csv, out) for _ in range(2))
+        big = max(peak_rss(s3proc_bin, big_csv, out) for _ in range(2))
     finally:
         out.unlink(missing_ok=True)
     report = (

@@ -11,7 +11,10 @@ use arrow_array::types::{
 use arrow_array::{ArrayRef, PrimitiveArray, StringArray};
 use arrow_buffer::{Buffer, NullBufferBuilder, OffsetBuffer};
 
-use crate::types::{parse_bool, parse_date, parse_f64, parse_i64, parse_timestamp, ColumnType};
+use crate::types::{
+    parse_bool, parse_date, parse_f64, parse_i64, parse_naive_timestamp, parse_timestamp,
+    ColumnType,
+};
 
 /// One output column.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,10 +79,10 @@ pub fn build<'a>(
                 primitives::<Float64Type>(rows, &value, parse_f64).map(|a| (a, ty))
             }
             ColumnType::Date => primitives::<Date32Type>(rows, &value, parse_date).map(|a| (a, ty)),
-            ColumnType::Timestamp => primitives::<TimestampMicrosecondType>(rows, &value, |v| {
-                parse_timestamp(v).filter(|t| !t.1).map(|t| t.0)
-            })
-            .map(|a| (a, ty)),
+            ColumnType::Timestamp => {
+                primitives::<TimestampMicrosecondType>(rows, &value, parse_naive_timestamp)
+                    .map(|a| (a, ty))
+            }
             ColumnType::TimestampTz => timestamps_utc(rows, &value).map(|a| (a, ty)),
             ColumnType::Null | ColumnType::Utf8 => Ok((strings(rows, &value), ty)),
         };

@@ -423,13 +423,22 @@ impl ParquetChunks {
             pass.drift = Some(why);
             return Ok(None);
         }
-        if let (Some(sink), Some(arrays)) = (pass.sink.as_mut(), parsed.arrays) {
-            sink.write(&arrays, parsed.rows)
-                .map_err(|error| Error::Parquet {
-                    source_name: name.to_owned(),
-                    error,
-                })?;
-        }
+        let (Some(sink), Some(arrays)) = (pass.sink.as_mut(), parsed.arrays) else {
+            // Never drop rows quietly: values that fit no array must widen a column.
+            let what = format!(
+                "rows from {} were not encoded and no column widened",
+                first_row + 1
+            );
+            return Err(Error::Internal {
+                source_name: name.to_owned(),
+                what,
+            });
+        };
+        sink.write(&arrays, parsed.rows)
+            .map_err(|error| Error::Parquet {
+                source_name: name.to_owned(),
+                error,
+            })?;
         Ok(None)
     }
 

@@ -168,14 +168,7 @@ pub fn open_text(source: &dyn Source, encoding: TextEncoding) -> Result<Box<dyn 
     }
     Ok(match encoding.transcoder() {
         None => reader,
-        Some(enc) => Box::new(Transcoder {
-            inner: reader,
-            decoder: enc.new_decoder_without_bom_handling(),
-            raw: vec![0; 64 * 1024],
-            raw_start: 0,
-            raw_end: 0,
-            eof: false,
-        }),
+        Some(enc) => Box::new(Transcoder::new(reader, enc)),
     })
 }
 
@@ -187,32 +180,65 @@ struct Transcoder {
     raw_start: usize,
     raw_end: usize,
     eof: bool,
+    /// The decoder has seen the end of the input; it must not be called again.
+    finished: bool,
+    decoded: Vec<u8>,
+    decoded_start: usize,
 }
 
-impl Read for Transcoder {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        // encoding_rs needs room for the longest expansion of one unit.
-        if out.len() < 4 {
-            let mut small = [0u8; 4];
-            let n = self.read(&mut small)?;
-            let k = n.min(out.len());
-            out[..k].copy_from_slice(&small[..k]);
-            return Ok(k);
+impl Transcoder {
+    fn new(inner: Box<dyn Read + Send>, enc: &'static RsEncoding) -> Self {
+        Self {
+            inner,
+            decoder: enc.new_decoder_without_bom_handling(),
+            raw: vec![0; 64 * 1024],
+            raw_start: 0,
+            raw_end: 0,
+            eof: false,
+            finished: false,
+            decoded: Vec::with_capacity(3 * 64 * 1024 + 16),
+            decoded_start: 0,
         }
-        loop {
+    }
+
+    /// Decodes the next block of input into `decoded`.
+    fn refill(&mut self) -> io::Result<()> {
+        while self.decoded_start == self.decoded.len() && !self.finished {
             if self.raw_start == self.raw_end && !self.eof {
                 self.raw_start = 0;
                 self.raw_end = self.inner.read(&mut self.raw)?;
                 self.eof = self.raw_end == 0;
             }
-            let (_, read, written, _) =
+            let input = &self.raw[self.raw_start..self.raw_end];
+            let room = self
+                .decoder
+                .max_utf8_buffer_length(input.len())
+                .unwrap_or(input.len() * 3 + 16);
+            self.decoded.clear();
+            self.decoded.resize(room.max(16), 0);
+            self.decoded_start = 0;
+            // Malformed input (a lone surrogate, an odd final byte) becomes
+            // U+FFFD: the only bytes s3proc cannot keep as they were.
+            let (result, read, written, _) =
                 self.decoder
-                    .decode_to_utf8(&self.raw[self.raw_start..self.raw_end], out, self.eof);
+                    .decode_to_utf8(input, &mut self.decoded, self.eof);
             self.raw_start += read;
-            if written > 0 || self.eof {
-                return Ok(written);
+            self.decoded.truncate(written);
+            if self.eof && result == encoding_rs::CoderResult::InputEmpty {
+                self.finished = true;
             }
         }
+        Ok(())
+    }
+}
+
+impl Read for Transcoder {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        self.refill()?;
+        let n = out.len().min(self.decoded.len() - self.decoded_start);
+        out[..n].copy_from_slice(&self.decoded[self.decoded_start..self.decoded_start + n]);
+        self.decoded_start += n;
+        Ok(n)
     }
 }
 
@@ -241,5 +267,50 @@ pub fn utf8_lossless(bytes: &[u8]) -> (Vec<u8>, usize) {
                 rest = &rest[good + bad..];
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(data: &[u8], encoding: TextEncoding, step: usize) -> Vec<u8> {
+        let src = BytesSource {
+            data: data.into(),
+            name: "t".into(),
+        };
+        let mut r = open_text(&src, encoding).expect("opens");
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; step];
+        loop {
+            let n = r.read(&mut buf).expect("reads");
+            if n == 0 {
+                return out;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    #[test]
+    fn transcodes_whatever_the_read_size() {
+        let text: String = (0..5000).map(|i| format!("{i},Zürich €\n")).collect();
+        let cp1252: Vec<u8> = WINDOWS_1252.encode(&text).0.into_owned();
+        let mut utf16 = vec![0xFF, 0xFE];
+        utf16.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
+        for step in [1, 3, 4, 7, 4096] {
+            assert_eq!(
+                decode(&cp1252, TextEncoding::Windows1252, step),
+                text.as_bytes()
+            );
+            assert_eq!(decode(&utf16, TextEncoding::Utf16Le, step), text.as_bytes());
+        }
+    }
+
+    #[test]
+    fn odd_utf16_tail_is_replaced_not_a_panic() {
+        assert_eq!(
+            decode(b"\xff\xfea", TextEncoding::Utf16Le, 16),
+            "\u{fffd}".as_bytes()
+        );
     }
 }

@@ -98,7 +98,7 @@ impl ColumnType {
             ColumnType::WideInt64 => parse_i64(v).is_some(),
             ColumnType::Float64 => parse_f64(v).is_some(),
             ColumnType::Date => parse_date(v).is_some(),
-            ColumnType::Timestamp => parse_timestamp(v).is_some_and(|(_, tz)| !tz),
+            ColumnType::Timestamp => parse_naive_timestamp(v).is_some(),
             ColumnType::TimestampTz => parse_timestamp(v).is_some_and(|(_, tz)| tz),
             ColumnType::Utf8 => true,
         }
@@ -290,6 +290,16 @@ pub fn parse_date(v: &[u8]) -> Option<i32> {
     date_prefix(v)
 }
 
+/// A date-time without zone, or a date (read as its midnight), as
+/// microseconds since the epoch: what a [`ColumnType::Timestamp`] column holds.
+pub fn parse_naive_timestamp(v: &[u8]) -> Option<i64> {
+    match parse_timestamp(v) {
+        Some((micros, false)) => Some(micros),
+        Some((_, true)) => None,
+        None => parse_date(v).map(|days| i64::from(days) * 86_400_000_000),
+    }
+}
+
 /// `YYYY-MM-DD[T ]HH:MM[:SS[.fraction]][Z|±HH[:MM]]` as microseconds since
 /// the epoch (in UTC when a zone is given) and whether a zone was given.
 ///
@@ -390,6 +400,34 @@ mod tests {
         assert_eq!(Int64.widen_for(b"9007199254740993"), WideInt64);
         assert_eq!(Float64.widen_for(b"9007199254740993"), Utf8);
         assert_eq!(Date.join(Timestamp), Timestamp);
+        // What a type accepts is exactly what joining with it leaves unchanged.
+        for v in [
+            &b"2024-01-01"[..],
+            b"2024-01-01 10:00",
+            b"5",
+            b"2.5",
+            b"9007199254740993",
+            b"x",
+        ] {
+            for t in [
+                Null,
+                Boolean,
+                Int64,
+                WideInt64,
+                Float64,
+                Date,
+                Timestamp,
+                TimestampTz,
+                Utf8,
+            ] {
+                assert_eq!(
+                    t.accepts(v),
+                    t.join(classify(v)) == t,
+                    "{t:?} {:?}",
+                    std::str::from_utf8(v)
+                );
+            }
+        }
         assert_eq!(Timestamp.join(TimestampTz), Utf8);
         assert_eq!(Int64.widen_for(b"N/A"), Utf8);
         assert_eq!(Null.widen_for(b"1"), Int64);

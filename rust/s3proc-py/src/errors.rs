@@ -82,6 +82,11 @@ pub fn restart(py: Python<'_>, why: String) -> PyErr {
     raise(py, "SchemaRestart", why)
 }
 
+/// An `s3proc.OptionError` for option `key`.
+pub fn option_error(py: Python<'_>, key: &str, why: String) -> PyErr {
+    raise(py, "OptionError", format!("invalid option {key}: {why}"))
+}
+
 /// A `TypeError` for bad arguments.
 pub fn type_error(msg: impl Into<String>) -> PyErr {
     PyTypeError::new_err(msg.into())

@@ -6,7 +6,7 @@ use s3proc_core::csv::Escape;
 use s3proc_core::source::TextEncoding;
 use s3proc_core::ConvertOptions;
 
-use crate::errors::type_error;
+use crate::errors::{option_error, type_error};
 
 /// Options parsed from keyword arguments, and the source's display name.
 pub struct Parsed {
@@ -14,13 +14,23 @@ pub struct Parsed {
     pub name: Option<String>,
 }
 
-fn one_byte(option: &str, value: &str) -> PyResult<u8> {
+fn one_byte(py: Python<'_>, option: &str, value: &str) -> PyResult<u8> {
     match value.as_bytes() {
         [b] if b.is_ascii() => Ok(*b),
-        _ => Err(type_error(format!(
-            "{option} must be one ASCII character, got {value:?}"
-        ))),
+        _ => Err(option_error(
+            py,
+            option,
+            format!("must be one ASCII character, got {value:?}"),
+        )),
     }
+}
+
+/// Extracts an option's value; a wrong type or range is an `OptionError`.
+fn get<'py, T: FromPyObjectOwned<'py>>(key: &str, value: &Bound<'py, PyAny>) -> PyResult<T> {
+    value.extract::<T>().map_err(|e| {
+        let e: PyErr = e.into();
+        option_error(value.py(), key, e.value(value.py()).to_string())
+    })
 }
 
 /// Parses `**options`; an unknown name is a `TypeError`.
@@ -30,59 +40,54 @@ pub fn parse(options: Option<&Bound<'_, PyDict>>) -> PyResult<Parsed> {
     let Some(options) = options else {
         return Ok(Parsed { convert: c, name });
     };
+    let py = options.py();
     for (key, value) in options.iter() {
         let key: String = key.extract()?;
+        let k = key.as_str();
         let none = value.is_none();
-        match key.as_str() {
+        match k {
             "delimiter" => {
-                c.csv.delimiter = if none {
-                    None
-                } else {
-                    Some(one_byte("delimiter", &value.extract::<String>()?)?)
+                c.csv.delimiter = match get::<Option<String>>(k, &value)? {
+                    None => None,
+                    Some(d) => Some(one_byte(py, k, &d)?),
                 }
             }
             "quote" => {
-                c.csv.quote = if none {
-                    None
-                } else {
-                    let q: String = value.extract()?;
-                    Some(if q.is_empty() {
-                        None
-                    } else {
-                        Some(one_byte("quote", &q)?)
-                    })
+                c.csv.quote = match get::<Option<String>>(k, &value)? {
+                    None => None,
+                    Some(q) if q.is_empty() => Some(None),
+                    Some(q) => Some(Some(one_byte(py, k, &q)?)),
                 }
             }
             "escape" => {
-                c.csv.escape = match value.extract::<Option<String>>()?.as_deref() {
+                c.csv.escape = match get::<Option<String>>(k, &value)?.as_deref() {
                     None | Some("auto") => None,
                     Some("quote") => Some(Escape::Quoted),
                     Some("backslash") => Some(Escape::Backslash),
                     Some(other) => {
-                        return Err(type_error(format!(
-                            "escape must be 'quote', 'backslash' or None, got {other:?}"
-                        )))
+                        let why = format!("must be 'quote', 'backslash' or None, got {other:?}");
+                        return Err(option_error(py, k, why));
                     }
                 }
             }
-            "header" => c.csv.header = value.extract()?,
-            "null_values" => c.csv.null_values = value.extract()?,
+            "header" => c.csv.header = get(k, &value)?,
+            "null_values" => c.csv.null_values = get(k, &value)?,
             "encoding" => {
-                c.csv.encoding = match value.extract::<Option<String>>()? {
+                c.csv.encoding = match get::<Option<String>>(k, &value)? {
                     None => None,
                     Some(e) => {
-                        Some(TextEncoding::from_name(&e).map_err(|e| type_error(e.to_string()))?)
+                        Some(TextEncoding::from_name(&e).map_err(|e| crate::errors::to_py(py, e))?)
                     }
                 }
             }
-            "sample_rows" => c.csv.sample_rows = value.extract()?,
-            "max_record_bytes" => c.csv.max_record_bytes = value.extract()?,
-            "zstd_level" => c.parquet.zstd_level = value.extract()?,
-            "row_group_rows" => c.parquet.row_group_rows = value.extract()?,
-            "row_group_bytes" => c.parquet.row_group_bytes = value.extract()?,
-            "chunk_size" => c.parquet.chunk_size = value.extract()?,
-            "read_size" => c.read_size = value.extract()?,
-            "name" => name = value.extract()?,
+            "sample_rows" => c.csv.sample_rows = get(k, &value)?,
+            "max_record_bytes" => c.csv.max_record_bytes = get(k, &value)?,
+            "zstd_level" => c.parquet.zstd_level = get(k, &value)?,
+            "row_group_rows" => c.parquet.row_group_rows = get(k, &value)?,
+            "row_group_bytes" => c.parquet.row_group_bytes = get(k, &value)?,
+            "chunk_size" => c.parquet.chunk_size = get(k, &value)?,
+            "read_size" => c.read_size = if none { None } else { Some(get(k, &value)?) },
+            "name" => name = get(k, &value)?,
             other => return Err(type_error(format!("unknown option {other:?}"))),
         }
     }

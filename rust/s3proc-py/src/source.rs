@@ -3,11 +3,11 @@
 
 use std::io::{self, Read};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyString};
+use s3proc_core::csv::sniff::SAMPLE_BYTES;
 use s3proc_core::source::{BytesSource, FileSource, Source};
 
 /// Turns the `source` argument into a core source.
@@ -49,10 +49,12 @@ pub fn from_py(obj: &Bound<'_, PyAny>, name: Option<String>) -> PyResult<Arc<dyn
             None
         };
         return Ok(Arc::new(PyFileLike {
-            obj: obj.clone().unbind(),
+            stream: Arc::new(Stream {
+                obj: obj.clone().unbind(),
+                state: Mutex::default(),
+            }),
             name,
             start,
-            opened: AtomicBool::new(false),
         }));
     }
     Err(crate::errors::type_error(
@@ -72,12 +74,35 @@ impl Source for NamedFile {
     }
 }
 
-/// A binary file-like object; re-opening seeks back to where it started.
+/// How much of a stream that cannot seek is kept so it can be read again:
+/// enough for the sniffer's two looks at the start of the data.
+const REPLAY_BYTES: usize = 2 * SAMPLE_BYTES + 1;
+
+/// A binary file-like object. Re-opening seeks back to where it started;
+/// a stream that cannot seek (a pipe) replays its first bytes from memory,
+/// so it can be sniffed and then converted once.
 struct PyFileLike {
-    obj: Py<PyAny>,
+    stream: Arc<Stream>,
     name: String,
     start: Option<u64>,
-    opened: AtomicBool,
+}
+
+struct Stream {
+    obj: Py<PyAny>,
+    state: Mutex<Replay>,
+}
+
+#[derive(Default)]
+struct Replay {
+    opened: bool,
+    /// The first bytes read from the stream, while they are all it gave.
+    prefix: Vec<u8>,
+    /// More than `REPLAY_BYTES` were read: the stream cannot start over.
+    overrun: bool,
+}
+
+fn lock(m: &Mutex<Replay>) -> std::sync::MutexGuard<'_, Replay> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Source for PyFileLike {
@@ -86,29 +111,49 @@ impl Source for PyFileLike {
     }
 
     fn open(&self) -> io::Result<Box<dyn Read + Send>> {
-        if self.opened.swap(true, Ordering::SeqCst) {
-            let Some(start) = self.start else {
-                return Err(io::Error::other(
-                    "the stream is not seekable and must be read again (a late value widened a column); \
-                     pass a path or a seekable file, or sample_rows=None",
-                ));
-            };
-            Python::attach(|py| self.obj.bind(py).call_method1("seek", (start,)).map(drop))
+        let again = std::mem::replace(&mut lock(&self.stream.state).opened, true);
+        match self.start {
+            Some(start) if again => {
+                Python::attach(|py| {
+                    self.stream
+                        .obj
+                        .bind(py)
+                        .call_method1("seek", (start,))
+                        .map(drop)
+                })
                 .map_err(io::Error::other)?;
+            }
+            None if again && lock(&self.stream.state).overrun => {
+                return Err(io::Error::other(
+                    "the stream cannot seek and must be read again (a late value widened a column, \
+                     or sample_rows=None); pass a path or a seekable file",
+                ));
+            }
+            _ => {}
         }
-        let obj = Python::attach(|py| self.obj.clone_ref(py));
-        Ok(Box::new(PyReader { obj }))
+        Ok(Box::new(PyReader {
+            stream: Arc::clone(&self.stream),
+            replay: self.start.is_none(),
+            pos: 0,
+        }))
     }
 }
 
 struct PyReader {
-    obj: Py<PyAny>,
+    stream: Arc<Stream>,
+    /// Serve and keep the stream's first bytes (a stream that cannot seek).
+    replay: bool,
+    pos: usize,
 }
 
-impl Read for PyReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+impl PyReader {
+    fn read_stream(&self, buf: &mut [u8]) -> io::Result<usize> {
         Python::attach(|py| {
-            let got = self.obj.bind(py).call_method1("read", (buf.len(),))?;
+            let got = self
+                .stream
+                .obj
+                .bind(py)
+                .call_method1("read", (buf.len(),))?;
             if got.is_none() {
                 return Ok(0);
             }
@@ -122,6 +167,30 @@ impl Read for PyReader {
             buf[..data.len()].copy_from_slice(data);
             Ok(data.len())
         })
-        .map_err(|e: PyErr| io::Error::other(e))
+        .map_err(io::Error::other)
+    }
+}
+
+impl Read for PyReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if !self.replay {
+            return self.read_stream(buf);
+        }
+        let mut state = lock(&self.stream.state);
+        if self.pos < state.prefix.len() {
+            let n = buf.len().min(state.prefix.len() - self.pos);
+            buf[..n].copy_from_slice(&state.prefix[self.pos..self.pos + n]);
+            self.pos += n;
+            return Ok(n);
+        }
+        let n = self.read_stream(buf)?;
+        if !state.overrun && state.prefix.len() + n <= REPLAY_BYTES {
+            state.prefix.extend_from_slice(&buf[..n]);
+        } else {
+            state.overrun = true;
+            state.prefix = Vec::new();
+        }
+        self.pos += n;
+        Ok(n)
     }
 }
