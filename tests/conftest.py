@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,11 +16,18 @@ from _util import CORPUS, GEN_DATA, S3PROC_BIN, run_gen_data  # noqa: E402
 GenData = Callable[..., Path]
 
 
+def _absent(what: str) -> None:
+    # CI always has ../shared beside the clone: a missing one there is a failure, not a skip.
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} (CI must run with ../shared beside the clone)")
+    pytest.skip(what)
+
+
 @pytest.fixture(scope="session")
 def gen_data(tmp_path_factory: pytest.TempPathFactory) -> GenData:
     """``gen_data(fmt, rows, seed)`` -> path of a file made by the shared generator (cached)."""
     if not GEN_DATA.is_file():
-        pytest.skip(f"the shared data generator is absent: {GEN_DATA}")
+        _absent(f"the shared data generator is absent: {GEN_DATA}")
     folder = tmp_path_factory.mktemp("gen_data")
     made: dict[tuple[str, int, int], Path] = {}
 
@@ -35,7 +43,7 @@ def gen_data(tmp_path_factory: pytest.TempPathFactory) -> GenData:
 @pytest.fixture(scope="session")
 def corpus() -> Path:
     if not CORPUS.is_dir():
-        pytest.skip(f"the shared corpus is absent (expected at {CORPUS}, i.e. ../shared/corpus)")
+        _absent(f"the shared corpus is absent (expected at {CORPUS}, i.e. ../shared/corpus)")
     return CORPUS
 
 
