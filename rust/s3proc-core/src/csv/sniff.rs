@@ -67,7 +67,16 @@ pub fn sniff(source: &dyn Source, opts: &CsvOptions) -> Result<CsvPlan> {
         terminator,
         header: false,
     };
-    let sample = sample_records(&text, at_eof, &dialect, name)?;
+    let input = sample_input(&text, at_eof, dialect.terminator);
+    let sample =
+        records::parse(&input, &dialect, !at_eof).map_err(|Trouble::UnfinishedRecord(at)| {
+            let line = 1 + count_byte(&input[..at.min(input.len())], dialect.terminator);
+            Error::parse(
+                name,
+                line,
+                "quoted field is never closed (unterminated quote)",
+            )
+        })?;
     if sample.is_empty() {
         return Err(Error::parse(name, 1, "empty file: no header and no rows"));
     }
@@ -240,20 +249,13 @@ fn sniff_escape(text: &[u8], delimiter: u8, quote: Option<u8>) -> Escape {
     }
 }
 
-/// Parses the sample: up to the last complete record unless it is the whole file.
-fn sample_records(text: &[u8], at_eof: bool, dialect: &Dialect, name: &str) -> Result<Records> {
+/// The sample to parse: a file read whole gets its missing final terminator.
+fn sample_input(text: &[u8], at_eof: bool, terminator: u8) -> std::borrow::Cow<'_, [u8]> {
     let mut input = std::borrow::Cow::Borrowed(text);
-    if at_eof && !text.is_empty() && text.last() != Some(&dialect.terminator) {
-        input.to_mut().push(dialect.terminator);
+    if at_eof && !text.is_empty() && text.last() != Some(&terminator) {
+        input.to_mut().push(terminator);
     }
-    records::parse(&input, dialect, !at_eof).map_err(|Trouble::UnfinishedRecord(at)| {
-        let line = 1 + count_byte(&input[..at.min(input.len())], dialect.terminator);
-        Error::parse(
-            name,
-            line,
-            "quoted field is never closed (unterminated quote)",
-        )
-    })
+    input
 }
 
 /// Whether the first record names the columns: it does when some column
