@@ -489,13 +489,23 @@ mod tests {
                 .map(|k| alphabet[((seed >> (3 * k % 60)) % alphabet.len() as u64) as usize])
                 .collect();
             input.push(b'\n');
-            let Some(fast) = parse_fast(&input, b',', b'"') else { continue };
+            let Some(fast) = parse_fast(&input, b',', b'"') else {
+                continue;
+            };
             fast_cases += 1;
             let reference = parse_csv_core(&input, &d, false);
             let Ok(reference) = reference else {
-                panic!("fast path accepted what csv-core refuses: {:?}", String::from_utf8_lossy(&input));
+                panic!(
+                    "fast path accepted what csv-core refuses: {:?}",
+                    String::from_utf8_lossy(&input)
+                );
             };
-            assert_eq!(rows(&fast), rows(&reference), "{:?}", String::from_utf8_lossy(&input));
+            assert_eq!(
+                rows(&fast),
+                rows(&reference),
+                "{:?}",
+                String::from_utf8_lossy(&input)
+            );
         }
         assert!(fast_cases > 10_000, "{fast_cases}");
     }

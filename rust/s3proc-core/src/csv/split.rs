@@ -169,22 +169,17 @@ impl Splitter {
     }
 
     fn fill(&mut self) -> Result<()> {
-        while !self.eof && self.buf.len() < self.want {
-            let have = self.buf.len();
-            self.buf.resize(self.want, 0);
-            match self.reader.read(&mut self.buf[have..]) {
-                Ok(0) => {
-                    self.buf.truncate(have);
-                    self.eof = true;
-                }
-                Ok(n) => self.buf.truncate(have + n),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => self.buf.truncate(have),
-                Err(e) => {
-                    self.buf.truncate(have);
-                    return Err(Error::io(&self.name, e));
-                }
-            }
+        if self.eof || self.buf.len() >= self.want {
+            return Ok(());
         }
+        let want = self.want - self.buf.len();
+        self.buf.reserve_exact(want);
+        // read_to_end reads into the spare capacity without zeroing it first.
+        let n = (&mut self.reader)
+            .take(want as u64)
+            .read_to_end(&mut self.buf)
+            .map_err(|e| Error::io(&self.name, e))?;
+        self.eof = n < want;
         Ok(())
     }
 
@@ -239,9 +234,9 @@ impl Splitter {
     }
 }
 
-/// How many times `byte` occurs in `data` (vectorised by the compiler).
+/// How many times `byte` occurs in `data`.
 pub fn count_byte(data: &[u8], byte: u8) -> u64 {
-    data.iter().filter(|&&b| b == byte).count() as u64
+    memchr::memchr_iter(byte, data).count() as u64
 }
 
 #[cfg(test)]
