@@ -44,7 +44,7 @@ const DEFAULT_READ_SIZE: usize = 2 << 20;
 
 /// Largest `max_record_bytes` accepted: pieces index their bytes with u32
 /// offsets that reserve the top bit.
-const MAX_RECORD_LIMIT: usize = 1 << 30;
+const MAX_RECORD_LIMIT: usize = 512 << 20;
 
 /// Pieces read or parsed ahead of the one being encoded.
 const LOOKAHEAD: usize = 4;
@@ -521,10 +521,11 @@ fn parse_piece(
         .into_par_iter()
         .map(|j| {
             let ty = types.get(j).copied().unwrap_or(ColumnType::Null);
+            let column = records.column(j);
             build(
                 ty,
                 rows,
-                |i| match records.field(i + skip, j) {
+                |i| match column.get(i + skip) {
                     Field::Value(v) if !nulls.is_null(v) => Some(v),
                     _ => None,
                 },

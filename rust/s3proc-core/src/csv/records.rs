@@ -12,22 +12,30 @@ use super::{Dialect, Escape};
 
 /// On a field's end: the field is an explicit null (`\N` in backslash TSV).
 const NULL_FLAG: u32 = 1 << 31;
+/// On a field's end: the record has no field here (a short, ragged row).
+const MISSING_FLAG: u32 = 1 << 30;
 /// On a field's start: the bytes are in the side buffer, not the input.
 const SIDE_FLAG: u32 = 1 << 31;
-const OFFSET: u32 = !(1 << 31);
+const OFFSET: u32 = (1 << 30) - 1;
+/// Largest piece these offsets can address.
+pub const MAX_PIECE: usize = OFFSET as usize;
 
-/// The fields of many records, stored compactly.
+/// The fields of many records, stored column by column so that building one
+/// Arrow column walks one compact array.
 ///
-/// Field `f` spans `spans[2f] .. spans[2f + 1]` of the input (or of the side
-/// buffer, see [`SIDE_FLAG`]); record `i` holds fields `idx[i] .. idx[i + 1]`.
+/// Each field is a `(start, end)` span of the input (or of the side buffer,
+/// see [`SIDE_FLAG`]); a record shorter than the widest gets
+/// [`MISSING_FLAG`] spans.
 #[derive(Debug)]
 pub struct Records<'a> {
     input: &'a [u8],
     side: Vec<u8>,
-    spans: Vec<u32>,
-    idx: Vec<u32>,
+    columns: Vec<Vec<(u32, u32)>>,
+    widths: Vec<u32>,
     /// Byte offset in the input where each record starts (for line numbers).
     starts: Vec<u32>,
+    /// Fields of the record being read.
+    current: usize,
 }
 
 /// One field of a record.
@@ -41,21 +49,52 @@ pub enum Field<'a> {
     Value(&'a [u8]),
 }
 
+/// One column of [`Records`].
+#[derive(Clone, Copy)]
+pub struct ColumnView<'r> {
+    spans: &'r [(u32, u32)],
+    input: &'r [u8],
+    side: &'r [u8],
+}
+
+impl<'r> ColumnView<'r> {
+    /// The field of record `i` (records beyond the column are missing).
+    #[inline]
+    pub fn get(&self, i: usize) -> Field<'r> {
+        let Some(&(start, end)) = self.spans.get(i) else {
+            return Field::Missing;
+        };
+        if end & (NULL_FLAG | MISSING_FLAG) != 0 {
+            return if end & NULL_FLAG != 0 {
+                Field::Null
+            } else {
+                Field::Missing
+            };
+        }
+        let buf = if start & SIDE_FLAG != 0 {
+            self.side
+        } else {
+            self.input
+        };
+        Field::Value(&buf[(start & OFFSET) as usize..end as usize])
+    }
+}
+
 impl<'a> Records<'a> {
     fn new(input: &'a [u8]) -> Self {
-        let fields = input.len() / 8;
         Self {
             input,
             side: Vec::new(),
-            spans: Vec::with_capacity(2 * fields),
-            idx: vec![0],
-            starts: Vec::with_capacity(fields / 8),
+            columns: Vec::new(),
+            widths: Vec::new(),
+            starts: Vec::new(),
+            current: 0,
         }
     }
 
     /// Number of records.
     pub fn len(&self) -> usize {
-        self.idx.len() - 1
+        self.widths.len()
     }
 
     /// Whether there is no record.
@@ -65,31 +104,26 @@ impl<'a> Records<'a> {
 
     /// Number of fields of record `i`.
     pub fn width(&self, i: usize) -> usize {
-        (self.idx[i + 1] - self.idx[i]) as usize
+        self.widths[i] as usize
     }
 
     /// The widest record's field count.
     pub fn max_width(&self) -> usize {
-        (0..self.len()).map(|i| self.width(i)).max().unwrap_or(0)
+        self.columns.len()
+    }
+
+    /// Column `j`.
+    pub fn column(&self, j: usize) -> ColumnView<'_> {
+        ColumnView {
+            spans: self.columns.get(j).map_or(&[], Vec::as_slice),
+            input: self.input,
+            side: &self.side,
+        }
     }
 
     /// Field `j` of record `i`.
-    #[inline]
     pub fn field(&self, i: usize, j: usize) -> Field<'_> {
-        let f = self.idx[i] as usize + j;
-        if f >= self.idx[i + 1] as usize {
-            return Field::Missing;
-        }
-        let (start, end) = (self.spans[2 * f], self.spans[2 * f + 1]);
-        if end & NULL_FLAG != 0 {
-            return Field::Null;
-        }
-        let buf = if start & SIDE_FLAG != 0 {
-            &self.side[..]
-        } else {
-            self.input
-        };
-        Field::Value(&buf[(start & OFFSET) as usize..end as usize])
+        self.column(j).get(i)
     }
 
     /// Byte offset in the input where record `i` starts.
@@ -97,25 +131,46 @@ impl<'a> Records<'a> {
         self.starts[i] as usize
     }
 
+    #[inline(always)]
+    fn push(&mut self, span: (u32, u32)) {
+        match self.columns.get_mut(self.current) {
+            Some(column) => column.push(span),
+            None => self.push_new_column(span),
+        }
+        self.current += 1;
+    }
+
+    /// A new widest record: earlier records lack this field.
+    #[cold]
+    fn push_new_column(&mut self, span: (u32, u32)) {
+        let mut column = Vec::with_capacity(self.widths.capacity().max(self.input.len() / 128));
+        column.resize(self.widths.len(), (0, MISSING_FLAG));
+        column.push(span);
+        self.columns.push(column);
+    }
+
     #[inline]
     fn push_input(&mut self, start: usize, end: usize) {
-        self.spans.extend_from_slice(&[start as u32, end as u32]);
+        self.push((start as u32, end as u32));
     }
 
     #[inline]
     fn push_side(&mut self, start: usize, end: usize) {
-        self.spans
-            .extend_from_slice(&[start as u32 | SIDE_FLAG, end as u32]);
+        self.push((start as u32 | SIDE_FLAG, end as u32));
     }
 
     fn push_null(&mut self) {
-        self.spans.extend_from_slice(&[SIDE_FLAG, NULL_FLAG]);
+        self.push((SIDE_FLAG, NULL_FLAG));
     }
 
     #[inline]
     fn end_record(&mut self, input_start: usize) {
-        self.idx.push((self.spans.len() / 2) as u32);
+        for column in &mut self.columns[self.current..] {
+            column.push((0, MISSING_FLAG));
+        }
+        self.widths.push(self.current as u32);
         self.starts.push(input_start as u32);
+        self.current = 0;
     }
 }
 
@@ -152,7 +207,7 @@ pub fn parse<'a>(
     dialect: &Dialect,
     partial_tail: bool,
 ) -> Result<Records<'a>, Trouble> {
-    if input.len() >= OFFSET as usize {
+    if input.len() > MAX_PIECE {
         return Err(Trouble::UnfinishedRecord(0));
     }
     match (dialect.escape, dialect.quote) {
