@@ -252,7 +252,14 @@ impl ParquetChunks {
             let Some(pass) = self.pass.as_mut() else {
                 return Ok(None);
             };
-            if let Some(chunk) = pass.sink.as_mut().and_then(ParquetSink::take_chunk) {
+            let ready = match pass.sink.as_mut() {
+                Some(sink) => sink.take_chunk().map_err(|e| Error::Parquet {
+                    source_name: self.source.name().to_owned(),
+                    error: e,
+                })?,
+                None => None,
+            };
+            if let Some(chunk) = ready {
                 self.emitted = true;
                 return Ok(Some(Event::Chunk(chunk)));
             }

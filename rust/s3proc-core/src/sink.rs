@@ -8,7 +8,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use arrow_array::ArrayRef;
 use arrow_schema::{Schema, SchemaRef};
 use parquet::arrow::arrow_writer::{
-    compute_leaves, ArrowColumnWriter, ArrowRowGroupWriterFactory, ArrowWriterOptions,
+    compute_leaves, ArrowColumnChunk, ArrowColumnWriter, ArrowRowGroupWriterFactory,
+    ArrowWriterOptions,
 };
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -17,7 +18,6 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
-use rayon::prelude::*;
 
 /// Batches queued per column before `write` waits (bounds memory).
 const LANE_DEPTH: usize = 3;
@@ -113,7 +113,7 @@ impl ParquetSink {
 
     /// Queues one batch of columns (in schema order) of `rows` rows for
     /// encoding; waits only while a column already has [`LANE_DEPTH`]
-    /// batches queued, or at a row-group boundary.
+    /// batches queued.
     ///
     /// # Errors
     /// Encoding errors of the Parquet writer (possibly of an earlier batch).
@@ -130,45 +130,56 @@ impl ParquetSink {
                     array.slice(offset, take)
                 };
                 self.bytes_in_group += slice.to_data().get_slice_memory_size().unwrap_or(0);
-                Lanes::push(&self.lanes, j, slice, field.clone());
+                Lanes::push(&self.lanes, j, Work::Batch(slice, field.clone()));
             }
             offset += take;
             self.rows_in_group += take;
             if self.rows_in_group >= self.opts.row_group_rows
                 || self.bytes_in_group >= self.opts.row_group_bytes
             {
-                self.flush_group()?;
+                self.end_group()?;
             }
+            self.append_closed_groups()?;
         }
         Ok(())
     }
 
-    fn flush_group(&mut self) -> Result<(), ParquetError> {
+    /// Ends the row group: each lane closes its column chunk when it gets
+    /// there, and goes on with the next group's writer meanwhile.
+    fn end_group(&mut self) -> Result<(), ParquetError> {
         if self.rows_in_group == 0 {
             return Ok(());
         }
-        self.lanes.wait_until(|queued| queued == 0)?;
         self.groups += 1;
         let next = self.factory.create_column_writers(self.groups)?;
-        let writers = self.lanes.swap_writers(next);
-        let chunks = writers
-            .into_par_iter()
-            .map(ArrowColumnWriter::close)
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut group = self.writer.next_row_group()?;
-        for chunk in chunks {
-            chunk.append_to_row_group(&mut group)?;
+        for (j, writer) in next.into_iter().enumerate() {
+            Lanes::push(&self.lanes, j, Work::Close(Box::new(writer)));
         }
-        group.close()?;
         self.rows_in_group = 0;
         self.bytes_in_group = 0;
         Ok(())
     }
 
+    /// Writes every row group whose columns are all closed, in order.
+    fn append_closed_groups(&mut self) -> Result<(), ParquetError> {
+        while let Some(chunks) = self.lanes.take_closed_group()? {
+            let mut group = self.writer.next_row_group()?;
+            for chunk in chunks {
+                chunk.append_to_row_group(&mut group)?;
+            }
+            group.close()?;
+        }
+        Ok(())
+    }
+
     /// The next chunk of at least `chunk_size` bytes, if that much is ready.
-    pub fn take_chunk(&mut self) -> Option<Vec<u8>> {
+    ///
+    /// # Errors
+    /// Encoding errors of the Parquet writer.
+    pub fn take_chunk(&mut self) -> Result<Option<Vec<u8>>, ParquetError> {
+        self.append_closed_groups()?;
         let out = self.writer.inner_mut();
-        (out.len() >= self.opts.chunk_size).then(|| out.pop(self.opts.chunk_size))
+        Ok((out.len() >= self.opts.chunk_size).then(|| out.pop(self.opts.chunk_size)))
     }
 
     /// Writes the last row group and the footer with `metadata`; returns
@@ -177,7 +188,9 @@ impl ParquetSink {
     /// # Errors
     /// Encoding errors of the Parquet writer.
     pub fn finish(mut self, metadata: Vec<(String, String)>) -> Result<Vec<Vec<u8>>, ParquetError> {
-        self.flush_group()?;
+        self.end_group()?;
+        self.lanes.wait_until(|queued| queued == 0)?;
+        self.append_closed_groups()?;
         for (k, v) in metadata {
             self.writer.append_key_value_metadata(KeyValue::new(k, v));
         }
@@ -201,7 +214,9 @@ impl Drop for ParquetSink {
     fn drop(&mut self) {
         // A sink dropped half-way (a restart) leaves no work queued behind.
         for lane in &self.lanes.lanes {
-            lock(lane).queue.clear();
+            if let Ok(mut lane) = lane.try_lock() {
+                lane.queue.clear();
+            }
         }
     }
 }
@@ -209,17 +224,28 @@ impl Drop for ParquetSink {
 /// The per-column encoding queues.
 struct Lanes {
     lanes: Vec<Mutex<Lane>>,
-    /// Signalled whenever a lane finishes a batch.
+    /// Signalled whenever a lane finishes a piece of work.
     progress: Condvar,
     progress_lock: Mutex<()>,
 }
 
+/// What a lane is asked to do, in order.
+enum Work {
+    /// Encode this column slice.
+    Batch(ArrayRef, arrow_schema::FieldRef),
+    /// Close the column chunk of the current row group; go on with this writer.
+    Close(Box<ArrowColumnWriter>),
+}
+
 struct Lane {
+    /// `None` while a task is using it.
     writer: Option<ArrowColumnWriter>,
-    queue: VecDeque<(ArrayRef, arrow_schema::FieldRef)>,
-    /// Batches queued or being encoded.
+    queue: VecDeque<Work>,
+    /// Work queued or being done.
     queued: usize,
     busy: bool,
+    /// Closed chunks of row groups not yet written to the file.
+    closed: VecDeque<ArrowColumnChunk>,
     error: Option<ParquetError>,
 }
 
@@ -234,12 +260,13 @@ impl Lanes {
         Self {
             lanes: writers
                 .into_iter()
-                .map(|w| {
+                .map(|writer| {
                     Mutex::new(Lane {
-                        writer: Some(w),
+                        writer: Some(writer),
                         queue: VecDeque::new(),
                         queued: 0,
                         busy: false,
+                        closed: VecDeque::new(),
                         error: None,
                     })
                 })
@@ -249,9 +276,9 @@ impl Lanes {
         }
     }
 
-    fn push(this: &Arc<Self>, j: usize, array: ArrayRef, field: arrow_schema::FieldRef) {
+    fn push(this: &Arc<Self>, j: usize, work: Work) {
         let mut lane = lock(&this.lanes[j]);
-        lane.queue.push_back((array, field));
+        lane.queue.push_back(work);
         lane.queued += 1;
         if !lane.busy {
             lane.busy = true;
@@ -260,32 +287,43 @@ impl Lanes {
         }
     }
 
-    /// Encodes lane `j`'s queue until it is empty (runs on the pool).
+    /// Works through lane `j`'s queue until it is empty (runs on the pool).
+    /// The writer is taken out of the lane while it works, so the driver can
+    /// queue more work meanwhile.
     fn drain(&self, j: usize) {
         loop {
-            let (array, field, mut writer) = {
+            let (work, mut writer) = {
                 let mut lane = lock(&self.lanes[j]);
-                let work = match (lane.error.is_none(), lane.queue.is_empty()) {
-                    (true, false) => lane.writer.take(),
-                    _ => None,
+                let work = if lane.error.is_none() {
+                    lane.queue.pop_front()
+                } else {
+                    None
                 };
-                let Some(writer) = work else {
-                    // Done: nothing queued, or an error stops this lane.
-                    lane.queue.clear();
-                    lane.queued = 0;
-                    lane.busy = false;
-                    drop(lane);
-                    self.notify();
-                    return;
-                };
-                let Some((array, field)) = lane.queue.pop_front() else {
-                    return;
-                };
-                (array, field, writer)
+                match (work, lane.writer.take()) {
+                    (Some(work), Some(writer)) => (work, writer),
+                    (_, writer) => {
+                        // Done: nothing queued, or an error stops this lane.
+                        lane.writer = writer;
+                        lane.queue.clear();
+                        lane.queued = 0;
+                        lane.busy = false;
+                        drop(lane);
+                        self.notify();
+                        return;
+                    }
+                }
             };
+            let mut closed = None;
             let result = catch_unwind(AssertUnwindSafe(|| -> Result<(), ParquetError> {
-                for leaf in compute_leaves(&field, &array)? {
-                    writer.write(&leaf)?;
+                match work {
+                    Work::Batch(array, field) => {
+                        for leaf in compute_leaves(&field, &array)? {
+                            writer.write(&leaf)?;
+                        }
+                    }
+                    Work::Close(next) => {
+                        closed = Some(std::mem::replace(&mut writer, *next).close()?);
+                    }
                 }
                 Ok(())
             }))
@@ -293,6 +331,7 @@ impl Lanes {
             let mut lane = lock(&self.lanes[j]);
             lane.writer = Some(writer);
             lane.queued -= 1;
+            lane.closed.extend(closed);
             if let Err(e) = result {
                 lane.error = Some(e);
             }
@@ -329,13 +368,21 @@ impl Lanes {
         }
     }
 
-    /// Swaps in fresh writers (all lanes must be idle) and returns the old ones.
-    fn swap_writers(&self, next: Vec<ArrowColumnWriter>) -> Vec<ArrowColumnWriter> {
-        self.lanes
-            .iter()
-            .zip(next)
-            .filter_map(|(lane, w)| lock(lane).writer.replace(w))
-            .collect()
+    /// The oldest row group's chunks, once every column has closed it.
+    fn take_closed_group(&self) -> Result<Option<Vec<ArrowColumnChunk>>, ParquetError> {
+        let mut lanes: Vec<_> = self.lanes.iter().map(lock).collect();
+        if let Some(e) = lanes.iter_mut().find_map(|l| l.error.take()) {
+            return Err(e);
+        }
+        if lanes.iter().any(|l| l.closed.is_empty()) {
+            return Ok(None);
+        }
+        Ok(Some(
+            lanes
+                .iter_mut()
+                .filter_map(|l| l.closed.pop_front())
+                .collect(),
+        ))
     }
 }
 
