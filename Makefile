@@ -49,7 +49,8 @@ bench: $(PY)
 	$(PY) benches/compare.py $(DATA)
 
 # The main job on a bundled example: detect the table, convert it to Parquet.
-demo: venv
+demo: $(PY)
+	$(PY) -m pip install -q .
 	$(VENV)/bin/s3proc inspect examples/orders.csv
 	$(VENV)/bin/s3proc convert examples/orders.csv orders.parquet
 
