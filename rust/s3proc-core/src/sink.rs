@@ -95,8 +95,11 @@ impl ParquetSink {
                 .set_column_dictionary_enabled(ColumnPath::from(c.name.as_str()), c.dictionary);
         }
         let options = ArrowWriterOptions::new().with_properties(props.build());
-        let writer =
-            ArrowWriter::try_new_with_options(ChunkQueue::default(), schema.clone(), options)?;
+        let writer = ArrowWriter::try_new_with_options(
+            ChunkQueue::new(opts.chunk_size),
+            schema.clone(),
+            options,
+        )?;
         let (writer, factory) = writer.into_serialized_writer()?;
         let lanes = Arc::new(Lanes::new(factory.create_column_writers(0)?));
         Ok(Self {
@@ -386,27 +389,25 @@ impl Lanes {
     }
 }
 
-/// Bytes written but not yet handed out, as a queue of segments (no large
-/// contiguous buffer is ever grown or copied).
-#[derive(Default)]
+/// Bytes written but not yet handed out, as a queue of segments of
+/// `chunk_size` bytes: a full segment is handed out as it is, so each byte
+/// is copied once on its way in and never again.
 struct ChunkQueue {
     segments: VecDeque<Vec<u8>>,
+    segment: usize,
     head: usize,
     len: usize,
 }
-
-/// Size of one output segment.
-const SEGMENT: usize = 1 << 20;
 
 impl std::io::Write for ChunkQueue {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let mut rest = buf;
         while !rest.is_empty() {
             let room = match self.segments.back() {
-                Some(last) if last.len() < SEGMENT => SEGMENT - last.len(),
+                Some(last) if last.len() < self.segment => self.segment - last.len(),
                 _ => {
-                    self.segments.push_back(Vec::with_capacity(SEGMENT));
-                    SEGMENT
+                    self.segments.push_back(Vec::with_capacity(self.segment));
+                    self.segment
                 }
             };
             let n = room.min(rest.len());
@@ -425,6 +426,15 @@ impl std::io::Write for ChunkQueue {
 }
 
 impl ChunkQueue {
+    fn new(segment: usize) -> Self {
+        Self {
+            segments: VecDeque::new(),
+            segment,
+            head: 0,
+            len: 0,
+        }
+    }
+
     fn len(&self) -> usize {
         self.len
     }
