@@ -14,8 +14,9 @@
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc::{sync_channel, Receiver, TryRecvError};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
+use std::time::Duration;
 
 use rayon::prelude::*;
 
@@ -237,15 +238,28 @@ impl ParquetChunks {
     /// # Errors
     /// I/O, parse and encoding errors; after an error the iterator is done.
     pub fn next_event(&mut self) -> Result<Option<Event>> {
-        let result = self.advance();
+        self.next_event_or_stop(&mut || false)
+    }
+
+    /// As [`Self::next_event`], but asks `stop` between pipeline steps
+    /// (every few milliseconds) whether to give up, so that a caller can
+    /// honour Ctrl-C during a long scan.
+    ///
+    /// # Errors
+    /// As [`Self::next_event`]; [`Error::Stopped`] when `stop` said so.
+    pub fn next_event_or_stop(&mut self, stop: &mut dyn FnMut() -> bool) -> Result<Option<Event>> {
+        let result = self.advance(stop);
         if result.is_err() {
             self.pass = None;
         }
         result
     }
 
-    fn advance(&mut self) -> Result<Option<Event>> {
+    fn advance(&mut self, stop: &mut dyn FnMut() -> bool) -> Result<Option<Event>> {
         loop {
+            if stop() {
+                return Err(Error::Stopped);
+            }
             if let Some(chunk) = self.pending.next() {
                 return Ok(Some(Event::Chunk(chunk)));
             }
@@ -351,9 +365,14 @@ impl ParquetChunks {
             return Ok(None);
         };
         while pass.inflight.len() < LOOKAHEAD && !pass.input_done {
-            // Block for input only when nothing else is under way.
+            // Wait for input only when nothing else is under way, and not
+            // for long: the caller's stop check runs between steps.
             let next = if pass.inflight.is_empty() {
-                pass.pieces.recv().ok()
+                match pass.pieces.recv_timeout(Duration::from_millis(100)) {
+                    Ok(next) => Some(next),
+                    Err(RecvTimeoutError::Timeout) => return Ok(None),
+                    Err(RecvTimeoutError::Disconnected) => None,
+                }
             } else {
                 match pass.pieces.try_recv() {
                     Ok(next) => Some(next),

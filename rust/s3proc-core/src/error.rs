@@ -41,6 +41,9 @@ pub enum Error {
         #[source]
         error: parquet::errors::ParquetError,
     },
+    /// The caller asked to stop (for example on Ctrl-C).
+    #[error("stopped")]
+    Stopped,
     /// A bug: a worker thread panicked or vanished.
     #[error("{source_name}: internal error: {what}")]
     Internal {

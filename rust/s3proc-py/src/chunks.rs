@@ -2,6 +2,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
@@ -55,17 +56,33 @@ impl ParquetChunks {
     }
 
     fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyBytes>>> {
+        // A long scan checks for signals (Ctrl-C) between pipeline steps, at
+        // most every 100 ms: taking the GIL more often would slow the
+        // conversion whenever another Python thread is busy.
+        let mut signal: Option<PyErr> = None;
+        let mut checked = Instant::now();
         let event = detached(py, || match self.inner.lock() {
-            Ok(mut core) => Some(core.next_event()),
+            Ok(mut core) => Some(core.next_event_or_stop(&mut || {
+                if checked.elapsed() < Duration::from_millis(100) {
+                    return false;
+                }
+                checked = Instant::now();
+                signal = Python::attach(|py| py.check_signals().err());
+                signal.is_some()
+            })),
             Err(_) => None,
         })?
         .ok_or_else(|| {
             errors::from_panic(py, Box::new("converter poisoned by an earlier panic"))
         })?;
-        match event.map_err(|e| errors::to_py(py, e))? {
-            Some(Event::Chunk(bytes)) => Ok(Some(PyBytes::new(py, &bytes).unbind())),
-            Some(Event::Restart(why)) => Err(errors::restart(py, why)),
-            None => Ok(None),
+        match event {
+            Err(s3proc_core::Error::Stopped) => {
+                Err(signal.unwrap_or_else(|| errors::from_panic(py, Box::new("stopped"))))
+            }
+            Err(e) => Err(errors::to_py(py, e)),
+            Ok(Some(Event::Chunk(bytes))) => Ok(Some(PyBytes::new(py, &bytes).unbind())),
+            Ok(Some(Event::Restart(why))) => Err(errors::restart(py, why)),
+            Ok(None) => Ok(None),
         }
     }
 

@@ -59,7 +59,7 @@ pub fn to_py(py: Python<'_>, err: Error) -> PyErr {
             format!("invalid option {option}: {reason}"),
         ),
         e @ Error::Parquet { .. } => raise(py, "S3procError", e.to_string()),
-        e @ Error::Internal { .. } => raise(py, "InternalError", e.to_string()),
+        e @ (Error::Internal { .. } | Error::Stopped) => raise(py, "InternalError", e.to_string()),
     }
 }
 
