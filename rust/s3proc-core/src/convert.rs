@@ -316,9 +316,10 @@ impl ParquetChunks {
             self.rows = Some(pass.rows);
             self.fallback_bytes = pass.fallback_bytes;
             let metadata = self.metadata(pass.rows, pass.fallback_bytes);
-            let sink = pass
-                .sink
-                .ok_or_else(|| Error::parse(self.source.name(), 0, "internal: no sink"))?;
+            let sink = pass.sink.ok_or_else(|| Error::Internal {
+                source_name: self.source.name().to_owned(),
+                what: "a converting pass without a sink".into(),
+            })?;
             let chunks = sink.finish(metadata).map_err(|e| self.parquet_err(e))?;
             self.pending = chunks.into_iter();
         }
