@@ -185,3 +185,13 @@ def test_missing_input(s3proc_bin: Path, tmp_path: Path) -> None:
     proc = run(s3proc_bin, "convert", str(tmp_path / "nope.csv"), str(tmp_path / "o.parquet"))
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr.decode()
+
+
+def test_failed_convert_leaves_no_output(s3proc_bin: Path, tmp_path: Path) -> None:
+    src = tmp_path / "bad.csv"
+    src.write_bytes(b"a,b\n1,x\n" * 100_000 + b'2,"never closed\n')
+    out = tmp_path / "out.parquet"
+    res = subprocess.run([str(s3proc_bin), "convert", str(src), str(out)], capture_output=True, text=True)
+    assert res.returncode == 1
+    assert "unterminated quote" in res.stderr
+    assert not out.exists()

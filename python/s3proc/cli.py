@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -145,8 +146,13 @@ def convert(input: str, output: str, **opts: Any) -> None:
     if output == "-":
         result = convert_to(input, sys.stdout.buffer, **core)
     else:
-        with open(output, "wb") as out:
-            result = convert_to(input, out, **core)
+        try:
+            with open(output, "wb") as out:
+                result = convert_to(input, out, **core)
+        except BaseException:
+            # Never leave a half-written file that looks like a result.
+            Path(output).unlink(missing_ok=True)
+            raise
     click.echo(
         f"{input}: {result.rows} rows, {len(result.plan['columns'])} columns -> {result.bytes} bytes"
         + (f" ({result.restarts} restarts)" if result.restarts else ""),
