@@ -140,7 +140,7 @@ impl ParquetSink {
             if self.rows_in_group >= self.opts.row_group_rows
                 || self.bytes_in_group >= self.opts.row_group_bytes
             {
-                self.end_group()?;
+                self.end_group(false)?;
             }
             self.append_closed_groups()?;
         }
@@ -148,15 +148,24 @@ impl ParquetSink {
     }
 
     /// Ends the row group: each lane closes its column chunk when it gets
-    /// there, and goes on with the next group's writer meanwhile.
-    fn end_group(&mut self) -> Result<(), ParquetError> {
+    /// there, and goes on with the next group's writer meanwhile (none after
+    /// the `last` group).
+    fn end_group(&mut self, last: bool) -> Result<(), ParquetError> {
         if self.rows_in_group == 0 {
             return Ok(());
         }
         self.groups += 1;
-        let next = self.factory.create_column_writers(self.groups)?;
+        let next: Vec<Option<Box<ArrowColumnWriter>>> = if last {
+            (0..self.schema.fields().len()).map(|_| None).collect()
+        } else {
+            self.factory
+                .create_column_writers(self.groups)?
+                .into_iter()
+                .map(|w| Some(Box::new(w)))
+                .collect()
+        };
         for (j, writer) in next.into_iter().enumerate() {
-            Lanes::push(&self.lanes, j, Work::Close(Box::new(writer)));
+            Lanes::push(&self.lanes, j, Work::Close(writer));
         }
         self.rows_in_group = 0;
         self.bytes_in_group = 0;
@@ -191,7 +200,7 @@ impl ParquetSink {
     /// # Errors
     /// Encoding errors of the Parquet writer.
     pub fn finish(mut self, metadata: Vec<(String, String)>) -> Result<Vec<Vec<u8>>, ParquetError> {
-        self.end_group()?;
+        self.end_group(true)?;
         self.lanes.wait_until(|queued| queued == 0)?;
         self.append_closed_groups()?;
         for (k, v) in metadata {
@@ -236,8 +245,9 @@ struct Lanes {
 enum Work {
     /// Encode this column slice.
     Batch(ArrayRef, arrow_schema::FieldRef),
-    /// Close the column chunk of the current row group; go on with this writer.
-    Close(Box<ArrowColumnWriter>),
+    /// Close the column chunk of the current row group; go on with this
+    /// writer (none after the last group).
+    Close(Option<Box<ArrowColumnWriter>>),
 }
 
 struct Lane {
@@ -295,44 +305,60 @@ impl Lanes {
     /// queue more work meanwhile.
     fn drain(&self, j: usize) {
         loop {
-            let (work, mut writer) = {
+            let (work, writer) = {
                 let mut lane = lock(&self.lanes[j]);
                 let work = if lane.error.is_none() {
                     lane.queue.pop_front()
                 } else {
                     None
                 };
-                match (work, lane.writer.take()) {
-                    (Some(work), Some(writer)) => (work, writer),
-                    (_, writer) => {
-                        // Done: nothing queued, or an error stops this lane.
-                        lane.writer = writer;
-                        lane.queue.clear();
-                        lane.queued = 0;
-                        lane.busy = false;
-                        drop(lane);
-                        self.notify();
-                        return;
+                let next = match (work, lane.writer.take()) {
+                    (Some(work), Some(writer)) => Some((work, writer)),
+                    (Some(_), None) => {
+                        lane.error = Some(ParquetError::General(
+                            "a column lane lost its writer".into(),
+                        ));
+                        None
                     }
-                }
+                    (None, writer) => {
+                        lane.writer = writer;
+                        None
+                    }
+                };
+                let Some(next) = next else {
+                    // Done: nothing queued, or an error stops this lane.
+                    lane.queue.clear();
+                    lane.queued = 0;
+                    lane.busy = false;
+                    drop(lane);
+                    self.notify();
+                    return;
+                };
+                next
             };
+            let mut writer = Some(writer);
             let mut closed = None;
             let result = catch_unwind(AssertUnwindSafe(|| -> Result<(), ParquetError> {
                 match work {
                     Work::Batch(array, field) => {
-                        for leaf in compute_leaves(&field, &array)? {
-                            writer.write(&leaf)?;
+                        if let Some(writer) = writer.as_mut() {
+                            for leaf in compute_leaves(&field, &array)? {
+                                writer.write(&leaf)?;
+                            }
                         }
                     }
                     Work::Close(next) => {
-                        closed = Some(std::mem::replace(&mut writer, *next).close()?);
+                        if let Some(done) = writer.take() {
+                            closed = Some(done.close()?);
+                        }
+                        writer = next.map(|w| *w);
                     }
                 }
                 Ok(())
             }))
             .unwrap_or_else(|_| Err(ParquetError::General("a column encoder panicked".into())));
             let mut lane = lock(&self.lanes[j]);
-            lane.writer = Some(writer);
+            lane.writer = writer;
             lane.queued -= 1;
             lane.closed.extend(closed);
             if let Err(e) = result {
