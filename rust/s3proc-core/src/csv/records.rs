@@ -32,8 +32,6 @@ pub struct Records<'a> {
     side: Vec<u8>,
     columns: Vec<Vec<(u32, u32)>>,
     widths: Vec<u32>,
-    /// Byte offset in the input where each record starts (for line numbers).
-    starts: Vec<u32>,
     /// Fields of the record being read.
     current: usize,
 }
@@ -87,7 +85,6 @@ impl<'a> Records<'a> {
             side: Vec::new(),
             columns: Vec::new(),
             widths: Vec::new(),
-            starts: Vec::new(),
             current: 0,
         }
     }
@@ -126,11 +123,6 @@ impl<'a> Records<'a> {
         self.column(j).get(i)
     }
 
-    /// Byte offset in the input where record `i` starts.
-    pub fn input_offset(&self, i: usize) -> usize {
-        self.starts[i] as usize
-    }
-
     #[inline(always)]
     fn push(&mut self, span: (u32, u32)) {
         match self.columns.get_mut(self.current) {
@@ -164,12 +156,11 @@ impl<'a> Records<'a> {
     }
 
     #[inline]
-    fn end_record(&mut self, input_start: usize) {
+    fn end_record(&mut self) {
         for column in &mut self.columns[self.current..] {
             column.push((0, MISSING_FLAG));
         }
         self.widths.push(self.current as u32);
-        self.starts.push(input_start as u32);
         self.current = 0;
     }
 }
@@ -248,7 +239,6 @@ fn parse_fast(input: &[u8], delimiter: u8, quote: u8) -> Option<Records<'_>> {
             }
             _ => {}
         }
-        let record_start = pos;
         loop {
             if pos < n && input[pos] == quote {
                 // Quoted: up to the closing quote, doubled quotes unescaped.
@@ -310,7 +300,7 @@ fn parse_fast(input: &[u8], delimiter: u8, quote: u8) -> Option<Records<'_>> {
                 }
             }
         }
-        recs.end_record(record_start);
+        recs.end_record();
     }
     Some(recs)
 }
@@ -326,13 +316,13 @@ fn parse_csv_core<'a>(
     let mut ends_scratch = vec![0usize; 64];
     let mut ends: Vec<usize> = Vec::with_capacity(64);
     let (mut pos, mut nout, mut rec_in, mut rec_out) = (0usize, 0usize, 0usize, 0usize);
-    let push = |recs: &mut Records<'a>, rec_in: usize, rec_out: usize, ends: &[usize]| {
+    let push = |recs: &mut Records<'a>, rec_out: usize, ends: &[usize]| {
         let mut start = rec_out;
         for &end in ends {
             recs.push_side(start, end);
             start = end;
         }
-        recs.end_record(rec_in);
+        recs.end_record();
     };
     loop {
         // The first byte goes alone: csv-core would strip a byte order mark
@@ -363,14 +353,14 @@ fn parse_csv_core<'a>(
                     }
                     ends.extend(ends_scratch[..nend].iter().map(|&e| e + rec_out));
                     nout += n;
-                    push(&mut recs, rec_in, rec_out, &ends);
+                    push(&mut recs, rec_out, &ends);
                 }
                 break;
             }
             ReadRecordResult::OutputFull => out.resize(out.len() * 2, 0),
             ReadRecordResult::OutputEndsFull => ends_scratch.resize(ends_scratch.len() * 2, 0),
             ReadRecordResult::Record => {
-                push(&mut recs, rec_in, rec_out, &ends);
+                push(&mut recs, rec_out, &ends);
                 ends.clear();
                 // Blank lines before the next record are skipped by csv-core.
                 rec_in = pos
@@ -409,7 +399,7 @@ fn parse_backslash(input: &[u8], delimiter: u8, terminator: u8) -> Records<'_> {
                     recs.push_side(start, recs.side.len());
                 }
             }
-            recs.end_record(line_start);
+            recs.end_record();
         }
         line_start = line_end + 1;
     }
