@@ -8,7 +8,7 @@ use super::split::count_byte;
 use super::{CsvOptions, Dialect, Escape, NullMarkers};
 use crate::columns::{unique_names, Column};
 use crate::error::{Error, Result};
-use crate::source::{open_text, Source, TextEncoding};
+use crate::source::{open_text, utf8_lossless, Source, TextEncoding};
 use crate::types::ColumnType;
 
 /// How much of the file's start is read to detect its shape.
@@ -92,7 +92,8 @@ pub fn sniff(source: &dyn Source, opts: &CsvOptions) -> Result<CsvPlan> {
     let header_names: Vec<Option<String>> = (0..width)
         .map(|j| match (dialect.header, sample.field(0, j)) {
             (true, Field::Value(v)) if !v.is_empty() => {
-                Some(String::from_utf8_lossy(v).into_owned())
+                // Invalid bytes (only with a forced encoding) read as Windows-1252.
+                Some(String::from_utf8_lossy(&utf8_lossless(v).0).into_owned())
             }
             _ => None,
         })
