@@ -189,7 +189,9 @@ impl Splitter {
         let buf = &self.buf;
         match (self.mode, self.dialect.escape, self.dialect.quote) {
             (_, Escape::Backslash, _) => {
-                let mut from = self.scanned.max(self.boundary);
+                // From the start of the unfinished record, so that a backslash
+                // just before the previous read's end still escapes.
+                let mut from = self.boundary;
                 while let Some(p) = find_unescaped(buf, from, t) {
                     self.boundary = p + 1;
                     from = p + 1;
@@ -251,6 +253,15 @@ mod tests {
             terminator: b'\n',
             header: false,
         };
+        split_with(input, dialect, mode, target)
+    }
+
+    fn split_with(
+        input: &[u8],
+        dialect: Dialect,
+        mode: SplitMode,
+        target: usize,
+    ) -> Result<Vec<Vec<u8>>> {
         let mut s = Splitter::new(
             Box::new(std::io::Cursor::new(input.to_vec())),
             "t",
@@ -280,6 +291,29 @@ mod tests {
                         "{mode:?} {target}"
                     );
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn escaped_newline_across_reads_stays_in_its_record() {
+        let dialect = Dialect {
+            delimiter: b'\t',
+            quote: None,
+            escape: Escape::Backslash,
+            terminator: b'\n',
+            header: false,
+        };
+        for target in 1..8 {
+            let input = b"a\\\nb\nc\n";
+            let got =
+                split_with(input, dialect.clone(), SplitMode::Parity, target).expect("splits");
+            assert_eq!(got.concat(), input);
+            for piece in &got {
+                assert!(
+                    !piece.ends_with(b"\\\n"),
+                    "cut after an escaped newline (target {target})"
+                );
             }
         }
     }
