@@ -4,9 +4,9 @@
 //!
 //! A reader thread splits the input into record-aligned pieces; up to
 //! [`LOOKAHEAD`] pieces are parsed at once as tasks on the rayon pool while
-//! the driver encodes the oldest parsed piece, column by column on the same
-//! pool. Nothing waits at a barrier: a core that finishes its column takes
-//! the next parse task.
+//! the driver hands the oldest parsed piece to the Parquet sink, whose
+//! per-column lanes encode on the same pool. Nothing waits at a barrier: a
+//! core that finishes its column takes the next parse task.
 //!
 //! Types only ever widen, and widening is a join, so pieces parsed ahead
 //! with older types still give the right answer when their results are
@@ -43,9 +43,9 @@ pub struct ConvertOptions {
 
 const DEFAULT_READ_SIZE: usize = 2 << 20;
 
-/// Largest `max_record_bytes` accepted: pieces index their bytes with u32
-/// offsets that reserve the top bit.
-const MAX_RECORD_LIMIT: usize = 512 << 20;
+/// Largest `max_record_bytes` accepted: a piece (a record plus what was
+/// read before it) must stay within what [`records`] can address.
+const MAX_RECORD_LIMIT: usize = records::MAX_PIECE.div_ceil(2);
 
 /// Pieces read or parsed ahead of the one being encoded.
 const LOOKAHEAD: usize = 4;
@@ -76,7 +76,6 @@ pub struct ParquetChunks {
     emitted: bool,
     restarts: u32,
     rows: Option<u64>,
-    fallback_bytes: usize,
     pending: std::vec::IntoIter<Vec<u8>>,
 }
 
@@ -146,7 +145,6 @@ impl ParquetChunks {
             emitted: false,
             restarts: 0,
             rows: None,
-            fallback_bytes: 0,
             pending: Vec::new().into_iter(),
         };
         this.pass = Some(this.start_pass(scan_first)?);
@@ -168,11 +166,6 @@ impl ParquetChunks {
         self.rows
     }
 
-    /// Bytes that were not valid UTF-8 and were read as Windows-1252.
-    pub fn fallback_bytes(&self) -> usize {
-        self.fallback_bytes
-    }
-
     fn start_pass(&self, scanning: bool) -> Result<Pass> {
         let name = self.source.name().to_owned();
         let reader = open_text(self.source.as_ref(), self.plan.encoding)?;
@@ -190,7 +183,7 @@ impl ParquetChunks {
         } else {
             Some(
                 ParquetSink::new(&self.plan.columns, &self.opts.parquet)
-                    .map_err(|e| self.parquet_err(e))?,
+                    .map_err(|e| Error::parquet(self.source.name(), e))?,
             )
         };
         let (tx, pieces) = sync_channel(LOOKAHEAD);
@@ -205,11 +198,7 @@ impl ParquetChunks {
                     }
                 }));
                 if died.is_err() {
-                    let what = "the reader thread panicked".to_owned();
-                    let _ = tx.send(Err(Error::Internal {
-                        source_name: name,
-                        what,
-                    }));
+                    let _ = tx.send(Err(Error::internal(&name, "the reader thread panicked")));
                 }
             })
             .map_err(|e| Error::io(self.source.name(), e))?;
@@ -224,13 +213,6 @@ impl ParquetChunks {
             rows: 0,
             fallback_bytes: 0,
         })
-    }
-
-    fn parquet_err(&self, error: parquet::errors::ParquetError) -> Error {
-        Error::Parquet {
-            source_name: self.source.name().to_owned(),
-            error,
-        }
     }
 
     /// The next event, or `None` when the file is complete.
@@ -267,10 +249,9 @@ impl ParquetChunks {
                 return Ok(None);
             };
             let ready = match pass.sink.as_mut() {
-                Some(sink) => sink.take_chunk().map_err(|e| Error::Parquet {
-                    source_name: self.source.name().to_owned(),
-                    error: e,
-                })?,
+                Some(sink) => sink
+                    .take_chunk()
+                    .map_err(|e| Error::parquet(self.source.name(), e))?,
                 None => None,
             };
             if let Some(chunk) = ready {
@@ -281,12 +262,10 @@ impl ParquetChunks {
                 match self.step()? {
                     None => continue,
                     Some(Interrupt::Misaligned) if self.mode == SplitMode::Serial => {
-                        let what =
-                            "exact splitting produced a piece that does not parse".to_owned();
-                        return Err(Error::Internal {
-                            source_name: self.source.name().to_owned(),
-                            what,
-                        });
+                        return Err(Error::internal(
+                            self.source.name(),
+                            "exact splitting produced a piece that does not parse",
+                        ));
                     }
                     Some(Interrupt::Misaligned) => {
                         self.mode = SplitMode::Serial;
@@ -314,13 +293,13 @@ impl ParquetChunks {
                 continue;
             }
             self.rows = Some(pass.rows);
-            self.fallback_bytes = pass.fallback_bytes;
             let metadata = self.metadata(pass.rows, pass.fallback_bytes);
-            let sink = pass.sink.ok_or_else(|| Error::Internal {
-                source_name: self.source.name().to_owned(),
-                what: "a converting pass without a sink".into(),
+            let sink = pass.sink.ok_or_else(|| {
+                Error::internal(self.source.name(), "a converting pass without a sink")
             })?;
-            let chunks = sink.finish(metadata).map_err(|e| self.parquet_err(e))?;
+            let chunks = sink
+                .finish(metadata)
+                .map_err(|e| Error::parquet(self.source.name(), e))?;
             self.pending = chunks.into_iter();
         }
     }
@@ -382,11 +361,7 @@ impl ParquetChunks {
                 }
             };
             let Some(next) = next else {
-                let what = "the reader thread stopped early".to_owned();
-                return Err(Error::Internal {
-                    source_name: name.to_owned(),
-                    what,
-                });
+                return Err(Error::internal(name, "the reader thread stopped early"));
             };
             let Some(raw) = next? else {
                 pass.input_done = true;
@@ -401,12 +376,7 @@ impl ParquetChunks {
                 let result = catch_unwind(AssertUnwindSafe(|| {
                     parse_piece(&raw, &plan, &types, convert, &name)
                 }))
-                .unwrap_or_else(|_| {
-                    Err(Error::Internal {
-                        source_name: name.clone(),
-                        what: "a parser panicked".into(),
-                    })
-                });
+                .unwrap_or_else(|_| Err(Error::internal(&name, "a parser panicked")));
                 let _ = tx.send(result);
             });
             pass.inflight.push_back(rx);
@@ -417,11 +387,7 @@ impl ParquetChunks {
         let parsed = match front.recv() {
             Ok(result) => result?,
             Err(_) => {
-                let what = "a parser vanished".to_owned();
-                return Err(Error::Internal {
-                    source_name: name.to_owned(),
-                    what,
-                });
+                return Err(Error::internal(name, "a parser vanished"));
             }
         };
         let parsed = match parsed {
@@ -456,16 +422,10 @@ impl ParquetChunks {
                 "rows from {} were not encoded and no column widened",
                 first_row + 1
             );
-            return Err(Error::Internal {
-                source_name: name.to_owned(),
-                what,
-            });
+            return Err(Error::internal(name, what));
         };
         sink.write(&arrays, parsed.rows)
-            .map_err(|error| Error::Parquet {
-                source_name: name.to_owned(),
-                error,
-            })?;
+            .map_err(|e| Error::parquet(name, e))?;
         Ok(None)
     }
 

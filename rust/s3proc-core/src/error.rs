@@ -67,6 +67,22 @@ impl Error {
         }
     }
 
+    /// An [`Error::Parquet`] for `source_name`.
+    pub fn parquet(source_name: &str, error: parquet::errors::ParquetError) -> Self {
+        Error::Parquet {
+            source_name: source_name.to_owned(),
+            error,
+        }
+    }
+
+    /// An [`Error::Internal`] for `source_name`.
+    pub fn internal(source_name: &str, what: impl Into<String>) -> Self {
+        Error::Internal {
+            source_name: source_name.to_owned(),
+            what: what.into(),
+        }
+    }
+
     /// An [`Error::Io`] for `source_name`.
     pub fn io(source_name: &str, error: io::Error) -> Self {
         Error::Io {

@@ -19,10 +19,10 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 
+use crate::columns::Column;
+
 /// Batches queued per column before `write` waits (bounds memory).
 const LANE_DEPTH: usize = 3;
-
-use crate::columns::Column;
 
 /// How the Parquet file is laid out.
 #[derive(Clone, Debug)]
@@ -88,8 +88,7 @@ impl ParquetSink {
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(opts.zstd_level)?))
             .set_statistics_enabled(EnabledStatistics::Chunk)
             .set_writer_version(parquet::file::properties::WriterVersion::PARQUET_2_0)
-            .set_created_by(format!("s3proc {}", env!("CARGO_PKG_VERSION")))
-            .set_max_row_group_row_count(Some(opts.row_group_rows.max(1)));
+            .set_created_by(format!("s3proc {}", env!("CARGO_PKG_VERSION")));
         for c in columns {
             props = props
                 .set_column_dictionary_enabled(ColumnPath::from(c.name.as_str()), c.dictionary);

@@ -38,6 +38,12 @@ impl FileSource {
         let name = path.display().to_string();
         Self { path, name }
     }
+
+    /// The same source shown under `name` in messages and metadata.
+    pub fn named(mut self, name: String) -> Self {
+        self.name = name;
+        self
+    }
 }
 
 impl Source for FileSource {

@@ -13,9 +13,10 @@ use arrow_schema::{DataType, TimeUnit};
 const F64_EXACT_INT: u64 = 1 << 53;
 
 /// An inferred column type.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum ColumnType {
     /// No non-null value seen yet.
+    #[default]
     Null,
     /// `true` / `false`, any letter case.
     Boolean,

@@ -17,6 +17,11 @@ fn detached<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) -> PyResult<T
         .map_err(|p| errors::from_panic(py, p))
 }
 
+/// The converter's lock was poisoned by a panic caught earlier.
+fn poisoned(py: Python<'_>) -> PyErr {
+    errors::from_panic(py, Box::new("converter poisoned by an earlier panic"))
+}
+
 /// A CSV/TSV source converted to ZSTD Parquet, handed out as byte chunks.
 #[pyclass(frozen, module = "s3proc._core")]
 pub struct ParquetChunks {
@@ -27,9 +32,7 @@ impl ParquetChunks {
     /// Reads state under the lock, waiting for it without the GIL: a
     /// conversion in another thread may need the GIL to read its source.
     fn with<T: Send>(&self, py: Python<'_>, f: impl FnOnce(&Core) -> T + Send) -> PyResult<T> {
-        detached(py, || self.inner.lock().ok().map(|core| f(&core)))?.ok_or_else(|| {
-            errors::from_panic(py, Box::new("converter poisoned by an earlier panic"))
-        })
+        detached(py, || self.inner.lock().ok().map(|core| f(&core)))?.ok_or_else(|| poisoned(py))
     }
 }
 
@@ -72,9 +75,7 @@ impl ParquetChunks {
             })),
             Err(_) => None,
         })?
-        .ok_or_else(|| {
-            errors::from_panic(py, Box::new("converter poisoned by an earlier panic"))
-        })?;
+        .ok_or_else(|| poisoned(py))?;
         match event {
             Err(s3proc_core::Error::Stopped) => {
                 Err(signal.unwrap_or_else(|| errors::from_panic(py, Box::new("stopped"))))

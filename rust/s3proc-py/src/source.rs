@@ -13,25 +13,22 @@ use s3proc_core::source::{BytesSource, FileSource, Source};
 /// Turns the `source` argument into a core source.
 pub fn from_py(obj: &Bound<'_, PyAny>, name: Option<String>) -> PyResult<Arc<dyn Source>> {
     if obj.is_instance_of::<PyString>() || obj.hasattr("__fspath__")? {
-        let path: PathBuf = obj.extract()?;
-        return Ok(match name {
-            Some(n) => Arc::new(NamedFile(FileSource::new(path), n)),
-            None => Arc::new(FileSource::new(path)),
-        });
-    }
-    if let Ok(b) = obj.cast::<PyBytes>() {
-        let data: Arc<[u8]> = b.as_bytes().into();
-        return Ok(Arc::new(BytesSource {
-            data,
-            name: name.unwrap_or_else(|| "<bytes>".into()),
+        let file = FileSource::new(obj.extract::<PathBuf>()?);
+        return Ok(Arc::new(match name {
+            Some(n) => file.named(n),
+            None => file,
         }));
     }
-    if let Ok(b) = obj.cast::<PyByteArray>() {
-        let data: Arc<[u8]> = b.to_vec().into();
-        return Ok(Arc::new(BytesSource {
-            data,
-            name: name.unwrap_or_else(|| "<bytes>".into()),
-        }));
+    let bytes: Option<Arc<[u8]>> = if let Ok(b) = obj.cast::<PyBytes>() {
+        Some(b.as_bytes().into())
+    } else if let Ok(b) = obj.cast::<PyByteArray>() {
+        Some(b.to_vec().into())
+    } else {
+        None
+    };
+    if let Some(data) = bytes {
+        let name = name.unwrap_or_else(|| "<bytes>".into());
+        return Ok(Arc::new(BytesSource { data, name }));
     }
     if obj.hasattr("read")? {
         let name = match name {
@@ -60,18 +57,6 @@ pub fn from_py(obj: &Bound<'_, PyAny>, name: Option<String>) -> PyResult<Arc<dyn
     Err(crate::errors::type_error(
         "source must be a path, bytes or a binary file-like object with read()",
     ))
-}
-
-/// A path under a caller-chosen name.
-struct NamedFile(FileSource, String);
-
-impl Source for NamedFile {
-    fn name(&self) -> &str {
-        &self.1
-    }
-    fn open(&self) -> io::Result<Box<dyn Read + Send>> {
-        self.0.open()
-    }
 }
 
 /// How much of a stream that cannot seek is kept so it can be read again:

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::io::Read;
 
-use super::records::{self, Field, Records, Trouble};
+use super::records::{self, Field, Trouble};
 use super::split::count_byte;
 use super::{CsvOptions, Dialect, Escape, NullMarkers};
 use crate::columns::{unique_names, Column};
@@ -84,11 +84,31 @@ pub fn sniff(source: &dyn Source, opts: &CsvOptions) -> Result<CsvPlan> {
     let limit = opts
         .sample_rows
         .map_or(sample.len(), |n| n.saturating_add(1).min(sample.len()));
+    let value = |i: usize, j: usize| match sample.field(i, j) {
+        Field::Value(v) if !nulls.is_null(v) => Some(v),
+        _ => None,
+    };
+    let width = (0..limit).map(|i| sample.width(i)).max().unwrap_or(0);
+    // What the rows below the first say of each column, read once for both
+    // the header decision and the types.
+    let mut below: Vec<Stats> = (0..width)
+        .map(|j| {
+            let mut stats = Stats::default();
+            (1..limit)
+                .filter_map(|i| value(i, j))
+                .for_each(|v| stats.add(v));
+            stats
+        })
+        .collect();
+    let first: Vec<Option<&[u8]>> = (0..sample.width(0)).map(|j| value(0, j)).collect();
     dialect.header = opts
         .header
-        .unwrap_or_else(|| detect_header(&sample, limit, &nulls));
-    let body = usize::from(dialect.header)..limit;
-    let width = (0..limit).map(|i| sample.width(i)).max().unwrap_or(0);
+        .unwrap_or_else(|| detect_header(&first, &below, limit));
+    if !dialect.header {
+        for (stats, v) in below.iter_mut().zip(&first) {
+            v.iter().for_each(|v| stats.add(v));
+        }
+    }
     let header_names: Vec<Option<String>> = (0..width)
         .map(|j| match (dialect.header, sample.field(0, j)) {
             (true, Field::Value(v)) if !v.is_empty() => {
@@ -100,25 +120,11 @@ pub fn sniff(source: &dyn Source, opts: &CsvOptions) -> Result<CsvPlan> {
         .collect();
     let columns = unique_names(&header_names)
         .into_iter()
-        .enumerate()
-        .map(|(j, name)| {
-            let mut ty = ColumnType::Null;
-            let mut distinct = HashSet::new();
-            let mut values = 0usize;
-            for i in body.clone() {
-                if let Field::Value(v) = sample.field(i, j) {
-                    if !nulls.is_null(v) {
-                        ty = ty.widen_for(v);
-                        distinct.insert(v);
-                        values += 1;
-                    }
-                }
-            }
-            Column {
-                name,
-                ty,
-                dictionary: wants_dictionary(ty, distinct.len(), values),
-            }
+        .zip(below)
+        .map(|(name, stats)| Column {
+            name,
+            ty: stats.ty,
+            dictionary: stats.wants_dictionary(),
         })
         .collect();
     Ok(CsvPlan {
@@ -259,15 +265,33 @@ fn sample_input(text: &[u8], at_eof: bool, terminator: u8) -> std::borrow::Cow<'
     input
 }
 
+/// What the sample says of one column.
+#[derive(Default)]
+struct Stats<'a> {
+    ty: ColumnType,
+    distinct: HashSet<&'a [u8]>,
+    values: usize,
+}
+
+impl<'a> Stats<'a> {
+    fn add(&mut self, v: &'a [u8]) {
+        self.ty = self.ty.widen_for(v);
+        self.distinct.insert(v);
+        self.values += 1;
+    }
+
+    /// Dictionary encoding pays for repeated values, not for near-unique ones.
+    fn wants_dictionary(&self) -> bool {
+        match self.ty {
+            ColumnType::Boolean => false,
+            _ => self.values < 1000 || self.distinct.len() * 2 <= self.values,
+        }
+    }
+}
+
 /// Whether the first record names the columns: it does when some column
 /// has typed values below and a first value that is not of that type.
-fn detect_header(sample: &Records, limit: usize, nulls: &NullMarkers) -> bool {
-    let first: Vec<Option<&[u8]>> = (0..sample.width(0))
-        .map(|j| match sample.field(0, j) {
-            Field::Value(v) if !nulls.is_null(v) => Some(v),
-            _ => None,
-        })
-        .collect();
+fn detect_header(first: &[Option<&[u8]>], below: &[Stats<'_>], limit: usize) -> bool {
     let all_text = first
         .iter()
         .all(|v| v.is_some_and(|v| ColumnType::Null.widen_for(v) == ColumnType::Utf8));
@@ -275,16 +299,8 @@ fn detect_header(sample: &Records, limit: usize, nulls: &NullMarkers) -> bool {
         return all_text;
     }
     let (mut for_header, mut for_data) = (0, 0);
-    for (j, v) in first.iter().enumerate() {
-        let mut ty = ColumnType::Null;
-        for i in 1..limit {
-            if let Field::Value(b) = sample.field(i, j) {
-                if !nulls.is_null(b) {
-                    ty = ty.widen_for(b);
-                }
-            }
-        }
-        match (ty, v) {
+    for (v, stats) in first.iter().zip(below) {
+        match (stats.ty, v) {
             (ColumnType::Utf8 | ColumnType::Null, _) => {}
             (_, None) => for_data += 1,
             (t, Some(v)) if t.widen_for(v) == t => for_data += 1,
@@ -297,14 +313,6 @@ fn detect_header(sample: &Records, limit: usize, nulls: &NullMarkers) -> bool {
     // Every column is text: a first row of distinct non-empty words is a header.
     let distinct: HashSet<_> = first.iter().flatten().collect();
     all_text && distinct.len() == first.len()
-}
-
-/// Dictionary encoding pays for repeated values, not for near-unique ones.
-fn wants_dictionary(ty: ColumnType, distinct: usize, values: usize) -> bool {
-    match ty {
-        ColumnType::Boolean => false,
-        _ => values < 1000 || distinct * 2 <= values,
-    }
 }
 
 #[cfg(test)]
