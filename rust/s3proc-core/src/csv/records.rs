@@ -199,6 +199,8 @@ pub fn parse<'a>(
     partial_tail: bool,
 ) -> Result<Records<'a>, Trouble> {
     if input.len() > MAX_PIECE {
+        // Unreachable: the converter bounds records (and so pieces) well
+        // below this. Refuse rather than store offsets that do not fit.
         return Err(Trouble::UnfinishedRecord(0));
     }
     match (dialect.escape, dialect.quote) {
