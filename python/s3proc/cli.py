@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -10,11 +11,27 @@ from typing import Any, TypeVar
 
 import click
 
-from s3proc import _core
+from s3proc import _core, logs
+from s3proc.config import ConfigError, RunConfig, check_bucket, load_env, parse_size
 from s3proc.convert import convert as convert_to
 from s3proc.errors import S3procError
+from s3proc.state import FAILED, PROCESSING, StateError, open_state
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class EnvOption(click.Option):
+    """An option that is also ``S3PROC_<NAME>`` in the environment (and so in ``.env``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        if self.envvar is None and self.name:
+            self.envvar = "S3PROC_" + self.name.upper()
+            self.show_envvar = True
+
+
+def option(*args: Any, **kwargs: Any) -> Callable[[F], F]:
+    return click.option(*args, cls=EnvOption, **kwargs)
 
 
 class _Main(click.Group):
@@ -23,6 +40,9 @@ class _Main(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except (ConfigError, StateError) as e:
+            click.echo(f"s3proc: error: {e}", err=True)
+            sys.exit(2)
         except S3procError as e:
             click.echo(f"s3proc: error: {e}", err=True)
             sys.exit(1)
@@ -49,43 +69,58 @@ def _sample_rows(_ctx: click.Context, _param: click.Parameter, value: str) -> in
 def converter_options(f: F) -> F:
     """The converter's options, shared by every command that reads a table."""
     options = [
-        click.option("--delimiter", help="Field separator (default: detected)."),
-        click.option("--quote", help="Quote character; '' turns quoting off (default: \")."),
-        click.option(
+        option("--delimiter", help="Field separator (default: detected)."),
+        option("--quote", help="Quote character; '' turns quoting off (default: \")."),
+        option(
             "--escape", type=click.Choice(["quote", "backslash"]), help="TSV escapes (default: detected)."
         ),
-        click.option(
+        option(
             "--header/--no-header", default=None, help="First line names the columns (default: detected)."
         ),
-        click.option(
+        option(
             "--null-value",
             "null_values",
             multiple=True,
             help="A value read as null; repeatable (default: empty field).",
         ),
-        click.option(
-            "--encoding", help="utf-8, windows-1252, latin-1, utf-16le, utf-16be (default: detected)."
-        ),
-        click.option(
+        option("--encoding", help="utf-8, windows-1252, latin-1, utf-16le, utf-16be (default: detected)."),
+        option(
             "--sample-rows",
             default="20000",
             callback=_sample_rows,
             help="Rows read to infer types, or 'all'.",
         ),
-        click.option("--zstd-level", type=click.IntRange(1, 22), default=3, show_default=True),
-        click.option(
-            "--row-group-rows", type=click.IntRange(1), default=None, help="Most rows per row group."
-        ),
-        click.option(
+        option("--zstd-level", type=click.IntRange(1, 22), default=3, show_default=True),
+        option("--row-group-rows", type=click.IntRange(1), default=None, help="Most rows per row group."),
+        option(
             "--row-group-bytes",
             type=click.IntRange(1),
             default=None,
-            help="Most encoded bytes per row group.",
+            help="Most decoded (Arrow) bytes per row group (default 64 MiB).",
         ),
     ]
-    for option in reversed(options):
-        f = option(f)
+    for add in reversed(options):
+        f = add(f)
     return f
+
+
+CONVERTER_OPTIONS = (
+    "delimiter",
+    "quote",
+    "escape",
+    "header",
+    "null_values",
+    "encoding",
+    "sample_rows",
+    "zstd_level",
+    "row_group_rows",
+    "row_group_bytes",
+)
+
+
+def _pop_converter_options(opts: dict[str, Any]) -> dict[str, Any]:
+    """Takes the converter's options out of ``opts``, in the core's form."""
+    return _core_options({k: opts.pop(k) for k in CONVERTER_OPTIONS if k in opts})
 
 
 def _core_options(opts: dict[str, Any]) -> dict[str, Any]:
@@ -97,7 +132,7 @@ def _core_options(opts: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-@click.group(cls=_Main)
+@click.group(cls=_Main, context_settings={"max_content_width": 100})
 @click.option(
     "--version",
     is_flag=True,
@@ -106,11 +141,17 @@ def _core_options(opts: dict[str, Any]) -> dict[str, Any]:
     callback=_version,
     help="Print the version and whether the core is a release build.",
 )
-def main() -> None:
+def cli() -> None:
     """Ship files dropped into a folder to S3; tabular files become ZSTD Parquet."""
 
 
-@main.command()
+def main() -> None:
+    """The console script: ``.env`` fills the environment's gaps, then the commands run."""
+    load_env()
+    cli()
+
+
+@cli.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @converter_options
@@ -136,7 +177,7 @@ def inspect(file: str, as_json: bool, **opts: Any) -> None:
         click.echo(f"  {name:<{width}}  {ty}")
 
 
-@main.command()
+@cli.command()
 @click.argument("input", type=click.Path(exists=True, dir_okay=False))
 @click.argument("output", type=click.Path(dir_okay=False, allow_dash=True))
 @converter_options
@@ -158,3 +199,318 @@ def convert(input: str, output: str, **opts: Any) -> None:
         + (f" ({result.restarts} restarts)" if result.restarts else ""),
         err=True,
     )
+
+
+# ---------------------------------------------------------------------- the service
+def _size(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
+    try:
+        return parse_size(value)
+    except ConfigError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+def where_options(f: F) -> F:
+    """Where files come from and where their state is kept (every service command)."""
+    options = [
+        option("--watch-dir", type=click.Path(file_okay=False, path_type=Path), help="The folder to watch."),
+        option("--state", help="State database (default: <watch-dir>/.s3proc/state.db)."),
+        option(
+            "--error-dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            help="Where files that cannot be processed go (default: <watch-dir>/.s3proc/errors).",
+        ),
+    ]
+    for add in reversed(options):
+        f = add(f)
+    return f
+
+
+def s3_options(f: F) -> F:
+    """Where results go."""
+    options = [
+        option("--bucket", help="The S3 bucket."),
+        option("--prefix", default="", help="Folder in the bucket for every key."),
+        option("--endpoint-url", help="An S3-compatible endpoint (default: AWS)."),
+        option("--region", help="AWS region (default: the AWS configuration's)."),
+        option(
+            "--compat/--no-compat",
+            default=None,
+            help="Send checksums only where S3 requires one, for stores that reject botocore's newer"
+            " default headers (default: on for endpoints that are not AWS).",
+        ),
+        option(
+            "--retries", type=click.IntRange(0), default=5, show_default=True, help="Retries per request."
+        ),
+    ]
+    for add in reversed(options):
+        f = add(f)
+    return f
+
+
+def _config(opts: dict[str, Any], **more: Any) -> RunConfig:
+    watch = opts.get("watch_dir")
+    if watch is None:
+        if not opts.get("state"):
+            raise ConfigError("no watch dir: give --watch-dir or S3PROC_WATCH_DIR")
+        watch = Path.cwd()
+    return RunConfig(
+        watch_dir=Path(watch),
+        bucket=opts.get("bucket") or "",
+        prefix=opts.get("prefix") or "",
+        endpoint_url=opts.get("endpoint_url"),
+        region=opts.get("region"),
+        state=opts.get("state"),
+        error_dir=opts.get("error_dir"),
+        compat=opts.get("compat"),
+        retries=opts.get("retries", 5),
+        **more,
+    )
+
+
+@cli.command()
+@where_options
+@s3_options
+@option(
+    "--after-upload",
+    default="keep",
+    show_default=True,
+    help="What to do with a file once uploaded: keep, delete or move:DIR.",
+)
+@option("--concurrency", type=click.IntRange(1), default=os.cpu_count() or 2, help="Files in flight at once.")
+@option(
+    "--part-size", default="8MiB", show_default=True, callback=_size, help="Multipart part size (min 5MiB)."
+)
+@option(
+    "--quiet-period",
+    type=click.FloatRange(0),
+    default=2.0,
+    show_default=True,
+    help="Seconds a file's size and mtime must be stable.",
+)
+@option(
+    "--rescan-interval",
+    type=click.FloatRange(0.1),
+    default=60.0,
+    show_default=True,
+    help="Seconds between full rescans (events can be missed).",
+)
+@option("--poll", is_flag=True, help="Poll instead of inotify (network filesystems).")
+@option("--ignore", multiple=True, help="Glob of paths to ignore; repeatable.")
+@option(
+    "--checksum",
+    type=click.Choice(["crc32", "crc32c", "sha256", "none"]),
+    default="crc32",
+    show_default=True,
+    help="S3 additional checksum on every part and object.",
+)
+@option("--sse", type=click.Choice(["AES256", "aws:kms"]), help="Server-side encryption.")
+@option("--sse-kms-key-id", help="KMS key for --sse aws:kms.")
+@option("--storage-class", help="S3 storage class (STANDARD_IA, INTELLIGENT_TIERING, …).")
+@option(
+    "--key-template",
+    default="{prefix}{path}",
+    show_default=True,
+    help="Object key template: {prefix} {path} {dir} {name} {stem} {ext} {date:%Y/%m/%d}.",
+)
+@option(
+    "--grace",
+    type=click.FloatRange(0),
+    default=30.0,
+    show_default=True,
+    help="Seconds files in flight get to finish on SIGTERM.",
+)
+@option(
+    "--state-sync",
+    type=click.Choice(["full", "normal"]),
+    default="full",
+    show_default=True,
+    help="full: state survives power loss; normal: survives crashes only (faster).",
+)
+@option(
+    "--log-format",
+    type=click.Choice(["auto", "json", "console"]),
+    default="auto",
+    show_default=True,
+    help="auto: console on a terminal, JSON lines otherwise.",
+)
+@option(
+    "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True
+)
+@option("--once", is_flag=True, help="Process what is there, then exit (0: all uploaded, 1: some failed).")
+@option("--embedded-s3", is_flag=True, help="Start an S3 server in this process to try s3proc (./inbox).")
+@converter_options
+def run(**opts: Any) -> None:
+    """Watch a folder and ship every complete file to S3 (tables as Parquet), exactly once."""
+    from s3proc.pipeline import Settings
+    from s3proc.service import Schedule, Service
+
+    logs.setup(opts.pop("log_format"), opts.pop("log_level"))
+    once, embedded = opts.pop("once"), opts.pop("embedded_s3")
+    convert = _pop_converter_options(opts)
+    server = None
+    if embedded:
+        server = _start_embedded(opts)
+    try:
+        svc_opts = {
+            k: opts.pop(k)
+            for k in (
+                "after_upload",
+                "concurrency",
+                "part_size",
+                "quiet_period",
+                "rescan_interval",
+                "poll",
+                "checksum",
+                "sse",
+                "sse_kms_key_id",
+                "storage_class",
+                "key_template",
+                "grace",
+                "state_sync",
+            )
+        }
+        svc_opts["ignore"] = tuple(opts.pop("ignore"))
+        cfg = _config(
+            opts,
+            **svc_opts,
+            convert=convert,
+            access_key=opts.get("access_key"),
+            secret_key=opts.get("secret_key"),
+        )
+        keys = cfg.check()
+        state = open_state(cfg.state_location, exclusive=True, synchronous=cfg.state_sync.upper())
+        try:
+            uploader = cfg.uploader(cfg.client())
+            if server is not None:
+                server.create_bucket(uploader.client, cfg.bucket)
+            check_bucket(uploader, keys.prefix)
+            settings = Settings(
+                root=cfg.watch_dir.resolve(),
+                keys=keys,
+                error_dir=cfg.error_folder.resolve(),
+                after_upload=cfg.after_upload,
+                part_size=cfg.part_size,
+                convert=cfg.convert,
+            )
+            schedule = Schedule(
+                concurrency=cfg.concurrency,
+                quiet_period=cfg.quiet_period,
+                rescan_interval=cfg.rescan_interval,
+                poll=cfg.poll,
+                grace=cfg.grace,
+                ignore=cfg.ignore,
+            )
+            code = Service(settings, schedule, state, uploader, keys.prefix).run(once=once)
+            if server is not None and once:
+                _print_listing(uploader, keys.prefix)
+        finally:
+            state.close()
+    finally:
+        if server is not None:
+            server.stop()
+    sys.exit(code)
+
+
+def _start_embedded(opts: dict[str, Any]) -> Any:
+    from s3proc.embedded import ACCESS_KEY, REGION, SECRET_KEY, EmbeddedS3
+
+    try:
+        server = EmbeddedS3()
+    except RuntimeError as e:
+        raise ConfigError(str(e)) from None
+    opts["endpoint_url"] = server.endpoint_url
+    opts["bucket"] = opts.get("bucket") or "s3proc"
+    opts["region"] = opts.get("region") or REGION
+    opts["access_key"], opts["secret_key"] = ACCESS_KEY, SECRET_KEY
+    if opts.get("watch_dir") is None:
+        opts["watch_dir"] = Path("inbox")
+        opts["watch_dir"].mkdir(exist_ok=True)
+    click.echo(f"s3proc: embedded S3 at {server.endpoint_url}, bucket {opts['bucket']!r} (in memory)")
+    click.echo(f"s3proc: watching {opts['watch_dir']}/ — drop files there")
+    click.echo(
+        f"s3proc: list what arrived: AWS_ACCESS_KEY_ID={ACCESS_KEY} AWS_SECRET_ACCESS_KEY={SECRET_KEY} "
+        f"s3proc ls --endpoint-url {server.endpoint_url} --bucket {opts['bucket']}"
+    )
+    return server
+
+
+def _print_listing(uploader: Any, prefix: str) -> None:
+    rows = list(uploader.listing(prefix))
+    click.echo(f"{len(rows)} object(s) in s3://{uploader.bucket}/{prefix}")
+    width = max((len(k) for k, _, _ in rows), default=0)
+    for key, size, nrows in rows:
+        click.echo(f"  {key:<{width}}  {size:>12,} bytes  {'' if nrows is None else f'{nrows:,} rows'}")
+
+
+@cli.command()
+@s3_options
+def ls(**opts: Any) -> None:
+    """List the objects under the prefix with their sizes and row counts."""
+    cfg = _config({**opts, "watch_dir": Path.cwd()})
+    keys = cfg.check()
+    _print_listing(cfg.uploader(cfg.client()), keys.prefix)
+
+
+@cli.command()
+@where_options
+@option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--limit", type=click.IntRange(1), default=10, show_default=True, help="Recent failures shown.")
+def status(as_json: bool, limit: int, **opts: Any) -> None:
+    """Counts per status, files in flight, recent failures with their reasons."""
+    cfg = _config(opts)
+    state = open_state(cfg.state_location)
+    try:
+        report: dict[str, Any] = {
+            "counts": state.counts(),
+            "in_flight": [r.path for r in state.recent(PROCESSING, 1000)],
+            "failures": [
+                {"path": r.path, "error": r.error, "attempts": r.attempts, "time": r.updated_at}
+                for r in state.recent(FAILED, limit)
+            ],
+        }
+    finally:
+        state.close()
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo("  ".join(f"{k}: {v}" for k, v in report["counts"].items()))
+    for path in report["in_flight"]:
+        click.echo(f"in flight: {path}")
+    for f in report["failures"]:
+        click.echo(f"failed: {f['path']}: {f['error']}")
+
+
+@cli.command()
+@where_options
+def retry(**opts: Any) -> None:
+    """Put failed files back in the queue (moved back from the error folder)."""
+    from s3proc.pipeline import restore_failed
+
+    cfg = _config(opts)
+    state = open_state(cfg.state_location, exclusive=True)
+    try:
+        back, kept = restore_failed(state, cfg.watch_dir, cfg.error_folder)
+    finally:
+        state.close()
+    click.echo(
+        f"{back} file(s) queued again" + (f"; {kept} left in the error folder (path taken)" if kept else "")
+    )
+
+
+@cli.command()
+@s3_options
+@option("--dry-run", is_flag=True, help="Only list them.")
+def cleanup(dry_run: bool, **opts: Any) -> None:
+    """List and abort incomplete multipart uploads under the prefix (while s3proc is stopped)."""
+    cfg = _config({**opts, "watch_dir": Path.cwd()})
+    keys = cfg.check()
+    uploader = cfg.uploader(cfg.client())
+    n = 0
+    for key, upload_id, initiated in list(uploader.incomplete(keys.prefix)):
+        n += 1
+        click.echo(
+            f"{'would abort' if dry_run else 'aborting'} {key} (upload {upload_id[:16]}…, {initiated})"
+        )
+        if not dry_run:
+            uploader.abort(key, upload_id)
+    click.echo(f"{n} incomplete upload(s) {'found' if dry_run else 'aborted'}")

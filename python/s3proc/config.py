@@ -1,0 +1,168 @@
+"""Configuration of ``s3proc run``: checked once, at start-up, before any file is touched.
+
+Every flag is also ``S3PROC_<NAME>`` in the environment or in a ``.env`` file; flags win over
+the environment, the environment over ``.env``, ``.env`` over defaults (``load_env`` fills
+only what the environment lacks, and click reads flags before environment variables).
+Anything wrong ends in ``ConfigError``: one line, exit status 2.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import botocore.exceptions
+
+from s3proc.keys import BadKey, KeyMaker
+from s3proc.uploader import MIN_PART, Uploader, checksum, describe, make_client
+
+MAX_PART = 5 << 30
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
+
+
+class ConfigError(Exception):
+    """The configuration cannot work; the message is the one line the user sees."""
+
+
+def load_env(path: str | os.PathLike[str] = ".env") -> None:
+    """Reads ``.env`` into the environment, never overriding what is already set."""
+    from dotenv import load_dotenv
+
+    if Path(path).is_file():
+        load_dotenv(path, override=False)
+
+
+def parse_size(text: str | int) -> int:
+    """``8MiB``, ``8M``, ``8388608`` → bytes (K, M, G, T are powers of 1024)."""
+    if isinstance(text, int):
+        return text
+    m = _SIZE.match(text)
+    if not m:
+        raise ConfigError(f"not a size: {text!r} (e.g. 8MiB, 16M, 10485760)")
+    return int(float(m.group(1)) * 1024 ** " kmgt".index(m.group(2).lower() or " "))
+
+
+def is_aws(endpoint_url: str | None) -> bool:
+    if not endpoint_url:
+        return True
+    host = urlparse(endpoint_url).hostname or ""
+    return host.endswith(".amazonaws.com") or host.endswith(".amazonaws.com.cn")
+
+
+@dataclass
+class RunConfig:
+    """Everything ``s3proc run`` was told, after defaults."""
+
+    watch_dir: Path
+    bucket: str
+    prefix: str = ""
+    endpoint_url: str | None = None
+    region: str | None = None
+    state: str | None = None  # default: <watch_dir>/.s3proc/state.db
+    error_dir: Path | None = None  # default: <watch_dir>/.s3proc/errors
+    after_upload: str = "keep"
+    concurrency: int = os.cpu_count() or 2
+    part_size: int = 8 << 20
+    quiet_period: float = 2.0
+    rescan_interval: float = 60.0
+    poll: bool = False
+    ignore: tuple[str, ...] = ()
+    checksum: str = "crc32"
+    compat: bool | None = None  # None: on for endpoints that are not AWS
+    retries: int = 5
+    sse: str | None = None
+    sse_kms_key_id: str | None = None
+    storage_class: str | None = None
+    key_template: str = "{prefix}{path}"
+    grace: float = 30.0
+    state_sync: str = "full"
+    convert: dict[str, Any] = field(default_factory=dict)
+    access_key: str | None = None  # only for the embedded server; otherwise the AWS chain
+    secret_key: str | None = None
+
+    def check(self) -> KeyMaker:
+        """Checks what can be checked without S3; returns the key maker."""
+        if not self.bucket:
+            raise ConfigError("no bucket: give --bucket or S3PROC_BUCKET")
+        if not self.watch_dir.is_dir():
+            raise ConfigError(f"the watch dir {self.watch_dir} does not exist or is not a folder")
+        if not os.access(self.watch_dir, os.R_OK | os.X_OK):
+            raise ConfigError(f"the watch dir {self.watch_dir} cannot be read")
+        if self.after_upload not in ("keep", "delete") and not (
+            self.after_upload.startswith("move:") and len(self.after_upload) > 5
+        ):
+            raise ConfigError(f"--after-upload {self.after_upload!r}: use keep, delete or move:DIR")
+        if not MIN_PART <= self.part_size <= MAX_PART:
+            raise ConfigError(f"--part-size {self.part_size}: S3 parts are 5 MiB to 5 GiB")
+        if self.concurrency < 1:
+            raise ConfigError("--concurrency must be at least 1")
+        if self.sse_kms_key_id and self.sse not in (None, "aws:kms"):
+            raise ConfigError("--sse-kms-key-id needs --sse aws:kms")
+        try:
+            checksum(self.checksum)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        try:
+            return KeyMaker(prefix=self.prefix, template=self.key_template)
+        except BadKey as e:
+            raise ConfigError(str(e)) from None
+
+    @property
+    def state_location(self) -> str:
+        return self.state or str(self.watch_dir / ".s3proc" / "state.db")
+
+    @property
+    def error_folder(self) -> Path:
+        return self.error_dir or self.watch_dir / ".s3proc" / "errors"
+
+    def client(self) -> Any:
+        compat = (not is_aws(self.endpoint_url)) if self.compat is None else self.compat
+        return make_client(
+            endpoint_url=self.endpoint_url,
+            region=self.region,
+            compat=compat,
+            checksum_name=self.checksum,
+            concurrency=self.concurrency,
+            access_key=self.access_key,
+            secret_key=self.secret_key,
+        )
+
+    def uploader(self, client: Any) -> Uploader:
+        return Uploader(
+            client,
+            self.bucket,
+            checksum_name=self.checksum,
+            retries=self.retries,
+            sse=self.sse or ("aws:kms" if self.sse_kms_key_id else None),
+            kms_key_id=self.sse_kms_key_id,
+            storage_class=self.storage_class,
+        )
+
+
+def check_bucket(uploader: Uploader, prefix: str) -> None:
+    """The bucket exists and s3proc may write under the prefix (a multipart upload, aborted)."""
+    bucket = uploader.bucket
+    try:
+        uploader.call("head_bucket", Bucket=bucket)
+    except botocore.exceptions.NoCredentialsError:
+        raise ConfigError("no AWS credentials found (environment, ~/.aws, .env or instance role)") from None
+    except botocore.exceptions.ClientError as e:
+        code = describe(e)
+        if "404" in code or "NoSuchBucket" in code or "NotFound" in code:
+            raise ConfigError(f"bucket {bucket!r} does not exist") from None
+        raise ConfigError(f"bucket {bucket!r} cannot be reached: {code}") from None
+    except botocore.exceptions.BotoCoreError as e:
+        raise ConfigError(f"S3 cannot be reached: {e}") from None
+    probe = f"{prefix}.s3proc-probe/{uuid.uuid4().hex}"
+    try:
+        upload_id = uploader.call("create_multipart_upload", Bucket=bucket, Key=probe)["UploadId"]
+        uploader.call("abort_multipart_upload", Bucket=bucket, Key=probe, UploadId=upload_id)
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
+        raise ConfigError(
+            f"bucket {bucket!r} is not writable under {prefix or '/'!r}: {describe(e)}"
+        ) from None

@@ -1,0 +1,130 @@
+"""Object keys: where in the bucket each result goes (the contract documented in the README).
+
+- A raw file: ``{prefix}{relative path}``.
+- A converted table: its relative path with the tabular and compression extensions replaced
+  by ``.parquet`` (``in/2024/sales.csv.gz`` → ``in/2024/sales.parquet``).
+- An archive entry: under the archive's own path (``exports/pack.zip`` entry ``q1/orders.csv``
+  → ``exports/pack.zip/q1/orders.parquet``).
+
+No key contains ``..`` as a segment, a leading ``/``, ``//`` or a control character (control
+characters and ``%`` are percent-encoded, so the mapping stays reversible); UTF-8 is kept. When
+two sources map to one key, the second gets the alternative key: ``~`` and 8 hex digits of the
+SHA-256 of its source name before the extension, the same on every run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import string
+from dataclasses import dataclass
+
+TABULAR_EXTENSIONS = (".csv", ".tsv", ".tab", ".ndjson", ".jsonl", ".json", ".xml")
+COMPRESSION_EXTENSIONS = (".gz", ".gzip", ".zst", ".zstd", ".bz2", ".xz")
+DEFAULT_TEMPLATE = "{prefix}{path}"
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f%]")
+_FIELDS = {"prefix", "path", "dir", "name", "stem", "ext", "date", "mtime"}
+
+
+class BadKey(ValueError):
+    """A key template or a name that cannot give a valid key."""
+
+
+def _escape(segment: str) -> str:
+    return _CONTROL.sub(lambda m: f"%{ord(m.group()):02X}", segment)
+
+
+def clean(key: str) -> str:
+    """``key`` made safe: no empty, ``.`` or ``..`` segments, no leading ``/``, no control bytes.
+
+    Backslashes count as separators (Windows names in archives); ``..`` segments are dropped,
+    never resolved against what came before, so nothing can climb out of its prefix.
+    """
+    return "/".join(_escape(p) for p in _segments(key).split("/"))
+
+
+def _segments(path: str) -> str:
+    """``path`` with ``/`` separators and no empty, ``.`` or ``..`` segments (nothing escaped)."""
+    parts = [p for p in path.replace("\\", "/").split("/") if p not in ("", ".", "..")]
+    if not parts:
+        raise BadKey(f"{path!r} gives an empty key")
+    return "/".join(parts)
+
+
+def normalize_prefix(prefix: str) -> str:
+    """A prefix is a folder: ``''`` or a cleaned path ending in ``/``."""
+    return "" if prefix.strip("/") == "" else _segments(prefix) + "/"
+
+
+def parquet_name(name: str) -> str:
+    """``sales.csv.gz`` → ``sales.parquet``; a name with no tabular extension gets ``.parquet`` added."""
+    lower = name.lower()
+    for ext in COMPRESSION_EXTENSIONS:
+        if lower.endswith(ext) and len(name) > len(ext):
+            name, lower = name[: -len(ext)], lower[: -len(ext)]
+            break
+    for ext in TABULAR_EXTENSIONS:
+        if lower.endswith(ext) and len(name) > len(ext):
+            return name[: -len(ext)] + ".parquet"
+    return name + ".parquet"
+
+
+def alternative(key: str, source: str) -> str:
+    """The deterministic second choice for ``key``: a suffix from ``source``'s name before the extension."""
+    tag = "~" + hashlib.sha256(source.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    head, slash, name = key.rpartition("/")
+    stem, dot, ext = name.partition(".") if not name.startswith(".") else (name, "", "")
+    return f"{head}{slash}{stem}{tag}{dot}{ext}"
+
+
+@dataclass(frozen=True)
+class KeyMaker:
+    """Turns a source's relative path into its object key.
+
+    Args:
+        prefix: Folder in the bucket (normalised to end in ``/``).
+        template: ``str.format`` template over ``prefix``, ``path`` (the mapped relative path),
+            ``dir``, ``name``, ``stem``, ``ext`` and ``date``/``mtime`` (the source's mtime, UTC,
+            a ``datetime``: ``{date:%Y/%m/%d}``).
+    """
+
+    prefix: str = ""
+    template: str = DEFAULT_TEMPLATE
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "prefix", normalize_prefix(self.prefix))
+        try:
+            names = {f for _, f, _, _ in string.Formatter().parse(self.template) if f is not None}
+        except ValueError as e:
+            raise BadKey(f"bad key template {self.template!r}: {e}") from None
+        unknown = {n.split(".")[0].split("[")[0] for n in names} - _FIELDS
+        if unknown:
+            raise BadKey(f"key template {self.template!r}: unknown field(s) {', '.join(sorted(unknown))}")
+        if "{path}" not in self.template and "{name}" not in self.template and "{stem}" not in self.template:
+            raise BadKey(f"key template {self.template!r} must contain {{path}}, {{name}} or {{stem}}")
+
+    def key(self, relpath: str, *, parquet: bool, mtime: float = 0.0, entry: str = "") -> str:
+        """The key of ``relpath`` (or of ``entry`` inside the archive ``relpath``)."""
+        path = _segments(relpath) + ("/" + _segments(entry) if entry else "")
+        if parquet:
+            head, slash, name = path.rpartition("/")
+            path = head + slash + parquet_name(name)
+        head, _, name = path.rpartition("/")
+        stem, dot, ext = name.partition(".")
+        when = dt.datetime.fromtimestamp(mtime, dt.UTC)
+        try:
+            key = self.template.format(
+                prefix=self.prefix,
+                path=path,
+                dir=head,
+                name=name,
+                stem=stem,
+                ext=dot + ext,
+                date=when,
+                mtime=when,
+            )
+        except (ValueError, KeyError, IndexError, AttributeError) as e:
+            raise BadKey(f"key template {self.template!r}: {e}") from None
+        return clean(key)

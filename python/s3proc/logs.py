@@ -1,0 +1,83 @@
+"""Structured logs: JSON lines for services, readable lines on a terminal.
+
+Every line about a file carries its ``path``, the first 12 hex digits of its SHA-256 (``sha``)
+and its ``stage``; pass them as ``extra`` or use ``for_file``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import MutableMapping
+from typing import Any
+
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+
+
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
+    return {k: v for k, v in record.__dict__.items() if k not in _STANDARD and v is not None}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and every extra field."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        line.update(_fields(record))
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str, ensure_ascii=False)
+
+
+class ConsoleFormatter(logging.Formatter):
+    """``12:00:01 info  message  path=… key=…``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
+        extras = "  ".join(f"{k}={v}" for k, v in _fields(record).items())
+        text = f"{stamp} {record.levelname.lower():<7} {record.getMessage()}" + (
+            f"  {extras}" if extras else ""
+        )
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+def setup(fmt: str = "auto", level: str = "info") -> None:
+    """Sends s3proc's logs to stderr: ``json``, ``console``, or ``auto`` (console on a terminal)."""
+    if fmt == "auto":
+        fmt = "console" if sys.stderr.isatty() else "json"
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
+    root = logging.getLogger("s3proc")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False
+    # botocore and moto are chatty at INFO; their warnings still show.
+    for name in ("botocore", "boto3", "urllib3", "werkzeug", "watchfiles"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+class FileLog(logging.LoggerAdapter[logging.Logger]):
+    """A logger whose lines carry one file's ``path``, ``sha`` and ``stage``."""
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+        kwargs["extra"] = {**(self.extra or {}), **kwargs.get("extra", {})}
+        return msg, kwargs
+
+    def set(self, **fields: Any) -> None:
+        """Updates the fields every following line carries (e.g. ``stage``, ``sha``)."""
+        assert isinstance(self.extra, dict)
+        self.extra.update(fields)
+
+
+def for_file(path: str, stage: str = "detect") -> FileLog:
+    return FileLog(logging.getLogger("s3proc.file"), {"path": path, "stage": stage})

@@ -1,0 +1,276 @@
+"""The life of one file, once it is complete: decide, process, upload, record, finish.
+
+1. **Decide**: SHA-256 of the content, streamed. When every object the file produced before
+   holds this content, there is nothing to do.
+2. **Process**: each result of the file is a stream of chunks: a table → ``ParquetChunks``,
+   anything else → its bytes. One input may give several results (archive entries, later);
+   each has its own key and its own row in the state.
+3. **Upload**: ``Uploader.upload`` (exactly once, verified), keys claimed in the state first.
+4. **Record**: each object as it completes; then the file, unless it changed meanwhile.
+5. **Finish**: keep, delete or move the file. A file that cannot be processed goes to the
+   error folder with ``<name>.error.json`` beside it; the service goes on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import botocore.exceptions
+
+from s3proc import _core
+from s3proc.errors import ParseError, S3procError
+from s3proc.keys import KeyMaker, alternative
+from s3proc.logs import FileLog, for_file
+from s3proc.state import FileRow, State
+from s3proc.uploader import META_FORMAT, META_ROWS, Cancelled, IntegrityError, Uploaded, Uploader, describe
+
+HASH_BLOCK = 1 << 20
+TABLE_SUFFIXES = (".csv", ".tsv", ".tab")  # what the core converts today
+INTEGRITY_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How files are processed and where results go."""
+
+    root: Path
+    keys: KeyMaker
+    error_dir: Path
+    after_upload: str = "keep"  # keep | delete | move:DIR
+    part_size: int = 8 << 20
+    convert: dict[str, Any] = field(default_factory=dict)  # the converter's options
+
+
+@dataclass
+class Result:
+    """One stream a file produces, and where it goes."""
+
+    entry: str  # '' for the file itself; an archive entry's name
+    parquet: bool
+    open_chunks: Callable[[], Iterator[bytes]]
+    rows: Callable[[], int | None] = lambda: None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of a file: ``uploaded``, ``unchanged``, ``failed``, ``requeued`` or ``gone``."""
+
+    status: str
+    keys: tuple[str, ...] = ()
+    error: str | None = None
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file in 1 MiB reads (hashlib releases the GIL on large updates)."""
+    h = hashlib.sha256()
+    with open(path, "rb", buffering=0) as f:
+        while block := f.read(HASH_BLOCK):
+            h.update(block)
+    return h.hexdigest()
+
+
+def results(path: Path, rel: str, s: Settings) -> list[Result]:
+    """What ``path`` turns into: a table → one Parquet stream; anything else → its bytes."""
+    if rel.lower().endswith(TABLE_SUFFIXES):
+        latest: list[_core.ParquetChunks] = []
+
+        def parquet() -> Iterator[bytes]:
+            latest[:] = [_core.ParquetChunks(path, **{**s.convert, "chunk_size": s.part_size, "name": rel})]
+            return latest[0]
+
+        return [Result("", True, parquet, rows=lambda: latest[0].rows if latest else None)]
+
+    def raw() -> Iterator[bytes]:
+        with open(path, "rb") as f:
+            while chunk := f.read(s.part_size):
+                yield chunk
+
+    return [Result("", False, raw)]
+
+
+def process(row: FileRow, s: Settings, state: State, uploader: Uploader) -> Outcome:
+    """Takes one claimed file through its whole life; never raises for bad input or S3 trouble."""
+    log = for_file(row.path, "decide")
+    path = s.root / row.path
+    started = time.monotonic()
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        log.info("file vanished before processing")
+        state.forget_pending(row.path)
+        return Outcome("gone")
+    if (st.st_size, st.st_mtime_ns) != (row.size, row.mtime_ns):
+        state.observe([(row.path, st.st_size, st.st_mtime_ns)], time.time())
+        state.finish(row.path, -1, -1, "")  # not the processed content: back to the queue
+        return Outcome("requeued")
+    try:
+        sha = sha256_file(path)
+        log.set(sha=sha[:12])
+        before = state.objects_of(row.path)
+        if before and all(o.sha256 == sha for o in before):
+            state.finish(row.path, row.size, row.mtime_ns, sha)
+            log.info("unchanged content: already uploaded", extra={"stage": "decide"})
+            _after_upload(path, row.path, s, log)
+            return Outcome("unchanged", tuple(o.key for o in before))
+        log.set(stage="process")
+        done = [_ship(r, row, st.st_mtime, sha, s, state, uploader, log) for r in results(path, row.path, s)]
+        for stale in {o.key for o in before} - {u.key for u, _ in done}:
+            uploader.delete(stale)
+            state.drop_object(stale)
+            log.info("deleted an object the new content no longer produces", extra={"key": stale})
+    except Cancelled:
+        log.warning("stopped before finishing; the file is redone at the next start")
+        return Outcome("requeued")
+    except (
+        ParseError,
+        S3procError,
+        OSError,
+        botocore.exceptions.BotoCoreError,
+        botocore.exceptions.ClientError,
+    ) as e:
+        reason = _reason(e)
+        log.error("failed: %s", reason, extra={"stage": log.extra.get("stage") if log.extra else None})
+        state.fail(row.path, reason)
+        _to_error_dir(path, row, reason, s, log)
+        return Outcome("failed", error=reason)
+    if not state.finish(row.path, row.size, row.mtime_ns, sha):
+        log.info("changed while it was processed; queued again")
+        return Outcome("requeued", tuple(u.key for u, _ in done))
+    rows = [r for _, r in done if r is not None]
+    out = sum(u.size for u, _ in done)
+    log.info(
+        "uploaded",
+        extra={
+            "stage": "done",
+            "rows": sum(rows) if rows else None,
+            "bytes_in": row.size,
+            "bytes_out": out,
+            "ratio": round(out / row.size, 4) if row.size else None,
+            "seconds": round(time.monotonic() - started, 3),
+            "keys": [u.key for u, _ in done],
+        },
+    )
+    _after_upload(path, row.path, s, log)
+    return Outcome("uploaded", tuple(u.key for u, _ in done))
+
+
+def _ship(
+    r: Result,
+    row: FileRow,
+    mtime: float,
+    sha: str,
+    s: Settings,
+    state: State,
+    uploader: Uploader,
+    log: FileLog,
+) -> tuple[Uploaded, int | None]:
+    """Uploads one result to its key (claimed first) and records it."""
+    wanted = s.keys.key(row.path, parquet=r.parquet, mtime=mtime, entry=r.entry)
+    source = row.path + (f"!{r.entry}" if r.entry else "")
+    obj = state.claim_key(row.path, r.entry, wanted, alternative(wanted, source))
+    if obj.key != wanted:
+        log.warning("another source owns %s; using %s", wanted, obj.key, extra={"key": obj.key})
+    log.set(stage="upload")
+    if_match = obj.etag if obj.sha256 else None
+    for attempt in range(INTEGRITY_ATTEMPTS):
+        try:
+            up = uploader.upload(
+                obj.key,
+                r.open_chunks,
+                source=source,
+                sha256=sha,
+                metadata=lambda: (
+                    {META_FORMAT: "parquet" if r.parquet else "raw"}
+                    | ({META_ROWS: str(n)} if (n := r.rows()) is not None else {})
+                ),
+                if_match=if_match,
+                on_created=lambda upload_id: state.upload_started(obj.key, upload_id),
+                on_aborted=lambda: state.upload_ended(obj.key),
+            )
+            break
+        except IntegrityError as e:
+            if attempt + 1 == INTEGRITY_ATTEMPTS:
+                raise
+            log.warning("integrity check failed, uploading again: %s", e, extra={"key": obj.key})
+            if_match = None  # the bad object was removed
+    rows = r.rows()
+    state.object_done(obj.key, sha, up.etag, up.size, rows)
+    return up, rows
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, ParseError):
+        return str(e)
+    if isinstance(e, botocore.exceptions.ClientError | botocore.exceptions.BotoCoreError):
+        return f"S3: {describe(e)}"
+    if isinstance(e, OSError) and not isinstance(e, S3procError):
+        return f"{e.strerror or e}: {e.filename or ''}".rstrip(": ")
+    return str(e)
+
+
+def _after_upload(path: Path, rel: str, s: Settings, log: FileLog) -> None:
+    try:
+        if s.after_upload == "delete":
+            path.unlink(missing_ok=True)
+        elif s.after_upload.startswith("move:"):
+            _move(path, Path(s.after_upload[5:]) / rel)
+    except OSError as e:
+        log.warning("after-upload %s failed: %s", s.after_upload, e)
+
+
+def _move(src: Path, dest: Path) -> Path:
+    """Moves ``src`` to ``dest`` (``dest.1``, ``dest.2``… if taken); across filesystems too."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    target, n = dest, 0
+    while target.exists():
+        n += 1
+        target = dest.with_name(f"{dest.name}.{n}")
+    shutil.move(src, target)
+    return target
+
+
+def _to_error_dir(path: Path, row: FileRow, reason: str, s: Settings, log: FileLog) -> None:
+    """The file to the error folder, with ``<name>.error.json`` (reason, time, version) beside it."""
+    try:
+        target = _move(path, s.error_dir / row.path)
+    except OSError as e:
+        log.error("cannot move the file to the error folder: %s", e)
+        return
+    note = {
+        "source": row.path,
+        "reason": reason,
+        "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "attempts": row.attempts,
+        "s3proc_version": _core.__version__,
+    }
+    target.with_name(target.name + ".error.json").write_text(json.dumps(note, indent=2) + "\n")
+    log.info("moved to the error folder", extra={"error_path": str(target)})
+
+
+def restore_failed(state: State, root: Path, error_dir: Path) -> tuple[int, int]:
+    """Failed files back to the queue, moved back from the error folder where their path is free.
+
+    Returns:
+        How many were queued again, and how many stay in the error folder because a new file
+        now has their path (that one is queued instead).
+    """
+    back = kept = 0
+    for row in state.retry_failed():
+        src, dest = error_dir / row.path, root / row.path
+        if src.exists() and dest.exists():
+            kept += 1
+            continue
+        if src.exists():
+            _move(src, dest)
+            src.with_name(src.name + ".error.json").unlink(missing_ok=True)
+        back += 1
+    return back, kept

@@ -1,0 +1,201 @@
+"""``s3proc run``: start-up recovery, the scheduler that feeds ready files to workers, shutdown.
+
+Start-up, before any new work: files left ``processing`` by a crash go back to the queue,
+and every incomplete multipart upload under the prefix that this state started (its upload id
+is recorded, or its key is one the state claimed: a crash can come between the two) is
+aborted; their files are redone. Then a full scan, the watcher, and the loop: every tick,
+the oldest quiet files are checked (same size and mtime as recorded, nobody writing) and
+handed to at most ``concurrency`` workers.
+
+SIGTERM/SIGINT: no new files; files in flight get ``grace`` seconds to finish, then their
+uploads are abandoned (left ``processing``, so the next start redoes them).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from s3proc.pipeline import Outcome, Settings, process
+from s3proc.state import FileRow, State
+from s3proc.uploader import Uploader, describe
+from s3proc.watcher import Filter, Watcher, open_for_writing, rescan
+
+log = logging.getLogger("s3proc.service")
+
+TICK = 0.2
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When files are looked at."""
+
+    concurrency: int = os.cpu_count() or 2
+    quiet_period: float = 2.0
+    rescan_interval: float = 60.0
+    poll: bool = False
+    grace: float = 30.0
+    ignore: tuple[str, ...] = ()
+
+
+def recover(state: State, uploader: Uploader, prefix: str) -> None:
+    """Undoes what a crash left: files ``processing`` are queued, our incomplete uploads aborted."""
+    redo = state.recover()
+    if redo:
+        log.info("queued %d file(s) left in flight by the last run", len(redo), extra={"stage": "recover"})
+    owned = {o.upload_id: o for o in state.uploads_in_flight()}
+    aborted = foreign = 0
+    for key, upload_id, _initiated in uploader.incomplete(prefix):
+        if upload_id in owned or state.owner_of(key) is not None:
+            uploader.abort(key, upload_id)
+            aborted += 1
+        else:
+            foreign += 1
+    for o in owned.values():
+        state.upload_ended(o.key)
+    if aborted:
+        log.info(
+            "aborted %d incomplete multipart upload(s) of the last run", aborted, extra={"stage": "recover"}
+        )
+    if foreign:
+        log.info(
+            "%d incomplete multipart upload(s) under the prefix were not started by this state;"
+            " left alone (`s3proc cleanup` lists and aborts them)",
+            foreign,
+            extra={"stage": "recover"},
+        )
+
+
+class Service:
+    """The daemon: watcher, scheduler and workers around one state and one uploader."""
+
+    def __init__(self, settings: Settings, schedule: Schedule, state: State, uploader: Uploader, prefix: str):
+        self.s, self.sched, self.state, self.uploader, self.prefix = (
+            settings,
+            schedule,
+            state,
+            uploader,
+            prefix,
+        )
+        self.flt = Filter(settings.root, schedule.ignore, excluded=self._own_dirs())
+        self.stopping = threading.Event()  # no new files
+        self.watch_stop = threading.Event()
+        self.failed = 0
+        self.uploaded = 0
+
+    def _own_dirs(self) -> list[Path]:
+        dirs = [self.s.error_dir]
+        if self.s.after_upload.startswith("move:"):
+            dirs.append(Path(self.s.after_upload[5:]))
+        return [d.resolve() for d in dirs]
+
+    def request_stop(self, signum: int = 0, _frame: FrameType | None = None) -> None:
+        if not self.stopping.is_set():
+            log.info("stopping: finishing files in flight (grace %.0fs)", self.sched.grace)
+        self.stopping.set()
+
+    def run(self, once: bool = False) -> int:
+        """Runs until stopped (or, with ``once``, until the queue is empty).
+
+        Returns:
+            0 when every file was uploaded, 1 when any went to the error folder.
+        """
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self.request_stop)
+            signal.signal(signal.SIGINT, self.request_stop)
+        recover(self.state, self.uploader, self.prefix)
+        found = rescan(self.s.root, self.flt, self.state)
+        log.info("scanned %s: %d file(s)", self.s.root, found, extra={"stage": "detect"})
+        watcher = None
+        if not once:
+            watcher = Watcher(self.s.root, self.flt, self.state, self.watch_stop, poll=self.sched.poll)
+            watcher.start()
+        inflight: dict[Future[Outcome], str] = {}
+        last_scan = time.monotonic()
+        with ThreadPoolExecutor(self.sched.concurrency, thread_name_prefix="worker") as pool:
+            try:
+                while not self.stopping.is_set():
+                    self._reap(inflight)
+                    free = self.sched.concurrency - len(inflight)
+                    if free > 0:
+                        for row in self._ready(free):
+                            inflight[pool.submit(self._work, row)] = row.path
+                    if once and not inflight and self.state.counts()["pending"] == 0:
+                        break
+                    if time.monotonic() - last_scan >= self.sched.rescan_interval:
+                        rescan(self.s.root, self.flt, self.state)
+                        last_scan = time.monotonic()
+                    self.stopping.wait(TICK)
+            finally:
+                self.watch_stop.set()
+                self._drain(inflight)
+        if watcher:
+            watcher.join(timeout=5)
+        return 1 if self.failed else 0
+
+    def _ready(self, limit: int) -> list[FileRow]:
+        """Claims up to ``limit`` files that are complete: quiet, unchanged, nobody writing."""
+        now = time.time()
+        rows = self.state.ready(now - self.sched.quiet_period, limit * 4)
+        if not rows:
+            return []
+        writers = open_for_writing()
+        claimed: list[FileRow] = []
+        for row in rows:
+            if len(claimed) == limit:
+                break
+            path = self.s.root / row.path
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                self.state.forget_pending(row.path)
+                continue
+            except OSError:
+                continue
+            if (st.st_size, st.st_mtime_ns) != (row.size, row.mtime_ns):
+                self.state.observe([(row.path, st.st_size, st.st_mtime_ns)], now)
+                continue
+            if writers is not None and (st.st_dev, st.st_ino) in writers:
+                self.state.defer(row.path, now)
+                continue
+            got = self.state.claim(row.path, row.size, row.mtime_ns)
+            if got is not None:
+                claimed.append(got)
+        return claimed
+
+    def _work(self, row: FileRow) -> Outcome:
+        try:
+            return process(row, self.s, self.state, self.uploader)
+        except Exception as e:  # a bug: say so, mark the file failed (s3proc retry), keep going
+            log.exception("internal error processing %s: %s", row.path, describe(e), extra={"path": row.path})
+            self.state.fail(row.path, f"internal error: {describe(e)}")
+            return Outcome("failed", error=str(e))
+
+    def _reap(self, inflight: dict[Future[Outcome], str]) -> None:
+        for fut in [f for f in inflight if f.done()]:
+            inflight.pop(fut)
+            outcome = fut.result()
+            if outcome.status == "failed":
+                self.failed += 1
+            elif outcome.status in ("uploaded", "unchanged"):
+                self.uploaded += 1
+
+    def _drain(self, inflight: dict[Future[Outcome], str]) -> None:
+        """Waits up to the grace period for files in flight, then abandons their uploads."""
+        deadline = time.monotonic() + self.sched.grace
+        while inflight and time.monotonic() < deadline:
+            self._reap(inflight)
+            time.sleep(TICK / 2)
+        if inflight:
+            log.warning("grace period over: abandoning %d file(s) in flight", len(inflight))
+            self.uploader.stop.set()
+            while inflight:
+                self._reap(inflight)
+                time.sleep(TICK / 2)

@@ -1,0 +1,358 @@
+"""What s3proc remembers: the queue of files, what each produced in S3, uploads in flight.
+
+One small interface (``State``) with one backend today, SQLite in WAL mode. Every method is
+one transaction, committed (and, with ``synchronous=FULL``, on disk) before it returns, so
+the S3 call that depends on it comes after it is durable. A PostgreSQL backend for several
+machines implements the same methods.
+
+A file's life: ``pending`` (seen; waiting until it is quiet) → ``processing`` (claimed by a
+worker) → ``uploaded`` | ``failed``. An object row is a key in S3 that a source (a file, or an
+entry of an archive) owns: claimed before its upload starts, with the multipart upload id
+while one is in flight, and with its ETag and the source's SHA-256 once it is complete.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+PENDING, PROCESSING, UPLOADED, FAILED = "pending", "processing", "uploaded", "failed"
+STATUSES = (PENDING, PROCESSING, UPLOADED, FAILED)
+
+
+class StateError(Exception):
+    """The state database cannot be opened or is held by another ``s3proc run``."""
+
+
+@dataclass(frozen=True)
+class FileRow:
+    """One watched file as the state knows it."""
+
+    path: str  # relative to the watch dir, '/'-separated
+    size: int
+    mtime_ns: int
+    status: str
+    sha256: str | None  # content last uploaded
+    attempts: int
+    error: str | None
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class ObjectRow:
+    """A key in S3 owned by one source."""
+
+    key: str
+    path: str
+    entry: str  # archive entry name; '' for the file itself
+    sha256: str | None  # source content now in S3 under this key; None: claimed, never completed
+    etag: str | None
+    size: int | None
+    rows: int | None
+    upload_id: str | None  # a multipart upload in flight
+
+
+class State(Protocol):
+    """The state interface the service depends on (one transaction per call)."""
+
+    def observe(self, seen: Iterable[tuple[str, int, int]], now: float) -> None: ...
+    def defer(self, path: str, until: float) -> None: ...
+    def forget_pending(self, path: str) -> None: ...
+    def ready(self, before: float, limit: int) -> list[FileRow]: ...
+    def claim(self, path: str, size: int, mtime_ns: int) -> FileRow | None: ...
+    def get(self, path: str) -> FileRow | None: ...
+    def finish(self, path: str, size: int, mtime_ns: int, sha256: str) -> bool: ...
+    def fail(self, path: str, error: str) -> None: ...
+    def retry_failed(self) -> list[FileRow]: ...
+    def recover(self) -> list[FileRow]: ...
+    def claim_key(self, path: str, entry: str, key: str, alternative: str) -> ObjectRow: ...
+    def objects_of(self, path: str) -> list[ObjectRow]: ...
+    def owner_of(self, key: str) -> ObjectRow | None: ...
+    def upload_started(self, key: str, upload_id: str) -> None: ...
+    def upload_ended(self, key: str) -> None: ...
+    def object_done(self, key: str, sha256: str, etag: str, size: int, rows: int | None) -> None: ...
+    def drop_object(self, key: str) -> None: ...
+    def uploads_in_flight(self) -> list[ObjectRow]: ...
+    def counts(self) -> dict[str, int]: ...
+    def recent(self, status: str, limit: int) -> list[FileRow]: ...
+    def close(self) -> None: ...
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    path         TEXT PRIMARY KEY,
+    size         INTEGER NOT NULL,
+    mtime_ns     INTEGER NOT NULL,
+    stable_since REAL NOT NULL,
+    status       TEXT NOT NULL,
+    sha256       TEXT,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    error        TEXT,
+    created_at   REAL NOT NULL,
+    updated_at   REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS files_queue ON files (status, stable_since);
+CREATE TABLE IF NOT EXISTS objects (
+    key        TEXT PRIMARY KEY,
+    path       TEXT NOT NULL,
+    entry      TEXT NOT NULL DEFAULT '',
+    sha256     TEXT,
+    etag       TEXT,
+    size       INTEGER,
+    rows       INTEGER,
+    upload_id  TEXT,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS objects_source ON objects (path, entry);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT OR IGNORE INTO meta VALUES ('schema', '1');
+"""
+
+_FILE_COLS = "path, size, mtime_ns, status, sha256, attempts, error, updated_at"
+_OBJECT_COLS = "key, path, entry, sha256, etag, size, rows, upload_id"
+
+
+class SqliteState:
+    """The embedded backend: one SQLite file in WAL mode, shared by the worker threads.
+
+    Args:
+        path: The database file (created with its folder if missing).
+        exclusive: Hold an advisory lock on the file so that a second ``s3proc run`` on the
+            same state fails at start-up instead of processing files twice.
+        synchronous: SQLite's ``synchronous`` pragma: ``FULL`` survives power loss,
+            ``NORMAL`` survives a crash or ``kill -9`` of s3proc.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], exclusive: bool = False, synchronous: str = "FULL"):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._lockfd: int | None = None
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={synchronous}")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as e:
+            raise StateError(f"cannot open the state database {self.path}: {e}") from None
+        if exclusive:
+            # flock and SQLite's own fcntl locks do not interact, so this lock only ever
+            # meets another s3proc, and it needs no file of its own.
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                self._db.close()
+                raise StateError(f"another s3proc run is using the state database {self.path}") from None
+            self._lockfd = fd
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    # ------------------------------------------------------------------ the queue
+    def observe(self, seen: Iterable[tuple[str, int, int]], now: float) -> None:
+        """Records what a scan or an event saw, ``(path, size, mtime_ns)`` each, in one transaction.
+
+        New or changed content is queued. The quiet period counts from when this size and mtime
+        were first seen, or from the mtime itself when that is older (a file found at start-up
+        that nobody touches). A file that changes while it is processed stays ``processing``:
+        ``finish()`` sees the new size and mtime and queues it again.
+        """
+        with self._tx() as db:
+            for path, size, mtime_ns in seen:
+                since = min(now, mtime_ns / 1e9)
+                row = db.execute("SELECT size, mtime_ns, status FROM files WHERE path=?", (path,)).fetchone()
+                if row is None:
+                    db.execute(
+                        "INSERT INTO files (path, size, mtime_ns, stable_since, status, created_at,"
+                        " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (path, size, mtime_ns, since, PENDING, now, now),
+                    )
+                elif (row[0], row[1]) != (size, mtime_ns):
+                    status = PROCESSING if row[2] == PROCESSING else PENDING
+                    db.execute(
+                        "UPDATE files SET size=?, mtime_ns=?, stable_since=?, status=?,"
+                        " attempts=CASE WHEN ?=? THEN attempts ELSE 0 END, error=NULL, updated_at=?"
+                        " WHERE path=?",
+                        (size, mtime_ns, since, status, status, PROCESSING, now, path),
+                    )
+
+    def defer(self, path: str, until: float) -> None:
+        """A pending file is not ready yet (held open by a writer): look again after ``until``."""
+        with self._tx() as db:
+            db.execute("UPDATE files SET stable_since=? WHERE path=? AND status=?", (until, path, PENDING))
+
+    def forget_pending(self, path: str) -> None:
+        """``path`` is gone: drop it if it was only waiting (what was uploaded stays known)."""
+        with self._tx() as db:
+            db.execute("DELETE FROM files WHERE path=? AND status=? AND sha256 IS NULL", (path, PENDING))
+
+    def ready(self, before: float, limit: int) -> list[FileRow]:
+        """Pending files quiet since ``before``, oldest first."""
+        rows = self._query(
+            f"SELECT {_FILE_COLS} FROM files WHERE status=? AND stable_since<=?"
+            " ORDER BY stable_since LIMIT ?",
+            PENDING,
+            before,
+            limit,
+        )
+        return [FileRow(*r) for r in rows]
+
+    def claim(self, path: str, size: int, mtime_ns: int) -> FileRow | None:
+        """Marks a pending file ``processing`` if it still has this size and mtime."""
+        now = time.time()
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE files SET status=?, attempts=attempts+1, updated_at=?"
+                " WHERE path=? AND status=? AND size=? AND mtime_ns=?",
+                (PROCESSING, now, path, PENDING, size, mtime_ns),
+            )
+            if cur.rowcount != 1:
+                return None
+            row = db.execute(f"SELECT {_FILE_COLS} FROM files WHERE path=?", (path,)).fetchone()
+        return FileRow(*row)
+
+    def get(self, path: str) -> FileRow | None:
+        rows = self._query(f"SELECT {_FILE_COLS} FROM files WHERE path=?", path)
+        return FileRow(*rows[0]) if rows else None
+
+    def finish(self, path: str, size: int, mtime_ns: int, sha256: str) -> bool:
+        """Marks ``path`` uploaded; False (and queued again) if it changed meanwhile."""
+        now = time.time()
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE files SET status=?, sha256=?, error=NULL, updated_at=?"
+                " WHERE path=? AND size=? AND mtime_ns=?",
+                (UPLOADED, sha256, now, path, size, mtime_ns),
+            )
+            if cur.rowcount == 1:
+                return True
+            db.execute("UPDATE files SET status=?, updated_at=? WHERE path=?", (PENDING, now, path))
+            return False
+
+    def fail(self, path: str, error: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE files SET status=?, error=?, updated_at=? WHERE path=?",
+                (FAILED, error, time.time(), path),
+            )
+
+    def retry_failed(self) -> list[FileRow]:
+        """Failed files back to the queue (attempts reset); returns them as they were."""
+        with self._tx() as db:
+            rows = db.execute(f"SELECT {_FILE_COLS} FROM files WHERE status=?", (FAILED,)).fetchall()
+            db.execute(
+                "UPDATE files SET status=?, attempts=0, error=NULL, stable_since=0, updated_at=?"
+                " WHERE status=?",
+                (PENDING, time.time(), FAILED),
+            )
+        return [FileRow(*r) for r in rows]
+
+    def recover(self) -> list[FileRow]:
+        """At start-up: files left ``processing`` by a crash go back to the queue."""
+        with self._tx() as db:
+            rows = db.execute(f"SELECT {_FILE_COLS} FROM files WHERE status=?", (PROCESSING,)).fetchall()
+            db.execute(
+                "UPDATE files SET status=?, stable_since=0, updated_at=? WHERE status=?",
+                (PENDING, time.time(), PROCESSING),
+            )
+        return [FileRow(*r) for r in rows]
+
+    # ------------------------------------------------------------------ objects
+    def claim_key(self, path: str, entry: str, key: str, alternative: str) -> ObjectRow:
+        """The key the source ``(path, entry)`` uploads to: its own from before, else ``key``,
+        else (when another source owns ``key``) ``alternative``."""
+        now = time.time()
+        with self._tx() as db:
+            for candidate in (key, alternative):
+                row = db.execute(f"SELECT {_OBJECT_COLS} FROM objects WHERE key=?", (candidate,)).fetchone()
+                if row is None:
+                    db.execute(
+                        "INSERT INTO objects (key, path, entry, updated_at) VALUES (?, ?, ?, ?)",
+                        (candidate, path, entry, now),
+                    )
+                    return ObjectRow(candidate, path, entry, None, None, None, None, None)
+                if (row[1], row[2]) == (path, entry):
+                    return ObjectRow(*row)
+        raise StateError(f"keys {key!r} and {alternative!r} are both owned by other sources")
+
+    def objects_of(self, path: str) -> list[ObjectRow]:
+        rows = self._query(f"SELECT {_OBJECT_COLS} FROM objects WHERE path=? ORDER BY key", path)
+        return [ObjectRow(*r) for r in rows]
+
+    def owner_of(self, key: str) -> ObjectRow | None:
+        rows = self._query(f"SELECT {_OBJECT_COLS} FROM objects WHERE key=?", key)
+        return ObjectRow(*rows[0]) if rows else None
+
+    def upload_started(self, key: str, upload_id: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE objects SET upload_id=?, updated_at=? WHERE key=?", (upload_id, time.time(), key)
+            )
+
+    def upload_ended(self, key: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE objects SET upload_id=NULL, updated_at=? WHERE key=?", (time.time(), key))
+
+    def object_done(self, key: str, sha256: str, etag: str, size: int, rows: int | None) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE objects SET sha256=?, etag=?, size=?, rows=?, upload_id=NULL, updated_at=?"
+                " WHERE key=?",
+                (sha256, etag, size, rows, time.time(), key),
+            )
+
+    def drop_object(self, key: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM objects WHERE key=?", (key,))
+
+    def uploads_in_flight(self) -> list[ObjectRow]:
+        rows = self._query(f"SELECT {_OBJECT_COLS} FROM objects WHERE upload_id IS NOT NULL")
+        return [ObjectRow(*r) for r in rows]
+
+    # ------------------------------------------------------------------ reports
+    def counts(self) -> dict[str, int]:
+        got = dict(self._query("SELECT status, count(*) FROM files GROUP BY status"))
+        return {s: int(got.get(s, 0)) for s in STATUSES}
+
+    def recent(self, status: str, limit: int) -> list[FileRow]:
+        rows = self._query(
+            f"SELECT {_FILE_COLS} FROM files WHERE status=? ORDER BY updated_at DESC LIMIT ?", status, limit
+        )
+        return [FileRow(*r) for r in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+        if self._lockfd is not None:
+            os.close(self._lockfd)
+            self._lockfd = None
+
+
+def open_state(location: str | os.PathLike[str], exclusive: bool = False, synchronous: str = "FULL") -> State:
+    """Opens the state at ``location`` (a file path; URLs for other backends come later)."""
+    text = os.fspath(location)
+    if "://" in text and not text.startswith("sqlite://"):
+        raise StateError(f"unsupported state location {text!r}: only a SQLite file path is supported")
+    return SqliteState(text.removeprefix("sqlite://"), exclusive=exclusive, synchronous=synchronous)

@@ -1,0 +1,652 @@
+"""Streaming uploads to S3: one object from a stream of chunks, exactly once, verified.
+
+A stream whose first part is also its last goes up in one ``PutObject``; a longer one as a
+multipart upload, each part sent as soon as it is produced (the next is produced meanwhile).
+Parts are the chunk size up to part 1,000, then twice that up to part 2,000, and so on, so
+the 10,000-part limit is never met below ~8 TB (at 8 MiB chunks).
+
+Integrity: every part and object carries ``Content-MD5`` and an additional checksum that the
+server verifies (``crc32`` by default); s3proc also compares each returned ETag with the MD5 it
+computed where the ETag is an MD5, and checks the finished object with ``HEAD`` (size, checksum,
+the source's SHA-256 in the metadata).
+
+Exactly once: a new key is written with ``If-None-Match: *``, a key that holds an older version
+of the same source with ``If-Match: <its ETag>``. A 412 is resolved by ``HEAD``: when the object
+there already holds this source's content it is the result (a crash after completing left it);
+when it holds another version of the same source it is replaced, conditionally again; anything
+else is an error, never an overwrite.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import queue
+import random
+import re
+import threading
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, unquote
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+from s3proc._core import __version__
+from s3proc.errors import S3procError, SchemaRestart
+
+log = logging.getLogger("s3proc.upload")
+
+# User metadata on every object (x-amz-meta-*); values are ASCII, the path percent-encoded.
+META_SOURCE = "s3proc-source"
+META_SHA256 = "s3proc-source-sha256"
+META_VERSION = "s3proc-version"
+META_ROWS = "s3proc-rows"
+META_FORMAT = "s3proc-format"
+META_WRITER = "s3proc-writer"  # the tag that marks uploads and objects s3proc made
+
+PARTS_PER_STEP = 1000  # parts of one size before the size doubles
+MIN_PART = 5 << 20
+_MD5_ETAG = re.compile(r'^"?([0-9a-f]{32})"?$')
+_RETRY_CODES = {
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "RequestThrottled",
+    "RequestLimitExceeded",
+    "TooManyRequests",
+    "RequestTimeout",
+    "RequestTimeTooSkewed",
+    "InternalError",
+    "ServiceUnavailable",
+    "BadDigest",
+    "XAmzContentSHA256Mismatch",
+}
+
+
+class UploadError(S3procError):
+    """An upload failed for good (retries exhausted, or an error retrying cannot fix)."""
+
+
+class IntegrityError(UploadError):
+    """What S3 stored is not what s3proc sent."""
+
+
+class KeyTaken(UploadError):
+    """The key holds an object that is not a version of this source; s3proc never overwrites it."""
+
+
+class Cancelled(S3procError):
+    """The service is stopping and this upload was abandoned (it is redone at the next start)."""
+
+
+# ------------------------------------------------------------------ checksums
+class _Checksum:
+    """One S3 additional-checksum algorithm: name, digest function, request/response field."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.field = "Checksum" + name.upper()
+        self.digest: Callable[[bytes], bytes]
+        if name == "crc32":
+            self.digest = lambda b: zlib.crc32(b).to_bytes(4, "big")
+        elif name == "sha256":
+            self.digest = lambda b: hashlib.sha256(b).digest()
+        elif name == "crc32c":
+            self.digest = _crc32c()
+        else:
+            raise ValueError(f"unknown checksum {name!r}")
+
+    def b64(self, data: bytes) -> str:
+        return base64.b64encode(self.digest(data)).decode()
+
+
+def _crc32c() -> Callable[[bytes], bytes]:
+    try:
+        import crc32c  # type: ignore[import-not-found]
+
+        return lambda b: int(crc32c.crc32c(b)).to_bytes(4, "big")
+    except ImportError:
+        pass
+    try:
+        from awscrt import checksums  # type: ignore[import-not-found]
+
+        return lambda b: int(checksums.crc32c(b)).to_bytes(4, "big")
+    except ImportError:
+        raise ValueError("--checksum crc32c needs the crc32c package (pip install crc32c)") from None
+
+
+def checksum(name: str) -> _Checksum | None:
+    """The checksum named by ``--checksum`` (``none``: only Content-MD5 and ETags)."""
+    return None if name == "none" else _Checksum(name)
+
+
+# ------------------------------------------------------------------ the client
+def make_client(
+    *,
+    endpoint_url: str | None,
+    region: str | None,
+    compat: bool,
+    checksum_name: str,
+    concurrency: int,
+    access_key: str | None = None,
+    secret_key: str | None = None,
+) -> Any:
+    """A boto3 S3 client; s3proc does its own retries, so botocore makes one attempt.
+
+    ``compat`` (stores that reject botocore's newer default checksum headers and trailers) and
+    ``--checksum none`` send checksums only where the operation requires one.
+    """
+    when = "when_required" if compat or checksum_name == "none" else "when_supported"
+    config = botocore.config.Config(
+        retries={"max_attempts": 1, "mode": "standard"},
+        max_pool_connections=max(10, 4 * concurrency),
+        connect_timeout=10,
+        read_timeout=120,
+        request_checksum_calculation=when,
+        response_checksum_validation=when,
+        s3={"addressing_style": "path"} if endpoint_url else None,
+        user_agent_extra=f"s3proc/{__version__}",
+    )
+    session = boto3.session.Session(
+        aws_access_key_id=access_key, aws_secret_access_key=secret_key, region_name=region
+    )
+    return session.client("s3", endpoint_url=endpoint_url, config=config)
+
+
+def _error_code(e: BaseException) -> str:
+    if isinstance(e, botocore.exceptions.ClientError):
+        return str(e.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def _status(e: BaseException) -> int:
+    if isinstance(e, botocore.exceptions.ClientError):
+        return int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+    return 0
+
+
+def retryable(e: BaseException) -> bool:
+    """Throttling, 5xx, connection trouble and corrupted bodies: worth sending again."""
+    if isinstance(
+        e, IntegrityError | botocore.exceptions.HTTPClientError | botocore.exceptions.ConnectionError
+    ):
+        return True
+    if isinstance(e, botocore.exceptions.ClientError):
+        return _error_code(e) in _RETRY_CODES or _status(e) >= 500 or _status(e) == 429
+    return False
+
+
+def _etag(value: str) -> str:
+    return value.strip('"')
+
+
+# ------------------------------------------------------------------ one object
+@dataclass(frozen=True)
+class Uploaded:
+    """What a finished upload left in S3."""
+
+    key: str
+    etag: str
+    size: int
+    parts: int  # 0: it was already there (a crash after completing), 1: one PutObject
+    resumed: bool = False
+
+
+@dataclass
+class _Sent:
+    """Running digests of what went out, for checking the finished object."""
+
+    size: int = 0
+    md5s: list[bytes] = field(default_factory=list)
+    sums: list[bytes] = field(default_factory=list)
+    crc32: int = 0  # of the whole object
+
+
+def part_groups(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Chunks joined into parts: one chunk each for 1,000 parts, then two, four, …"""
+    number = 0
+    pending: list[bytes] = []
+    for chunk in chunks:
+        pending.append(chunk)
+        if len(pending) >= 1 << (number // PARTS_PER_STEP):
+            number += 1
+            yield pending[0] if len(pending) == 1 else b"".join(pending)
+            pending = []
+    if pending:
+        yield b"".join(pending)
+
+
+class _Prefetch:
+    """Runs an iterator in a thread, one item ahead, so producing overlaps uploading.
+
+    Exceptions reach the consumer in order; after a ``SchemaRestart`` the producer goes on,
+    since the iterator goes on with the new file. ``close()`` stops the producer.
+    """
+
+    _END = object()
+
+    def __init__(self, it: Iterator[bytes], name: str):
+        self._q: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(it,), name=f"produce {name}", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self._closed.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, it: Iterator[bytes]) -> None:
+        while True:
+            try:
+                item: Any = next(it)
+            except StopIteration:
+                self._put(self._END)
+                return
+            except SchemaRestart as e:
+                item = e
+            except BaseException as e:
+                self._put(e)
+                return
+            if not self._put(item):
+                return
+
+    def __iter__(self) -> _Prefetch:
+        return self
+
+    def __next__(self) -> bytes:
+        item = self._q.get()
+        if item is self._END:
+            self._put(self._END)  # stays at the end
+            raise StopIteration
+        if isinstance(item, BaseException):
+            raise item
+        assert isinstance(item, bytes)
+        return item
+
+    def close(self) -> None:
+        self._closed.set()
+        self._thread.join(timeout=10)
+
+
+class Uploader:
+    """Uploads streams of chunks to one bucket, with retries, conditions and verification.
+
+    Args:
+        client: A boto3 S3 client (see ``make_client``).
+        bucket: The bucket.
+        checksum_name: ``crc32``, ``crc32c``, ``sha256`` or ``none``.
+        retries: Attempts after the first for each request (a failed part is retried alone).
+        sse: ``AES256`` (SSE-S3), ``aws:kms`` (SSE-KMS) or None.
+        kms_key_id: The KMS key for ``aws:kms``.
+        storage_class: Passed through (``STANDARD_IA``, ``GLACIER_IR``, …).
+        stop: Set when the service must stop now: waits end and the upload is abandoned.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        bucket: str,
+        *,
+        checksum_name: str = "crc32",
+        retries: int = 5,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        sse: str | None = None,
+        kms_key_id: str | None = None,
+        storage_class: str | None = None,
+        stop: threading.Event | None = None,
+    ):
+        self.client = client
+        self.bucket = bucket
+        self.checksum = checksum(checksum_name)
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.stop = stop or threading.Event()
+        self._extra: dict[str, str] = {}
+        if sse:
+            self._extra["ServerSideEncryption"] = sse
+        if kms_key_id:
+            self._extra["SSEKMSKeyId"] = kms_key_id
+        if storage_class:
+            self._extra["StorageClass"] = storage_class
+        # SSE-KMS ETags are not MD5s of the content.
+        self._etags_are_md5 = sse != "aws:kms"
+
+    # -------------------------------------------------------------- requests
+    def call(self, op: str, **kwargs: Any) -> Any:
+        """One S3 request, retried with exponential backoff and full jitter when retryable."""
+        return self._retry(op, getattr(self.client, op), kwargs)
+
+    def _retry(self, op: str, fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+        for attempt in range(self.retries + 1):
+            if self.stop.is_set():
+                raise Cancelled(f"{op} {kwargs.get('Key', '')}: stopping")
+            try:
+                return fn(**kwargs)
+            except Exception as e:
+                if not retryable(e) or attempt == self.retries:
+                    raise
+                delay = random.uniform(0, min(self.max_backoff, self.backoff * 2**attempt))
+                log.warning(
+                    "retrying %s after %s (attempt %d of %d, in %.2fs)",
+                    op,
+                    describe(e),
+                    attempt + 1,
+                    self.retries,
+                    delay,
+                    extra={"key": kwargs.get("Key"), "stage": "upload"},
+                )
+                if self.stop.wait(delay):
+                    raise Cancelled(f"{op} {kwargs.get('Key', '')}: stopping") from e
+        raise AssertionError("unreachable")
+
+    def _send(self, op: str, body: bytes, sent: _Sent, **kwargs: Any) -> dict[str, Any]:
+        """``PutObject``/``UploadPart`` of ``body`` with Content-MD5 and the checksum; ETag checked."""
+        md5 = hashlib.md5(body).digest()
+        kwargs["ContentMD5"] = base64.b64encode(md5).decode()
+        if self.checksum:
+            digest = self.checksum.digest(body)
+            kwargs[self.checksum.field] = base64.b64encode(digest).decode()
+            sent.sums.append(digest)
+        sent.md5s.append(md5)
+        sent.size += len(body)
+        if self.checksum and self.checksum.name == "crc32":
+            sent.crc32 = zlib.crc32(body, sent.crc32)
+
+        def send(**kw: Any) -> dict[str, Any]:
+            got: dict[str, Any] = getattr(self.client, op)(Body=body, **kw)
+            m = _MD5_ETAG.match(got.get("ETag", ""))
+            if self._etags_are_md5 and m and m.group(1) != md5.hex():
+                raise IntegrityError(f"{op} {kw['Key']}: ETag {m.group(1)} is not the MD5 {md5.hex()} sent")
+            return got
+
+        result: dict[str, Any] = self._retry(op, send, kwargs)
+        return result
+
+    # -------------------------------------------------------------- one object
+    def upload(
+        self,
+        key: str,
+        open_chunks: Callable[[], Iterator[bytes]],
+        *,
+        source: str,
+        sha256: str,
+        metadata: Callable[[], dict[str, str]],
+        if_match: str | None,
+        on_created: Callable[[str], None] = lambda _id: None,
+        on_aborted: Callable[[], None] = lambda: None,
+    ) -> Uploaded:
+        """Uploads the stream ``open_chunks()`` to ``key``, exactly once.
+
+        Args:
+            key: The object key.
+            open_chunks: Opens the stream (again after a 409 conflict). A ``SchemaRestart``
+                from it aborts the multipart upload and starts a new one from the chunks
+                that follow.
+            source: The source's name (its relative path; with the entry for archives).
+            sha256: The SHA-256 of the source's content.
+            metadata: More user metadata (rows, format), asked for when the object or upload is
+                created: a stream that fits in one part has been read to its end by then.
+            if_match: The ETag of the object this replaces, or None for a new key.
+            on_created: Called with the upload id right after CreateMultipartUpload, before
+                the first part: the state makes it durable there.
+            on_aborted: Called after a multipart upload was aborted.
+
+        Raises:
+            KeyTaken: The key holds something that is not a version of this source.
+            IntegrityError: The stored object does not match what was sent (it is removed).
+            UploadError, botocore errors: retries exhausted or a request S3 refuses.
+        """
+        base = {
+            META_WRITER: "s3proc",
+            META_VERSION: __version__,
+            META_SOURCE: quote(source, safe="/"),
+            META_SHA256: sha256,
+        }
+
+        def meta() -> dict[str, str]:
+            return {**base, **metadata()}
+
+        # Each round reads the stream afresh: after a 409 conflict, or to replace an older
+        # version of this source found behind a 412.
+        for _round in range(5):
+            chunks = _Prefetch(open_chunks(), key)
+            try:
+                while True:
+                    try:
+                        return self._upload(key, part_groups(chunks), meta, if_match, on_created, on_aborted)
+                    except SchemaRestart as e:
+                        log.info("restarting the upload: %s", e, extra={"key": key, "stage": "upload"})
+            except _Precondition:
+                done = self._resolve_precondition(key, source, sha256)
+                if isinstance(done, Uploaded):
+                    return done
+                if_match = done or None
+            except _Conflict:
+                log.info(
+                    "conflicting write to the key; uploading again", extra={"key": key, "stage": "upload"}
+                )
+            finally:
+                chunks.close()
+        raise UploadError(f"{key}: conditional writes kept conflicting")
+
+    def _upload(
+        self,
+        key: str,
+        parts: Iterator[bytes],
+        meta: Callable[[], dict[str, str]],
+        if_match: str | None,
+        on_created: Callable[[str], None],
+        on_aborted: Callable[[], None],
+    ) -> Uploaded:
+        cond = {"IfMatch": if_match} if if_match else {"IfNoneMatch": "*"}
+        first = next(parts, b"")
+        second = next(parts, None)
+        sent = _Sent()
+        if second is None:
+            try:
+                got = self._send(
+                    "put_object",
+                    first,
+                    sent,
+                    Bucket=self.bucket,
+                    Key=key,
+                    Metadata=meta(),
+                    **cond,
+                    **self._extra,
+                )
+            except botocore.exceptions.ClientError as e:
+                _raise_condition(e)
+                raise
+            return self._verify(key, sent, _etag(got["ETag"]), sha256=meta()[META_SHA256], parts=1)
+
+        create: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Metadata": meta(), **self._extra}
+        if self.checksum:
+            create["ChecksumAlgorithm"] = self.checksum.name.upper()
+        upload_id: str = self.call("create_multipart_upload", **create)["UploadId"]
+        on_created(upload_id)
+        completed = False
+        try:
+            done: list[dict[str, Any]] = []
+            for number, body in enumerate(_chain(first, second, parts), start=1):
+                got = self._send(
+                    "upload_part",
+                    body,
+                    sent,
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                )
+                part = {"PartNumber": number, "ETag": got["ETag"]}
+                if self.checksum:
+                    part[self.checksum.field] = base64.b64encode(sent.sums[-1]).decode()
+                done.append(part)
+            try:
+                got = self.call(
+                    "complete_multipart_upload",
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": done},
+                    **cond,
+                )
+            except botocore.exceptions.ClientError as e:
+                _raise_condition(e, upload_id)
+                raise
+            completed = True
+        finally:
+            if not completed:
+                self.abort(key, upload_id)
+                on_aborted()
+        return self._verify(
+            key, sent, _etag(got["ETag"]), sha256=create["Metadata"][META_SHA256], parts=len(done)
+        )
+
+    def _resolve_precondition(self, key: str, source: str, sha256: str) -> Uploaded | str:
+        """After a 412: our result already there, or the ETag of an older version to replace.
+
+        The refused upload was aborted already; replacing means uploading again with If-Match.
+        """
+        head = self._head(key)
+        if head is None:
+            # It was deleted since: upload again as a new key.
+            log.info("conditional write refused (412) and the key is now empty", extra={"key": key})
+            return ""
+        meta = head.get("Metadata", {})
+        etag = _etag(head["ETag"])
+        if unquote(meta.get(META_SOURCE, "")) == source and meta.get(META_SHA256) == sha256:
+            log.info("already uploaded (found by HEAD)", extra={"key": key, "stage": "upload"})
+            return Uploaded(key=key, etag=etag, size=int(head["ContentLength"]), parts=0, resumed=True)
+        if meta.get(META_WRITER) == "s3proc" and unquote(meta.get(META_SOURCE, "")) == source:
+            log.info("replacing an older version of this source", extra={"key": key, "stage": "upload"})
+            return etag
+        raise KeyTaken(
+            f"{key} already holds an object that s3proc did not write for {source}; it is never overwritten"
+        )
+
+    def _head(self, key: str) -> dict[str, Any] | None:
+        try:
+            head: dict[str, Any] = self.call(
+                "head_object", Bucket=self.bucket, Key=key, ChecksumMode="ENABLED"
+            )
+            return head
+        except botocore.exceptions.ClientError as e:
+            if _status(e) == 404 or _error_code(e) in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+
+    def _verify(self, key: str, sent: _Sent, etag: str, sha256: str, parts: int) -> Uploaded:
+        """HEAD the finished object: its size, checksum and metadata must be what was sent."""
+        head = self._head(key)
+        problems = []
+        if head is None:
+            problems.append("it is missing")
+        else:
+            if int(head["ContentLength"]) != sent.size:
+                problems.append(f"size {head['ContentLength']} instead of {sent.size}")
+            if head.get("Metadata", {}).get(META_SHA256) != sha256:
+                problems.append("its source SHA-256 metadata differs")
+            stored = head.get(self.checksum.field) if self.checksum else None
+            if self.checksum and stored:
+                want = self._object_checksum(sent, parts, full="-" not in stored)
+                if want is not None and stored != want:
+                    problems.append(f"{self.checksum.field} {stored} instead of {want}")
+            if _etag(head["ETag"]) != etag:
+                problems.append(f"ETag {_etag(head['ETag'])} instead of {etag}")
+        if problems:
+            if head is not None:
+                self.call("delete_object", Bucket=self.bucket, Key=key)
+            raise IntegrityError(f"{key}: the stored object is not what was sent: {'; '.join(problems)}")
+        return Uploaded(key=key, etag=etag, size=sent.size, parts=parts)
+
+    def _object_checksum(self, sent: _Sent, parts: int, full: bool) -> str | None:
+        """The checksum S3 reports for what was sent: whole-object, or composite (``…-N``)."""
+        assert self.checksum is not None
+        if parts == 1:
+            return base64.b64encode(sent.sums[0]).decode()
+        if not full:
+            composite = self.checksum.digest(b"".join(sent.sums))
+            return base64.b64encode(composite).decode() + f"-{parts}"
+        if self.checksum.name == "crc32":
+            return base64.b64encode(sent.crc32.to_bytes(4, "big")).decode()
+        return None  # a full-object CRC32C is not tracked; size and metadata still are
+
+    def abort(self, key: str, upload_id: str) -> None:
+        """Aborts a multipart upload; one that is already gone (completed or aborted) is fine."""
+        try:
+            self.call("abort_multipart_upload", Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except botocore.exceptions.ClientError as e:
+            if _error_code(e) not in ("NoSuchUpload", "404") and _status(e) != 404:
+                raise
+        except Cancelled:
+            pass  # left for the clean-up at the next start
+
+    def incomplete(self, prefix: str) -> Iterator[tuple[str, str, Any]]:
+        """Every incomplete multipart upload under ``prefix``: ``(key, upload id, initiated)``."""
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        while True:
+            page = self.call("list_multipart_uploads", **kwargs)
+            for u in page.get("Uploads", []):
+                yield u["Key"], u["UploadId"], u.get("Initiated")
+            if not page.get("IsTruncated"):
+                return
+            kwargs["KeyMarker"] = page.get("NextKeyMarker", "")
+            kwargs["UploadIdMarker"] = page.get("NextUploadIdMarker", "")
+
+    def listing(self, prefix: str) -> Iterator[tuple[str, int, int | None]]:
+        """``(key, size, rows)`` of every object under ``prefix``; rows from s3proc's metadata."""
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        while True:
+            page = self.call("list_objects_v2", **kwargs)
+            for o in page.get("Contents", []):
+                head = self._head(o["Key"]) or {}
+                rows = head.get("Metadata", {}).get(META_ROWS)
+                yield o["Key"], int(o["Size"]), int(rows) if rows else None
+            if not page.get("IsTruncated"):
+                return
+            kwargs["ContinuationToken"] = page["NextContinuationToken"]
+
+    def delete(self, key: str) -> None:
+        self.call("delete_object", Bucket=self.bucket, Key=key)
+
+
+class _Precondition(Exception):
+    pass
+
+
+class _Conflict(Exception):
+    pass
+
+
+def _raise_condition(e: botocore.exceptions.ClientError, upload_id: str | None = None) -> None:
+    code = _error_code(e)
+    if _status(e) == 412 or code == "PreconditionFailed":
+        raise _Precondition() from e
+    if code == "ConditionalRequestConflict" or (_status(e) == 409 and upload_id):
+        raise _Conflict() from e
+
+
+def _chain(first: bytes, second: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield first
+    yield second
+    yield from rest
+
+
+def describe(e: BaseException) -> str:
+    """A one-line account of an S3 or connection error."""
+    if isinstance(e, botocore.exceptions.ClientError):
+        err = e.response.get("Error", {})
+        return f"{err.get('Code', _status(e))}: {err.get('Message', '')}".strip(": ")
+    return f"{type(e).__name__}: {e}"

@@ -1,0 +1,210 @@
+"""Finding files: events from watchfiles, full rescans, and the checks that say a file is complete.
+
+watchfiles drops the kernel's queue-overflow event and network filesystems send no events at
+all, so events are only a fast path: a full rescan at start-up and every ``rescan_interval``
+finds whatever they missed. Everything found goes into the state's queue; nothing is held in
+Python. A file is ready when its size and mtime have been stable for the quiet period (the
+state keeps when they were first seen) and no process has it open for writing.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import watchfiles
+
+from s3proc.state import State
+
+log = logging.getLogger("s3proc.watch")
+
+IGNORED_SUFFIXES = (".tmp", ".part", ".crdownload")
+IGNORED_PREFIXES = (".", "~$")
+
+
+class Filter:
+    """Which paths under the watch dir are files to ship.
+
+    Ignored: anything under a dot-folder, dotfiles, ``*.tmp``, ``*.part``, ``*.crdownload``,
+    ``~$*`` (office lock files), the ``ignore`` globs (matched against the relative path and
+    the name), and the folders s3proc itself writes to (``excluded``).
+    """
+
+    def __init__(self, root: Path, ignore: Iterable[str] = (), excluded: Iterable[Path] = ()):
+        self.root = root
+        self.ignore = tuple(ignore)
+        self.excluded = tuple(os.path.abspath(p) for p in excluded)
+
+    def skip_dir(self, abspath: str) -> bool:
+        name = os.path.basename(abspath)
+        return name.startswith(".") or any(
+            abspath == e or abspath.startswith(e + os.sep) for e in self.excluded
+        )
+
+    def wanted(self, rel: str) -> bool:
+        parts = rel.split("/")
+        name = parts[-1]
+        if any(p.startswith(".") for p in parts[:-1]):
+            return False
+        if name.startswith(IGNORED_PREFIXES) or name.lower().endswith(IGNORED_SUFFIXES):
+            return False
+        if any(fnmatch.fnmatchcase(rel, g) or fnmatch.fnmatchcase(name, g) for g in self.ignore):
+            return False
+        full = os.path.join(self.root, rel)
+        return not any(full.startswith(e + os.sep) for e in self.excluded)
+
+    def relative(self, abspath: str) -> str | None:
+        try:
+            rel = os.path.relpath(abspath, self.root)
+        except ValueError:
+            return None
+        if rel.startswith(".." + os.sep) or rel == "..":
+            return None
+        rel = rel.replace(os.sep, "/")
+        return rel if self.wanted(rel) else None
+
+
+def scan(root: Path, flt: Filter) -> Iterator[tuple[str, int, int]]:
+    """Every regular file under ``root`` that ``flt`` wants: ``(relative path, size, mtime_ns)``.
+
+    Symlinks are not followed (a link could point anywhere, including into the tree).
+    """
+    stack = [str(root)]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = list(it)
+        except OSError as e:
+            log.warning("cannot list %s: %s", folder, e.strerror or e)
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if not flt.skip_dir(entry.path):
+                        stack.append(entry.path)
+                    continue
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                rel = flt.relative(entry.path)
+                if rel is None:
+                    continue
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue  # gone between listing and stat
+            yield rel, st.st_size, st.st_mtime_ns
+
+
+def rescan(root: Path, flt: Filter, state: State, batch: int = 2000) -> int:
+    """Records everything a full scan finds, in batches of one transaction each."""
+    seen = 0
+    items: list[tuple[str, int, int]] = []
+    for item in scan(root, flt):
+        items.append(item)
+        if len(items) >= batch:
+            state.observe(items, time.time())
+            seen += len(items)
+            items = []
+    if items:
+        state.observe(items, time.time())
+        seen += len(items)
+    return seen
+
+
+class Watcher(threading.Thread):
+    """Feeds watchfiles' events into the state until ``stop`` is set.
+
+    ``poll`` forces polling (network filesystems); when inotify cannot watch the tree (the
+    ``max_user_watches`` limit), the watcher says so once and falls back to polling.
+    """
+
+    def __init__(self, root: Path, flt: Filter, state: State, stop: threading.Event, poll: bool = False):
+        super().__init__(name="watcher", daemon=True)
+        self.root, self.flt, self.state, self.stop, self.poll = root, flt, state, stop, poll
+
+    def run(self) -> None:
+        poll = self.poll
+        while not self.stop.is_set():
+            try:
+                for changes in watchfiles.watch(
+                    self.root,
+                    watch_filter=None,
+                    stop_event=self.stop,
+                    force_polling=poll,
+                    poll_delay_ms=500,
+                    debounce=200,
+                    step=50,
+                    rust_timeout=1000,
+                    yield_on_timeout=False,
+                    raise_interrupt=False,
+                    ignore_permission_denied=True,
+                ):
+                    self._handle(changes)
+                return
+            except Exception as e:  # notify's errors come as plain exceptions
+                if poll:
+                    log.error("watching %s failed: %s; relying on rescans", self.root, e)
+                    return
+                log.warning("cannot watch %s with inotify (%s); polling instead", self.root, e)
+                poll = True
+
+    def _handle(self, changes: set[tuple[watchfiles.Change, str]]) -> None:
+        seen: list[tuple[str, int, int]] = []
+        for change, abspath in changes:
+            rel = self.flt.relative(abspath)
+            if rel is None:
+                continue
+            try:
+                st = os.lstat(abspath)
+            except OSError:
+                if change == watchfiles.Change.deleted:
+                    self.state.forget_pending(rel)
+                continue
+            if os.path.isdir(abspath) or not _regular(st.st_mode):
+                continue
+            seen.append((rel, st.st_size, st.st_mtime_ns))
+        if seen:
+            self.state.observe(seen, time.time())
+
+
+def _regular(mode: int) -> bool:
+    import stat
+
+    return stat.S_ISREG(mode)
+
+
+def open_for_writing() -> set[tuple[int, int]] | None:
+    """``(st_dev, st_ino)`` of every file some process holds open for writing.
+
+    Read from ``/proc/*/fd`` and ``fdinfo`` flags; None where ``/proc`` cannot be read (the check
+    is then skipped). Processes whose fds this user cannot see are left out.
+    """
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return None
+    found: set[tuple[int, int]] = set()
+    for pid in pids:
+        fd_dir = f"/proc/{pid}/fd"
+        try:
+            fds = os.listdir(fd_dir)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"{fd_dir}/{fd}")
+                if not target.startswith("/"):
+                    continue  # sockets, pipes, anon inodes
+                with open(f"/proc/{pid}/fdinfo/{fd}") as info:
+                    flags = next((line.split()[1] for line in info if line.startswith("flags:")), "0")
+                if int(flags, 8) & (os.O_WRONLY | os.O_RDWR):
+                    st = os.stat(f"{fd_dir}/{fd}")
+                    found.add((st.st_dev, st.st_ino))
+            except (OSError, ValueError, IndexError):
+                continue
+    return found
