@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 # Detailed assertion messages in the shared helpers too.
-pytest.register_assert_rewrite("_util")
+pytest.register_assert_rewrite("_util", "s3servers")
 
 from _util import CORPUS, GEN_DATA, S3PROC_BIN, run_gen_data  # noqa: E402
+from s3servers import S3Server, start_moto, start_seaweed  # noqa: E402
 
 GenData = Callable[..., Path]
 
@@ -52,3 +53,25 @@ def s3proc_bin() -> Path:
     if not S3PROC_BIN.exists():
         pytest.fail(f"the s3proc console script is not installed next to the interpreter: {S3PROC_BIN}")
     return S3PROC_BIN
+
+
+# ---------------------------------------------------------------------- S3 servers
+@pytest.fixture(scope="session")
+def moto() -> Iterator[S3Server]:
+    """moto's S3 server on 127.0.0.1 (accepts wrong checksums: not for integrity tests)."""
+    server = start_moto()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """SeaweedFS on 127.0.0.1: verifies Content-MD5 and checksums, honours If-None-Match."""
+    try:
+        server = start_seaweed(tmp_path_factory.mktemp("seaweedfs"))
+    except RuntimeError as e:
+        if os.environ.get("CI"):
+            pytest.fail(str(e))
+        pytest.skip(str(e))
+    yield server
+    server.stop()

@@ -96,13 +96,14 @@ class KeyMaker:
     def __post_init__(self) -> None:
         object.__setattr__(self, "prefix", normalize_prefix(self.prefix))
         try:
-            names = {f for _, f, _, _ in string.Formatter().parse(self.template) if f is not None}
+            fields = [(f, s, c) for _, f, s, c in string.Formatter().parse(self.template) if f is not None]
         except ValueError as e:
             raise BadKey(f"bad key template {self.template!r}: {e}") from None
-        unknown = {n.split(".")[0].split("[")[0] for n in names} - _FIELDS
+        unknown = {f.split(".")[0].split("[")[0] for f, _, _ in fields} - _FIELDS
         if unknown:
             raise BadKey(f"key template {self.template!r}: unknown field(s) {', '.join(sorted(unknown))}")
-        if "{path}" not in self.template and "{name}" not in self.template and "{stem}" not in self.template:
+        # A field, not the text: '{{path}}' is the literal '{path}', the same key for every file.
+        if not any(f in ("path", "name", "stem") and not s and not c for f, s, c in fields):
             raise BadKey(f"key template {self.template!r} must contain {{path}}, {{name}} or {{stem}}")
 
     def key(self, relpath: str, *, parquet: bool, mtime: float = 0.0, entry: str = "") -> str:

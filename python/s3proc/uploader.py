@@ -560,9 +560,9 @@ class Uploader:
                 problems.append("its source SHA-256 metadata differs")
             stored = head.get(self.checksum.field) if self.checksum else None
             if self.checksum and stored:
-                want = self._object_checksum(sent, parts, full="-" not in stored)
-                if want is not None and stored != want:
-                    problems.append(f"{self.checksum.field} {stored} instead of {want}")
+                want = self._object_checksums(sent, parts)
+                if stored not in want:
+                    problems.append(f"{self.checksum.field} {stored} instead of {' or '.join(sorted(want))}")
             if _etag(head["ETag"]) != etag:
                 problems.append(f"ETag {_etag(head['ETag'])} instead of {etag}")
         if problems:
@@ -571,17 +571,21 @@ class Uploader:
             raise IntegrityError(f"{key}: the stored object is not what was sent: {'; '.join(problems)}")
         return Uploaded(key=key, etag=etag, size=sent.size, parts=parts)
 
-    def _object_checksum(self, sent: _Sent, parts: int, full: bool) -> str | None:
-        """The checksum S3 reports for what was sent: whole-object, or composite (``…-N``)."""
+    def _object_checksums(self, sent: _Sent, parts: int) -> set[str]:
+        """The checksums S3 may report for what was sent.
+
+        One part: its checksum. Several: the composite (checksum of the part checksums) with
+        ``-N`` as AWS and SeaweedFS write it, or without as moto does, or for CRC32 the
+        whole-object value (uploads created with ``ChecksumType=FULL_OBJECT`` elsewhere).
+        """
         assert self.checksum is not None
         if parts == 1:
-            return base64.b64encode(sent.sums[0]).decode()
-        if not full:
-            composite = self.checksum.digest(b"".join(sent.sums))
-            return base64.b64encode(composite).decode() + f"-{parts}"
+            return {base64.b64encode(sent.sums[0]).decode()}
+        composite = base64.b64encode(self.checksum.digest(b"".join(sent.sums))).decode()
+        out = {composite, f"{composite}-{parts}"}
         if self.checksum.name == "crc32":
-            return base64.b64encode(sent.crc32.to_bytes(4, "big")).decode()
-        return None  # a full-object CRC32C is not tracked; size and metadata still are
+            out.add(base64.b64encode(sent.crc32.to_bytes(4, "big")).decode())
+        return out
 
     def abort(self, key: str, upload_id: str) -> None:
         """Aborts a multipart upload; one that is already gone (completed or aborted) is fine."""

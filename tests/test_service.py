@@ -1,0 +1,407 @@
+"""``s3proc run`` end to end: a real watched folder, the real CLI as a subprocess, a real S3 server.
+
+Objects are read back over HTTP and compared value by value (Parquet through pyarrow against
+DuckDB's or Python's reading of the source; raw files byte for byte), with their metadata,
+checksums, the state database and the error folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from _util import assert_table_matches_rows, assert_table_matches_text_table, duckdb_text_table
+from s3servers import S3Server, body, incomplete_uploads, objects, run_once, s3proc_args
+
+import s3proc
+
+
+def listing(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def read_parquet_object(client, bucket: str, key: str):
+    return pq.read_table(io.BytesIO(body(client, bucket, key)))
+
+
+def state_rows(watch: Path, sql: str) -> list[tuple]:
+    db = sqlite3.connect(watch / ".s3proc" / "state.db")
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()
+
+
+@pytest.fixture
+def watch(tmp_path: Path) -> Path:
+    d = tmp_path / "inbox"
+    d.mkdir()
+    return d
+
+
+# ---------------------------------------------------------------------- --once
+def test_once_converts_tables_uploads_the_rest(moto: S3Server, watch: Path, gen_data, corpus: Path) -> None:
+    bucket = moto.new_bucket()
+    (watch / "in" / "2024").mkdir(parents=True)
+    big = watch / "in" / "2024" / "sales.csv"
+    big.write_bytes(gen_data("csv", 40_000, 7).read_bytes())
+    blob = os.urandom(12 << 20)  # raw, multipart at 5 MiB parts
+    (watch / "blob.bin").write_bytes(blob)
+    (watch / "notes.txt").write_text("héllo\n", encoding="utf-8")
+    (watch / "empty.dat").write_bytes(b"")
+    spectrum = corpus / "csv-spectrum" / "csvs"
+    (watch / "spectrum").mkdir()
+    for f in sorted(spectrum.glob("*.csv")):
+        (watch / "spectrum" / f.name).write_bytes(f.read_bytes())
+
+    run = run_once(moto, bucket, watch, "--part-size", "5MiB")
+    assert run.returncode == 0, run.stderr
+
+    client = moto.client()
+    got = objects(client, bucket)
+    # Raw files: byte for byte, with their metadata.
+    assert body(client, bucket, "blob.bin") == blob
+    assert got["blob.bin"]["ETag"].strip('"').endswith("-3"), "12 MiB at 5 MiB parts is three parts"
+    assert body(client, bucket, "notes.txt") == "héllo\n".encode()
+    assert body(client, bucket, "empty.dat") == b""
+    meta = got["blob.bin"]["Metadata"]
+    assert meta["s3proc-source"] == "blob.bin"
+    assert meta["s3proc-source-sha256"] == hashlib.sha256(blob).hexdigest()
+    assert meta["s3proc-version"] == s3proc.__version__
+    assert meta["s3proc-format"] == "raw"
+
+    # The generated table: every value, against DuckDB's reading of the same CSV.
+    table = read_parquet_object(client, bucket, "in/2024/sales.parquet")
+    assert_table_matches_text_table(table, duckdb_text_table(big))
+    sales = got["in/2024/sales.parquet"]["Metadata"]
+    assert sales["s3proc-rows"] == "40000"
+    assert sales["s3proc-source-sha256"] == sha256(big)
+    assert sales["s3proc-format"] == "parquet"
+
+    # csv-spectrum: each converted file holds what the suite's JSON says.
+    for f in sorted(spectrum.glob("*.csv")):
+        expected = json.loads((spectrum.parent / "json" / f"{f.stem}.json").read_text(encoding="utf-8"))
+        header = list(expected[0])
+        table = read_parquet_object(client, bucket, f"spectrum/{f.stem}.parquet")
+        assert_table_matches_rows(table, header, [[obj[k] for k in header] for obj in expected])
+
+    # The state knows every file as uploaded, each key with its ETag.
+    statuses = dict(state_rows(watch, "SELECT path, status FROM files"))
+    assert statuses["blob.bin"] == "uploaded"
+    assert statuses["in/2024/sales.csv"] == "uploaded"
+    keys = dict(state_rows(watch, "SELECT key, etag FROM objects"))
+    assert keys["in/2024/sales.parquet"] == got["in/2024/sales.parquet"]["ETag"].strip('"')
+    assert incomplete_uploads(client, bucket) == []
+    summary = [r for r in run.lines("uploaded") if r["path"] == "in/2024/sales.csv"]
+    assert summary and summary[0]["rows"] == 40000 and summary[0]["keys"] == ["in/2024/sales.parquet"]
+    assert summary[0]["sha"] == sha256(big)[:12]
+
+
+def test_bad_inputs_go_to_the_error_folder_and_the_service_goes_on(moto: S3Server, watch: Path) -> None:
+    bucket = moto.new_bucket()
+    (watch / "good.csv").write_text("a,b\n1,x\n2,y\n")
+    (watch / "binary.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + os.urandom(4000))
+    (watch / "sub").mkdir()
+    (watch / "sub" / "open_quote.csv").write_text('a,b\n1,"never closed\n2,3\n')
+    (watch / "empty.csv").write_bytes(b"")
+
+    run = run_once(moto, bucket, watch)
+
+    assert run.returncode == 1, run.stderr
+    client = moto.client()
+    assert set(objects(client, bucket)) == {"good.parquet"}
+    errors = watch / ".s3proc" / "errors"
+    for rel in ("binary.csv", "sub/open_quote.csv", "empty.csv"):
+        assert not (watch / rel).exists(), f"{rel} should have left the watch dir"
+        assert (errors / rel).is_file(), f"{rel} is not in the error folder"
+        note = json.loads((errors / (rel + ".error.json")).read_text())
+        assert note["source"] == rel
+        assert note["s3proc_version"] == s3proc.__version__
+        assert note["reason"] and note["time"]
+    quote_note = json.loads((errors / "sub/open_quote.csv.error.json").read_text())
+    assert "line" in quote_note["reason"] and "quote" in quote_note["reason"], quote_note
+    failed = dict(state_rows(watch, "SELECT path, error FROM files WHERE status='failed'"))
+    assert set(failed) == {"binary.csv", "sub/open_quote.csv", "empty.csv"}
+    assert all(failed.values())
+    # `s3proc status` reports them with their reasons.
+    status = subprocess.run(
+        [str(Path(os.sys.executable).parent / "s3proc"), "status", "--watch-dir", str(watch), "--json"],
+        capture_output=True,
+        check=True,
+    )
+    report = json.loads(status.stdout)
+    assert report["counts"]["failed"] == 3 and report["counts"]["uploaded"] == 1
+    assert {f["path"] for f in report["failures"]} == set(failed)
+
+
+def test_rerun_uploads_nothing_and_changed_files_are_replaced(moto: S3Server, watch: Path) -> None:
+    bucket = moto.new_bucket()
+    (watch / "t.csv").write_text("id,name\n1,a\n2,b\n")
+    (watch / "raw.txt").write_text("version 1\n")
+    assert run_once(moto, bucket, watch).returncode == 0
+    client = moto.client()
+    first = objects(client, bucket)
+
+    again = run_once(moto, bucket, watch)
+    assert again.returncode == 0, again.stderr
+    assert again.lines("uploaded") == []
+    assert objects(client, bucket) == first, "a re-run must not write anything"
+
+    # Same content, new mtime: hashed, found unchanged, not uploaded.
+    os.utime(watch / "raw.txt", (time.time() + 5, time.time() + 5))
+    touched = run_once(moto, bucket, watch)
+    assert [r["path"] for r in touched.lines("unchanged content: already uploaded")] == ["raw.txt"]
+    assert objects(client, bucket)["raw.txt"]["ETag"] == first["raw.txt"]["ETag"]
+
+    # New content: the same keys, replaced.
+    (watch / "t.csv").write_text("id,name\n1,a\n2,b\n3,c\n")
+    (watch / "raw.txt").write_text("version 2\n")
+    changed = run_once(moto, bucket, watch)
+    assert changed.returncode == 0, changed.stderr
+    assert sorted(r["path"] for r in changed.lines("uploaded")) == ["raw.txt", "t.csv"]
+    assert body(client, bucket, "raw.txt") == b"version 2\n"
+    assert read_parquet_object(client, bucket, "t.parquet").column("id").to_pylist() == [1, 2, 3]
+    now = objects(client, bucket)
+    assert set(now) == {"raw.txt", "t.parquet"}
+    assert now["raw.txt"]["Metadata"]["s3proc-source-sha256"] == sha256(watch / "raw.txt")
+    etags = dict(state_rows(watch, "SELECT key, etag FROM objects"))
+    assert etags["raw.txt"] == now["raw.txt"]["ETag"].strip('"')
+
+
+def test_two_sources_for_one_key_never_overwrite(moto: S3Server, watch: Path) -> None:
+    bucket = moto.new_bucket()
+    (watch / "x.csv").write_text("a\n1\n")
+    (watch / "x.tsv").write_text("a\tb\n2\t3\n")
+    run = run_once(moto, bucket, watch, "--concurrency", "1")
+    assert run.returncode == 0, run.stderr
+    got = objects(moto.client(), bucket)
+    assert len(got) == 2 and "x.parquet" in got
+    other = next(k for k in got if k != "x.parquet")
+    assert other.startswith("x~") and other.endswith(".parquet")
+    sources = {got[k]["Metadata"]["s3proc-source"] for k in got}
+    assert sources == {"x.csv", "x.tsv"}
+    assert any("another source owns" in r["msg"] for r in run.logs)
+    # Deterministic: a second service on fresh state and bucket gives the same keys.
+    shutil_rm(watch / ".s3proc")
+    bucket2 = moto.new_bucket()
+    assert run_once(moto, bucket2, watch, "--concurrency", "1").returncode == 0
+    assert set(objects(moto.client(), bucket2)) == set(got)
+
+
+def shutil_rm(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path)
+
+
+def test_prefix_and_key_template(moto: S3Server, watch: Path) -> None:
+    bucket = moto.new_bucket()
+    (watch / "d").mkdir()
+    (watch / "d" / "f.csv").write_text("a\n1\n")
+    os.utime(watch / "d" / "f.csv", (1_700_000_000, 1_700_000_000))  # 2023-11-14 UTC
+    run = run_once(
+        moto, bucket, watch, "--prefix", "landing", "--key-template", "{prefix}{date:%Y/%m/%d}/{path}"
+    )
+    assert run.returncode == 0, run.stderr
+    assert set(objects(moto.client(), bucket)) == {"landing/2023/11/14/d/f.parquet"}
+
+
+# ---------------------------------------------------------------------- configuration
+def _one_line_exit_2(proc: subprocess.CompletedProcess[bytes]) -> str:
+    err = proc.stderr.decode()
+    assert proc.returncode == 2, (proc.returncode, err)
+    assert "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 or lines[0].startswith("Usage:"), err
+    return err
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--bucket", ""], "no bucket"),
+        (["--watch-dir", "/nonexistent/inbox"], "does not exist"),
+        (["--bucket", "no-such-bucket-here"], "does not exist"),
+        (["--after-upload", "shred"], "--after-upload"),
+        (["--checksum", "md4"], "md4"),
+        (["--key-template", "{prefix}{nope}"], "nope"),
+        (["--part-size", "1MiB"], "5 MiB"),
+    ],
+)
+def test_bad_configuration_fails_at_start_with_status_2(
+    moto: S3Server, watch: Path, args: list[str], says: str
+) -> None:
+    bucket = moto.new_bucket()
+    (watch / "f.txt").write_text("x")
+    cmd = s3proc_args(moto, bucket, watch) + args + ["--once"]
+    proc = subprocess.run(cmd, capture_output=True, env=moto.env(), timeout=60)
+    assert says in _one_line_exit_2(proc)
+    assert (watch / "f.txt").exists()
+    assert objects(moto.client(), bucket) == {}
+
+
+def test_configuration_from_env_and_dotenv(moto: S3Server, watch: Path, tmp_path: Path) -> None:
+    bucket = moto.new_bucket()
+    wrong = moto.new_bucket()
+    (watch / "f.txt").write_text("x")
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    # .env names the bucket and the prefix; the environment overrides the prefix.
+    (cwd / ".env").write_text(
+        f"S3PROC_BUCKET={bucket}\nS3PROC_PREFIX=from-dotenv\nS3PROC_ENDPOINT_URL={moto.endpoint}\n"
+    )
+    env = {**moto.env(), "S3PROC_PREFIX": "from-env", "S3PROC_WATCH_DIR": str(watch)}
+    cmd = [str(Path(os.sys.executable).parent / "s3proc"), "run", "--once", "--quiet-period", "0"]
+    proc = subprocess.run(cmd, capture_output=True, env=env, cwd=cwd, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert set(objects(moto.client(), bucket)) == {"from-env/f.txt"}
+    # A flag beats both.
+    (watch / "g.txt").write_text("y")
+    proc = subprocess.run([*cmd, "--bucket", wrong], capture_output=True, env=env, cwd=cwd, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert set(objects(moto.client(), wrong)) == {"from-env/g.txt"}
+
+
+# ---------------------------------------------------------------------- the daemon
+class Daemon:
+    """``s3proc run`` in the background; stopped with SIGTERM."""
+
+    def __init__(
+        self, server: S3Server, bucket: str, watch: Path, *extra: str, env: dict[str, str] | None = None
+    ):
+        self.log = watch.parent / "daemon.log"
+        self._out = open(self.log, "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            s3proc_args(server, bucket, watch, *extra),
+            stdout=subprocess.DEVNULL,
+            stderr=self._out,
+            env=env or server.env(),
+        )
+
+    def lines(self) -> list[dict]:
+        out = []
+        for line in self.log.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                out.append(json.loads(line))
+        return out
+
+    def wait_for(self, cond, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not cond():
+            assert self.proc.poll() is None, self.log.read_text()
+            assert time.monotonic() < deadline, f"timed out; log:\n{self.log.read_text()[-4000:]}"
+            time.sleep(0.1)
+
+    def uploaded(self) -> set[str]:
+        return {r["path"] for r in self.lines() if r.get("msg") == "uploaded"}
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=60)
+        self._out.close()
+        return code
+
+
+def test_daemon_waits_for_complete_files(moto: S3Server, watch: Path) -> None:
+    bucket = moto.new_bucket()
+    d = Daemon(moto, bucket, watch, "--quiet-period", "0.5", "--rescan-interval", "1")
+    try:
+        d.wait_for(lambda: any("scanned" in r["msg"] for r in d.lines()))
+        # Written slowly, with pauses longer than the quiet period, the file held open all along.
+        with open(watch / "slow.csv", "w") as f:
+            f.write("n,s\n")
+            for i in range(6):
+                f.write(f"{i},{'x' * i}\n")
+                f.flush()
+                time.sleep(0.4 if i % 2 else 1.2)
+        # Written as a .part and renamed into place.
+        (watch / "moved.bin.part").write_bytes(b"abc" * 1000)
+        os.rename(watch / "moved.bin.part", watch / "moved.bin")
+        # Ignored names.
+        (watch / ".hidden").write_text("no")
+        (watch / "note.tmp").write_text("no")
+        (watch / "~$doc.docx").write_text("no")
+        (watch / "sub" / ".git").mkdir(parents=True)
+        (watch / "sub" / ".git" / "HEAD").write_text("no")
+        d.wait_for(lambda: {"slow.csv", "moved.bin"} <= d.uploaded())
+        assert d.uploaded() == {"slow.csv", "moved.bin"}
+        time.sleep(1.5)  # a rescan comes and goes
+        assert d.uploaded() == {"slow.csv", "moved.bin"}
+        # A file dropped later is picked up too.
+        (watch / "later.txt").write_text("late\n")
+        d.wait_for(lambda: "later.txt" in d.uploaded())
+    finally:
+        code = d.stop()
+    assert code == 0
+    client = moto.client()
+    assert set(objects(client, bucket)) == {"slow.parquet", "moved.bin", "later.txt"}
+    t = read_parquet_object(client, bucket, "slow.parquet")
+    assert t.column("n").to_pylist() == list(range(6)), "the object must hold the whole file"
+    assert body(client, bucket, "moved.bin") == b"abc" * 1000
+    uploads = [r for r in d.lines() if r.get("msg") == "uploaded"]
+    assert len(uploads) == 3, "each file exactly once"
+
+
+@pytest.mark.parametrize("mode", ["delete", "move"])
+def test_after_upload(moto: S3Server, watch: Path, tmp_path: Path, mode: str) -> None:
+    bucket = moto.new_bucket()
+    (watch / "a").mkdir()
+    (watch / "a" / "f.txt").write_text("x")
+    done = tmp_path / "done"
+    run = run_once(moto, bucket, watch, "--after-upload", "delete" if mode == "delete" else f"move:{done}")
+    assert run.returncode == 0, run.stderr
+    assert not (watch / "a" / "f.txt").exists()
+    if mode == "move":
+        assert (done / "a" / "f.txt").read_text() == "x"
+    assert set(objects(moto.client(), bucket)) == {"a/f.txt"}
+    # The same content dropped again at the same path is known: not uploaded twice.
+    (watch / "a" / "f.txt").write_text("x")
+    again = run_once(moto, bucket, watch)
+    assert again.lines("uploaded") == [] and again.returncode == 0
+
+
+def test_nothing_but_the_state_is_written(moto: S3Server, watch: Path, tmp_path: Path, gen_data) -> None:
+    bucket = moto.new_bucket()
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    (watch / "t.csv").write_bytes(gen_data("csv", 30_000, 3).read_bytes())
+    (watch / "b.bin").write_bytes(os.urandom(11 << 20))
+    before = listing(watch)
+    env = {**moto.env(), "TMPDIR": str(tmpdir)}
+    run = run_once(moto, bucket, watch, "--part-size", "5MiB", env=env, cwd=cwd)
+    assert run.returncode == 0, run.stderr
+    written = listing(watch) - before
+    assert written <= {".s3proc", ".s3proc/state.db", ".s3proc/state.db-wal", ".s3proc/state.db-shm"}, written
+    assert listing(tmpdir) == set()
+    assert listing(cwd) == set()
+
+
+def test_retry_puts_failed_files_back(moto: S3Server, watch: Path) -> None:
+    bucket = moto.new_bucket()
+    (watch / "bad.csv").write_text('a\n"open\n')
+    assert run_once(moto, bucket, watch).returncode == 1
+    assert (watch / ".s3proc" / "errors" / "bad.csv").exists()
+    bin_ = str(Path(os.sys.executable).parent / "s3proc")
+    # Fixed by hand in the error folder, then retried.
+    (watch / ".s3proc" / "errors" / "bad.csv").write_text('a\n"closed"\n')
+    proc = subprocess.run([bin_, "retry", "--watch-dir", str(watch)], capture_output=True, check=True)
+    assert b"1 file(s) queued again" in proc.stdout
+    assert (watch / "bad.csv").exists() and not (watch / ".s3proc" / "errors" / "bad.csv.error.json").exists()
+    run = run_once(moto, bucket, watch)
+    assert run.returncode == 0, run.stderr
+    assert set(objects(moto.client(), bucket)) == {"bad.parquet"}
