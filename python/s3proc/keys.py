@@ -19,12 +19,13 @@ import hashlib
 import re
 import string
 from dataclasses import dataclass
+from urllib.parse import quote
 
 TABULAR_EXTENSIONS = (".csv", ".tsv", ".tab", ".ndjson", ".jsonl", ".json", ".xml")
 COMPRESSION_EXTENSIONS = (".gz", ".gzip", ".zst", ".zstd", ".bz2", ".xz")
 DEFAULT_TEMPLATE = "{prefix}{path}"
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f%]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f%]")
 _FIELDS = {"prefix", "path", "dir", "name", "stem", "ext", "date", "mtime"}
 
 
@@ -33,7 +34,7 @@ class BadKey(ValueError):
 
 
 def _escape(segment: str) -> str:
-    return _CONTROL.sub(lambda m: f"%{ord(m.group()):02X}", segment)
+    return _CONTROL.sub(lambda m: quote(m.group(), safe=""), segment)
 
 
 def clean(key: str) -> str:
@@ -55,7 +56,10 @@ def _segments(path: str) -> str:
 
 def normalize_prefix(prefix: str) -> str:
     """A prefix is a folder: ``''`` or a cleaned path ending in ``/``."""
-    return "" if prefix.strip("/") == "" else _segments(prefix) + "/"
+    try:
+        return _segments(prefix) + "/"
+    except BadKey:
+        return ""  # '', '/', '.', './': the bucket's root
 
 
 def parquet_name(name: str) -> str:

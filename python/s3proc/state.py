@@ -285,6 +285,13 @@ class SqliteState:
         else (when another source owns ``key``) ``alternative``."""
         now = time.time()
         with self._tx() as db:
+            mine = db.execute(
+                f"SELECT {_OBJECT_COLS} FROM objects WHERE key IN (?, ?) AND path=? AND entry=?"
+                " ORDER BY key=? DESC",
+                (key, alternative, path, entry, key),
+            ).fetchone()
+            if mine is not None:
+                return ObjectRow(*mine)
             for candidate in (key, alternative):
                 row = db.execute(f"SELECT {_OBJECT_COLS} FROM objects WHERE key=?", (candidate,)).fetchone()
                 if row is None:
