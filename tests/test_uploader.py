@@ -1,0 +1,267 @@
+"""The uploader against real servers: integrity, conditional writes, restarts, retries.
+
+Corruption and conditional-write tests run against SeaweedFS, which verifies Content-MD5 and
+checksums and honours If-None-Match as AWS does; a test against moto (which stores whatever it
+gets) shows that s3proc's own ETag check catches what such a server lets through.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import botocore.exceptions
+import pytest
+from s3servers import S3Server, body, incomplete_uploads
+
+from s3proc import uploader as up
+from s3proc.errors import SchemaRestart
+from s3proc.uploader import Cancelled, KeyTaken, Uploader, make_client, part_groups
+
+MiB = 1 << 20
+
+
+class Tampering:
+    """A boto3 client that lets ``hook(op, kwargs)`` change or fail a request first."""
+
+    def __init__(self, client: Any, hook: Callable[[str, dict[str, Any]], None]):
+        self._client, self._hook = client, hook
+        self.calls: list[str] = []
+
+    def __getattr__(self, op: str) -> Any:
+        fn = getattr(self._client, op)
+        if not callable(fn):
+            return fn
+
+        def call(**kwargs: Any) -> Any:
+            self.calls.append(op)
+            self._hook(op, kwargs)
+            return fn(**kwargs)
+
+        return call
+
+
+def client_for(server: S3Server, checksum: str = "crc32") -> Any:
+    return make_client(
+        endpoint_url=server.endpoint,
+        region="us-east-1",
+        compat=True,
+        checksum_name=checksum,
+        concurrency=2,
+        access_key=server.access_key,
+        secret_key=server.secret_key,
+    )
+
+
+def uploader_for(client: Any, bucket: str, **kw: Any) -> Uploader:
+    kw.setdefault("backoff", 0.01)
+    return Uploader(client, bucket, **kw)
+
+
+def chunks_of(*parts: bytes) -> Callable[[], Iterator[bytes]]:
+    return lambda: iter(parts)
+
+
+def upload(u: Uploader, key: str, stream: Callable[[], Iterator[bytes]], sha: str = "0" * 64, **kw: Any):
+    kw.setdefault("if_match", None)
+    return u.upload(key, stream, source=kw.pop("source", key), sha256=sha, metadata=lambda: {}, **kw)
+
+
+def test_part_sizes_grow_so_10000_parts_are_never_reached(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(up, "PARTS_PER_STEP", 2)
+    parts = list(part_groups(iter([b"x"] * 15)))
+    assert [len(p) for p in parts] == [1, 1, 2, 2, 4, 4, 1]
+    # At the real step, 10,000 parts of 8 MiB chunks reach past 5 TiB (S3's object limit).
+    total = sum(8 * MiB * (1 << (n // 1000)) for n in range(10_000))
+    assert total > 5 * (1 << 40)
+
+
+@pytest.mark.parametrize("checksum", ["crc32", "sha256", "none"])
+def test_single_put_and_multipart_round_trip(seaweed: S3Server, checksum: str) -> None:
+    bucket = seaweed.new_bucket()
+    u = uploader_for(client_for(seaweed, checksum), bucket, checksum_name=checksum)
+    small = upload(u, "small.bin", chunks_of(b"hello"))
+    assert small.parts == 1
+    parts = [os.urandom(5 * MiB), os.urandom(5 * MiB), os.urandom(123)]
+    big = upload(u, "big.bin", chunks_of(*parts), sha="ab" * 32)
+    assert big.parts == 3 and big.size == 10 * MiB + 123
+    c = seaweed.client()
+    assert body(c, bucket, "small.bin") == b"hello"
+    assert body(c, bucket, "big.bin") == b"".join(parts)
+    head = c.head_object(Bucket=bucket, Key="big.bin", ChecksumMode="ENABLED")
+    assert head["Metadata"]["s3proc-source-sha256"] == "ab" * 32
+    assert head["Metadata"]["s3proc-writer"] == "s3proc"
+    if checksum != "none":
+        assert head.get(f"Checksum{checksum.upper()}", "").endswith("-3")
+    assert incomplete_uploads(c, bucket) == []
+
+
+def _corrupt_once(ops: tuple[str, ...]) -> Callable[[str, dict[str, Any]], None]:
+    done: list[str] = []
+
+    def hook(op: str, kw: dict[str, Any]) -> None:
+        if op in ops and op not in done and len(kw.get("Body", b"")) > 0:
+            done.append(op)
+            data = bytearray(kw["Body"])
+            data[len(data) // 2] ^= 0xFF  # one flipped byte on the wire, headers unchanged
+            kw["Body"] = bytes(data)
+
+    return hook
+
+
+@pytest.mark.parametrize("op", ["put_object", "upload_part"])
+def test_seaweedfs_rejects_a_corrupted_body_and_the_request_is_retried(seaweed: S3Server, op: str) -> None:
+    bucket = seaweed.new_bucket()
+    client = Tampering(client_for(seaweed), _corrupt_once((op,)))
+    u = uploader_for(client, bucket)
+    data = [os.urandom(5 * MiB), os.urandom(MiB)] if op == "upload_part" else [os.urandom(MiB)]
+    got = upload(u, "k", chunks_of(*data))
+    assert client.calls.count(op) == len(data) + 1, "exactly the corrupted request was sent again"
+    assert body(seaweed.client(), bucket, "k") == b"".join(data)
+    assert got.parts == len(data)
+
+
+def test_seaweedfs_rejects_corruption_even_without_an_additional_checksum(seaweed: S3Server) -> None:
+    # Content-MD5 alone still protects the body.
+    bucket = seaweed.new_bucket()
+    client = Tampering(client_for(seaweed, "none"), _corrupt_once(("put_object",)))
+    u = uploader_for(client, bucket, checksum_name="none")
+    upload(u, "k", chunks_of(b"payload" * 1000))
+    assert client.calls.count("put_object") == 2
+    assert body(seaweed.client(), bucket, "k") == b"payload" * 1000
+
+
+def test_s3procs_etag_check_catches_what_moto_lets_through(moto: S3Server) -> None:
+    bucket = moto.new_bucket()
+    raw = moto.client()
+
+    # moto verifies neither Content-MD5 nor checksums: it stores the flipped byte and returns its MD5.
+    def hook(op: str, kw: dict[str, Any]) -> None:
+        if op == "upload_part" and kw["PartNumber"] == 2 and not seen:
+            seen.append(1)
+            kw["Body"] = kw["Body"][:-1] + bytes([kw["Body"][-1] ^ 1])
+
+    seen: list[int] = []
+    client = Tampering(client_for(moto), hook)
+    u = uploader_for(client, bucket)
+    data = [os.urandom(5 * MiB), os.urandom(5 * MiB), b"tail"]
+    upload(u, "k", chunks_of(*data))
+    assert client.calls.count("upload_part") == 4, "part 2 was sent again after its ETag did not match"
+    assert body(raw, bucket, "k") == b"".join(data)
+
+
+def test_throttling_and_5xx_are_retried_then_give_up(seaweed: S3Server) -> None:
+    bucket = seaweed.new_bucket()
+    failures = {"n": 0}
+
+    def hook(op: str, kw: dict[str, Any]) -> None:
+        if op == "upload_part" and failures["n"] < failures.get("limit", 0):
+            failures["n"] += 1
+            code = "SlowDown" if failures["n"] % 2 else "InternalError"
+            raise botocore.exceptions.ClientError(
+                {
+                    "Error": {"Code": code, "Message": "try later"},
+                    "ResponseMetadata": {"HTTPStatusCode": 503},
+                },
+                "UploadPart",
+            )
+
+    failures["limit"] = 3
+    client = Tampering(client_for(seaweed), hook)
+    u = uploader_for(client, bucket, retries=3)
+    data = [os.urandom(5 * MiB), b"end"]
+    upload(u, "ok", chunks_of(*data))
+    assert body(seaweed.client(), bucket, "ok") == b"".join(data)
+    assert client.calls.count("upload_part") == 5  # 3 refused + 2 accepted: only the failed part again
+
+    failures.update(n=0, limit=100)
+    with pytest.raises(botocore.exceptions.ClientError):
+        upload(u, "never", chunks_of(*data))
+    assert incomplete_uploads(seaweed.client(), bucket) == [], "a failed upload is aborted"
+
+
+def test_a_schema_restart_aborts_the_upload_and_starts_again(seaweed: S3Server) -> None:
+    bucket = seaweed.new_bucket()
+    old = [os.urandom(5 * MiB), os.urandom(5 * MiB)]
+    new = [os.urandom(5 * MiB), os.urandom(5 * MiB), b"last"]
+
+    def stream() -> Iterator[bytes]:
+        yield from old
+        raise SchemaRestart("column x widened to string")
+
+    class Restarting:
+        def __init__(self) -> None:
+            self.it = stream()
+            self.restarted = False
+
+        def __iter__(self) -> Restarting:
+            return self
+
+        def __next__(self) -> bytes:
+            if self.restarted:
+                return next(self.it)
+            try:
+                return next(self.it)
+            except SchemaRestart:
+                self.restarted, self.it = True, iter(new)
+                raise
+
+    created: list[str] = []
+    aborted: list[int] = []
+    u = uploader_for(client_for(seaweed), bucket)
+    got = upload(u, "t.parquet", Restarting, on_created=created.append, on_aborted=lambda: aborted.append(1))
+    assert len(created) == 2 and aborted == [1]
+    assert got.parts == 3
+    assert body(seaweed.client(), bucket, "t.parquet") == b"".join(new)
+    assert incomplete_uploads(seaweed.client(), bucket) == []
+
+
+def test_conditional_writes(seaweed: S3Server) -> None:
+    bucket = seaweed.new_bucket()
+    c = seaweed.client()
+    u = uploader_for(client_for(seaweed), bucket)
+    sha1, sha2 = hashlib.sha256(b"1").hexdigest(), hashlib.sha256(b"2").hexdigest()
+
+    # Someone else's object at the key: never overwritten.
+    c.put_object(Bucket=bucket, Key="theirs", Body=b"not ours")
+    with pytest.raises(KeyTaken):
+        upload(u, "theirs", chunks_of(b"mine"), sha=sha1, source="a.txt")
+    assert body(c, bucket, "theirs") == b"not ours"
+
+    # Ours, same content (a crash after completing): found by HEAD, nothing written.
+    first = upload(u, "a.txt", chunks_of(b"v1"), sha=sha1, source="a.txt")
+    again = upload(u, "a.txt", chunks_of(b"v1"), sha=sha1, source="a.txt")
+    assert again.resumed and again.etag == first.etag
+
+    # Ours, an older version the state does not know about: replaced (If-Match on its ETag).
+    newer = upload(u, "a.txt", chunks_of(b"v2"), sha=sha2, source="a.txt")
+    assert body(c, bucket, "a.txt") == b"v2" and newer.etag != first.etag
+
+    # A stale If-Match (someone changed the object since) is resolved the same way.
+    latest = upload(u, "a.txt", chunks_of(b"v1"), sha=sha1, source="a.txt", if_match=first.etag)
+    assert body(c, bucket, "a.txt") == b"v1" and not latest.resumed
+
+    # Multipart with If-None-Match on an existing key: refused at complete, resolved, no leftovers.
+    parts = [os.urandom(5 * MiB), b"x"]
+    upload(u, "m.bin", chunks_of(*parts), sha=sha1, source="m.bin")
+    redo = upload(u, "m.bin", chunks_of(*parts), sha=sha1, source="m.bin")
+    assert redo.resumed
+    assert incomplete_uploads(c, bucket) == []
+
+
+def test_stopping_cancels_waits(seaweed: S3Server) -> None:
+    bucket = seaweed.new_bucket()
+    stop = threading.Event()
+
+    def hook(op: str, kw: dict[str, Any]) -> None:
+        stop.set()
+        raise botocore.exceptions.ClientError(
+            {"Error": {"Code": "SlowDown"}, "ResponseMetadata": {"HTTPStatusCode": 503}}, "PutObject"
+        )
+
+    u = uploader_for(Tampering(client_for(seaweed), hook), bucket, stop=stop, backoff=30)
+    with pytest.raises(Cancelled):
+        upload(u, "k", chunks_of(b"x"))
