@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/s3proc-target
 
-.PHONY: venv build-dev build-release format lint test test-rust test-python test-slow bench demo clean
+.PHONY: venv build-dev build-release format lint test test-rust test-python test-slow bench bench-service demo clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -48,11 +48,18 @@ bench: $(PY)
 	$(PY) -m pip install -q '.[bench]'
 	$(PY) benches/compare.py $(DATA)
 
-# The main job on a bundled example: detect the table, convert it to Parquet.
+# The service end to end against a local moto server: `make bench-service ARGS='--big-rows 200000'`.
+bench-service: $(PY)
+	$(PY) -m pip install -q '.[bench,test]'
+	$(PY) benches/service.py $(ARGS)
+
+# The main job on the bundled examples: drop them into an inbox, ship them once to an S3
+# server inside the process (moto, in memory), list what arrived with sizes and row counts.
 demo: $(PY)
-	$(PY) -m pip install -q .
-	$(VENV)/bin/s3proc inspect examples/orders.csv
-	$(VENV)/bin/s3proc convert examples/orders.csv orders.parquet
+	$(PY) -m pip install -q '.[embedded]'
+	rm -rf demo && mkdir -p demo/inbox/2024 && cp examples/orders.csv demo/inbox/2024/ \
+	    && cp examples/stations.tsv examples/logo.png demo/inbox/
+	cd demo && ../$(VENV)/bin/s3proc run --embedded-s3 --once --quiet-period 0 --log-format console
 
 clean:
-	rm -rf $(VENV) target orders.parquet .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) target demo orders.parquet .pytest_cache .mypy_cache .ruff_cache .hypothesis

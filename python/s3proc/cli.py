@@ -349,7 +349,7 @@ def run(**opts: Any) -> None:
     convert = _pop_converter_options(opts)
     server = None
     if embedded:
-        server = _start_embedded(opts)
+        server = _start_embedded(opts, once)
     try:
         svc_opts = {
             k: opts.pop(k)
@@ -411,7 +411,7 @@ def run(**opts: Any) -> None:
     sys.exit(code)
 
 
-def _start_embedded(opts: dict[str, Any]) -> Any:
+def _start_embedded(opts: dict[str, Any], once: bool) -> Any:
     from s3proc.embedded import ACCESS_KEY, REGION, SECRET_KEY, EmbeddedS3
 
     try:
@@ -427,6 +427,9 @@ def _start_embedded(opts: dict[str, Any]) -> Any:
         opts["watch_dir"].mkdir(exist_ok=True)
     click.echo(f"s3proc: embedded S3 at {server.endpoint_url}, bucket {opts['bucket']!r} (in memory)")
     click.echo(f"s3proc: watching {opts['watch_dir']}/ — drop files there")
+    if once:
+        click.echo("s3proc: what arrived is listed at the end (the server stops with s3proc)")
+        return server
     click.echo(
         f"s3proc: list what arrived: AWS_ACCESS_KEY_ID={ACCESS_KEY} AWS_SECRET_ACCESS_KEY={SECRET_KEY} "
         f"s3proc ls --endpoint-url {server.endpoint_url} --bucket {opts['bucket']}"
