@@ -405,3 +405,69 @@ def test_retry_puts_failed_files_back(moto: S3Server, watch: Path) -> None:
     run = run_once(moto, bucket, watch)
     assert run.returncode == 0, run.stderr
     assert set(objects(moto.client(), bucket)) == {"bad.parquet"}
+
+
+def _bin() -> str:
+    return str(Path(os.sys.executable).parent / "s3proc")
+
+
+def test_cleanup_and_ls(moto: S3Server, watch: Path) -> None:
+    bucket = moto.new_bucket()
+    client = moto.client()
+    (watch / "t.csv").write_text("a\n1\n2\n")
+    assert run_once(moto, bucket, watch, "--prefix", "p").returncode == 0
+    orphan = client.create_multipart_upload(Bucket=bucket, Key="p/orphan.bin")["UploadId"]
+    outside = client.create_multipart_upload(Bucket=bucket, Key="elsewhere.bin")["UploadId"]
+    common = ["--bucket", bucket, "--endpoint-url", moto.endpoint, "--prefix", "p"]
+
+    dry = subprocess.run(
+        [_bin(), "cleanup", *common, "--dry-run"], capture_output=True, env=moto.env(), check=True
+    )
+    assert b"would abort p/orphan.bin" in dry.stdout and b"elsewhere" not in dry.stdout
+    assert len(incomplete_uploads(client, bucket)) == 2
+    subprocess.run([_bin(), "cleanup", *common], capture_output=True, env=moto.env(), check=True)
+    assert incomplete_uploads(client, bucket) == [("elsewhere.bin", outside)]
+    assert orphan
+
+    ls = subprocess.run([_bin(), "ls", *common], capture_output=True, env=moto.env(), check=True)
+    assert b"p/t.parquet" in ls.stdout and b"2 rows" in ls.stdout
+
+
+def test_embedded_s3_try_it(tmp_path: Path) -> None:
+    cwd = tmp_path / "try"
+    (cwd / "inbox").mkdir(parents=True)
+    (cwd / "inbox" / "t.csv").write_text("a,b\n1,x\n2,y\n3,z\n")
+    (cwd / "inbox" / "n.txt").write_text("hello")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3PROC_"))}
+    proc = subprocess.run(
+        [_bin(), "run", "--embedded-s3", "--once", "--quiet-period", "0"],
+        capture_output=True,
+        cwd=cwd,
+        env=env,
+        timeout=120,
+    )
+    out = proc.stdout.decode()
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert "embedded S3 at http://127.0.0.1:" in out
+    assert "2 object(s) in s3://s3proc/" in out
+    assert any(line.split()[:1] == ["t.parquet"] and "3 rows" in line for line in out.splitlines()), out
+    assert any(line.split()[:1] == ["n.txt"] for line in out.splitlines()), out
+
+
+def test_every_line_about_a_file_carries_path_sha_and_stage(moto: S3Server, watch: Path) -> None:
+    bucket = moto.new_bucket()
+    client = moto.client()
+    (watch / "f.txt").write_text("same")
+    assert run_once(moto, bucket, watch).returncode == 0
+    # Lose the state: the next run finds its own object behind a 412 (a line from the uploader).
+    shutil_rm(watch / ".s3proc")
+    run = run_once(moto, bucket, watch)
+    assert run.returncode == 0, run.stderr
+    found = run.lines("already uploaded (found by HEAD)")
+    assert found, run.stderr
+    assert found[0]["path"] == "f.txt" and found[0]["sha"] == sha256(watch / "f.txt")[:12]
+    assert found[0]["stage"] == "upload"
+    for line in run.logs:
+        if line["logger"] in ("s3proc.file", "s3proc.upload"):
+            assert {"path", "stage"} <= set(line), line
+    assert len(objects(client, bucket)) == 1

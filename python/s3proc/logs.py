@@ -6,6 +6,7 @@ and its ``stage``; pass them as ``extra`` or use ``for_file``.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import sys
@@ -13,11 +14,16 @@ import time
 from collections.abc import MutableMapping
 from typing import Any
 
+# The fields of the file the current thread works on: lines logged deeper down (the uploader's
+# retries, say) carry them too.
+_current: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("s3proc_file", default=None)
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
-    return {k: v for k, v in record.__dict__.items() if k not in _STANDARD and v is not None}
+    fields = {k: v for k, v in record.__dict__.items() if k not in _STANDARD and v is not None}
+    current = _current.get()
+    return {**current, **fields} if current else fields
 
 
 class JsonFormatter(logging.Formatter):
@@ -80,4 +86,12 @@ class FileLog(logging.LoggerAdapter[logging.Logger]):
 
 
 def for_file(path: str, stage: str = "detect") -> FileLog:
-    return FileLog(logging.getLogger("s3proc.file"), {"path": path, "stage": stage})
+    """The logger for one file; until the next call in this thread, every s3proc line carries its fields."""
+    fields: dict[str, Any] = {"path": path, "stage": stage}
+    _current.set(fields)
+    return FileLog(logging.getLogger("s3proc.file"), fields)
+
+
+def clear_file() -> None:
+    """This thread no longer works on a file."""
+    _current.set(None)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from s3proc import logs
 from s3proc.pipeline import Outcome, Settings, process
 from s3proc.state import FileRow, State
 from s3proc.uploader import Uploader, describe
@@ -177,6 +178,8 @@ class Service:
             log.exception("internal error processing %s: %s", row.path, describe(e), extra={"path": row.path})
             self.state.fail(row.path, f"internal error: {describe(e)}")
             return Outcome("failed", error=str(e))
+        finally:
+            logs.clear_file()
 
     def _reap(self, inflight: dict[Future[Outcome], str]) -> None:
         for fut in [f for f in inflight if f.done()]:
