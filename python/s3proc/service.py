@@ -18,6 +18,7 @@ import os
 import signal
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from s3proc.watcher import Filter, Watcher, open_for_writing, rescan
 log = logging.getLogger("s3proc.service")
 
 TICK = 0.2
+BACKLOG = 4  # files claimed ahead per worker slot
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ class Service:
         self.flt = Filter(settings.root, schedule.ignore, excluded=self._own_dirs())
         self.stopping = threading.Event()  # no new files
         self.watch_stop = threading.Event()
+        self._wake = threading.Event()  # a worker finished, or a stop was asked for
         self.failed = 0
         self.uploaded = 0
 
@@ -101,6 +104,7 @@ class Service:
         if not self.stopping.is_set():
             log.info("stopping: finishing files in flight (grace %.0fs)", self.sched.grace)
         self.stopping.set()
+        self._wake.set()
 
     def run(self, once: bool = False) -> int:
         """Runs until stopped (or, with ``once``, until the queue is empty).
@@ -119,23 +123,35 @@ class Service:
             watcher = Watcher(self.s.root, self.flt, self.state, self.watch_stop, poll=self.sched.poll)
             watcher.start()
         inflight: dict[Future[Outcome], str] = {}
+        backlog: deque[FileRow] = deque()  # claimed, waiting for a worker
         last_scan = time.monotonic()
+        last_claim = 0.0
         with ThreadPoolExecutor(self.sched.concurrency, thread_name_prefix="worker") as pool:
             try:
                 while not self.stopping.is_set():
                     self._reap(inflight)
-                    free = self.sched.concurrency - len(inflight)
-                    if free > 0:
-                        for row in self._ready(free):
-                            inflight[pool.submit(self._work, row)] = row.path
-                    if once and not inflight and self.state.counts()["pending"] == 0:
+                    # One /proc scan claims a batch; a batch at most every tick, more often
+                    # only when workers would otherwise idle.
+                    low = len(backlog) < self.sched.concurrency
+                    if low and (not backlog or time.monotonic() - last_claim >= TICK):
+                        backlog.extend(self._ready(BACKLOG * self.sched.concurrency - len(backlog)))
+                        last_claim = time.monotonic()
+                    while backlog and len(inflight) < self.sched.concurrency:
+                        row = backlog.popleft()
+                        fut = pool.submit(self._work, row)
+                        fut.add_done_callback(lambda _f: self._wake.set())
+                        inflight[fut] = row.path
+                    if once and not inflight and not backlog and self.state.counts()["pending"] == 0:
                         break
                     if time.monotonic() - last_scan >= self.sched.rescan_interval:
                         rescan(self.s.root, self.flt, self.state)
                         last_scan = time.monotonic()
-                    self.stopping.wait(TICK)
+                    self._wake.wait(TICK)
+                    self._wake.clear()
             finally:
                 self.watch_stop.set()
+                for row in backlog:
+                    self.state.release(row.path)
                 self._drain(inflight)
         if watcher:
             watcher.join(timeout=5)
