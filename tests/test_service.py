@@ -471,3 +471,16 @@ def test_every_line_about_a_file_carries_path_sha_and_stage(moto: S3Server, watc
         if line["logger"] in ("s3proc.file", "s3proc.upload"):
             assert {"path", "stage"} <= set(line), line
     assert len(objects(client, bucket)) == 1
+
+
+def test_polling_finds_new_files_between_rescans(moto: S3Server, watch: Path) -> None:
+    bucket = moto.new_bucket()
+    d = Daemon(moto, bucket, watch, "--poll", "--rescan-interval", "3600")
+    try:
+        d.wait_for(lambda: any("scanned" in r["msg"] for r in d.lines()))
+        (watch / "deep" / "er").mkdir(parents=True)
+        (watch / "deep" / "er" / "p.txt").write_text("polled")
+        d.wait_for(lambda: "deep/er/p.txt" in d.uploaded(), timeout=30)
+    finally:
+        assert d.stop() == 0
+    assert body(moto.client(), bucket, "deep/er/p.txt") == b"polled"
