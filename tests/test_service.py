@@ -484,3 +484,16 @@ def test_polling_finds_new_files_between_rescans(moto: S3Server, watch: Path) ->
     finally:
         assert d.stop() == 0
     assert body(moto.client(), bucket, "deep/er/p.txt") == b"polled"
+
+
+def test_encryption_and_storage_class_pass_through(moto: S3Server, watch: Path) -> None:
+    bucket = moto.new_bucket()
+    (watch / "f.bin").write_bytes(os.urandom(6 << 20))  # multipart: set at CreateMultipartUpload
+    (watch / "g.txt").write_text("small")  # one PutObject
+    run = run_once(
+        moto, bucket, watch, "--sse", "AES256", "--storage-class", "STANDARD_IA", "--part-size", "5MiB"
+    )
+    assert run.returncode == 0, run.stderr
+    for key, head in objects(moto.client(), bucket).items():
+        assert head.get("ServerSideEncryption") == "AES256", key
+        assert head.get("StorageClass") == "STANDARD_IA", key

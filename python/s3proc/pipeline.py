@@ -18,8 +18,10 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +80,32 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def _hash_in_background(path: Path) -> Future[str]:
+    """Starts hashing ``path`` in a thread: a new file's first parts are produced meanwhile."""
+    fut: Future[str] = Future()
+
+    def run() -> None:
+        try:
+            fut.set_result(sha256_file(path))
+        except BaseException as e:
+            fut.set_exception(e)
+
+    threading.Thread(target=run, name=f"sha256 {path.name}", daemon=True).start()
+    return fut
+
+
+def _done(sha: str) -> Future[str]:
+    fut: Future[str] = Future()
+    fut.set_result(sha)
+    return fut
+
+
+def _sha(hashing: Future[str], log: FileLog) -> str:
+    sha = hashing.result()
+    log.set(sha=sha[:12])
+    return sha
+
+
 def results(path: Path, rel: str, s: Settings) -> list[Result]:
     """What ``path`` turns into: a table → one Parquet stream; anything else → its bytes."""
     if rel.lower().endswith(TABLE_SUFFIXES):
@@ -113,16 +141,22 @@ def process(row: FileRow, s: Settings, state: State, uploader: Uploader) -> Outc
         state.finish(row.path, -1, -1, "")  # not the processed content: back to the queue
         return Outcome("requeued")
     try:
-        sha = sha256_file(path)
-        log.set(sha=sha[:12])
         before = state.objects_of(row.path)
-        if before and all(o.sha256 == sha for o in before):
+        hashing = _hash_in_background(path) if row.size > s.part_size else _done(sha256_file(path))
+        if before:
+            # Only a path that produced objects before can be unchanged: wait for the hash.
+            log.set(sha=hashing.result()[:12])
+        if before and all(o.sha256 == hashing.result() for o in before):
+            sha = hashing.result()
             state.finish(row.path, row.size, row.mtime_ns, sha)
             log.info("unchanged content: already uploaded", extra={"stage": "decide"})
             _after_upload(path, row.path, s, log)
             return Outcome("unchanged", tuple(o.key for o in before))
         log.set(stage="process")
-        done = [_ship(r, row, st.st_mtime, sha, s, state, uploader, log) for r in results(path, row.path, s)]
+        done = [
+            _ship(r, row, st.st_mtime, hashing, s, state, uploader, log) for r in results(path, row.path, s)
+        ]
+        sha = hashing.result()
         for stale in {o.key for o in before} - {u.key for u, _ in done}:
             uploader.delete(stale)
             state.drop_object(stale)
@@ -167,7 +201,7 @@ def _ship(
     r: Result,
     row: FileRow,
     mtime: float,
-    sha: str,
+    hashing: Future[str],
     s: Settings,
     state: State,
     uploader: Uploader,
@@ -187,7 +221,7 @@ def _ship(
                 obj.key,
                 r.open_chunks,
                 source=source,
-                sha256=sha,
+                sha256=lambda: _sha(hashing, log),
                 metadata=lambda: (
                     {META_FORMAT: "parquet" if r.parquet else "raw"}
                     | ({META_ROWS: str(n)} if (n := r.rows()) is not None else {})
@@ -203,7 +237,7 @@ def _ship(
             log.warning("integrity check failed, uploading again: %s", e, extra={"key": obj.key})
             if_match = None  # the bad object was removed
     rows = r.rows()
-    state.object_done(obj.key, sha, up.etag, up.size, rows)
+    state.object_done(obj.key, hashing.result(), up.etag, up.size, rows)
     return up, rows
 
 

@@ -50,6 +50,7 @@ META_FORMAT = "s3proc-format"
 META_WRITER = "s3proc-writer"  # the tag that marks uploads and objects s3proc made
 
 PARTS_PER_STEP = 1000  # parts of one size before the size doubles
+PREFETCH = 2  # chunks produced ahead of the upload
 MIN_PART = 5 << 20
 _MD5_ETAG = re.compile(r'^"?([0-9a-f]{32})"?$')
 _RETRY_CODES = {
@@ -204,7 +205,6 @@ class _Sent:
     size: int = 0
     md5s: list[bytes] = field(default_factory=list)
     sums: list[bytes] = field(default_factory=list)
-    crc32: int = 0  # of the whole object
 
 
 def part_groups(chunks: Iterator[bytes]) -> Iterator[bytes]:
@@ -222,7 +222,7 @@ def part_groups(chunks: Iterator[bytes]) -> Iterator[bytes]:
 
 
 class _Prefetch:
-    """Runs an iterator in a thread, one item ahead, so producing overlaps uploading.
+    """Runs an iterator in a thread, ``PREFETCH`` items ahead, so producing overlaps uploading.
 
     Exceptions reach the consumer in order; after a ``SchemaRestart`` the producer goes on,
     since the iterator goes on with the new file. ``close()`` stops the producer.
@@ -231,7 +231,7 @@ class _Prefetch:
     _END = object()
 
     def __init__(self, it: Iterator[bytes], name: str):
-        self._q: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self._q: queue.Queue[Any] = queue.Queue(maxsize=PREFETCH)
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(it,), name=f"produce {name}", daemon=True)
         self._thread.start()
@@ -361,8 +361,6 @@ class Uploader:
             sent.sums.append(digest)
         sent.md5s.append(md5)
         sent.size += len(body)
-        if self.checksum and self.checksum.name == "crc32":
-            sent.crc32 = zlib.crc32(body, sent.crc32)
 
         def send(**kw: Any) -> dict[str, Any]:
             got: dict[str, Any] = getattr(self.client, op)(Body=body, **kw)
@@ -381,7 +379,7 @@ class Uploader:
         open_chunks: Callable[[], Iterator[bytes]],
         *,
         source: str,
-        sha256: str,
+        sha256: str | Callable[[], str],
         metadata: Callable[[], dict[str, str]],
         if_match: str | None,
         on_created: Callable[[str], None] = lambda _id: None,
@@ -395,7 +393,9 @@ class Uploader:
                 from it aborts the multipart upload and starts a new one from the chunks
                 that follow.
             source: The source's name (its relative path; with the entry for archives).
-            sha256: The SHA-256 of the source's content.
+            sha256: The SHA-256 of the source's content, or a function that waits for it: it
+                is first needed when the object or upload is created, so hashing can overlap
+                producing the first parts.
             metadata: More user metadata (rows, format), asked for when the object or upload is
                 created: a stream that fits in one part has been read to its end by then.
             if_match: The ETag of the object this replaces, or None for a new key.
@@ -408,15 +408,16 @@ class Uploader:
             IntegrityError: The stored object does not match what was sent (it is removed).
             UploadError, botocore errors: retries exhausted or a request S3 refuses.
         """
-        base = {
-            META_WRITER: "s3proc",
-            META_VERSION: __version__,
-            META_SOURCE: quote(source, safe="/"),
-            META_SHA256: sha256,
-        }
+        sha = sha256 if callable(sha256) else lambda: sha256
 
         def meta() -> dict[str, str]:
-            return {**base, **metadata()}
+            return {
+                META_WRITER: "s3proc",
+                META_VERSION: __version__,
+                META_SOURCE: quote(source, safe="/"),
+                META_SHA256: sha(),
+                **metadata(),
+            }
 
         # Each round reads the stream afresh: after a 409 conflict, or to replace an older
         # version of this source found behind a 412.
@@ -429,7 +430,7 @@ class Uploader:
                     except SchemaRestart as e:
                         log.info("restarting the upload: %s", e, extra={"key": key, "stage": "upload"})
             except _Precondition:
-                done = self._resolve_precondition(key, source, sha256)
+                done = self._resolve_precondition(key, source, sha())
                 if isinstance(done, Uploaded):
                     return done
                 if_match = done or None
@@ -582,17 +583,14 @@ class Uploader:
         """The checksums S3 may report for what was sent.
 
         One part: its checksum. Several: the composite (checksum of the part checksums) with
-        ``-N`` as AWS and SeaweedFS write it, or without as moto does, or for CRC32 the
-        whole-object value (uploads created with ``ChecksumType=FULL_OBJECT`` elsewhere).
+        ``-N`` as AWS and SeaweedFS write it, or without as moto does. (s3proc creates its
+        uploads as ``COMPOSITE``, the default, so a whole-object value is never expected.)
         """
         assert self.checksum is not None
         if parts == 1:
             return {base64.b64encode(sent.sums[0]).decode()}
         composite = base64.b64encode(self.checksum.digest(b"".join(sent.sums))).decode()
-        out = {composite, f"{composite}-{parts}"}
-        if self.checksum.name == "crc32":
-            out.add(base64.b64encode(sent.crc32.to_bytes(4, "big")).decode())
-        return out
+        return {composite, f"{composite}-{parts}"}
 
     def abort(self, key: str, upload_id: str) -> None:
         """Aborts a multipart upload; one that is already gone (completed or aborted) is fine."""
