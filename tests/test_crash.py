@@ -1,0 +1,384 @@
+"""``kill -9`` at any moment, then a restart: every object exactly once, correct, nothing left over.
+
+The real daemon (``s3proc run`` as a subprocess) against SeaweedFS (it verifies checksums and
+honours ``If-None-Match``/``If-Match``, as AWS does) is killed with SIGKILL again and again: during
+start-up, while multipart uploads are open, right after a file was recorded, at random moments.
+Between kills files are dropped and changed. After every kill, whatever S3 shows must be a
+complete version of its source; after a last ``--once`` run, the bucket must hold exactly one
+object per file, byte for byte (raw) or value for value (Parquet), with no incomplete multipart
+upload, and the state must know every file as uploaded.
+
+The instants no outside timer can hit (between CreateMultipartUpload and the state recording
+it, between CompleteMultipartUpload and the state recording that) are made by hand in the
+state database, with real orphan uploads made with boto3.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+from s3servers import S3Server, body, incomplete_uploads, objects, run_once, s3proc_args
+
+import s3proc
+
+MiB = 1 << 20
+ARGS = ("--part-size", "5MiB", "--concurrency", "2", "--quiet-period", "0.2")
+QUIET = 0.2
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def key_of(rel: str) -> str:
+    return rel[: -len(".csv")] + ".parquet" if rel.endswith(".csv") else rel
+
+
+def state_rows(watch: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    db = sqlite3.connect(watch / ".s3proc" / "state.db")
+    try:
+        return db.execute(sql, args).fetchall()
+    finally:
+        db.close()
+
+
+def state_exec(watch: Path, sql: str, *args: Any) -> None:
+    db = sqlite3.connect(watch / ".s3proc" / "state.db")
+    try:
+        with db:
+            assert db.execute(sql, args).rowcount == 1, sql
+    finally:
+        db.close()
+
+
+def duckdb_count(path: Path) -> int:
+    con = duckdb.connect()
+    try:
+        ((count,),) = con.execute(
+            "SELECT count(*) FROM read_csv($path, header=true)", {"path": str(path)}
+        ).fetchall()
+    finally:
+        con.close()
+    return int(count)
+
+
+def json_lines(path: Path) -> list[dict[str, Any]]:
+    out = []
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            with contextlib.suppress(json.JSONDecodeError):  # the last line, cut by the kill
+                out.append(json.loads(line))
+    return out
+
+
+@dataclass
+class Tree:
+    """The watch dir, and every content each of its files has had (SHA-256 → size)."""
+
+    root: Path
+    rng: random.Random
+    gen_data: Callable[..., Path]
+    history: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def write(self, rel: str, data: bytes, atomic: bool = False) -> None:
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if atomic:  # as a well-behaved producer does while the daemon runs
+            tmp = path.with_name(path.name + ".part")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        else:
+            path.write_bytes(data)
+        self.history.setdefault(rel, {})[sha256_bytes(data)] = len(data)
+
+    def raw(self, rel: str, size: int, atomic: bool = False) -> None:
+        self.write(rel, self.rng.randbytes(size), atomic)
+
+    def csv(self, rel: str, rows: int, seed: int) -> None:
+        self.write(rel, self.gen_data("csv", rows, seed).read_bytes())
+
+    def current(self) -> dict[str, bytes]:
+        return {rel: (self.root / rel).read_bytes() for rel in sorted(self.history)}
+
+
+class Daemon:
+    """One ``s3proc run`` whose stderr (JSON lines) goes to a file outside the watch dir."""
+
+    def __init__(self, server: S3Server, bucket: str, watch: Path, log: Path):
+        self.log = log
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(
+                s3proc_args(server, bucket, watch, *ARGS),
+                stdout=subprocess.DEVNULL,
+                stderr=out,
+                env=server.env(),
+            )
+
+    def lines(self) -> list[dict[str, Any]]:
+        return json_lines(self.log)
+
+    def said(self, msg: str) -> bool:
+        return any(r.get("msg") == msg for r in self.lines())
+
+    def wait_until(self, cond: Callable[[], bool], timeout: float) -> bool:
+        """Waits for ``cond``; False after ``timeout`` (nothing left to do, say)."""
+        deadline = time.monotonic() + timeout
+        while not cond():
+            assert self.proc.poll() is None, f"s3proc exited with {self.proc.returncode}:\n{self.tail()}"
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+    def kill(self) -> None:
+        assert self.proc.poll() is None, f"s3proc exited by itself ({self.proc.returncode}):\n{self.tail()}"
+        os.kill(self.proc.pid, signal.SIGKILL)
+        assert self.proc.wait(timeout=30) == -signal.SIGKILL
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+
+def scanned(d: Daemon) -> bool:
+    """Start-up recovery is over once the first scan is reported."""
+    return any(str(r.get("msg", "")).startswith("scanned ") for r in d.lines())
+
+
+# ---------------------------------------------------------------------- checks
+def check_consistent(client: Any, bucket: str, tree: Tree) -> None:
+    """At any instant: every object is a whole version of its source, never part of one."""
+    sources = {key_of(rel): rel for rel in tree.history}
+    for key, head in objects(client, bucket).items():
+        assert key in sources, f"unexpected object {key}"
+        rel = sources[key]
+        meta = head["Metadata"]
+        assert meta["s3proc-source"] == rel
+        sha = meta["s3proc-source-sha256"]
+        assert sha in tree.history[rel], f"{key}: SHA-256 {sha} is no content {rel} ever had"
+        if not rel.endswith(".csv"):
+            assert head["ContentLength"] == tree.history[rel][sha], f"{key}: a torn object"
+
+
+def check_final(client: Any, bucket: str, tree: Tree, logs: list[list[dict[str, Any]]]) -> None:
+    watch = tree.root
+    files = tree.current()
+    heads = objects(client, bucket)
+    assert set(heads) == {key_of(rel) for rel in files}, "exactly one object per file"
+    assert incomplete_uploads(client, bucket) == []
+
+    for rel, data in files.items():
+        key, sha = key_of(rel), sha256_bytes(data)
+        meta = heads[key]["Metadata"]
+        assert meta["s3proc-source"] == rel
+        assert meta["s3proc-source-sha256"] == sha, f"{key} does not hold the latest content of {rel}"
+        if rel.endswith(".csv"):
+            got = pq.read_table(io.BytesIO(body(client, bucket, key)))
+            want = io.BytesIO()
+            s3proc.convert(watch / rel, want)
+            want.seek(0)
+            assert got.equals(pq.read_table(want)), f"{key} differs from the conversion of {rel}"
+            count = duckdb_count(watch / rel)
+            assert got.num_rows == count, f"{key}: {got.num_rows} rows, DuckDB counts {count} in {rel}"
+            assert meta["s3proc-rows"] == str(count)
+            assert meta["s3proc-format"] == "parquet"
+        else:
+            assert body(client, bucket, key) == data, f"{key} is not byte-identical to {rel}"
+            assert meta["s3proc-format"] == "raw"
+
+    # The state: every file uploaded with its current content, one object row each, none in flight.
+    statuses = {p: (s, h) for p, s, h in state_rows(watch, "SELECT path, status, sha256 FROM files")}
+    assert statuses == {rel: ("uploaded", sha256_bytes(data)) for rel, data in files.items()}
+    rows = state_rows(watch, "SELECT key, path, entry, sha256, etag, size, upload_id FROM objects")
+    assert Counter(r[1] for r in rows) == Counter(list(files)), "one object row per file"
+    for key, path, entry, sha, etag, size, upload_id in rows:
+        assert key == key_of(path) and entry == ""
+        assert upload_id is None, f"{key}: an upload still recorded in flight"
+        assert sha == sha256_bytes(files[path])
+        assert etag == heads[key]["ETag"].strip('"')
+        assert size == heads[key]["ContentLength"]
+    assert not (watch / ".s3proc" / "errors").exists() or not any((watch / ".s3proc" / "errors").iterdir())
+
+    # Exactly once, as the runs reported it: no content of a file was uploaded twice.
+    reported = Counter((r["path"], r["sha"]) for run in logs for r in run if r.get("msg") == "uploaded")
+    twice = {k: n for k, n in reported.items() if n > 1}
+    assert not twice, f"uploaded more than once: {twice}"
+
+
+# ---------------------------------------------------------------------- the kill loop
+# startup: anywhere from before the imports to the scan; recovery: right after the first thing
+# start-up recovery reports (files requeued, uploads not aborted yet); multipart: while an upload
+# of this run is open; uploaded: just after a file was recorded; timed: 0.3-3 s after the start.
+KILL_MODES = ("startup", "recovery", "multipart", "uploaded", "timed")
+
+
+def seed_tree(tree: Tree) -> None:
+    rng = tree.rng
+    for i in range(6):  # multipart at 5 MiB parts: kills land mid-upload
+        tree.raw(f"big/blob{i}.bin", rng.randint(6 * MiB, 20 * MiB))
+    for i in range(20):
+        folder = ("", "small/", "small/deeper/", "a/b/c/")[i % 4]
+        tree.raw(f"{folder}note{i}.txt", rng.randint(0, 64 << 10))
+    tree.csv("tables/sales.csv", 150_000, 11)  # ~8 MiB of Parquet: two parts
+    tree.csv("tables/2024/q1.csv", 20_000, 12)
+    tree.csv("orders.csv", 2_000, 13)
+
+
+def between_kills(tree: Tree, n: int) -> None:
+    """What producers do while s3proc is down: new files, new content for old ones.
+
+    A big file gets new content every time, so that every run has multipart uploads to do.
+    """
+    rng = tree.rng
+    tree.raw(f"big/blob{rng.randrange(6)}.bin", rng.randint(6 * MiB, 16 * MiB))
+    if n == 0:
+        tree.raw("late/blob-late.bin", 9 * MiB)
+        tree.raw("late/one.txt", 100)
+        tree.csv("late/tables/new.csv", 3_000, 21)
+    elif n == 1:
+        tree.raw("big/blob0.bin", rng.randint(7 * MiB, 12 * MiB))  # a new content, a new size
+        tree.csv("orders.csv", 2_500, 22)
+    elif n == 2:
+        tree.raw("note1.txt", 321)
+        tree.csv("tables/2024/q1.csv", 25_000, 23)
+    elif n == 3:
+        tree.raw("big/blob3.bin", rng.randint(6 * MiB, 8 * MiB))
+
+
+def kill_again_and_again(seaweed: S3Server, tmp_path: Path, gen_data: Callable[..., Path], seed: int,
+                         kills: int) -> None:  # fmt: skip
+    rng = random.Random(seed)
+    watch = tmp_path / "inbox"
+    logdir = tmp_path / "logs"
+    logdir.mkdir()
+    tree = Tree(watch, rng, gen_data)
+    seed_tree(tree)
+    bucket = seaweed.new_bucket()
+    client = seaweed.client()
+    modes = [KILL_MODES[i % len(KILL_MODES)] for i in range(kills)]
+    rng.shuffle(modes)
+    left_open = 0  # kills that left an upload of their own run open
+    report = []
+    for n, mode in enumerate(modes):
+        leftover = set(incomplete_uploads(client, bucket))
+        d = Daemon(seaweed, bucket, watch, logdir / f"run{n}.log")
+        if mode == "startup":
+            time.sleep(rng.uniform(0.05, 1.0))
+        elif mode == "recovery":
+            d.wait_until(lambda d=d: any(r.get("stage") in ("recover", "detect") for r in d.lines()), 30)
+        else:
+            assert d.wait_until(lambda d=d: scanned(d), 30), d.tail()
+            if mode == "multipart":  # an upload of this run is open
+                d.wait_until(lambda: bool(incomplete_uploads(client, bucket)), 10)
+            elif mode == "uploaded":
+                d.wait_until(lambda d=d: d.said("uploaded"), 10)
+                time.sleep(rng.uniform(0, 0.3))
+            else:
+                if n % 2:  # a file arrives while the daemon runs
+                    tree.raw(f"live/drop{n}.bin", rng.randint(1, 8) * MiB, atomic=True)
+                time.sleep(rng.uniform(0.3, 3.0))
+        d.kill()
+        open_now = incomplete_uploads(client, bucket)
+        left_open += bool(set(open_now) - leftover)
+        report.append(f"{mode}:{len(set(open_now) - leftover)}/{len(open_now)}")
+        check_consistent(client, bucket, tree)
+        between_kills(tree, n)
+
+    time.sleep(QUIET * 3)  # the last changes are older than the quiet period
+    final = run_once(seaweed, bucket, watch, *ARGS)
+    assert final.returncode == 0, final.stderr
+    logs = [json_lines(p) for p in sorted(logdir.glob("run*.log"))] + [final.logs]
+    print(f"kills (mode:uploads it opened/open after it): {' '.join(report)}")
+    check_final(client, bucket, tree, logs)
+    assert left_open, "no kill landed during a multipart upload: the test proved less than it should"
+    if open_now:
+        assert final.lines(f"aborted {len(open_now)} incomplete multipart upload(s) of the last run")
+
+
+def test_kill_9_at_any_moment_then_restart(seaweed: S3Server, tmp_path: Path, gen_data) -> None:
+    kill_again_and_again(seaweed, tmp_path, gen_data, seed=1009, kills=6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_kill_9_many_times(seaweed: S3Server, tmp_path: Path, gen_data, seed: int) -> None:
+    kill_again_and_again(seaweed, tmp_path, gen_data, seed=seed, kills=25)
+
+
+# ---------------------------------------------------------------------- the instants in between
+def test_restart_after_crashes_between_s3_and_the_state(seaweed: S3Server, tmp_path: Path, gen_data) -> None:
+    watch = tmp_path / "inbox"
+    rng = random.Random(7)
+    tree = Tree(watch, rng, gen_data)
+    tree.raw("big.bin", 12 * MiB)  # three parts
+    tree.raw("mid.bin", 7 * MiB)  # two parts
+    tree.raw("small.txt", 1000)  # one PutObject
+    tree.csv("t.csv", 2_000, 5)
+    bucket = seaweed.new_bucket()
+    client = seaweed.client()
+    first = run_once(seaweed, bucket, watch, *ARGS)
+    assert first.returncode == 0, first.stderr
+    before = objects(client, bucket)
+
+    # big.bin (multipart) and small.txt (PutObject): killed after the object was completed, before
+    # the state recorded it: the row is claimed, an upload id in flight, the file processing.
+    for rel, upload_id in (("big.bin", "fake-completed-upload"), ("small.txt", None)):
+        state_exec(
+            watch,
+            "UPDATE objects SET sha256=NULL, etag=NULL, size=NULL, upload_id=? WHERE key=?",
+            upload_id,
+            rel,
+        )
+        state_exec(watch, "UPDATE files SET status='processing', sha256=NULL WHERE path=?", rel)
+    # mid.bin: killed after CreateMultipartUpload was recorded, before the upload finished.
+    client.delete_object(Bucket=bucket, Key="mid.bin")
+    mid = client.create_multipart_upload(Bucket=bucket, Key="mid.bin")["UploadId"]
+    client.upload_part(Bucket=bucket, Key="mid.bin", UploadId=mid, PartNumber=1, Body=b"m" * (5 * MiB))
+    state_exec(watch, "UPDATE objects SET sha256=NULL, etag=NULL, size=NULL, upload_id=? WHERE key=?", mid,
+               "mid.bin")  # fmt: skip
+    state_exec(watch, "UPDATE files SET status='processing', sha256=NULL WHERE path='mid.bin'")
+    # t.parquet: killed between CreateMultipartUpload and the state recording the upload id.
+    orphan = client.create_multipart_upload(Bucket=bucket, Key="t.parquet")["UploadId"]
+    client.upload_part(Bucket=bucket, Key="t.parquet", UploadId=orphan, PartNumber=1, Body=b"x" * (5 * MiB))
+    # Someone else's upload under the prefix: never ours to abort.
+    foreign = client.create_multipart_upload(Bucket=bucket, Key="elsewhere/theirs.bin")["UploadId"]
+    client.upload_part(Bucket=bucket, Key="elsewhere/theirs.bin", UploadId=foreign, PartNumber=1, Body=b"y")
+
+    run = run_once(seaweed, bucket, watch, *ARGS)
+    assert run.returncode == 0, run.stderr
+
+    assert run.lines("queued 3 file(s) left in flight by the last run")
+    assert run.lines("aborted 2 incomplete multipart upload(s) of the last run"), run.stderr
+    assert any(
+        r["msg"].startswith(
+            "1 incomplete multipart upload(s) under the prefix were not started by this state"
+        )
+        for r in run.logs
+    ), run.stderr
+    assert incomplete_uploads(client, bucket) == [("elsewhere/theirs.bin", foreign)]
+    found = sorted(r["key"] for r in run.lines("already uploaded (found by HEAD)"))
+    assert found == ["big.bin", "small.txt"], run.stderr
+    assert sorted(r["path"] for r in run.lines("uploaded")) == ["big.bin", "mid.bin", "small.txt"]
+
+    after = objects(client, bucket)
+    for key in ("big.bin", "small.txt", "t.parquet"):  # the very objects of the first run
+        assert after[key]["ETag"] == before[key]["ETag"]
+        assert after[key]["LastModified"] == before[key]["LastModified"], f"{key} was written again"
+    client.abort_multipart_upload(Bucket=bucket, Key="elsewhere/theirs.bin", UploadId=foreign)
+    check_final(client, bucket, tree, [run.logs])
