@@ -329,11 +329,17 @@ def test_restart_after_crashes_between_s3_and_the_state(seaweed: S3Server, tmp_p
     tree.raw("big.bin", 12 * MiB)  # three parts
     tree.raw("mid.bin", 7 * MiB)  # two parts
     tree.raw("small.txt", 1000)  # one PutObject
+    tree.raw("changed.bin", 6 * MiB)  # two parts; then a new content, replaced with If-Match
     tree.csv("t.csv", 2_000, 5)
     bucket = seaweed.new_bucket()
     client = seaweed.client()
     first = run_once(seaweed, bucket, watch, *ARGS)
     assert first.returncode == 0, first.stderr
+    (v1,) = state_rows(watch, "SELECT sha256, etag, size FROM objects WHERE key='changed.bin'")
+    tree.raw("changed.bin", 7 * MiB)
+    second = run_once(seaweed, bucket, watch, *ARGS)
+    assert second.returncode == 0, second.stderr
+    assert [r["path"] for r in second.lines("uploaded")] == ["changed.bin"]
     before = objects(client, bucket)
 
     # big.bin (multipart) and small.txt (PutObject): killed after the object was completed, before
@@ -346,6 +352,16 @@ def test_restart_after_crashes_between_s3_and_the_state(seaweed: S3Server, tmp_p
             rel,
         )
         state_exec(watch, "UPDATE files SET status='processing', sha256=NULL WHERE path=?", rel)
+    # changed.bin: killed after its new content was completed (If-Match the old ETag), before the
+    # state recorded it: the state still knows the old content and its ETag. Start-up finds the
+    # new one by HEAD and records it.
+    state_exec(
+        watch,
+        "UPDATE objects SET sha256=?, etag=?, size=?, upload_id='fake-replacing-upload' WHERE key=?",
+        *v1,
+        "changed.bin",
+    )
+    state_exec(watch, "UPDATE files SET status='processing', sha256=? WHERE path=?", v1[0], "changed.bin")
     # mid.bin: killed after CreateMultipartUpload was recorded, before the upload finished.
     client.delete_object(Bucket=bucket, Key="mid.bin")
     mid = client.create_multipart_upload(Bucket=bucket, Key="mid.bin")["UploadId"]
@@ -363,7 +379,7 @@ def test_restart_after_crashes_between_s3_and_the_state(seaweed: S3Server, tmp_p
     run = run_once(seaweed, bucket, watch, *ARGS)
     assert run.returncode == 0, run.stderr
 
-    assert run.lines("queued 3 file(s) left in flight by the last run")
+    assert run.lines("queued 4 file(s) left in flight by the last run"), run.stderr
     assert run.lines("aborted 2 incomplete multipart upload(s) of the last run"), run.stderr
     assert any(
         r["msg"].startswith(
@@ -375,10 +391,88 @@ def test_restart_after_crashes_between_s3_and_the_state(seaweed: S3Server, tmp_p
     found = sorted(r["key"] for r in run.lines("already uploaded (found by HEAD)"))
     assert found == ["big.bin", "small.txt"], run.stderr
     assert sorted(r["path"] for r in run.lines("uploaded")) == ["big.bin", "mid.bin", "small.txt"]
+    assert run.lines("1 object(s) held a version the last run completed but never recorded; state updated")
+    assert [r["path"] for r in run.lines("unchanged content: already uploaded")] == ["changed.bin"]
 
     after = objects(client, bucket)
-    for key in ("big.bin", "small.txt", "t.parquet"):  # the very objects of the first run
+    for key in ("big.bin", "changed.bin", "small.txt", "t.parquet"):  # the very objects of the first run
         assert after[key]["ETag"] == before[key]["ETag"]
         assert after[key]["LastModified"] == before[key]["LastModified"], f"{key} was written again"
     client.abort_multipart_upload(Bucket=bucket, Key="elsewhere/theirs.bin", UploadId=foreign)
+    check_final(client, bucket, tree, [run.logs])
+
+
+def test_restart_after_a_file_in_flight_at_the_crash_was_deleted(
+    seaweed: S3Server, tmp_path: Path, gen_data
+) -> None:
+    """Uploaded once, changed, killed while the new content was in flight, then deleted: the
+    restart has nothing to upload for it and must not wait for it forever."""
+    watch = tmp_path / "inbox"
+    tree = Tree(watch, random.Random(3), gen_data)
+    for i in range(10):
+        tree.raw(f"gone{i}.bin", 1000 + i)
+    tree.raw("stays.txt", 10)
+    bucket = seaweed.new_bucket()
+    client = seaweed.client()
+    assert run_once(seaweed, bucket, watch, *ARGS).returncode == 0
+    before = objects(client, bucket)
+    original = (watch / "gone0.bin").read_bytes()
+    for i in range(10):  # new content, claimed by the run that was killed; then deleted
+        rel = f"gone{i}.bin"
+        (watch / rel).write_bytes(b"new")
+        st = os.stat(watch / rel)
+        state_exec(
+            watch, "UPDATE files SET status='processing', size=?, mtime_ns=? WHERE path=?",
+            st.st_size, st.st_mtime_ns, rel,
+        )  # fmt: skip
+        (watch / rel).unlink()
+    tree.raw("new.txt", 20)  # and a new file, to be uploaded all the same
+
+    run = run_once(seaweed, bucket, watch, *ARGS, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert set(objects(client, bucket)) == {*before, "new.txt"}
+    assert body(client, bucket, "new.txt") == (watch / "new.txt").read_bytes()
+    for key in before:  # what was uploaded stays, and stays known
+        assert objects(client, bucket)[key]["ETag"] == before[key]["ETag"]
+    statuses = dict(state_rows(watch, "SELECT path, status FROM files"))
+    assert statuses == {**{f"gone{i}.bin": "uploaded" for i in range(10)}, "stays.txt": "uploaded",
+                        "new.txt": "uploaded"}  # fmt: skip
+    # The content that is in S3 comes back: known, nothing is uploaded.
+    (watch / "gone0.bin").write_bytes(original)
+    again = run_once(seaweed, bucket, watch, *ARGS, timeout=60)
+    assert again.returncode == 0, again.stderr
+    assert again.lines("uploaded") == []
+    assert [r["path"] for r in again.lines("unchanged content: already uploaded")] == ["gone0.bin"]
+
+
+def test_restart_after_a_crash_that_left_a_newer_upload_unrecorded(
+    seaweed: S3Server, tmp_path: Path, gen_data
+) -> None:
+    """v1 recorded; v2 completed in S3, killed before the state recorded it; the file went back
+    to v1 while s3proc was down. The state's "v1 is in S3" is stale: the restart must notice."""
+    watch = tmp_path / "inbox"
+    tree = Tree(watch, random.Random(5), gen_data)
+    tree.raw("back.bin", 7 * MiB)  # multipart: its upload id was recorded
+    tree.raw("back.txt", 100)  # one PutObject: nothing recorded before it completed
+    v1 = tree.current()
+    bucket = seaweed.new_bucket()
+    client = seaweed.client()
+    assert run_once(seaweed, bucket, watch, *ARGS).returncode == 0
+    recorded = {k: r for k, *r in state_rows(watch, "SELECT key, sha256, etag, size FROM objects")}
+    tree.raw("back.bin", 8 * MiB)
+    tree.raw("back.txt", 200)
+    second = run_once(seaweed, bucket, watch, *ARGS)
+    assert second.returncode == 0, second.stderr
+    assert {h["ContentLength"] for h in objects(client, bucket).values()} == {8 * MiB, 200}
+    for rel, upload_id in (("back.bin", "fake-completed-upload"), ("back.txt", None)):
+        sha, etag, size = recorded[rel]
+        state_exec(
+            watch, "UPDATE objects SET sha256=?, etag=?, size=?, upload_id=? WHERE key=?",
+            sha, etag, size, upload_id, rel,
+        )  # fmt: skip
+        state_exec(watch, "UPDATE files SET status='processing', sha256=? WHERE path=?", sha, rel)
+        tree.write(rel, v1[rel])  # back to the first content, while s3proc is down
+
+    run = run_once(seaweed, bucket, watch, *ARGS)
+    assert run.returncode == 0, run.stderr
     check_final(client, bucket, tree, [run.logs])

@@ -3,9 +3,12 @@
 Start-up, before any new work: files left ``processing`` by a crash go back to the queue,
 and every incomplete multipart upload under the prefix that this state started (its upload id
 is recorded, or its key is one the state claimed: a crash can come between the two) is
-aborted; their files are redone. Then a full scan, the watcher, and the loop: every tick,
-the oldest quiet files are checked (same size and mtime as recorded, nobody writing) and
-handed to at most ``concurrency`` workers.
+aborted; their files are redone. The objects of those files are looked up (HEAD): a crash
+between S3 completing a new version and the state recording it leaves the state naming the
+version before, which would pass a file changed back to that content as already uploaded.
+Then a full scan, the watcher, and the loop: every tick, the oldest quiet files are checked
+(same size and mtime as recorded, nobody writing) and handed to at most ``concurrency``
+workers.
 
 SIGTERM/SIGINT: no new files; files in flight get ``grace`` seconds to finish, then their
 uploads are abandoned (left ``processing``, so the next start redoes them).
@@ -63,6 +66,21 @@ def recover(state: State, uploader: Uploader, prefix: str) -> None:
             foreign += 1
     for o in owned.values():
         state.upload_ended(o.key)
+    resynced = 0
+    for row in redo:
+        for o in state.objects_of(row.path):
+            if o.sha256 is None:
+                continue  # never recorded complete: uploaded with If-None-Match, a 412 says the rest
+            got = uploader.stored_version(o.key, o.path + (f"!{o.entry}" if o.entry else ""))
+            if got is not None and got[:2] != (o.sha256, o.etag):
+                state.object_done(o.key, *got)
+                resynced += 1
+    if resynced:
+        log.info(
+            "%d object(s) held a version the last run completed but never recorded; state updated",
+            resynced,
+            extra={"stage": "recover"},
+        )
     if aborted:
         log.info(
             "aborted %d incomplete multipart upload(s) of the last run", aborted, extra={"stage": "recover"}

@@ -205,9 +205,18 @@ class SqliteState:
             db.execute("UPDATE files SET stable_since=? WHERE path=? AND status=?", (until, path, PENDING))
 
     def forget_pending(self, path: str) -> None:
-        """``path`` is gone: drop it if it was only waiting (what was uploaded stays known)."""
+        """``path`` is gone: drop it if it was only waiting (what was uploaded stays known).
+
+        A file uploaded before and gone while its new content waited is ``uploaded`` again, as
+        its last upload left it, with no size or mtime that a file can have: should it come back,
+        it is queued and its content compared with what was uploaded.
+        """
         with self._tx() as db:
             db.execute("DELETE FROM files WHERE path=? AND status=? AND sha256 IS NULL", (path, PENDING))
+            db.execute(
+                "UPDATE files SET status=?, size=-1, mtime_ns=-1, updated_at=? WHERE path=? AND status=?",
+                (UPLOADED, time.time(), path, PENDING),
+            )
 
     def ready(self, before: float, limit: int) -> list[FileRow]:
         """Pending files quiet since ``before``, oldest first."""

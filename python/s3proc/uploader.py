@@ -544,6 +544,21 @@ class Uploader:
             f"{key} already holds an object that s3proc did not write for {source}; it is never overwritten"
         )
 
+    def stored_version(self, key: str, source: str) -> tuple[str, str, int, int | None] | None:
+        """What s3proc last wrote to ``key`` for ``source``: ``(source SHA-256, ETag, size, rows)``.
+
+        None when the key is empty or holds an object s3proc did not write for ``source``.
+        """
+        head = self._head(key)
+        if head is None:
+            return None
+        meta = head.get("Metadata", {})
+        sha = meta.get(META_SHA256)
+        if meta.get(META_WRITER) != "s3proc" or unquote(meta.get(META_SOURCE, "")) != source or not sha:
+            return None
+        rows = meta.get(META_ROWS)
+        return sha, _etag(head["ETag"]), int(head["ContentLength"]), int(rows) if rows else None
+
     def _head(self, key: str) -> dict[str, Any] | None:
         try:
             head: dict[str, Any] = self.call(
