@@ -10,7 +10,9 @@ upload, and the state must know every file as uploaded.
 
 The instants no outside timer can hit (between CreateMultipartUpload and the state recording
 it, between CompleteMultipartUpload and the state recording that) are made by hand in the
-state database, with real orphan uploads made with boto3.
+state database, with real orphan uploads made with boto3; so are two sequels of a crash: the
+file in flight deleted, or changed back to the content the state last recorded, while s3proc
+was down.
 """
 
 from __future__ import annotations
@@ -224,7 +226,8 @@ def check_final(client: Any, bucket: str, tree: Tree, logs: list[list[dict[str, 
 # ---------------------------------------------------------------------- the kill loop
 # startup: anywhere from before the imports to the scan; recovery: right after the first thing
 # start-up recovery reports (files requeued, uploads not aborted yet); multipart: while an upload
-# of this run is open; uploaded: just after a file was recorded; timed: 0.3-3 s after the start.
+# of this run is open; uploaded: just after a file was recorded; timed: 0.3-3 s after the start
+# (once in two with a file dropped meanwhile).
 KILL_MODES = ("startup", "recovery", "multipart", "uploaded", "timed")
 
 
@@ -278,21 +281,22 @@ def kill_again_and_again(seaweed: S3Server, tmp_path: Path, gen_data: Callable[.
     for n, mode in enumerate(modes):
         leftover = set(incomplete_uploads(client, bucket))
         d = Daemon(seaweed, bucket, watch, logdir / f"run{n}.log")
+        started = time.monotonic()
         if mode == "startup":
             time.sleep(rng.uniform(0.05, 1.0))
+        elif mode == "timed":
+            if n % 2:  # a file arrives while the daemon runs
+                tree.raw(f"live/drop{n}.bin", rng.randint(1, 8) * MiB, atomic=True)
+            time.sleep(max(0.0, started + rng.uniform(0.3, 3.0) - time.monotonic()))
         elif mode == "recovery":
             d.wait_until(lambda d=d: any(r.get("stage") in ("recover", "detect") for r in d.lines()), 30)
         else:
             assert d.wait_until(lambda d=d: scanned(d), 30), d.tail()
             if mode == "multipart":  # an upload of this run is open
                 d.wait_until(lambda: bool(incomplete_uploads(client, bucket)), 10)
-            elif mode == "uploaded":
+            else:
                 d.wait_until(lambda d=d: d.said("uploaded"), 10)
                 time.sleep(rng.uniform(0, 0.3))
-            else:
-                if n % 2:  # a file arrives while the daemon runs
-                    tree.raw(f"live/drop{n}.bin", rng.randint(1, 8) * MiB, atomic=True)
-                time.sleep(rng.uniform(0.3, 3.0))
         d.kill()
         open_now = incomplete_uploads(client, bucket)
         left_open += bool(set(open_now) - leftover)
