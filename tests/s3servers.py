@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -244,7 +243,3 @@ def body(client: Any, bucket: str, key: str) -> bytes:
 def incomplete_uploads(client: Any, bucket: str) -> list[tuple[str, str]]:
     got = client.list_multipart_uploads(Bucket=bucket)
     return [(u["Key"], u["UploadId"]) for u in got.get("Uploads", [])]
-
-
-def copy_tree(src: Path, dest: Path) -> None:
-    shutil.copytree(src, dest, dirs_exist_ok=True)

@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -195,16 +196,10 @@ def test_two_sources_for_one_key_never_overwrite(moto: S3Server, watch: Path) ->
     assert sources == {"x.csv", "x.tsv"}
     assert any("another source owns" in r["msg"] for r in run.logs)
     # Deterministic: a second service on fresh state and bucket gives the same keys.
-    shutil_rm(watch / ".s3proc")
+    shutil.rmtree(watch / ".s3proc")
     bucket2 = moto.new_bucket()
     assert run_once(moto, bucket2, watch, "--concurrency", "1").returncode == 0
     assert set(objects(moto.client(), bucket2)) == set(got)
-
-
-def shutil_rm(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path)
 
 
 def test_prefix_and_key_template(moto: S3Server, watch: Path) -> None:
@@ -460,7 +455,7 @@ def test_every_line_about_a_file_carries_path_sha_and_stage(moto: S3Server, watc
     (watch / "f.txt").write_text("same")
     assert run_once(moto, bucket, watch).returncode == 0
     # Lose the state: the next run finds its own object behind a 412 (a line from the uploader).
-    shutil_rm(watch / ".s3proc")
+    shutil.rmtree(watch / ".s3proc")
     run = run_once(moto, bucket, watch)
     assert run.returncode == 0, run.stderr
     found = run.lines("already uploaded (found by HEAD)")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
+import stat
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -165,17 +166,11 @@ class Watcher(threading.Thread):
                 if change == watchfiles.Change.deleted:
                     self.state.forget_pending(rel)
                 continue
-            if os.path.isdir(abspath) or not _regular(st.st_mode):
+            if not stat.S_ISREG(st.st_mode):
                 continue
             seen.append((rel, st.st_size, st.st_mtime_ns))
         if seen:
             self.state.observe(seen, time.time())
-
-
-def _regular(mode: int) -> bool:
-    import stat
-
-    return stat.S_ISREG(mode)
 
 
 def open_for_writing() -> set[tuple[int, int]] | None:
