@@ -257,6 +257,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--work-dir", type=Path, help="Kept, and generated inputs reused (default: a temp dir).")
     ap.add_argument("--also", action="append", default=[], help="More s3proc run flags, for another row.")
+    ap.add_argument("--only", choices=("small", "big"), help="Run one of the two measurements.")
     args = ap.parse_args()
     if _core.build_profile != "release":
         raise SystemExit(f"s3proc's core is a {_core.build_profile} build: benchmark a release build")
@@ -277,40 +278,49 @@ def main() -> None:
     mb = csv.stat().st_size / 1e6
     print(f"small: {n} files, {nbytes / 1e6:.1f} MB in {small}; big: {csv} ({mb:.1f} MB)")
     bench = Bench(work)
+    small_runs: list[Run] = []
     try:
         print(f"S3: moto.server at {bench.url} (pid {bench.proc.pid}); load {os.getloadavg()}", flush=True)
-        loop = [sys.executable, "-c", PUT_LOOP, str(small), "put-loop", bench.url]
-        base = bench.measure("boto3 put_object loop (1 thread)", loop, "put-loop", n)
-        variants = [("s3proc run --once", []), ("s3proc --state-sync normal", ["--state-sync", "normal"])]
-        variants += [(f"s3proc {a}", shlex.split(a)) for a in args.also]
-        mine = [bench.s3proc(w, small, f"small-{i}", x, n) for i, (w, x) in enumerate(variants)]
-        out = work / "duck.parquet"
-        cmd = [sys.executable, "-c", DUCK_UPLOAD, str(csv), str(out), "duck", bench.url]
-        duck = bench.measure("DuckDB COPY + boto3 upload_file", cmd, "duck", 1)
-        out.unlink()
-        big_run = bench.s3proc("s3proc run --once", big, "big", [], 1)
+        if args.only != "big":
+            loop = [sys.executable, "-c", PUT_LOOP, str(small), "put-loop", bench.url]
+            base = bench.measure("boto3 put_object loop (1 thread)", loop, "put-loop", n)
+            variants = [("s3proc run --once", []), ("s3proc --state-sync normal", ["--state-sync", "normal"])]
+            variants += [(f"s3proc {a}", shlex.split(a)) for a in args.also]
+            small_runs = [base] + [
+                bench.s3proc(w, small, f"small-{i}", x, n) for i, (w, x) in enumerate(variants)
+            ]
+        if args.only != "small":
+            out = work / "duck.parquet"
+            cmd = [sys.executable, "-c", DUCK_UPLOAD, str(csv), str(out), "duck", bench.url]
+            duck = bench.measure("DuckDB COPY + boto3 upload_file", cmd, "duck", 1)
+            out.unlink()
+            big_run = bench.s3proc("s3proc run --once", big, "big", [], 1)
     finally:
         bench.close()
 
-    d = json.loads(duck.stdout)
     print(f"\nload average at the end {os.getloadavg()} ({os.cpu_count()} cores)")
-    title = f"small files: {n} files, {nbytes / 1e6:.1f} MB (ratio: files/s against the boto3 loop)"
-    table(title, "files/s", [(r, n / r.wall, base.wall / r.wall) for r in [base, *mine]])
-    title = f"one big CSV: {mb:.1f} MB, {args.big_rows:,} rows (ratio: seconds against DuckDB + upload)"
-    table(title, "MB/s in", [(r, mb / r.wall, r.wall / duck.wall) for r in (duck, big_run)])
-    print(
-        f"  DuckDB: convert {d['convert']:.2f} s, upload_file {d['upload']:.2f} s "
-        f"({d['bytes'] / 1e6:.1f} MB, {d['bytes'] / 1e6 / d['upload']:.1f} MB/s)"
-    )
+    speeds = []
+    if small_runs:
+        base, *mine = small_runs
+        title = f"small files: {n} files, {nbytes / 1e6:.1f} MB (ratio: files/s against the boto3 loop)"
+        table(title, "files/s", [(r, n / r.wall, base.wall / r.wall) for r in small_runs])
+        speeds += [(r, "small files", "put_object loop", nbytes / base.wall) for r in mine]
+    if args.only != "small":
+        d = json.loads(duck.stdout)
+        title = f"one big CSV: {mb:.1f} MB, {args.big_rows:,} rows (ratio: seconds against DuckDB + upload)"
+        table(title, "MB/s in", [(r, mb / r.wall, r.wall / duck.wall) for r in (duck, big_run)])
+        print(
+            f"  DuckDB: convert {d['convert']:.2f} s, upload_file {d['upload']:.2f} s "
+            f"({d['bytes'] / 1e6:.1f} MB, {d['bytes'] / 1e6 / d['upload']:.1f} MB/s)"
+        )
+        speeds.append((big_run, "big CSV", "upload_file", d["bytes"] / d["upload"]))
     print("\nupload speed of s3proc (bytes sent / wall) against bare boto3 on the same server")
-    pairs = [(r, "small files", "put_object loop", nbytes / base.wall) for r in mine]
-    for r, what, peer, speed in [*pairs, (big_run, "big CSV", "upload_file", d["bytes"] / d["upload"])]:
+    for r, what, peer, speed in speeds:
         rate = r.sent / r.wall
         print(f"  {what + ', ' + r.what:<40} {rate / 1e6:6.1f} MB/s = {rate / speed:.2f}x of {peer}")
     print("\ns3proc's own log")
-    for r in mine:
-        print(describe_log(r, n))
-    print(describe_log(big_run, 1))
+    for r, what, _, _ in speeds:
+        print(describe_log(r, n if what == "small files" else 1))
     if not args.work_dir:
         shutil.rmtree(work, ignore_errors=True)
 

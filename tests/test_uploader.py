@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -265,3 +266,50 @@ def test_stopping_cancels_waits(seaweed: S3Server) -> None:
     u = uploader_for(Tampering(client_for(seaweed), hook), bucket, stop=stop, backoff=30)
     with pytest.raises(Cancelled):
         upload(u, "k", chunks_of(b"x"))
+
+
+def test_parts_go_out_in_parallel_bounded_and_are_assembled_in_order(seaweed: S3Server) -> None:
+    bucket = seaweed.new_bucket()
+    lock, now, peak = threading.Lock(), [0], [0]
+
+    def hook(op: str, kw: dict[str, Any]) -> None:
+        if op != "upload_part":
+            return
+        with lock:
+            now[0] += 1
+            peak[0] = max(peak[0], now[0])
+        time.sleep(0.05 * (9 - kw["PartNumber"]))  # early parts finish last
+        with lock:
+            now[0] -= 1
+
+    u = uploader_for(Tampering(client_for(seaweed), hook), bucket, part_concurrency=3)
+    data = [bytes([n]) * (5 * MiB) for n in range(7)] + [b"tail"]
+    got = upload(u, "k", chunks_of(*data))
+    assert got.parts == 8 and peak[0] == 3
+    assert body(seaweed.client(), bucket, "k") == b"".join(data)
+
+
+def test_a_failed_part_aborts_after_the_parts_in_flight_end(seaweed: S3Server) -> None:
+    bucket = seaweed.new_bucket()
+    ended: list[str] = []
+
+    def hook(op: str, kw: dict[str, Any]) -> None:
+        if op == "upload_part" and kw["PartNumber"] == 2:
+            raise botocore.exceptions.ClientError(
+                {
+                    "Error": {"Code": "AccessDenied", "Message": "no"},
+                    "ResponseMetadata": {"HTTPStatusCode": 403},
+                },
+                "UploadPart",
+            )
+        if op == "upload_part":
+            time.sleep(0.3)
+            ended.append(f"part {kw['PartNumber']}")
+        if op == "abort_multipart_upload":
+            ended.append("abort")
+
+    u = uploader_for(Tampering(client_for(seaweed), hook), bucket, part_concurrency=4)
+    with pytest.raises(botocore.exceptions.ClientError):
+        upload(u, "k", chunks_of(*[os.urandom(5 * MiB) for _ in range(4)], b"end"))
+    assert ended[-1] == "abort" and "part 1" in ended
+    assert incomplete_uploads(seaweed.client(), bucket) == []

@@ -281,6 +281,13 @@ def _config(opts: dict[str, Any], **more: Any) -> RunConfig:
     "--part-size", default="8MiB", show_default=True, callback=_size, help="Multipart part size (min 5MiB)."
 )
 @option(
+    "--upload-concurrency",
+    type=click.IntRange(1),
+    default=4,
+    show_default=True,
+    help="Parts of one file uploaded at once (each holds a part in memory).",
+)
+@option(
     "--quiet-period",
     type=click.FloatRange(0),
     default=2.0,
@@ -357,6 +364,7 @@ def run(**opts: Any) -> None:
                 "after_upload",
                 "concurrency",
                 "part_size",
+                "upload_concurrency",
                 "quiet_period",
                 "rescan_interval",
                 "poll",

@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 import botocore.exceptions
 
 from s3proc.keys import BadKey, KeyMaker
-from s3proc.uploader import MIN_PART, Uploader, checksum, describe, make_client
+from s3proc.uploader import MIN_PART, PART_CONCURRENCY, Uploader, checksum, describe, make_client
 
 MAX_PART = 5 << 30
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
@@ -68,6 +68,7 @@ class RunConfig:
     after_upload: str = "keep"
     concurrency: int = os.cpu_count() or 2
     part_size: int = 8 << 20
+    upload_concurrency: int = PART_CONCURRENCY
     quiet_period: float = 2.0
     rescan_interval: float = 60.0
     poll: bool = False
@@ -99,8 +100,8 @@ class RunConfig:
             raise ConfigError(f"--after-upload {self.after_upload!r}: use keep, delete or move:DIR")
         if not MIN_PART <= self.part_size <= MAX_PART:
             raise ConfigError(f"--part-size {self.part_size}: S3 parts are 5 MiB to 5 GiB")
-        if self.concurrency < 1:
-            raise ConfigError("--concurrency must be at least 1")
+        if self.concurrency < 1 or self.upload_concurrency < 1:
+            raise ConfigError("--concurrency and --upload-concurrency must be at least 1")
         if self.sse_kms_key_id and self.sse not in (None, "aws:kms"):
             raise ConfigError("--sse-kms-key-id needs --sse aws:kms")
         try:
@@ -127,7 +128,7 @@ class RunConfig:
             region=self.region,
             compat=compat,
             checksum_name=self.checksum,
-            concurrency=self.concurrency,
+            concurrency=self.concurrency * self.upload_concurrency,
             access_key=self.access_key,
             secret_key=self.secret_key,
         )
@@ -141,6 +142,7 @@ class RunConfig:
             sse=self.sse or ("aws:kms" if self.sse_kms_key_id else None),
             kms_key_id=self.sse_kms_key_id,
             storage_class=self.storage_class,
+            part_concurrency=self.upload_concurrency,
         )
 
 

@@ -229,6 +229,7 @@ def _ship(
                 if_match=if_match,
                 on_created=lambda upload_id: state.upload_started(obj.key, upload_id),
                 on_aborted=lambda: state.upload_ended(obj.key),
+                inline=row.size <= s.part_size,
             )
             break
         except IntegrityError as e:

@@ -2,8 +2,11 @@
 
 One small interface (``State``) with one backend today, SQLite in WAL mode. Every method is
 one transaction, committed (and, with ``synchronous=FULL``, on disk) before it returns, so
-the S3 call that depends on it comes after it is durable. A PostgreSQL backend for several
-machines implements the same methods.
+the S3 call that depends on it comes after it is durable. Three changes that nothing in S3
+depends on skip the disk flush (the next durable commit carries them, as the WAL is written
+in order): ``observe`` and ``claim`` (lost by a power cut, the file is simply seen and
+claimed again) and ``object_done`` (``finish`` follows; until then recovery asks S3 for the
+completed version). A PostgreSQL backend for several machines implements the same methods.
 
 A file's life: ``pending`` (seen; waiting until it is quiet) → ``processing`` (claimed by a
 worker) → ``uploaded`` | ``failed``. An object row is a key in S3 that a source (a file, or an
@@ -141,6 +144,7 @@ class SqliteState:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
+            self._sync = synchronous.upper()
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as e:
             raise StateError(f"cannot open the state database {self.path}: {e}") from None
@@ -157,15 +161,23 @@ class SqliteState:
             self._lockfd = fd
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """One transaction; ``durable=False``: committed without a flush to disk."""
+        lazy = not durable and self._sync in ("FULL", "EXTRA")
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            if lazy:
+                self._db.execute("PRAGMA synchronous=NORMAL")
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            finally:
+                if lazy:
+                    self._db.execute(f"PRAGMA synchronous={self._sync}")
 
     def _query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         with self._lock:
@@ -180,7 +192,7 @@ class SqliteState:
         that nobody touches). A file that changes while it is processed stays ``processing``:
         ``finish()`` sees the new size and mtime and queues it again.
         """
-        with self._tx() as db:
+        with self._tx(durable=False) as db:
             for path, size, mtime_ns in seen:
                 since = min(now, mtime_ns / 1e9)
                 row = db.execute("SELECT size, mtime_ns, status FROM files WHERE path=?", (path,)).fetchone()
@@ -232,7 +244,7 @@ class SqliteState:
     def claim(self, path: str, size: int, mtime_ns: int) -> FileRow | None:
         """Marks a pending file ``processing`` if it still has this size and mtime."""
         now = time.time()
-        with self._tx() as db:
+        with self._tx(durable=False) as db:
             cur = db.execute(
                 "UPDATE files SET status=?, attempts=attempts+1, updated_at=?"
                 " WHERE path=? AND status=? AND size=? AND mtime_ns=?",
@@ -341,7 +353,7 @@ class SqliteState:
             db.execute("UPDATE objects SET upload_id=NULL, updated_at=? WHERE key=?", (time.time(), key))
 
     def object_done(self, key: str, sha256: str, etag: str, size: int, rows: int | None) -> None:
-        with self._tx() as db:
+        with self._tx(durable=False) as db:
             db.execute(
                 "UPDATE objects SET sha256=?, etag=?, size=?, rows=?, upload_id=NULL, updated_at=?"
                 " WHERE key=?",

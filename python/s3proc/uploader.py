@@ -22,12 +22,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-import queue
 import random
 import re
 import threading
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, wait
+from contextvars import copy_context
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote
@@ -51,6 +53,8 @@ META_WRITER = "s3proc-writer"  # the tag that marks uploads and objects s3proc m
 
 PARTS_PER_STEP = 1000  # parts of one size before the size doubles
 PREFETCH = 2  # chunks produced ahead of the upload
+EARLY_PREFETCH = 8  # … until the upload is created (it waits for the source's SHA-256)
+PART_CONCURRENCY = 4  # parts of one multipart upload in flight at once
 MIN_PART = 5 << 20
 _MD5_ETAG = re.compile(r'^"?([0-9a-f]{32})"?$')
 _RETRY_CODES = {
@@ -145,7 +149,7 @@ def make_client(
     when = "when_required" if compat or checksum_name == "none" else "when_supported"
     config = botocore.config.Config(
         retries={"max_attempts": 1, "mode": "standard"},
-        max_pool_connections=max(10, 4 * concurrency),
+        max_pool_connections=max(10, 2 * concurrency),
         connect_timeout=10,
         read_timeout=120,
         request_checksum_calculation=when,
@@ -200,11 +204,17 @@ class Uploaded:
 
 @dataclass
 class _Sent:
-    """Running digests of what went out, for checking the finished object."""
+    """Running digests of what went out, in part order, for checking the finished object."""
 
     size: int = 0
     md5s: list[bytes] = field(default_factory=list)
     sums: list[bytes] = field(default_factory=list)
+
+    def add(self, size: int, md5: bytes, digest: bytes | None) -> None:
+        self.size += size
+        self.md5s.append(md5)
+        if digest is not None:
+            self.sums.append(digest)
 
 
 def part_groups(chunks: Iterator[bytes]) -> Iterator[bytes]:
@@ -222,8 +232,10 @@ def part_groups(chunks: Iterator[bytes]) -> Iterator[bytes]:
 
 
 class _Prefetch:
-    """Runs an iterator in a thread, ``PREFETCH`` items ahead, so producing overlaps uploading.
+    """Runs an iterator in a thread, ``limit`` items ahead, so producing overlaps uploading.
 
+    The limit starts at ``EARLY_PREFETCH``, so production goes on while the upload waits for
+    the source's SHA-256 (needed to create it), and drops to ``PREFETCH`` once it is created.
     Exceptions reach the consumer in order; after a ``SchemaRestart`` the producer goes on,
     since the iterator goes on with the new file. ``close()`` stops the producer.
     """
@@ -231,19 +243,21 @@ class _Prefetch:
     _END = object()
 
     def __init__(self, it: Iterator[bytes], name: str):
-        self._q: queue.Queue[Any] = queue.Queue(maxsize=PREFETCH)
-        self._closed = threading.Event()
+        self._items: deque[Any] = deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self.limit = EARLY_PREFETCH
         self._thread = threading.Thread(target=self._run, args=(it,), name=f"produce {name}", daemon=True)
         self._thread.start()
 
     def _put(self, item: Any) -> bool:
-        while not self._closed.is_set():
-            try:
-                self._q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        with self._cond:
+            self._cond.wait_for(lambda: self._closed or len(self._items) < self.limit)
+            if self._closed:
+                return False
+            self._items.append(item)
+            self._cond.notify_all()
+            return True
 
     def _run(self, it: Iterator[bytes]) -> None:
         while True:
@@ -260,13 +274,21 @@ class _Prefetch:
             if not self._put(item):
                 return
 
+    def narrow(self) -> None:
+        """From now on only ``PREFETCH`` items ahead."""
+        self.limit = PREFETCH
+
     def __iter__(self) -> _Prefetch:
         return self
 
     def __next__(self) -> bytes:
-        item = self._q.get()
+        with self._cond:
+            self._cond.wait_for(lambda: bool(self._items))
+            item = self._items[0]
+            if item is not self._END:  # the end stays at the end
+                self._items.popleft()
+                self._cond.notify_all()
         if item is self._END:
-            self._put(self._END)  # stays at the end
             raise StopIteration
         if isinstance(item, BaseException):
             raise item
@@ -274,8 +296,29 @@ class _Prefetch:
         return item
 
     def close(self) -> None:
-        self._closed.set()
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
         self._thread.join(timeout=10)
+
+
+class _Inline:
+    """The ``_Prefetch`` interface without the thread."""
+
+    def __init__(self, it: Iterator[bytes]):
+        self._it = it
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        return next(self._it)
+
+    def narrow(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 class Uploader:
@@ -286,6 +329,8 @@ class Uploader:
         bucket: The bucket.
         checksum_name: ``crc32``, ``crc32c``, ``sha256`` or ``none``.
         retries: Attempts after the first for each request (a failed part is retried alone).
+        part_concurrency: Parts of one multipart upload sent at once (each holds one part in
+            memory).
         sse: ``AES256`` (SSE-S3), ``aws:kms`` (SSE-KMS) or None.
         kms_key_id: The KMS key for ``aws:kms``.
         storage_class: Passed through (``STANDARD_IA``, ``GLACIER_IR``, …).
@@ -304,6 +349,7 @@ class Uploader:
         sse: str | None = None,
         kms_key_id: str | None = None,
         storage_class: str | None = None,
+        part_concurrency: int = PART_CONCURRENCY,
         stop: threading.Event | None = None,
     ):
         self.client = client
@@ -313,6 +359,7 @@ class Uploader:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.stop = stop or threading.Event()
+        self.part_concurrency = part_concurrency
         self._extra: dict[str, str] = {}
         if sse:
             self._extra["ServerSideEncryption"] = sse
@@ -351,16 +398,16 @@ class Uploader:
                     raise Cancelled(f"{op} {kwargs.get('Key', '')}: stopping") from e
         raise AssertionError("unreachable")
 
-    def _send(self, op: str, body: bytes, sent: _Sent, **kwargs: Any) -> dict[str, Any]:
-        """``PutObject``/``UploadPart`` of ``body`` with Content-MD5 and the checksum; ETag checked."""
+    def _send(self, op: str, body: bytes, **kwargs: Any) -> tuple[dict[str, Any], bytes, bytes | None]:
+        """``PutObject``/``UploadPart`` of ``body`` with Content-MD5 and the checksum; ETag checked.
+
+        Returns the response, the MD5 and the checksum digest (None for ``--checksum none``).
+        """
         md5 = hashlib.md5(body).digest()
         kwargs["ContentMD5"] = base64.b64encode(md5).decode()
-        if self.checksum:
-            digest = self.checksum.digest(body)
+        digest = self.checksum.digest(body) if self.checksum else None
+        if self.checksum and digest is not None:
             kwargs[self.checksum.field] = base64.b64encode(digest).decode()
-            sent.sums.append(digest)
-        sent.md5s.append(md5)
-        sent.size += len(body)
 
         def send(**kw: Any) -> dict[str, Any]:
             got: dict[str, Any] = getattr(self.client, op)(Body=body, **kw)
@@ -369,8 +416,7 @@ class Uploader:
                 raise IntegrityError(f"{op} {kw['Key']}: ETag {m.group(1)} is not the MD5 {md5.hex()} sent")
             return got
 
-        result: dict[str, Any] = self._retry(op, send, kwargs)
-        return result
+        return self._retry(op, send, kwargs), md5, digest
 
     # -------------------------------------------------------------- one object
     def upload(
@@ -384,6 +430,7 @@ class Uploader:
         if_match: str | None,
         on_created: Callable[[str], None] = lambda _id: None,
         on_aborted: Callable[[], None] = lambda: None,
+        inline: bool = False,
     ) -> Uploaded:
         """Uploads the stream ``open_chunks()`` to ``key``, exactly once.
 
@@ -402,6 +449,8 @@ class Uploader:
             on_created: Called with the upload id right after CreateMultipartUpload, before
                 the first part: the state makes it durable there.
             on_aborted: Called after a multipart upload was aborted.
+            inline: Produce the chunks in this thread: for a source smaller than a part, which
+                goes up in one PUT, so there is nothing to overlap.
 
         Raises:
             KeyTaken: The key holds something that is not a version of this source.
@@ -422,11 +471,11 @@ class Uploader:
         # Each round reads the stream afresh: after a 409 conflict, or to replace an older
         # version of this source found behind a 412.
         for _round in range(5):
-            chunks = _Prefetch(open_chunks(), key)
+            chunks = _Inline(open_chunks()) if inline else _Prefetch(open_chunks(), key)
             try:
                 while True:
                     try:
-                        return self._upload(key, part_groups(chunks), meta, if_match, on_created, on_aborted)
+                        return self._upload(key, chunks, meta, if_match, on_created, on_aborted)
                     except SchemaRestart as e:
                         log.info("restarting the upload: %s", e, extra={"key": key, "stage": "upload"})
             except _Precondition:
@@ -445,31 +494,26 @@ class Uploader:
     def _upload(
         self,
         key: str,
-        parts: Iterator[bytes],
+        chunks: _Prefetch | _Inline,
         meta: Callable[[], dict[str, str]],
         if_match: str | None,
         on_created: Callable[[str], None],
         on_aborted: Callable[[], None],
     ) -> Uploaded:
         cond = {"IfMatch": if_match} if if_match else {"IfNoneMatch": "*"}
+        parts = part_groups(chunks)
         first = next(parts, b"")
         second = next(parts, None)
         sent = _Sent()
         if second is None:
             try:
-                got = self._send(
-                    "put_object",
-                    first,
-                    sent,
-                    Bucket=self.bucket,
-                    Key=key,
-                    Metadata=meta(),
-                    **cond,
-                    **self._extra,
+                got, md5, digest = self._send(
+                    "put_object", first, Bucket=self.bucket, Key=key, Metadata=meta(), **cond, **self._extra
                 )
             except botocore.exceptions.ClientError as e:
                 _raise_condition(e)
                 raise
+            sent.add(len(first), md5, digest)
             etag = _etag(got["ETag"])
             if self._etags_are_md5 and etag == sent.md5s[0].hex():
                 # The response already proves it: S3's MD5 of what it stored is ours, and the
@@ -484,23 +528,41 @@ class Uploader:
             create["ChecksumAlgorithm"] = self.checksum.name.upper()
         upload_id: str = self.call("create_multipart_upload", **create)["UploadId"]
         on_created(upload_id)
+        chunks.narrow()
         completed = False
+        # Parts go out ``part_concurrency`` at a time; they are settled in order.
+        in_flight: deque[Future[tuple[dict[str, Any], bytes, bytes | None]]] = deque()
+        done: list[dict[str, Any]] = []
+
+        def settle() -> None:
+            got, md5, digest = in_flight.popleft().result()
+            number = len(done) + 1
+            part = {"PartNumber": number, "ETag": got["ETag"]}
+            if self.checksum and digest is not None:
+                part[self.checksum.field] = base64.b64encode(digest).decode()
+            sent.add(sizes.popleft(), md5, digest)
+            done.append(part)
+
+        sizes: deque[int] = deque()
         try:
-            done: list[dict[str, Any]] = []
             for number, body in enumerate(_chain(first, second, parts), start=1):
-                got = self._send(
-                    "upload_part",
-                    body,
-                    sent,
-                    Bucket=self.bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    PartNumber=number,
+                while len(in_flight) >= self.part_concurrency:
+                    settle()
+                sizes.append(len(body))
+                in_flight.append(
+                    _in_thread(
+                        f"part {number} {key}",
+                        self._send,
+                        "upload_part",
+                        body,
+                        Bucket=self.bucket,
+                        Key=key,
+                        UploadId=upload_id,
+                        PartNumber=number,
+                    )
                 )
-                part = {"PartNumber": number, "ETag": got["ETag"]}
-                if self.checksum:
-                    part[self.checksum.field] = base64.b64encode(sent.sums[-1]).decode()
-                done.append(part)
+            while in_flight:
+                settle()
             try:
                 got = self.call(
                     "complete_multipart_upload",
@@ -516,6 +578,8 @@ class Uploader:
             completed = True
         finally:
             if not completed:
+                # No part may land after the abort: wait for those already on their way.
+                wait(in_flight)
                 self.abort(key, upload_id)
                 on_aborted()
         return self._verify(
@@ -660,6 +724,22 @@ def _raise_condition(e: botocore.exceptions.ClientError, upload_id: str | None =
         raise _Precondition() from e
     if code == "ConditionalRequestConflict" or (_status(e) == 409 and upload_id):
         raise _Conflict() from e
+
+
+def _in_thread(name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
+    """``fn(*args, **kwargs)`` in a daemon thread (a stuck request never delays exit), with the
+    caller's logging context."""
+    future: Future[Any] = Future()
+    run = copy_context().run
+
+    def target() -> None:
+        try:
+            future.set_result(run(fn, *args, **kwargs))
+        except BaseException as e:
+            future.set_exception(e)
+
+    threading.Thread(target=target, name=name, daemon=True).start()
+    return future
 
 
 def _chain(first: bytes, second: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
