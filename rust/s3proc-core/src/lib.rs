@@ -12,6 +12,7 @@ pub mod error;
 pub mod sink;
 pub mod source;
 pub mod types;
+pub mod value;
 
 pub use convert::{ConvertOptions, Event, ParquetChunks};
 pub use error::{Error, Result};

@@ -1,0 +1,40 @@
+//! Semi-structured records: what the JSON and XML readers hand to the
+//! column builder.
+//!
+//! CSV fields are flat text and go straight to [`crate::columns`]; JSON and
+//! XML records can nest, so their readers produce [`Record`]s of [`Value`]
+//! trees, and one format-neutral layer infers the (nested) Arrow schema from
+//! them, widens it when a value does not fit, and builds the arrays.
+
+/// One value of a record, as its reader saw it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// JSON `null`; an XML element that is present but empty is [`Value::Untyped`] `""`.
+    Null,
+    /// JSON `true` / `false`.
+    Bool(bool),
+    /// A JSON number exactly as written (`-12`, `1.5e300`, 30-digit
+    /// integers): nothing is rounded before the column's type is known.
+    Number(String),
+    /// A JSON string: text by declaration, decoded (escapes resolved).
+    Text(String),
+    /// Text whose type is to be inferred as a CSV field's would be: XML
+    /// attribute values and element text (XML has no types of its own).
+    Untyped(String),
+    /// A JSON array, or the repeated children of an XML element.
+    List(Vec<Value>),
+    /// A JSON object, or an XML element with attributes or children. Fields
+    /// keep their order of appearance; names are unique within one object
+    /// (the reader makes them so: JSON's last duplicate wins, as in most
+    /// readers; XML attributes are named `@name` beside elements).
+    Object(Vec<(String, Value)>),
+}
+
+/// One record (a row of the output) and where it started in the input.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    /// Top-level fields, in order of appearance.
+    pub fields: Vec<(String, Value)>,
+    /// 1-based line of the input where the record starts (for errors).
+    pub line: u64,
+}
