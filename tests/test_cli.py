@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -84,7 +88,7 @@ def test_convert_writes_readable_file(s3proc_bin: Path, small_csv: Path, tmp_pat
     table = read_parquet(data)
     assert table.num_rows == 3000
     assert_table_matches_text_table(table, duckdb_text_table(small_csv))
-    assert parquet_metadata(data)["s3proc.source"] == str(small_csv)
+    assert parquet_metadata(data)["s3proc.source"] == small_csv.name
 
 
 def test_convert_to_stdout(s3proc_bin: Path, small_csv: Path, tmp_path: Path) -> None:
@@ -154,7 +158,7 @@ def test_binary_input_is_clean_error(s3proc_bin: Path, tmp_path: Path) -> None:
     path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 10)
     out = tmp_path / "out.parquet"
     line = assert_clean_error(run(s3proc_bin, "convert", str(path), str(out)))
-    assert str(path) in line
+    assert "bin.csv" in line
     assert "line" in line
 
 
@@ -195,3 +199,105 @@ def test_failed_convert_leaves_no_output(s3proc_bin: Path, tmp_path: Path) -> No
     assert res.returncode == 1
     assert "unterminated quote" in res.stderr
     assert not out.exists()
+
+
+# ------------------------------------------------------------- inputs and outputs that bite
+def test_convert_refuses_an_output_that_is_the_input(
+    s3proc_bin: Path, small_csv: Path, tmp_path: Path
+) -> None:
+    src = tmp_path / "x.csv"
+    src.write_bytes(small_csv.read_bytes())
+    (tmp_path / "link.parquet").symlink_to(src)
+    for out in ("x.csv", str(src), "./x.csv", "link.parquet"):
+        proc = run(s3proc_bin, "convert", "x.csv" if out != str(src) else "./x.csv", out, cwd=tmp_path)
+        assert proc.returncode == 2, proc.stderr
+        assert b"is the input itself" in proc.stderr
+        assert src.read_bytes() == small_csv.read_bytes(), f"{out}: the input was touched"
+
+
+def test_a_failed_convert_leaves_an_existing_output_as_it_was(s3proc_bin: Path, tmp_path: Path) -> None:
+    src = tmp_path / "bad.csv"
+    src.write_bytes(b"a,b\n1,x\n" * 100_000 + b'2,"never closed\n')
+    out = tmp_path / "out.parquet"
+    out.write_bytes(b"what was there before")
+    assert_clean_error(run(s3proc_bin, "convert", str(src), str(out)))
+    assert out.read_bytes() == b"what was there before"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv", "out.parquet"]
+
+
+def test_inputs_that_cannot_be_read_twice(s3proc_bin: Path, small_csv: Path, tmp_path: Path) -> None:
+    want = read_parquet(run(s3proc_bin, "convert", str(small_csv), "-").stdout)
+    data = small_csv.read_bytes()
+
+    def piped(*args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [str(s3proc_bin), "convert", *args], input=data, capture_output=True, timeout=120
+        )
+
+    for args in (("-", "-"), ("/dev/stdin", "-"), ("-", str(tmp_path / "o.parquet"))):
+        proc = piped(*args)
+        assert proc.returncode == 0, (args, proc.stderr)
+        got = read_parquet(proc.stdout if args[1] == "-" else (tmp_path / "o.parquet").read_bytes())
+        assert got.equals(want), args
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    writer = subprocess.Popen(["sh", "-c", f"cat '{small_csv}' > '{fifo}'"])
+    proc = run(s3proc_bin, "convert", str(fifo), "-")
+    writer.wait(timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert read_parquet(proc.stdout).equals(want)
+
+
+def test_a_late_widening_on_a_pipe_is_a_clear_error(s3proc_bin: Path, tmp_path: Path) -> None:
+    # Past what the core keeps to replay a stream (16 MiB), after chunks went out.
+    rows = b"".join(b"%d,%d,%024x\n" % (i, i, i * 2654435761) for i in range(700_000))
+    proc = subprocess.run(
+        [str(s3proc_bin), "convert", "-", str(tmp_path / "o.parquet")],
+        input=b"a,b,pad\n" + rows + b"x,N/A,\n",
+        capture_output=True,
+    )
+    line = assert_clean_error(proc)
+    assert "<stdin>" in line and "read again" in line
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_restart_into_dev_null(s3proc_bin: Path, tmp_path: Path) -> None:
+    src = tmp_path / "drift.csv"
+    src.write_bytes(b"a,b\n" + b"".join(b"%d,%d\n" % (i, i) for i in range(60_000)) + b"x,N/A\n")
+    with open(os.devnull, "wb") as null:
+        proc = subprocess.run(
+            [str(s3proc_bin), "convert", str(src), "-"], stdout=null, stderr=subprocess.PIPE
+        )
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_sigterm_leaves_no_output(s3proc_bin: Path, tmp_path: Path) -> None:
+    # The input trickles in through a FIFO, so SIGTERM lands while the conversion runs.
+    fifo, out = tmp_path / "in.csv", tmp_path / "out.parquet"
+    os.mkfifo(fifo)
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import time\nf = open({str(fifo)!r}, 'w')\nf.write('a,b\\n' + '1,2\\n' * 500000)\n"
+            "f.flush()\nwhile True:\n    f.write('3,4\\n'); f.flush(); time.sleep(0.01)",
+        ]
+    )
+    try:
+        proc = subprocess.Popen([str(s3proc_bin), "convert", str(fifo), str(out)], stderr=subprocess.PIPE)
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        writer.kill()
+    assert proc.returncode != 0 and b"Traceback" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+
+
+def test_source_metadata_is_the_name_not_the_path(s3proc_bin: Path, small_csv: Path, tmp_path: Path) -> None:
+    outs = []
+    for given in (str(small_csv), f"./{small_csv.name}"):
+        proc = run(s3proc_bin, "convert", given, "-", cwd=small_csv.parent)
+        outs.append(proc.stdout)
+    assert parquet_metadata(outs[0])["s3proc.source"] == small_csv.name
+    assert outs[0] == outs[1], "the bytes do not depend on how the path was spelled"

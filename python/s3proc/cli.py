@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import stat
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from s3proc import _core, logs
-from s3proc.config import ConfigError, RunConfig, check_bucket, load_env, parse_size
+from s3proc.config import DEFAULT_CONCURRENCY, ConfigError, RunConfig, check_bucket, load_env, parse_size
 from s3proc.convert import convert as convert_to
 from s3proc.errors import S3procError
 from s3proc.state import FAILED, PROCESSING, StateError, open_state
@@ -57,7 +60,12 @@ def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
         ctx.exit()
 
 
-def _sample_rows(_ctx: click.Context, _param: click.Parameter, value: str) -> int | None:
+_UNSET = object()
+
+
+def _sample_rows(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return _UNSET  # the core's default (20,000), or the whole input where output cannot rewind
     if value == "all":
         return None
     try:
@@ -86,9 +94,8 @@ def converter_options(f: F) -> F:
         option("--encoding", help="utf-8, windows-1252, latin-1, utf-16le, utf-16be (default: detected)."),
         option(
             "--sample-rows",
-            default="20000",
             callback=_sample_rows,
-            help="Rows read to infer types, or 'all'.",
+            help="Rows read to infer types, or 'all' (default: 20000).",
         ),
         option("--zstd-level", type=click.IntRange(1, 22), default=3, show_default=True),
         option("--row-group-rows", type=click.IntRange(1), default=None, help="Most rows per row group."),
@@ -124,10 +131,10 @@ def _pop_converter_options(opts: dict[str, Any]) -> dict[str, Any]:
 
 
 def _core_options(opts: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in opts.items() if v is not None and k != "null_values"}
+    out = {k: v for k, v in opts.items() if v is not None and v is not _UNSET and k != "null_values"}
     if opts.get("null_values"):
         out["null_values"] = list(opts["null_values"])
-    if "sample_rows" in opts:
+    if opts.get("sample_rows", _UNSET) is not _UNSET:
         out["sample_rows"] = opts["sample_rows"]
     return out
 
@@ -178,27 +185,69 @@ def inspect(file: str, as_json: bool, **opts: Any) -> None:
 
 
 @cli.command()
-@click.argument("input", type=click.Path(exists=True, dir_okay=False))
+@click.argument("input", type=click.Path(dir_okay=False, allow_dash=True))
 @click.argument("output", type=click.Path(dir_okay=False, allow_dash=True))
 @converter_options
 def convert(input: str, output: str, **opts: Any) -> None:
-    """Convert INPUT (CSV/TSV) to a ZSTD Parquet file OUTPUT ('-' for stdout)."""
+    """Convert INPUT to a ZSTD Parquet file OUTPUT ('-' for stdin / stdout).
+
+    A file OUTPUT is written beside itself under a hidden name and renamed into place at the end,
+    so a failure never destroys what was there. An INPUT that cannot be read twice (stdin, a pipe,
+    a FIFO) is read once: a value that widens a column after output went out is then an error.
+    """
     core = _core_options(opts)
-    if output == "-":
-        result = convert_to(input, sys.stdout.buffer, **core)
-    else:
-        try:
-            with open(output, "wb") as out:
-                result = convert_to(input, out, **core)
-        except BaseException:
-            # Never leave a half-written file that looks like a result.
-            Path(output).unlink(missing_ok=True)
-            raise
+    signal.signal(signal.SIGTERM, _interrupt)  # like Ctrl-C: nothing half-written is left
+    with _input(input) as (source, name):
+        core["name"] = name
+        if output == "-":
+            result = convert_to(source, sys.stdout.buffer, **core)
+        else:
+            result = _convert_to_file(source, input, Path(output), core)
     click.echo(
         f"{input}: {result.rows} rows, {len(result.plan['columns'])} columns -> {result.bytes} bytes"
         + (f" ({result.restarts} restarts)" if result.restarts else ""),
         err=True,
     )
+
+
+def _interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _input(given: str) -> Iterator[tuple[Any, str]]:
+    """The source to convert and its name in messages and metadata (the name as given, without
+    folders: the bytes must not depend on how the path was spelled)."""
+    if given == "-":
+        yield sys.stdin.buffer, "<stdin>"
+        return
+    try:
+        st = os.stat(given)
+    except OSError as e:
+        raise click.UsageError(f"cannot read {given}: {e.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise click.UsageError(f"{given} is a folder")
+    name = os.path.basename(given)
+    if stat.S_ISREG(st.st_mode):
+        yield given, name  # re-readable: the core opens it again after a late widening
+        return
+    with open(given, "rb") as f:  # a FIFO, a character device, /dev/stdin: read once
+        yield f, name
+
+
+def _convert_to_file(source: Any, input: str, output: Path, core: dict[str, Any]) -> Any:
+    if input != "-" and output.exists() and os.path.samefile(input, output):
+        raise click.UsageError(f"{output} is the input itself")
+    partial = output.with_name(f".{output.name}.s3proc-partial-{os.getpid()}")
+    try:
+        with open(partial, "xb") as out:
+            result = convert_to(source, out, **core)
+            os.fsync(out.fileno())
+        os.replace(partial, output)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return result
 
 
 # ---------------------------------------------------------------------- the service
@@ -276,7 +325,13 @@ def _config(opts: dict[str, Any], **more: Any) -> RunConfig:
     show_default=True,
     help="What to do with a file once uploaded: keep, delete or move:DIR.",
 )
-@option("--concurrency", type=click.IntRange(1), default=os.cpu_count() or 2, help="Files in flight at once.")
+@option(
+    "--concurrency",
+    type=click.IntRange(1),
+    default=DEFAULT_CONCURRENCY,
+    show_default="cores, at least 4",
+    help="Files in flight at once.",
+)
 @option(
     "--part-size", default="8MiB", show_default=True, callback=_size, help="Multipart part size (min 5MiB)."
 )

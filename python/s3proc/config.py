@@ -54,6 +54,12 @@ def is_aws(endpoint_url: str | None) -> bool:
     return host.endswith(".amazonaws.com") or host.endswith(".amazonaws.com.cn")
 
 
+# Files in flight: the core count, but at least 4. Conversion uses every core within one file
+# anyway; small files are bound by round trips to S3, not by CPU (measured: 2 in flight gave
+# 0.8x the files/s of a bare one-thread boto3 loop, 4 gave 1.4x, on 2 cores).
+DEFAULT_CONCURRENCY = max(4, os.cpu_count() or 1)
+
+
 @dataclass
 class RunConfig:
     """Everything ``s3proc run`` was told, after defaults."""
@@ -66,7 +72,7 @@ class RunConfig:
     state: str | None = None  # default: <watch_dir>/.s3proc/state.db
     error_dir: Path | None = None  # default: <watch_dir>/.s3proc/errors
     after_upload: str = "keep"
-    concurrency: int = os.cpu_count() or 2
+    concurrency: int = DEFAULT_CONCURRENCY
     part_size: int = 8 << 20
     upload_concurrency: int = PART_CONCURRENCY
     quiet_period: float = 2.0

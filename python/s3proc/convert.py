@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import os
+import stat
 from dataclasses import dataclass
 from typing import IO, Any
 
 from s3proc._core import ParquetChunks
 from s3proc.errors import SchemaRestart
+
+
+def _is_regular_file(out: IO[bytes]) -> bool:
+    try:
+        return stat.S_ISREG(os.fstat(out.fileno()).st_mode) and out.seekable()
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return out.seekable()  # an in-memory stream
 
 
 @dataclass(frozen=True)
@@ -23,9 +32,11 @@ class ConvertResult:
 def convert(source: str | os.PathLike[str] | IO[bytes], out: IO[bytes], **options: Any) -> ConvertResult:
     """Converts ``source`` to Parquet, writing it to the binary stream ``out``.
 
-    A seekable ``out`` is rewound when a late value widens a column. A stream that
-    cannot seek (a pipe) gets a file whose types were inferred from the whole
-    input first, so nothing already written ever has to be taken back.
+    A regular file ``out`` is rewound when a late value widens a column. Anything else (a
+    pipe, a terminal, ``/dev/null``) gets a file whose types were inferred from the whole
+    input first (unless ``sample_rows`` is given), so nothing already written ever has to be
+    taken back. A source that cannot be read twice (a pipe) is read once, with types from the
+    first ``sample_rows``: a later value that does not fit them is then a ``SourceError``.
 
     Args:
         source: A path, or a binary file-like object.
@@ -35,8 +46,9 @@ def convert(source: str | os.PathLike[str] | IO[bytes], out: IO[bytes], **option
     Returns:
         The row count, bytes written, restarts and the detected plan.
     """
-    seekable = out.seekable()
-    if not seekable:
+    seekable = _is_regular_file(out)
+    rereadable = isinstance(source, str | os.PathLike) or source.seekable()
+    if not seekable and rereadable:
         options.setdefault("sample_rows", None)
     chunks = ParquetChunks(source, **options)
     start = out.tell() if seekable else 0

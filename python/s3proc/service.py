@@ -43,7 +43,7 @@ BACKLOG = 4  # files claimed ahead per worker slot
 class Schedule:
     """When files are looked at."""
 
-    concurrency: int = os.cpu_count() or 2
+    concurrency: int = 4
     quiet_period: float = 2.0
     rescan_interval: float = 60.0
     poll: bool = False

@@ -204,7 +204,10 @@ pub fn parse_i64(v: &[u8]) -> Option<i64> {
 }
 
 /// A float, refusing what a float cannot hold exactly as written: integers
-/// beyond 2^53, leading-zero codes and hexadecimal or padded forms.
+/// beyond 2^53, leading-zero codes, hexadecimal or padded forms, and decimals
+/// that do not read back as written. Up to 15 significant digits always
+/// do; 16 or 17 only when they are the shortest form of a float64 (as
+/// written by Python's `repr` or any shortest-round-trip printer); more never.
 pub fn parse_f64(v: &[u8]) -> Option<f64> {
     if is_integer_literal(v) {
         let i = parse_i64(v)?;
@@ -239,7 +242,38 @@ pub fn parse_f64(v: &[u8]) -> Option<f64> {
     {
         return None;
     }
-    std::str::from_utf8(v).ok()?.parse::<f64>().ok()
+    let f = std::str::from_utf8(v).ok()?.parse::<f64>().ok()?;
+    // Few digits in all (the common case) are always exact; only long ones are compared.
+    if body.iter().filter(|b| b.is_ascii_digit()).count() > 15 {
+        let digits = significant_digits(body);
+        let shortest = format!("{:e}", f.abs());
+        if digits.len() > 15
+            && (!f.is_finite() || digits != significant_digits(shortest.as_bytes()))
+        {
+            return None;
+        }
+    }
+    Some(f)
+}
+
+/// The significant digits of a decimal's mantissa: no sign, dot, exponent,
+/// leading or trailing zeros (`-0.01500e3` → `15`).
+fn significant_digits(v: &[u8]) -> Vec<u8> {
+    let mantissa = v.split(|&b| b == b'e' || b == b'E').next().unwrap_or(v);
+    let digits: Vec<u8> = mantissa
+        .iter()
+        .copied()
+        .filter(u8::is_ascii_digit)
+        .collect();
+    let start = digits
+        .iter()
+        .position(|&d| d != b'0')
+        .unwrap_or(digits.len());
+    let end = digits
+        .iter()
+        .rposition(|&d| d != b'0')
+        .map_or(start, |i| i + 1);
+    digits[start..end].to_vec()
 }
 
 fn two_digits(v: &[u8], at: usize) -> Option<u32> {
@@ -371,6 +405,29 @@ pub fn parse_timestamp(v: &[u8]) -> Option<(i64, bool)> {
 mod tests {
     use super::ColumnType::*;
     use super::*;
+
+    #[test]
+    fn floats_are_accepted_only_when_they_read_back_as_written() {
+        for ok in [
+            "0.1",
+            "123456789.012345",
+            "0.30000000000000004",
+            "1.7976931348623157e308",
+            "-2.5e-10",
+            "1.50",
+        ] {
+            assert!(parse_f64(ok.as_bytes()).is_some(), "{ok}");
+        }
+        for lost in [
+            "0.1234567890123456789",
+            "3.14159265358979323846",
+            "0.30000000000000001",
+        ] {
+            assert!(parse_f64(lost.as_bytes()).is_none(), "{lost}");
+            assert_eq!(classify(lost.as_bytes()), Utf8, "{lost}");
+        }
+        assert_eq!(significant_digits(b"-0.01500e3"), b"15");
+    }
 
     #[test]
     fn classifies_values() {
