@@ -1,11 +1,14 @@
-"""Side-by-side: s3proc against DuckDB, polars and pyarrow on the same CSV.
+"""Side-by-side: s3proc against DuckDB, polars, pyarrow (and lxml for XML) on the same input.
+
+The peers depend on the input's format (by extension, compressed or not): CSV/TSV, NDJSON, JSON
+arrays (DuckDB only), XML (lxml ``iterparse`` feeding pyarrow).
 
 Each converter runs in its own process (so peak RSS is its own), at the same
 ZSTD level, ``--repeat`` times; the median run is reported. Prints wall time,
 CPU time, input MB/s, peak RSS and output size for each, and s3proc's ratios
 to each peer. Nothing passes or fails on time.
 
-    python benches/compare.py DATA.csv [--level 3] [--repeat 3] [--only s3proc,duckdb]
+    python benches/compare.py DATA.{csv,ndjson,json,xml}[.gz] [--level 3] [--repeat 3] [--only s3proc,duckdb]
 """
 
 from __future__ import annotations
@@ -19,31 +22,92 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-RUNNERS = {
-    "s3proc": """
+S3PROC = """
 import s3proc
 assert s3proc.build_profile == "release", "benchmark a release build"
 with open(OUT, "wb") as f:
     s3proc.convert(IN, f, zstd_level=LEVEL)
-""",
-    "duckdb": """
+"""
+DUCK = """
 import duckdb
 duckdb.sql("SET enable_progress_bar = false")
-duckdb.sql(f"COPY (SELECT * FROM read_csv('{IN}')) TO '{OUT}' "
+duckdb.sql(f"COPY (SELECT * FROM {READ}('{IN}')) TO '{OUT}' "
            f"(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL {LEVEL})")
-""",
-    "polars": """
+"""
+# The peers for each input format, each a script that reads IN and writes OUT at LEVEL.
+RUNNERS = {
+    "csv": {
+        "s3proc": S3PROC,
+        "duckdb": DUCK.replace("{READ}", "read_csv"),
+        "polars": """
 import polars as pl
 pl.scan_csv(IN).sink_parquet(OUT, compression="zstd", compression_level=LEVEL)
 """,
-    "pyarrow": """
+        "pyarrow": """
 import pyarrow.csv as pc, pyarrow.parquet as pq
 reader = pc.open_csv(IN, parse_options=pc.ParseOptions(newlines_in_values=True))
 with pq.ParquetWriter(OUT, reader.schema, compression="zstd", compression_level=LEVEL) as w:
     for batch in reader:
         w.write_batch(batch)
 """,
+    },
+    "ndjson": {
+        "s3proc": S3PROC,
+        "duckdb": DUCK.replace("{READ}", "read_json"),
+        "polars": """
+import polars as pl
+pl.scan_ndjson(IN).sink_parquet(OUT, compression="zstd", compression_level=LEVEL)
+""",
+        "pyarrow": """
+import pyarrow.json as pj, pyarrow.parquet as pq
+pq.write_table(pj.read_json(IN), OUT, compression="zstd", compression_level=LEVEL)
+""",
+    },
+    "json": {
+        "s3proc": S3PROC,
+        "duckdb": DUCK.replace("{READ}", "read_json"),
+    },
+    "xml": {
+        "s3proc": S3PROC,
+        # The usual Python way: lxml's iterparse, records as dicts, pyarrow in batches.
+        "lxml": """
+from lxml import etree
+import pyarrow as pa, pyarrow.parquet as pq
+writer, rows = None, []
+def flush():
+    global writer
+    table = pa.Table.from_pylist(rows)
+    writer = writer or pq.ParquetWriter(OUT, table.schema, compression="zstd", compression_level=LEVEL)
+    writer.write_table(table.cast(writer.schema))
+    rows.clear()
+for _, el in etree.iterparse(IN, events=("end",)):
+    parent = el.getparent()
+    if parent is None or parent.getparent() is not None:
+        continue
+    rows.append({**{"@" + k: v for k, v in el.attrib.items()}, **{c.tag: c.text for c in el}})
+    el.clear()
+    while el.getprevious() is not None:
+        del parent[0]
+    if len(rows) == 100_000:
+        flush()
+if rows:
+    flush()
+writer.close()
+""",
+    },
 }
+
+
+def input_format(path: str) -> str:
+    name = path.lower()
+    for ext in (".gz", ".zst", ".bz2", ".xz"):
+        name = name.removesuffix(ext)
+    if name.endswith((".ndjson", ".jsonl")):
+        return "ndjson"
+    if name.endswith(".json"):
+        with open(path, "rb") as f:
+            return "json" if f.read(64).lstrip()[:1] == b"[" else "ndjson"
+    return "xml" if name.endswith(".xml") else "csv"
 
 
 @dataclass
@@ -54,9 +118,9 @@ class Run:
     out_bytes: int
 
 
-def run_once(tool: str, src: str, level: int, out_dir: str) -> Run:
+def run_once(tool: str, script: str, src: str, level: int, out_dir: str) -> Run:
     out = os.path.join(out_dir, f"{tool}.parquet")
-    code = f"IN={src!r}\nOUT={out!r}\nLEVEL={level}\n" + RUNNERS[tool]
+    code = f"IN={src!r}\nOUT={out!r}\nLEVEL={level}\n" + script
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-c", code])
     _, status, usage = os.wait4(proc.pid, 0)
@@ -73,20 +137,22 @@ def main() -> None:
     ap.add_argument("data")
     ap.add_argument("--level", type=int, default=3)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--only", default=",".join(RUNNERS))
+    ap.add_argument("--only", help="Comma-separated tools (default: every peer for the format).")
     args = ap.parse_args()
-    tools = args.only.split(",")
+    fmt = input_format(args.data)
+    peers = RUNNERS[fmt]
+    tools = args.only.split(",") if args.only else list(peers)
     mb = os.path.getsize(args.data) / 1e6
     results: dict[str, Run] = {}
     with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(args.data))) as out_dir:
         runs: dict[str, list[Run]] = {t: [] for t in tools}
         for _ in range(args.repeat):  # interleaved, so drift in machine load hits everyone
             for tool in tools:
-                runs[tool].append(run_once(tool, args.data, args.level, out_dir))
+                runs[tool].append(run_once(tool, peers[tool], args.data, args.level, out_dir))
         for tool, rs in runs.items():
             med = statistics.median(r.wall for r in rs)
             results[tool] = min(rs, key=lambda r: abs(r.wall - med))
-    print(f"input: {args.data} ({mb:.1f} MB), zstd level {args.level}, median of {args.repeat}")
+    print(f"input: {args.data} ({fmt}, {mb:.1f} MB), zstd level {args.level}, median of {args.repeat}")
     print(f"{'tool':<8} {'wall s':>7} {'cpu s':>7} {'MB/s':>7} {'peak MiB':>9} {'out MB':>8}")
     for tool, r in results.items():
         print(
