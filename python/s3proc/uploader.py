@@ -413,6 +413,11 @@ class Uploader:
             got: dict[str, Any] = getattr(self.client, op)(Body=body, **kw)
             m = _MD5_ETAG.match(got.get("ETag", ""))
             if self._etags_are_md5 and m and m.group(1) != md5.hex():
+                if op == "put_object":
+                    # A server that does not check Content-MD5 stored a damaged body under our
+                    # metadata: the next attempt replaces exactly that object.
+                    kwargs.pop("IfNoneMatch", None)
+                    kwargs["IfMatch"] = got["ETag"]
                 raise IntegrityError(f"{op} {kw['Key']}: ETag {m.group(1)} is not the MD5 {md5.hex()} sent")
             return got
 
@@ -574,7 +579,7 @@ class Uploader:
                 )
             except botocore.exceptions.ClientError as e:
                 _raise_condition(e, upload_id)
-                raise
+                got = self._completed_meanwhile(key, e, create["Metadata"])
             completed = True
         finally:
             if not completed:
@@ -585,6 +590,20 @@ class Uploader:
         return self._verify(
             key, sent, _etag(got["ETag"]), sha256=create["Metadata"][META_SHA256], parts=len(done)
         )
+
+    def _completed_meanwhile(
+        self, key: str, e: botocore.exceptions.ClientError, meta: dict[str, str]
+    ) -> dict[str, Any]:
+        """A retried CompleteMultipartUpload that finds its upload gone: the first attempt did
+        complete it (its answer was lost) when the object now carries this upload's metadata.
+        Re-raises ``e`` otherwise. The caller's HEAD verification checks the rest."""
+        if _error_code(e) != "NoSuchUpload":
+            raise e
+        head = self._head(key)
+        stored = head.get("Metadata", {}) if head else {}
+        if not head or any(stored.get(k) != meta[k] for k in (META_SOURCE, META_SHA256)):
+            raise e
+        return {"ETag": head["ETag"]}
 
     def _resolve_precondition(self, key: str, source: str, sha256: str) -> Uploaded | str:
         """After a 412: our result already there, or the ETag of an older version to replace.

@@ -1,0 +1,105 @@
+"""S3 faults on the wire: a proxy between ``s3proc run`` and moto's server fails, resets, drops,
+stalls and corrupts requests; every object still ends exactly once with the right content.
+
+moto stores a corrupted body without complaint (it checks neither Content-MD5 nor checksums), so
+the corruption cases prove s3proc's own check: each part's ETag against the MD5 it sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+from faultproxy import FaultProxy, Rule
+from s3servers import S3Server, body, incomplete_uploads, objects, run_once
+
+MiB = 1 << 20
+PARTS = r"partNumber="
+COMPLETE = r"uploadId=(?!.*partNumber)"
+
+
+@pytest.fixture(params=["moto", "seaweed"])
+def server(request: pytest.FixtureRequest) -> S3Server:
+    """moto stores corrupted bodies (only s3proc's check can catch them); SeaweedFS refuses them
+    (BadDigest) and answers a repeated CompleteMultipartUpload with NoSuchUpload."""
+    s: S3Server = request.getfixturevalue(request.param)
+    return s
+
+
+@pytest.fixture
+def proxy(server: S3Server) -> Iterator[tuple[FaultProxy, S3Server]]:
+    p = FaultProxy(server.endpoint)
+    yield p, S3Server("proxy", p.endpoint, server.access_key, server.secret_key)
+    p.close()
+
+
+def _drop_files(watch: Path, gen_data) -> dict[str, bytes]:
+    files = {f"raw/{i:02d}.bin": os.urandom(20_000 + i * 1000) for i in range(12)}
+    files["big/blob.bin"] = os.urandom(13 * MiB)  # three 5 MiB parts
+    files["tables/orders.csv"] = gen_data("csv", 3000, 4).read_bytes()
+    for rel, data in files.items():
+        (watch / rel).parent.mkdir(parents=True, exist_ok=True)
+        (watch / rel).write_bytes(data)
+    return files
+
+
+def _check_objects(server: S3Server, bucket: str, files: dict[str, bytes]) -> None:
+    c = server.client()
+    got = objects(c, bucket)
+    want = {k.replace(".csv", ".parquet") for k in files}
+    assert set(got) == want
+    for rel, data in files.items():
+        if rel.endswith(".csv"):
+            table = pq.read_table(io.BytesIO(body(c, bucket, rel.replace(".csv", ".parquet"))))
+            expect = pacsv.read_csv(io.BytesIO(data))
+            assert table.num_rows == expect.num_rows
+            for name in ("order_id", "customer"):
+                if name in expect.column_names:
+                    assert table.column(name).to_pylist() == expect.column(name).to_pylist()
+        else:
+            assert hashlib.sha256(body(c, bucket, rel)).hexdigest() == hashlib.sha256(data).hexdigest(), rel
+    assert incomplete_uploads(c, bucket) == []
+
+
+def test_errors_resets_drops_stalls_and_corruption_are_survived(
+    server: S3Server, proxy: tuple[FaultProxy, S3Server], tmp_path: Path, gen_data
+) -> None:
+    fp, via = proxy
+    bucket = server.new_bucket()
+    watch = tmp_path / "in"
+    files = _drop_files(watch, gen_data)
+    fp.rules += [
+        Rule("status", status=503, nth=2, every=6),  # SlowDown on PUTs
+        Rule("status", status=500, nth=3, every=7),
+        Rule("reset", nth=4, every=9),  # connection closed before an answer
+        Rule("corrupt", nth=5, every=8),  # one flipped byte: moto stores it
+        Rule("drop", nth=6, every=11),  # done upstream, the answer lost
+        Rule("stall", nth=1, seconds=1.5),
+        Rule("corrupt", path=PARTS, nth=2),  # a damaged part of the big file
+        Rule("status", method="POST", path=COMPLETE, status=500, nth=1),
+        Rule("drop", method="POST", path=COMPLETE, nth=2),  # completed, answer lost
+        # … and the retry told the upload is gone, as MinIO says after a completion.
+        Rule("status", method="POST", path=COMPLETE, status=404, nth=3),
+    ]
+    run = run_once(via, bucket, watch, "--part-size", "5MiB", "--retries", "6")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert ("drop", "POST") in {(a, m) for a, m, _ in fp.log}, fp.log
+    for action in ("status", "reset", "corrupt", "drop", "stall"):
+        assert fp.fired(action) >= 1, (action, fp.log)
+    warnings = " ".join(r.get("msg", "") for r in run.logs if r.get("level") == "warning")
+    if server.name == "moto":
+        assert "is not the MD5" in warnings, "s3proc itself caught the corrupted bodies"
+    else:
+        assert "BadDigest" in warnings, "SeaweedFS refused the corrupted bodies"
+    assert len(run.lines("uploaded")) == len(files)
+    _check_objects(server, bucket, files)
+
+    # Nothing left to do: a second run uploads nothing.
+    again = run_once(via, bucket, watch)
+    assert again.returncode == 0 and not again.lines("uploaded")
