@@ -475,7 +475,7 @@ def test_polling_finds_new_files_between_rescans(moto: S3Server, watch: Path) ->
         d.wait_for(lambda: any("scanned" in r["msg"] for r in d.lines()))
         (watch / "deep" / "er").mkdir(parents=True)
         (watch / "deep" / "er" / "p.txt").write_text("polled")
-        d.wait_for(lambda: "deep/er/p.txt" in d.uploaded(), timeout=30)
+        d.wait_for(lambda: "deep/er/p.txt" in d.uploaded(), timeout=90)
     finally:
         assert d.stop() == 0
     assert body(moto.client(), bucket, "deep/er/p.txt") == b"polled"
