@@ -8,7 +8,7 @@ keeps; the test servers do not check it against their own port) unless a rule pi
 - ``reset``: read the request, then close the connection without an answer;
 - ``corrupt``: flip one byte of the body and forward it with its headers unchanged (moto stores
   it: only s3proc's own ETag-against-MD5 check can notice);
-- ``stall``: wait, then forward;
+- ``stall``: wait, then forward; ``hang``: wait, then close without forwarding;
 - ``drop``: forward, then close the connection without passing the answer on (the request took
   effect; the client cannot know).
 
@@ -34,7 +34,7 @@ class Rule:
     """Fault ``action`` on the ``nth`` request (and every ``every`` after it) matching ``method``
     and the ``path`` regex (query string included)."""
 
-    action: str  # status | reset | corrupt | stall | drop
+    action: str  # status | reset | corrupt | stall | hang | drop
     method: str = "PUT"
     path: str = ".*"
     nth: int = 1
@@ -58,7 +58,8 @@ class Rule:
 class FaultProxy:
     upstream: str
     rules: list[Rule] = field(default_factory=list)
-    log: list[tuple[str, str, str]] = field(default_factory=list)  # (action, method, path)
+    log: list[tuple[str, str, str]] = field(default_factory=list)  # faults: (action, method, path)
+    requests: list[tuple[str, str]] = field(default_factory=list)  # every request: (method, path)
 
     def __post_init__(self) -> None:
         up = urlparse(self.upstream)
@@ -75,6 +76,7 @@ class FaultProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 with lock:
+                    proxy.requests.append((self.command, self.path))
                     # Every rule counts every request it matches; the first that fires acts.
                     hits = [r for r in proxy.rules if r.picks(self.command, self.path)]
                     rule = hits[0] if hits else None
@@ -89,7 +91,9 @@ class FaultProxy:
                     self.end_headers()
                     self.wfile.write(xml)
                     return
-                if rule and rule.action == "reset":
+                if rule and rule.action == "hang":
+                    time.sleep(rule.seconds)
+                if rule and rule.action in ("reset", "hang"):
                     self.close_connection = True
                     self.connection.shutdown(2)
                     return

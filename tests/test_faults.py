@@ -10,6 +10,9 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +20,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 from faultproxy import FaultProxy, Rule
-from s3servers import S3Server, body, incomplete_uploads, objects, run_once
+from s3servers import S3Server, body, incomplete_uploads, objects, run_once, s3proc_args
 
 MiB = 1 << 20
 PARTS = r"partNumber="
@@ -103,3 +106,50 @@ def test_errors_resets_drops_stalls_and_corruption_are_survived(
     # Nothing left to do: a second run uploads nothing.
     again = run_once(via, bucket, watch)
     assert again.returncode == 0 and not again.lines("uploaded")
+
+
+def test_a_killed_upload_resumes_from_the_parts_already_there(
+    server: S3Server, proxy: tuple[FaultProxy, S3Server], tmp_path: Path
+) -> None:
+    fp, via = proxy
+    bucket = server.new_bucket()
+    watch = tmp_path / "in"
+    watch.mkdir()
+    data = os.urandom(12 * 5 * MiB + 123)  # 13 parts of 5 MiB
+    (watch / "big.bin").write_bytes(data)
+    fp.rules.append(Rule("hang", path=PARTS, nth=8, seconds=120))  # part 8 never arrives
+    args = [*s3proc_args(via, bucket, watch, "--part-size", "5MiB"), "--once"]
+    proc = subprocess.Popen(args, env=via.env(), stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not fp.log or len(_parts(server, bucket)) < 7:
+            assert time.monotonic() < deadline and proc.poll() is None, fp.requests
+            time.sleep(0.1)
+        time.sleep(0.5)  # parts sent beside the hanging one land too
+    finally:
+        proc.kill()
+        proc.wait()
+    there = _parts(server, bucket)
+    assert 7 <= len(there) < 13 and 8 not in there
+    fp.rules.clear()
+    fp.requests.clear()
+
+    run = run_once(via, bucket, watch, "--part-size", "5MiB")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.lines("kept 1 multipart upload(s) of the last run, to resume"), run.stderr
+    sent = sorted(int(m.group(1)) for _, p in fp.requests if (m := re.search(r"partNumber=(\d+)", p)))
+    assert sent == sorted(set(range(1, 14)) - set(there)), "only the missing parts were sent"
+    resumed = [r for r in run.logs if r.get("msg", "").startswith("resumed the upload of an earlier run")]
+    assert resumed and f"{len(there)} of 13 part(s)" in resumed[0]["msg"]
+    c = server.client()
+    assert hashlib.sha256(body(c, bucket, "big.bin")).hexdigest() == hashlib.sha256(data).hexdigest()
+    assert incomplete_uploads(c, bucket) == []
+
+
+def _parts(server: S3Server, bucket: str) -> set[int]:
+    c = server.client()
+    ups = c.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    if not ups:
+        return set()
+    got = c.list_parts(Bucket=bucket, Key=ups[0]["Key"], UploadId=ups[0]["UploadId"])
+    return {p["PartNumber"] for p in got.get("Parts", [])}

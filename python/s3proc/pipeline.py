@@ -33,7 +33,16 @@ from s3proc.errors import ParseError, S3procError
 from s3proc.keys import KeyMaker, alternative
 from s3proc.logs import FileLog, for_file
 from s3proc.state import FileRow, State
-from s3proc.uploader import META_FORMAT, META_ROWS, Cancelled, IntegrityError, Uploaded, Uploader, describe
+from s3proc.uploader import (
+    META_FORMAT,
+    META_ROWS,
+    Cancelled,
+    IntegrityError,
+    Resume,
+    Uploaded,
+    Uploader,
+    describe,
+)
 
 HASH_BLOCK = 1 << 20
 TABLE_SUFFIXES = (".csv", ".tsv", ".tab")  # what the core converts today
@@ -134,6 +143,10 @@ def process(row: FileRow, s: Settings, state: State, uploader: Uploader) -> Outc
         st = os.stat(path)
     except FileNotFoundError:
         log.info("file vanished before processing")
+        for o in state.objects_of(row.path):
+            if o.upload_id:  # left in flight by a crash, for a file that is no more
+                uploader.abort(o.key, o.upload_id)
+                state.upload_ended(o.key)
         state.forget_pending(row.path)
         return Outcome("gone")
     if (st.st_size, st.st_mtime_ns) != (row.size, row.mtime_ns):
@@ -215,6 +228,8 @@ def _ship(
         log.warning("another source owns %s; using %s", wanted, obj.key, extra={"key": obj.key})
     log.set(stage="upload")
     if_match = obj.etag if obj.sha256 else None
+    # An upload a crash left in flight goes on from the parts already there.
+    resume = Resume(obj.upload_id, obj.upload_sha256) if obj.upload_id and obj.upload_sha256 else None
     for attempt in range(INTEGRITY_ATTEMPTS):
         try:
             up = uploader.upload(
@@ -227,9 +242,10 @@ def _ship(
                     | ({META_ROWS: str(n)} if (n := r.rows()) is not None else {})
                 ),
                 if_match=if_match,
-                on_created=lambda upload_id: state.upload_started(obj.key, upload_id),
+                on_created=lambda upload_id: state.upload_started(obj.key, upload_id, hashing.result()),
                 on_aborted=lambda: state.upload_ended(obj.key),
                 inline=row.size <= s.part_size,
+                resume=resume if attempt == 0 else None,
             )
             break
         except IntegrityError as e:

@@ -52,20 +52,32 @@ class Schedule:
 
 
 def recover(state: State, uploader: Uploader, prefix: str) -> None:
-    """Undoes what a crash left: files ``processing`` are queued, our incomplete uploads aborted."""
+    """Undoes what a crash left: files ``processing`` are queued; the multipart uploads they had
+    in flight are kept, to go on from their last part when the file is processed again; other
+    incomplete uploads of ours are aborted."""
     redo = state.recover()
     if redo:
         log.info("queued %d file(s) left in flight by the last run", len(redo), extra={"stage": "recover"})
+    redo_paths = {r.path for r in redo}
     owned = {o.upload_id: o for o in state.uploads_in_flight()}
+    kept: set[str] = set()
     aborted = foreign = 0
     for key, upload_id, _initiated in uploader.incomplete(prefix):
-        if upload_id in owned or state.owner_of(key) is not None:
+        mine = owned.get(upload_id)
+        if mine is not None and mine.key == key and mine.path in redo_paths and mine.upload_sha256:
+            kept.add(upload_id)
+        elif mine is not None or state.owner_of(key) is not None:
             uploader.abort(key, upload_id)
             aborted += 1
         else:
             foreign += 1
     for o in owned.values():
-        state.upload_ended(o.key)
+        if o.upload_id not in kept:
+            state.upload_ended(o.key)  # gone from the server, or aborted just now
+    if kept:
+        log.info(
+            "kept %d multipart upload(s) of the last run, to resume", len(kept), extra={"stage": "recover"}
+        )
     resynced = 0
     for row in redo:
         for o in state.objects_of(row.path):

@@ -61,6 +61,7 @@ class ObjectRow:
     size: int | None
     rows: int | None
     upload_id: str | None  # a multipart upload in flight
+    upload_sha256: str | None = None  # the source content that upload carries (to resume it)
 
 
 class State(Protocol):
@@ -80,7 +81,7 @@ class State(Protocol):
     def claim_key(self, path: str, entry: str, key: str, alternative: str) -> ObjectRow: ...
     def objects_of(self, path: str) -> list[ObjectRow]: ...
     def owner_of(self, key: str) -> ObjectRow | None: ...
-    def upload_started(self, key: str, upload_id: str) -> None: ...
+    def upload_started(self, key: str, upload_id: str, sha256: str) -> None: ...
     def upload_ended(self, key: str) -> None: ...
     def object_done(self, key: str, sha256: str, etag: str, size: int, rows: int | None) -> None: ...
     def drop_object(self, key: str) -> None: ...
@@ -113,7 +114,8 @@ CREATE TABLE IF NOT EXISTS objects (
     size       INTEGER,
     rows       INTEGER,
     upload_id  TEXT,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    upload_sha256 TEXT
 );
 CREATE INDEX IF NOT EXISTS objects_source ON objects (path, entry);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -121,7 +123,7 @@ INSERT OR IGNORE INTO meta VALUES ('schema', '1');
 """
 
 _FILE_COLS = "path, size, mtime_ns, status, sha256, attempts, error, updated_at"
-_OBJECT_COLS = "key, path, entry, sha256, etag, size, rows, upload_id"
+_OBJECT_COLS = "key, path, entry, sha256, etag, size, rows, upload_id, upload_sha256"
 
 
 class SqliteState:
@@ -146,6 +148,9 @@ class SqliteState:
             self._db.execute(f"PRAGMA synchronous={synchronous}")
             self._sync = synchronous.upper()
             self._db.executescript(_SCHEMA)
+            columns = {r[1] for r in self._db.execute("PRAGMA table_info(objects)")}
+            if "upload_sha256" not in columns:  # a state written by an earlier version
+                self._db.execute("ALTER TABLE objects ADD COLUMN upload_sha256 TEXT")
         except sqlite3.Error as e:
             raise StateError(f"cannot open the state database {self.path}: {e}") from None
         if exclusive:
@@ -329,7 +334,7 @@ class SqliteState:
                         "INSERT INTO objects (key, path, entry, updated_at) VALUES (?, ?, ?, ?)",
                         (candidate, path, entry, now),
                     )
-                    return ObjectRow(candidate, path, entry, None, None, None, None, None)
+                    return ObjectRow(candidate, path, entry, None, None, None, None, None, None)
                 if (row[1], row[2]) == (path, entry):
                     return ObjectRow(*row)
         raise StateError(f"keys {key!r} and {alternative!r} are both owned by other sources")
@@ -342,21 +347,26 @@ class SqliteState:
         rows = self._query(f"SELECT {_OBJECT_COLS} FROM objects WHERE key=?", key)
         return ObjectRow(*rows[0]) if rows else None
 
-    def upload_started(self, key: str, upload_id: str) -> None:
+    def upload_started(self, key: str, upload_id: str, sha256: str) -> None:
+        """A multipart upload of the source content ``sha256`` was created for ``key``."""
         with self._tx() as db:
             db.execute(
-                "UPDATE objects SET upload_id=?, updated_at=? WHERE key=?", (upload_id, time.time(), key)
+                "UPDATE objects SET upload_id=?, upload_sha256=?, updated_at=? WHERE key=?",
+                (upload_id, sha256, time.time(), key),
             )
 
     def upload_ended(self, key: str) -> None:
         with self._tx() as db:
-            db.execute("UPDATE objects SET upload_id=NULL, updated_at=? WHERE key=?", (time.time(), key))
+            db.execute(
+                "UPDATE objects SET upload_id=NULL, upload_sha256=NULL, updated_at=? WHERE key=?",
+                (time.time(), key),
+            )
 
     def object_done(self, key: str, sha256: str, etag: str, size: int, rows: int | None) -> None:
         with self._tx(durable=False) as db:
             db.execute(
-                "UPDATE objects SET sha256=?, etag=?, size=?, rows=?, upload_id=NULL, updated_at=?"
-                " WHERE key=?",
+                "UPDATE objects SET sha256=?, etag=?, size=?, rows=?, upload_id=NULL, upload_sha256=NULL,"
+                " updated_at=? WHERE key=?",
                 (sha256, etag, size, rows, time.time(), key),
             )
 

@@ -192,6 +192,14 @@ def _etag(value: str) -> str:
 
 # ------------------------------------------------------------------ one object
 @dataclass(frozen=True)
+class Resume:
+    """A multipart upload an earlier run left in flight, and the source content it carries."""
+
+    upload_id: str
+    sha256: str
+
+
+@dataclass(frozen=True)
 class Uploaded:
     """What a finished upload left in S3."""
 
@@ -436,6 +444,7 @@ class Uploader:
         on_created: Callable[[str], None] = lambda _id: None,
         on_aborted: Callable[[], None] = lambda: None,
         inline: bool = False,
+        resume: Resume | None = None,
     ) -> Uploaded:
         """Uploads the stream ``open_chunks()`` to ``key``, exactly once.
 
@@ -456,6 +465,10 @@ class Uploader:
             on_aborted: Called after a multipart upload was aborted.
             inline: Produce the chunks in this thread: for a source smaller than a part, which
                 goes up in one PUT, so there is nothing to overlap.
+            resume: A multipart upload of this key left by an earlier run. When it carries the
+                same source content, it goes on: each part already on the server (ListParts)
+                whose size and MD5 match the part produced now is not sent again. Otherwise it
+                is aborted.
 
         Raises:
             KeyTaken: The key holds something that is not a version of this source.
@@ -480,9 +493,11 @@ class Uploader:
             try:
                 while True:
                     try:
-                        return self._upload(key, chunks, meta, if_match, on_created, on_aborted)
+                        return self._upload(key, chunks, meta, if_match, on_created, on_aborted, resume)
                     except SchemaRestart as e:
                         log.info("restarting the upload: %s", e, extra={"key": key, "stage": "upload"})
+                    finally:
+                        resume = None  # used (or aborted) by the first attempt
             except _Precondition:
                 done = self._resolve_precondition(key, source, sha())
                 if isinstance(done, Uploaded):
@@ -504,12 +519,22 @@ class Uploader:
         if_match: str | None,
         on_created: Callable[[str], None],
         on_aborted: Callable[[], None],
+        resume: Resume | None,
     ) -> Uploaded:
         cond = {"IfMatch": if_match} if if_match else {"IfNoneMatch": "*"}
         parts = part_groups(chunks)
         first = next(parts, b"")
         second = next(parts, None)
         sent = _Sent()
+        have: dict[int, tuple[int, str]] = {}  # parts already on the server: size, ETag
+        upload_id: str | None = None
+        if resume is not None:
+            if second is not None and resume.sha256 == meta()[META_SHA256]:
+                have = self._parts_on_server(key, resume.upload_id) or {}
+                upload_id = resume.upload_id if have else None
+            if upload_id is None:
+                self.abort(key, resume.upload_id)
+                on_aborted()
         if second is None:
             try:
                 got, md5, digest = self._send(
@@ -531,9 +556,11 @@ class Uploader:
         create: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Metadata": meta(), **self._extra}
         if self.checksum:
             create["ChecksumAlgorithm"] = self.checksum.name.upper()
-        upload_id: str = self.call("create_multipart_upload", **create)["UploadId"]
-        on_created(upload_id)
+        if upload_id is None:
+            upload_id = str(self.call("create_multipart_upload", **create)["UploadId"])
+            on_created(upload_id)
         chunks.narrow()
+        skipped = 0
         completed = False
         # Parts go out ``part_concurrency`` at a time; they are settled in order.
         in_flight: deque[Future[tuple[dict[str, Any], bytes, bytes | None]]] = deque()
@@ -554,6 +581,15 @@ class Uploader:
                 while len(in_flight) >= self.part_concurrency:
                     settle()
                 sizes.append(len(body))
+                if number in have:
+                    md5 = hashlib.md5(body).digest()
+                    if have[number] == (len(body), md5.hex()):
+                        digest = self.checksum.digest(body) if self.checksum else None
+                        done_before: Future[Any] = Future()
+                        done_before.set_result(({"ETag": f'"{md5.hex()}"'}, md5, digest))
+                        in_flight.append(done_before)
+                        skipped += 1
+                        continue
                 in_flight.append(
                     _in_thread(
                         f"part {number} {key}",
@@ -568,6 +604,13 @@ class Uploader:
                 )
             while in_flight:
                 settle()
+            if skipped:
+                log.info(
+                    "resumed the upload of an earlier run: %d of %d part(s) were already there",
+                    skipped,
+                    len(done),
+                    extra={"key": key, "stage": "upload"},
+                )
             try:
                 got = self.call(
                     "complete_multipart_upload",
@@ -590,6 +633,26 @@ class Uploader:
         return self._verify(
             key, sent, _etag(got["ETag"]), sha256=create["Metadata"][META_SHA256], parts=len(done)
         )
+
+    def _parts_on_server(self, key: str, upload_id: str) -> dict[int, tuple[int, str]] | None:
+        """``{part number: (size, MD5 hex)}`` of an upload's parts (ListParts, every page);
+        None when the upload is gone. Parts whose ETag is not an MD5 are left out."""
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "UploadId": upload_id}
+        out: dict[int, tuple[int, str]] = {}
+        while True:
+            try:
+                page = self.call("list_parts", **kwargs)
+            except botocore.exceptions.ClientError as e:
+                if _error_code(e) in ("NoSuchUpload", "404") or _status(e) == 404:
+                    return None
+                raise
+            for p in page.get("Parts", []):
+                m = _MD5_ETAG.match(p.get("ETag", ""))
+                if m and self._etags_are_md5:
+                    out[int(p["PartNumber"])] = (int(p["Size"]), m.group(1))
+            if not page.get("IsTruncated"):
+                return out
+            kwargs["PartNumberMarker"] = page["NextPartNumberMarker"]
 
     def _completed_meanwhile(
         self, key: str, e: botocore.exceptions.ClientError, meta: dict[str, str]
