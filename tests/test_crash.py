@@ -312,6 +312,7 @@ def kill_again_and_again(seaweed: S3Server, tmp_path: Path, gen_data: Callable[.
     print(f"kills (mode:uploads it opened/open after it): {' '.join(report)}")
     check_final(client, bucket, tree, logs)
     assert left_open, "no kill landed during a multipart upload: the test proved less than it should"
+
     # Each upload the last kill left open was aborted, or kept and resumed (check_final: none is
     # left).
     def count(pattern: str) -> int:
