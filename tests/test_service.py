@@ -182,6 +182,27 @@ def test_rerun_uploads_nothing_and_changed_files_are_replaced(moto: S3Server, wa
     assert etags["raw.txt"] == now["raw.txt"]["ETag"].strip('"')
 
 
+@pytest.mark.parametrize("server_name", ["moto", "seaweed"])
+def test_a_changed_file_whose_object_was_deleted_is_uploaded_again(
+    request: pytest.FixtureRequest, server_name: str, watch: Path
+) -> None:
+    server: S3Server = request.getfixturevalue(server_name)
+    bucket = server.new_bucket()
+    (watch / "small.txt").write_text("version 1\n")
+    (watch / "big.bin").write_bytes(os.urandom(6 << 20))  # multipart: If-Match on complete
+    assert run_once(server, bucket, watch, "--part-size", "5MiB").returncode == 0
+    client = server.client()
+    for key in ("small.txt", "big.bin"):
+        client.delete_object(Bucket=bucket, Key=key)  # behind s3proc's back
+    (watch / "small.txt").write_text("version 2\n")
+    (watch / "big.bin").write_bytes(os.urandom(6 << 20))
+    run = run_once(server, bucket, watch, "--part-size", "5MiB")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert sorted(r["path"] for r in run.lines("uploaded")) == ["big.bin", "small.txt"]
+    assert body(client, bucket, "small.txt") == b"version 2\n"
+    assert body(client, bucket, "big.bin") == (watch / "big.bin").read_bytes()
+
+
 def test_two_sources_for_one_key_never_overwrite(moto: S3Server, watch: Path) -> None:
     bucket = moto.new_bucket()
     (watch / "x.csv").write_text("a\n1\n")

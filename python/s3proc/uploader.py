@@ -676,7 +676,7 @@ class Uploader:
         head = self._head(key)
         if head is None:
             # It was deleted since: upload again as a new key.
-            log.info("conditional write refused (412) and the key is now empty", extra={"key": key})
+            log.info("conditional write refused and the key is now empty", extra={"key": key})
             return ""
         meta = head.get("Metadata", {})
         etag = _etag(head["ETag"])
@@ -802,7 +802,9 @@ class _Conflict(Exception):
 
 def _raise_condition(e: botocore.exceptions.ClientError, upload_id: str | None = None) -> None:
     code = _error_code(e)
-    if _status(e) == 412 or code == "PreconditionFailed":
+    # If-Match on a key that is gone is a 404 NoSuchKey on AWS: the object to replace was
+    # deleted behind our back; the HEAD that resolves a 412 finds the key empty.
+    if _status(e) == 412 or code in ("PreconditionFailed", "NoSuchKey"):
         raise _Precondition() from e
     if code == "ConditionalRequestConflict" or (_status(e) == 409 and upload_id):
         raise _Conflict() from e
