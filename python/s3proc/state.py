@@ -118,6 +118,7 @@ CREATE TABLE IF NOT EXISTS objects (
     upload_sha256 TEXT
 );
 CREATE INDEX IF NOT EXISTS objects_source ON objects (path, entry);
+CREATE INDEX IF NOT EXISTS objects_in_flight ON objects (upload_id) WHERE upload_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('schema', '1');
 """
