@@ -24,6 +24,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -37,6 +38,7 @@ from typing import Any
 import duckdb
 import pyarrow.parquet as pq
 import pytest
+from faultproxy import FaultProxy
 from s3servers import S3Server, body, incomplete_uploads, objects, run_once, s3proc_args
 
 import s3proc
@@ -488,3 +490,39 @@ def test_restart_after_a_crash_that_left_a_newer_upload_unrecorded(
     run = run_once(seaweed, bucket, watch, *ARGS)
     assert run.returncode == 0, run.stderr
     check_final(client, bucket, tree, [run.logs])
+
+
+@pytest.mark.parametrize("how", ["automatic", "command"])
+def test_a_lost_state_database_is_rebuilt_from_s3_without_uploading_again(
+    seaweed: S3Server, tmp_path: Path, gen_data, how: str
+) -> None:
+    watch = tmp_path / "inbox"
+    tree = Tree(watch, random.Random(11), gen_data)
+    tree.raw("big.bin", 12 * MiB)  # multipart: without the state it would be sent again in full
+    tree.raw("small.txt", 1000)
+    tree.csv("t.csv", 2_000, 5)
+    bucket = seaweed.new_bucket()
+    assert run_once(seaweed, bucket, watch, *ARGS).returncode == 0
+    before = objects(seaweed.client(), bucket)
+    shutil.rmtree(watch / ".s3proc")
+
+    proxy = FaultProxy(seaweed.endpoint)  # counts what reaches the server
+    via = S3Server("proxy", proxy.endpoint, seaweed.access_key, seaweed.secret_key)
+    try:
+        if how == "command":
+            cmd = [*s3proc_args(via, bucket, watch)[:2], "--watch-dir", str(watch), "--bucket", bucket,
+                   "--endpoint-url", via.endpoint]  # fmt: skip
+            cmd[1] = "rebuild-state"
+            done = subprocess.run(cmd, env=via.env(), capture_output=True, text=True, timeout=120)
+            assert done.returncode == 0 and "3 object(s) recorded" in done.stdout, done.stderr
+        run = run_once(via, bucket, watch, *ARGS)
+    finally:
+        proxy.close()
+    assert run.returncode == 0, run.stderr
+    if how == "automatic":
+        assert run.lines("state rebuilt from S3: 3 object(s) recorded"), run.stderr
+    unchanged = sorted(r["path"] for r in run.lines("unchanged content: already uploaded"))
+    assert unchanged == ["big.bin", "small.txt", "t.csv"]
+    writes = [(m, p) for m, p in proxy.requests if m in ("PUT", "POST") and ".s3proc-probe" not in p]
+    assert writes == [], "nothing was uploaded again"
+    assert objects(seaweed.client(), bucket) == before

@@ -404,7 +404,7 @@ def _config(opts: dict[str, Any], **more: Any) -> RunConfig:
 def run(**opts: Any) -> None:
     """Watch a folder and ship every complete file to S3 (tables as Parquet), exactly once."""
     from s3proc.pipeline import Settings
-    from s3proc.service import Schedule, Service
+    from s3proc.service import Schedule, Service, rebuild_state
 
     logs.setup(opts.pop("log_format"), opts.pop("log_level"))
     once, embedded = opts.pop("once"), opts.pop("embedded_s3")
@@ -441,12 +441,15 @@ def run(**opts: Any) -> None:
             secret_key=opts.get("secret_key"),
         )
         keys = cfg.check()
+        fresh = not Path(cfg.state_location).exists()
         state = open_state(cfg.state_location, exclusive=True, synchronous=cfg.state_sync.upper())
         try:
             uploader = cfg.uploader(cfg.client())
             if server is not None:
                 server.create_bucket(uploader.client, cfg.bucket)
             check_bucket(uploader, keys.prefix)
+            if fresh:  # a first start, or a lost state database: what s3proc wrote is not redone
+                rebuild_state(state, uploader, keys.prefix, cfg.watch_dir)
             settings = Settings(
                 root=cfg.watch_dir.resolve(),
                 keys=keys,
@@ -561,6 +564,26 @@ def retry(**opts: Any) -> None:
     click.echo(
         f"{back} file(s) queued again" + (f"; {kept} left in the error folder (path taken)" if kept else "")
     )
+
+
+@cli.command("rebuild-state")
+@where_options
+@s3_options
+def rebuild_state_command(**opts: Any) -> None:
+    """Record in the state every object s3proc wrote under the prefix (after losing the state
+    database; `s3proc run` does it by itself when it finds none)."""
+    from s3proc.service import rebuild_state
+
+    cfg = _config(opts)
+    keys = cfg.check()
+    state = open_state(cfg.state_location, exclusive=True)
+    try:
+        uploader = cfg.uploader(cfg.client())
+        check_bucket(uploader, keys.prefix)
+        n = rebuild_state(state, uploader, keys.prefix, cfg.watch_dir)
+    finally:
+        state.close()
+    click.echo(f"{n} object(s) recorded")
 
 
 @cli.command()

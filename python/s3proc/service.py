@@ -29,7 +29,7 @@ from types import FrameType
 
 from s3proc import logs
 from s3proc.pipeline import Outcome, Settings, process
-from s3proc.state import FileRow, State
+from s3proc.state import FileRow, State, StateError
 from s3proc.uploader import Uploader, describe
 from s3proc.watcher import Filter, Watcher, open_for_writing, rescan
 
@@ -104,6 +104,24 @@ def recover(state: State, uploader: Uploader, prefix: str) -> None:
             foreign,
             extra={"stage": "recover"},
         )
+
+
+def rebuild_state(state: State, uploader: Uploader, prefix: str, root: Path) -> int:
+    """Records every object s3proc wrote under ``prefix`` (from its metadata), so that a lost
+    state database costs no upload: a file whose content is already there is found unchanged.
+    Returns how many objects were recorded."""
+    n = 0
+    for key, source, sha, etag, size, rows in uploader.ours(prefix):
+        # An archive entry's source is "path!entry"; a path that exists as written has no entry.
+        path, entry = (source, "") if (root / source).exists() or "!" not in source else source.split("!", 1)
+        try:
+            state.claim_key(path, entry, key, key)
+        except StateError:
+            continue  # the state already gives this key to another source
+        state.object_done(key, sha, etag, size, rows)
+        n += 1
+    log.info("state rebuilt from S3: %d object(s) recorded", n, extra={"stage": "recover"})
+    return n
 
 
 class Service:

@@ -28,7 +28,7 @@ import threading
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextvars import copy_context
 from dataclasses import dataclass, field
 from typing import Any
@@ -774,6 +774,31 @@ class Uploader:
                 return
             kwargs["KeyMarker"] = page.get("NextKeyMarker", "")
             kwargs["UploadIdMarker"] = page.get("NextUploadIdMarker", "")
+
+    def ours(self, prefix: str, threads: int = 16) -> Iterator[tuple[str, str, str, str, int, int | None]]:
+        """Every object under ``prefix`` that s3proc wrote: ``(key, source, source SHA-256, ETag,
+        size, rows)``, from its metadata (one HEAD per object, ``threads`` at a time)."""
+
+        def one(key: str) -> tuple[str, str, str, str, int, int | None] | None:
+            head = self._head(key)
+            meta = (head or {}).get("Metadata", {})
+            if not head or meta.get(META_WRITER) != "s3proc" or not meta.get(META_SHA256):
+                return None
+            rows = meta.get(META_ROWS)
+            source = unquote(meta.get(META_SOURCE, ""))
+            etag, size = _etag(head["ETag"]), int(head["ContentLength"])
+            return key, source, meta[META_SHA256], etag, size, int(rows) if rows else None
+
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            while True:
+                page = self.call("list_objects_v2", **kwargs)
+                for got in pool.map(one, [o["Key"] for o in page.get("Contents", [])]):
+                    if got is not None:
+                        yield got
+                if not page.get("IsTruncated"):
+                    return
+                kwargs["ContinuationToken"] = page["NextContinuationToken"]
 
     def listing(self, prefix: str) -> Iterator[tuple[str, int, int | None]]:
         """``(key, size, rows)`` of every object under ``prefix``; rows from s3proc's metadata."""
