@@ -255,6 +255,7 @@ def _one_line_exit_2(proc: subprocess.CompletedProcess[bytes]) -> str:
         (["--checksum", "md4"], "md4"),
         (["--key-template", "{prefix}{nope}"], "nope"),
         (["--part-size", "1MiB"], "5 MiB"),
+        (["--error-dir", "/dev/null/errors"], "error folder"),
     ],
 )
 def test_bad_configuration_fails_at_start_with_status_2(
@@ -402,7 +403,8 @@ def test_nothing_but_the_state_is_written(moto: S3Server, watch: Path, tmp_path:
     run = run_once(moto, bucket, watch, "--part-size", "5MiB", env=env, cwd=cwd)
     assert run.returncode == 0, run.stderr
     written = listing(watch) - before
-    assert written <= {".s3proc", ".s3proc/state.db", ".s3proc/state.db-wal", ".s3proc/state.db-shm"}, written
+    own = {".s3proc", ".s3proc/errors", ".s3proc/state.db", ".s3proc/state.db-wal", ".s3proc/state.db-shm"}
+    assert written <= own, written
     assert listing(tmpdir) == set()
     assert listing(cwd) == set()
 

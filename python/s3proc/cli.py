@@ -441,6 +441,7 @@ def run(**opts: Any) -> None:
             secret_key=opts.get("secret_key"),
         )
         keys = cfg.check()
+        cfg.prepare_error_folder()
         fresh = not Path(cfg.state_location).exists()
         state = open_state(cfg.state_location, exclusive=True, synchronous=cfg.state_sync.upper())
         try:

@@ -119,6 +119,15 @@ class RunConfig:
         except BadKey as e:
             raise ConfigError(str(e)) from None
 
+    def prepare_error_folder(self) -> None:
+        """The error folder exists (it is made now) and can be written, or ``ConfigError``."""
+        try:
+            self.error_folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"the error folder {self.error_folder} cannot be made: {e.strerror}") from None
+        if not os.access(self.error_folder, os.W_OK | os.X_OK):
+            raise ConfigError(f"the error folder {self.error_folder} is not writable")
+
     @property
     def state_location(self) -> str:
         return self.state or str(self.watch_dir / ".s3proc" / "state.db")
