@@ -17,6 +17,7 @@ import sqlite3
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -477,8 +478,11 @@ def test_every_line_about_a_file_carries_path_sha_and_stage(moto: S3Server, watc
     client = moto.client()
     (watch / "f.txt").write_text("same")
     assert run_once(moto, bucket, watch).returncode == 0
-    # Lose the state: the next run finds its own object behind a 412 (a line from the uploader).
-    shutil.rmtree(watch / ".s3proc")
+    # The state forgets the file (a state from elsewhere): the next run finds its own object behind
+    # a 412 (a line from the uploader).
+    with sqlite3.connect(watch / ".s3proc" / "state.db") as db:
+        db.execute("DELETE FROM objects")
+        db.execute("DELETE FROM files")
     run = run_once(moto, bucket, watch)
     assert run.returncode == 0, run.stderr
     found = run.lines("already uploaded (found by HEAD)")
@@ -515,3 +519,50 @@ def test_encryption_and_storage_class_pass_through(moto: S3Server, watch: Path) 
     for key, head in objects(moto.client(), bucket).items():
         assert head.get("ServerSideEncryption") == "AES256", key
         assert head.get("StorageClass") == "STANDARD_IA", key
+
+
+def test_a_failing_state_database_stops_the_service_and_loses_nothing(moto: S3Server, watch: Path) -> None:
+    """The disk under the state fills up (here: the state refuses ``finish``): the service stops
+    with the reason instead of going on without its memory; no file is marked failed or moved to
+    the error folder, and the next start finishes the work without uploading anything twice."""
+    from s3proc.config import RunConfig
+    from s3proc.pipeline import Settings
+    from s3proc.service import Schedule, Service
+    from s3proc.state import SqliteState, StateUnavailable
+
+    class DiskFull(SqliteState):
+        def finish(self, *args: Any, **kwargs: Any) -> bool:
+            raise StateUnavailable("the state database …: database or disk is full")
+
+    bucket = moto.new_bucket()
+    for i in range(6):
+        (watch / f"f{i}.txt").write_text(f"file {i}\n")
+    cfg = RunConfig(watch_dir=watch, bucket=bucket, endpoint_url=moto.endpoint, quiet_period=0,
+                    access_key=moto.access_key, secret_key=moto.secret_key)  # fmt: skip
+    keys = cfg.check()
+    settings = Settings(root=watch.resolve(), keys=keys, error_dir=cfg.error_folder.resolve())
+
+    def service(state: SqliteState) -> Service:
+        return Service(
+            settings, Schedule(concurrency=2, quiet_period=0), state, cfg.uploader(cfg.client()), ""
+        )
+
+    state = DiskFull(cfg.state_location, exclusive=True)
+    try:
+        with pytest.raises(StateUnavailable, match="disk is full"):
+            service(state).run(once=True)
+        assert state.counts()["failed"] == 0
+    finally:
+        state.close()
+    assert not cfg.error_folder.exists() or not any(cfg.error_folder.iterdir())
+    assert sorted(p.name for p in watch.iterdir() if p.is_file()) == [f"f{i}.txt" for i in range(6)]
+
+    healthy = SqliteState(cfg.state_location, exclusive=True)
+    try:
+        assert service(healthy).run(once=True) == 0
+        assert healthy.counts()["uploaded"] == 6
+    finally:
+        healthy.close()
+    assert {k: body(moto.client(), bucket, k) for k in objects(moto.client(), bucket)} == {
+        f"f{i}.txt": f"file {i}\n".encode() for i in range(6)
+    }

@@ -7,6 +7,7 @@ same file sees it at once, and so does the next run.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from s3proc.state import (
     ObjectRow,
     SqliteState,
     StateError,
+    StateUnavailable,
     open_state,
 )
 
@@ -594,3 +596,24 @@ def test_a_large_queue(state: SqliteState) -> None:
     assert _paths(ready) == [f"d{i % 100}/f{i}.csv" for i in range(10)]  # the oldest mtimes
     assert state.claim(ready[0].path, ready[0].size, ready[0].mtime_ns) is not None
     assert len(state.ready(before=T0, limit=10)) == 10
+
+
+def test_a_database_locked_past_the_busy_timeout_is_a_state_failure_and_stays_consistent(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import s3proc.state as st
+
+    monkeypatch.setattr(st, "BUSY_TIMEOUT", 0.2)
+    state = SqliteState(db)
+    state.observe([("a.csv", 10, 1 * S)], T0)
+    other = sqlite3.connect(db, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
+    with pytest.raises(StateUnavailable, match="locked"):
+        state.claim("a.csv", 10, 1 * S)
+    assert state.get("a.csv") is not None  # WAL: readers go on beside a writer
+    other.execute("ROLLBACK")
+    other.close()
+    row = state.get("a.csv")
+    assert row is not None and row.status == PENDING, "the failed claim left nothing behind"
+    assert state.claim("a.csv", 10, 1 * S) is not None
+    state.close()

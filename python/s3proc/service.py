@@ -16,6 +16,7 @@ uploads are abandoned (left ``processing``, so the next start redoes them).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -29,7 +30,7 @@ from types import FrameType
 
 from s3proc import logs
 from s3proc.pipeline import Outcome, Settings, process
-from s3proc.state import FileRow, State, StateError
+from s3proc.state import FileRow, State, StateError, StateUnavailable
 from s3proc.uploader import Uploader, describe
 from s3proc.watcher import Filter, Watcher, open_for_writing, rescan
 
@@ -141,12 +142,20 @@ class Service:
         self._wake = threading.Event()  # a worker finished, or a stop was asked for
         self.failed = 0
         self.uploaded = 0
+        self.fatal: StateUnavailable | None = None  # the state failed: stop, say why
 
     def _own_dirs(self) -> list[Path]:
         dirs = [self.s.error_dir]
         if self.s.after_upload.startswith("move:"):
             dirs.append(Path(self.s.after_upload[5:]))
         return [d.resolve() for d in dirs]
+
+    def _fail_service(self, e: StateUnavailable) -> None:
+        if self.fatal is None:
+            self.fatal = e
+            log.error("stopping: %s", e)
+        self.stopping.set()
+        self._wake.set()
 
     def request_stop(self, signum: int = 0, _frame: FrameType | None = None) -> None:
         if not self.stopping.is_set():
@@ -168,7 +177,9 @@ class Service:
         log.info("scanned %s: %d file(s)", self.s.root, found, extra={"stage": "detect"})
         watcher = None
         if not once:
-            watcher = Watcher(self.s.root, self.flt, self.state, self.watch_stop, poll=self.sched.poll)
+            watcher = Watcher(
+                self.s.root, self.flt, self.state, self.watch_stop, self.sched.poll, self._fail_service
+            )
             watcher.start()
         inflight: dict[Future[Outcome], str] = {}
         backlog: deque[FileRow] = deque()  # claimed, waiting for a worker
@@ -196,13 +207,18 @@ class Service:
                         last_scan = time.monotonic()
                     self._wake.wait(TICK)
                     self._wake.clear()
+            except StateUnavailable as e:
+                self._fail_service(e)
             finally:
                 self.watch_stop.set()
-                for row in backlog:
-                    self.state.release(row.path)
+                with contextlib.suppress(StateUnavailable):  # recovery redoes them at the next start
+                    for row in backlog:
+                        self.state.release(row.path)
                 self._drain(inflight)
         if watcher:
             watcher.join(timeout=5)
+        if self.fatal is not None:
+            raise self.fatal
         return 1 if self.failed else 0
 
     def _ready(self, limit: int) -> list[FileRow]:
@@ -238,6 +254,9 @@ class Service:
     def _work(self, row: FileRow) -> Outcome:
         try:
             return process(row, self.s, self.state, self.uploader)
+        except StateUnavailable as e:
+            self._fail_service(e)
+            return Outcome("requeued")
         except Exception as e:  # a bug: say so, mark the file failed (s3proc retry), keep going
             log.exception("internal error processing %s: %s", row.path, describe(e), extra={"path": row.path})
             self.state.fail(row.path, f"internal error: {describe(e)}")

@@ -16,6 +16,7 @@ while one is in flight, and with its ETag and the source's SHA-256 once it is co
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import sqlite3
@@ -28,11 +29,18 @@ from pathlib import Path
 from typing import Any, Protocol
 
 PENDING, PROCESSING, UPLOADED, FAILED = "pending", "processing", "uploaded", "failed"
+BUSY_TIMEOUT = 30.0  # seconds a write waits for a lock another process holds on the database
 STATUSES = (PENDING, PROCESSING, UPLOADED, FAILED)
 
 
 class StateError(Exception):
     """The state database cannot be opened or is held by another ``s3proc run``."""
+
+
+class StateUnavailable(StateError):
+    """The state database failed while running: locked by another process past the busy
+    timeout, its disk full, an I/O error. The service stops rather than go on without it (the
+    transaction that failed was rolled back: what is recorded stays consistent)."""
 
 
 @dataclass(frozen=True)
@@ -144,7 +152,9 @@ class SqliteState:
         self._lock = threading.Lock()
         self._lockfd: int | None = None
         try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+            self._db = sqlite3.connect(
+                self.path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT
+            )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
             self._sync = synchronous.upper()
@@ -170,7 +180,7 @@ class SqliteState:
     def _tx(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
         """One transaction; ``durable=False``: committed without a flush to disk."""
         lazy = not durable and self._sync in ("FULL", "EXTRA")
-        with self._lock:
+        with self._lock, self._failures():
             if lazy:
                 self._db.execute("PRAGMA synchronous=NORMAL")
             try:
@@ -178,7 +188,8 @@ class SqliteState:
                 try:
                     yield self._db
                 except BaseException:
-                    self._db.execute("ROLLBACK")
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
                     raise
                 self._db.execute("COMMIT")
             finally:
@@ -186,8 +197,18 @@ class SqliteState:
                     self._db.execute(f"PRAGMA synchronous={self._sync}")
 
     def _query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        with self._lock:
+        with self._lock, self._failures():
             return self._db.execute(sql, args).fetchall()
+
+    @contextmanager
+    def _failures(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as e:
+            if self._db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+            raise StateUnavailable(f"the state database {self.path} failed: {e}") from e
 
     # ------------------------------------------------------------------ the queue
     def observe(self, seen: Iterable[tuple[str, int, int]], now: float) -> None:

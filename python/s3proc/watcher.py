@@ -15,12 +15,12 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import watchfiles
 
-from s3proc.state import State
+from s3proc.state import State, StateUnavailable
 
 log = logging.getLogger("s3proc.watch")
 
@@ -124,9 +124,18 @@ class Watcher(threading.Thread):
     ``max_user_watches`` limit), the watcher says so once and falls back to polling.
     """
 
-    def __init__(self, root: Path, flt: Filter, state: State, stop: threading.Event, poll: bool = False):
+    def __init__(
+        self,
+        root: Path,
+        flt: Filter,
+        state: State,
+        stop: threading.Event,
+        poll: bool = False,
+        on_failure: Callable[[StateUnavailable], None] = lambda _e: None,
+    ):
         super().__init__(name="watcher", daemon=True)
         self.root, self.flt, self.state, self.stop, self.poll = root, flt, state, stop, poll
+        self.on_failure = on_failure
 
     def run(self) -> None:
         poll = self.poll
@@ -146,6 +155,9 @@ class Watcher(threading.Thread):
                     ignore_permission_denied=True,
                 ):
                     self._handle(changes)
+                return
+            except StateUnavailable as e:
+                self.on_failure(e)
                 return
             except Exception as e:  # notify's errors come as plain exceptions
                 if poll:
