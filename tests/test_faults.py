@@ -153,3 +153,50 @@ def _parts(server: S3Server, bucket: str) -> set[int]:
         return set()
     got = c.list_parts(Bucket=bucket, Key=ups[0]["Key"], UploadId=ups[0]["UploadId"])
     return {p["PartNumber"] for p in got.get("Parts", [])}
+
+
+@pytest.mark.parametrize("server", ["moto"], indirect=True)
+@pytest.mark.parametrize("change", ["truncated", "deleted", "rewritten"])
+def test_a_file_changed_while_it_is_uploaded(
+    server: S3Server, proxy: tuple[FaultProxy, S3Server], tmp_path: Path, change: str
+) -> None:
+    """While part 2 of a file is on its way, the file is truncated, deleted or rewritten. The run
+    ends with exit 0 and S3 holds what the folder holds: the new content (a changed file is
+    processed again and replaces the object), or, for a file deleted after it was claimed
+    complete, the content it had."""
+    fp, via = proxy
+    bucket = server.new_bucket()
+    watch = tmp_path / "in"
+    watch.mkdir()
+    path = watch / "f.bin"
+    old = os.urandom(4 * 5 * MiB)
+    path.write_bytes(old)
+    fp.rules.append(Rule("stall", path=PARTS, nth=2, seconds=2.0))
+    proc = subprocess.Popen(
+        [*s3proc_args(via, bucket, watch, "--part-size", "5MiB"), "--once"],
+        env=via.env(),
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    while not fp.log:
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    new = os.urandom(3 * MiB)
+    if change == "truncated":
+        with open(path, "r+b") as f:
+            f.truncate(1 * MiB)
+        new = old[: 1 * MiB]
+    elif change == "deleted":
+        path.unlink()
+    else:
+        tmp = watch / ".f.bin.part"
+        tmp.write_bytes(new)
+        tmp.rename(path)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()[-3000:]
+    c = server.client()
+    want = old if change == "deleted" else new
+    assert hashlib.sha256(body(c, bucket, "f.bin")).hexdigest() == hashlib.sha256(want).hexdigest()
+    head = c.head_object(Bucket=bucket, Key="f.bin")
+    assert head["Metadata"]["s3proc-source-sha256"] == hashlib.sha256(want).hexdigest()
+    assert incomplete_uploads(c, bucket) == []

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -189,6 +190,12 @@ def process(row: FileRow, s: Settings, state: State, uploader: Uploader) -> Outc
         state.fail(row.path, reason)
         _to_error_dir(path, row, reason, s, log)
         return Outcome("failed", error=reason)
+    # Changed since it was claimed (a watcher event may come late, or never with --once): what
+    # went up is replaced by the next pass. Deleted since: what went up is what it was.
+    with contextlib.suppress(FileNotFoundError):
+        now = os.stat(path)
+        if (now.st_size, now.st_mtime_ns, now.st_ino) != (st.st_size, st.st_mtime_ns, st.st_ino):
+            state.observe([(row.path, now.st_size, now.st_mtime_ns)], time.time())
     if not state.finish(row.path, row.size, row.mtime_ns, sha):
         log.info("changed while it was processed; queued again")
         return Outcome("requeued", tuple(u.key for u, _ in done))
