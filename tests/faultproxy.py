@@ -60,6 +60,7 @@ class FaultProxy:
     rules: list[Rule] = field(default_factory=list)
     log: list[tuple[str, str, str]] = field(default_factory=list)  # faults: (action, method, path)
     requests: list[tuple[str, str]] = field(default_factory=list)  # every request: (method, path)
+    outage: bool = False  # while set, every request's connection is reset: S3 is gone
 
     def __post_init__(self) -> None:
         up = urlparse(self.upstream)
@@ -75,6 +76,10 @@ class FaultProxy:
             def _any(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                if proxy.outage:
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
                 with lock:
                     proxy.requests.append((self.command, self.path))
                     # Every rule counts every request it matches; the first that fires acts.

@@ -566,3 +566,48 @@ def test_a_failing_state_database_stops_the_service_and_loses_nothing(moto: S3Se
     assert {k: body(moto.client(), bucket, k) for k in objects(moto.client(), bucket)} == {
         f"f{i}.txt": f"file {i}\n".encode() for i in range(6)
     }
+
+
+def test_s3_going_away_and_coming_back_loses_nothing(moto: S3Server, watch: Path) -> None:
+    """The endpoint goes away while files arrive (every connection reset), then comes back: the
+    files wait in the queue (none goes to the error folder) and are uploaded when it is back."""
+    from faultproxy import FaultProxy
+
+    bucket = moto.new_bucket()
+    proxy = FaultProxy(moto.endpoint)
+    via = S3Server("proxy", proxy.endpoint, moto.access_key, moto.secret_key)
+    d = Daemon(via, bucket, watch, "--retries", "1")
+    try:
+        d.wait_for(lambda: any("scanned" in r["msg"] for r in d.lines()))
+        proxy.outage = True
+        for i in range(5):
+            (watch / f"f{i}.txt").write_text(f"during the outage {i}\n")
+        d.wait_for(lambda: any("no new file for" in r["msg"] for r in d.lines()), timeout=60)
+        time.sleep(2)
+        proxy.outage = False
+        d.wait_for(lambda: len(d.uploaded()) == 5, timeout=120)
+    finally:
+        assert d.stop() == 0
+        proxy.close()
+    assert not [r for r in d.lines() if r.get("msg", "").startswith("moved to the error folder")]
+    assert {k: body(moto.client(), bucket, k) for k in objects(moto.client(), bucket)} == {
+        f"f{i}.txt": f"during the outage {i}\n".encode() for i in range(5)
+    }
+
+
+def test_the_bucket_deleted_while_running(moto: S3Server, watch: Path) -> None:
+    """The bucket disappears under a running service: a clear error, the files wait, and they are
+    uploaded once the bucket is back."""
+    bucket = moto.new_bucket()
+    client = moto.client()
+    d = Daemon(moto, bucket, watch)
+    try:
+        d.wait_for(lambda: any("scanned" in r["msg"] for r in d.lines()))
+        client.delete_bucket(Bucket=bucket)
+        (watch / "a.txt").write_text("waits for its bucket\n")
+        d.wait_for(lambda: any("NoSuchBucket" in r["msg"] for r in d.lines()), timeout=60)
+        client.create_bucket(Bucket=bucket)
+        d.wait_for(lambda: "a.txt" in d.uploaded(), timeout=120)
+    finally:
+        assert d.stop() == 0
+    assert body(client, bucket, "a.txt") == b"waits for its bucket\n"

@@ -43,6 +43,7 @@ from s3proc.uploader import (
     Uploaded,
     Uploader,
     describe,
+    unavailable,
 )
 
 HASH_BLOCK = 1 << 20
@@ -74,7 +75,8 @@ class Result:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What became of a file: ``uploaded``, ``unchanged``, ``failed``, ``requeued`` or ``gone``."""
+    """What became of a file: ``uploaded``, ``unchanged``, ``failed``, ``requeued``, ``gone``, or
+    ``unavailable`` (S3 could not be used: the file waits in the queue)."""
 
     status: str
     keys: tuple[str, ...] = ()
@@ -185,6 +187,10 @@ def process(row: FileRow, s: Settings, state: State, uploader: Uploader) -> Outc
         botocore.exceptions.BotoCoreError,
         botocore.exceptions.ClientError,
     ) as e:
+        if unavailable(e):  # S3's trouble, not the file's: back to the queue
+            log.warning("S3 is unavailable (%s); the file waits", describe(e))
+            state.release(row.path)
+            return Outcome("unavailable", error=describe(e))
         reason = _reason(e)
         log.error("failed: %s", reason, extra={"stage": log.extra.get("stage") if log.extra else None})
         state.fail(row.path, reason)

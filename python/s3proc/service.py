@@ -38,6 +38,7 @@ log = logging.getLogger("s3proc.service")
 
 TICK = 0.2
 BACKLOG = 4  # files claimed ahead per worker slot
+PAUSE_MIN, PAUSE_MAX = 5.0, 60.0  # seconds without new files while S3 is unavailable
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,10 @@ class Service:
         self.failed = 0
         self.uploaded = 0
         self.fatal: StateUnavailable | None = None  # the state failed: stop, say why
+        self.pause = 0.0  # S3 unavailable: seconds of the current pause (0: none)
+        self.paused_until = 0.0
+        self.gave_up = False  # --once: S3 stayed unavailable through every pause
+        self.once = False
 
     def _own_dirs(self) -> list[Path]:
         dirs = [self.s.error_dir]
@@ -167,8 +172,10 @@ class Service:
         """Runs until stopped (or, with ``once``, until the queue is empty).
 
         Returns:
-            0 when every file was uploaded, 1 when any went to the error folder.
+            0 when every file was uploaded, 1 when any went to the error folder or, with
+            ``once``, S3 stayed unavailable (the files left stay queued for the next run).
         """
+        self.once = once
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self.request_stop)
             signal.signal(signal.SIGINT, self.request_stop)
@@ -192,7 +199,8 @@ class Service:
                     # One /proc scan claims a batch; a batch at most every tick, more often
                     # only when workers would otherwise idle.
                     low = len(backlog) < self.sched.concurrency
-                    if low and (not backlog or time.monotonic() - last_claim >= TICK):
+                    paused = time.monotonic() < self.paused_until
+                    if low and not paused and (not backlog or time.monotonic() - last_claim >= TICK):
                         backlog.extend(self._ready(BACKLOG * self.sched.concurrency - len(backlog)))
                         last_claim = time.monotonic()
                     while backlog and len(inflight) < self.sched.concurrency:
@@ -200,7 +208,8 @@ class Service:
                         fut = pool.submit(self._work, row)
                         fut.add_done_callback(lambda _f: self._wake.set())
                         inflight[fut] = row.path
-                    if once and not inflight and not backlog and self.state.counts()["pending"] == 0:
+                    idle = not inflight and not backlog
+                    if once and idle and (self.gave_up or self.state.counts()["pending"] == 0):
                         break
                     if time.monotonic() - last_scan >= self.sched.rescan_interval:
                         rescan(self.s.root, self.flt, self.state)
@@ -219,7 +228,7 @@ class Service:
             watcher.join(timeout=5)
         if self.fatal is not None:
             raise self.fatal
-        return 1 if self.failed else 0
+        return 1 if self.failed or self.gave_up else 0
 
     def _ready(self, limit: int) -> list[FileRow]:
         """Claims up to ``limit`` files that are complete: quiet, unchanged, nobody writing."""
@@ -272,6 +281,22 @@ class Service:
                 self.failed += 1
             elif outcome.status in ("uploaded", "unchanged"):
                 self.uploaded += 1
+                self.pause = 0.0
+            elif outcome.status == "unavailable":
+                self._pause(outcome.error or "")
+
+    def _pause(self, why: str) -> None:
+        """S3 cannot be used: no new file for a while (5 s, doubling to 60 s); with ``--once``,
+        give up after the longest pause (the files stay queued for the next run)."""
+        if time.monotonic() < self.paused_until:
+            return  # files in flight when it began say the same
+        if self.pause >= PAUSE_MAX and self.once:
+            self.gave_up = True
+            log.error("S3 is still unavailable (%s); leaving the queue for the next run", why)
+            return
+        self.pause = min(PAUSE_MAX, max(PAUSE_MIN, self.pause * 2))
+        self.paused_until = time.monotonic() + self.pause
+        log.warning("S3 is unavailable (%s): no new file for %.0f s", why, self.pause)
 
     def _drain(self, inflight: dict[Future[Outcome], str]) -> None:
         """Waits up to the grace period for files in flight, then abandons their uploads."""

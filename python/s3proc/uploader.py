@@ -186,6 +186,30 @@ def retryable(e: BaseException) -> bool:
     return False
 
 
+# Errors about S3 itself (the endpoint, the bucket, the credentials), not about the file: the file
+# waits for S3 to come back instead of going to the error folder.
+_UNAVAILABLE_CODES = {
+    "NoSuchBucket",
+    "AccessDenied",
+    "AllAccessDisabled",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "TokenRefreshRequired",
+    "AccountProblem",
+}
+
+
+def unavailable(e: BaseException) -> bool:
+    """S3 cannot be used right now (retries spent on throttling, 5xx or connection trouble; the
+    bucket gone; credentials refused): nothing is wrong with the file being uploaded."""
+    if isinstance(e, IntegrityError):
+        return False
+    if isinstance(e, botocore.exceptions.ClientError):
+        return _error_code(e) in _UNAVAILABLE_CODES or retryable(e)
+    return isinstance(e, botocore.exceptions.BotoCoreError) and retryable(e)
+
+
 def _etag(value: str) -> str:
     return value.strip('"')
 
