@@ -22,6 +22,11 @@ pub trait Source: Send + Sync {
     /// # Errors
     /// Any I/O error of opening the source.
     fn open(&self) -> io::Result<Box<dyn Read + Send>>;
+    /// Key-value pairs this source adds to the Parquet file's metadata
+    /// (for example `s3proc.compression`).
+    fn metadata(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
 }
 
 /// A file on the local filesystem, read directly (never through Python).
