@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import itertools
 import lzma
 import os
 import random
@@ -25,7 +26,8 @@ from _util import S3PROC_BIN, convert_chunks, run_gen_data
 import s3proc
 from s3proc import _core
 
-GenData = Callable[..., Path]
+# The plain CSV, and the table and metadata its conversion gives.
+Plain = tuple[Path, pa.Table, dict[str, str]]
 
 COMPRESSORS: dict[str, tuple[str, Callable[[bytes], bytes]]] = {
     "gzip": (".gz", lambda b: gzip.compress(b, compresslevel=1, mtime=0)),
@@ -38,7 +40,7 @@ ROWS = 20_000
 
 
 @pytest.fixture(scope="module")
-def plain(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pa.Table, dict[str, str]]:
+def plain(tmp_path_factory: pytest.TempPathFactory) -> Plain:
     """A gen_data CSV, and the table and metadata its plain conversion gives."""
     path = run_gen_data("csv", ROWS, 42, tmp_path_factory.mktemp("plain") / "orders.csv")
     out = convert_chunks(path)
@@ -54,9 +56,7 @@ def assert_same_table(got: pa.Table, want: pa.Table) -> None:
 
 
 @pytest.mark.parametrize("codec", list(COMPRESSORS))
-def test_each_codec_converts_to_the_plain_table(
-    codec: str, plain: tuple[Path, pa.Table, dict[str, str]], tmp_path: Path
-) -> None:
+def test_each_codec_converts_to_the_plain_table(codec: str, plain: Plain, tmp_path: Path) -> None:
     csv, table, meta = plain
     suffix, compress = COMPRESSORS[codec]
     path = tmp_path / f"orders.csv{suffix}"
@@ -72,9 +72,7 @@ def test_each_codec_converts_to_the_plain_table(
     assert s3proc.inspect(path)["columns"] == s3proc.inspect(csv)["columns"]
 
 
-def test_bytes_and_file_like_sources_are_decompressed(
-    plain: tuple[Path, pa.Table, dict[str, str]], tmp_path: Path
-) -> None:
+def test_bytes_and_file_like_sources_are_decompressed(plain: Plain, tmp_path: Path) -> None:
     csv, table, _ = plain
     data = COMPRESSORS["zstd"][1](csv.read_bytes())
     assert_same_table(convert_chunks(data).table, table)
@@ -84,16 +82,16 @@ def test_bytes_and_file_like_sources_are_decompressed(
         assert_same_table(convert_chunks(f).table, table)
 
 
-def test_multi_member_gzip(plain: tuple[Path, pa.Table, dict[str, str]], tmp_path: Path) -> None:
+def test_multi_member_gzip(plain: Plain, tmp_path: Path) -> None:
     csv, table, _ = plain
     text = csv.read_bytes()
     cuts = [0, 7, len(text) // 3 + 5, len(text) // 2, len(text)]  # mid-line, mid-header too
     path = tmp_path / "orders.csv.gz"
-    path.write_bytes(b"".join(gzip.compress(text[a:b], mtime=0) for a, b in zip(cuts, cuts[1:], strict=False)))
+    path.write_bytes(b"".join(gzip.compress(text[a:b], mtime=0) for a, b in itertools.pairwise(cuts)))
     assert_same_table(convert_chunks(path).table, table)
 
 
-def test_gzip_named_csv_is_decompressed(plain: tuple[Path, pa.Table, dict[str, str]], tmp_path: Path) -> None:
+def test_gzip_named_csv_is_decompressed(plain: Plain, tmp_path: Path) -> None:
     csv, table, _ = plain
     path = tmp_path / "orders.csv"
     path.write_bytes(gzip.compress(csv.read_bytes(), mtime=0))
@@ -117,7 +115,7 @@ def test_late_drift_inside_gzip_restarts_and_decompresses_again(tmp_path: Path) 
     assert out.table.column("id").to_pylist() == list(range(rows))
 
 
-def test_truncated_gzip_is_a_source_error(plain: tuple[Path, pa.Table, dict[str, str]], tmp_path: Path) -> None:
+def test_truncated_gzip_is_a_source_error(plain: Plain, tmp_path: Path) -> None:
     csv, _, _ = plain
     data = gzip.compress(csv.read_bytes(), mtime=0)
     path = tmp_path / "orders.csv.gz"
@@ -134,7 +132,7 @@ def test_truncated_gzip_is_a_source_error(plain: tuple[Path, pa.Table, dict[str,
     assert not out.exists()
 
 
-def test_corrupt_xz_is_a_source_error(plain: tuple[Path, pa.Table, dict[str, str]], tmp_path: Path) -> None:
+def test_corrupt_xz_is_a_source_error(plain: Plain, tmp_path: Path) -> None:
     csv, _, _ = plain
     data = bytearray(lzma.compress(csv.read_bytes(), preset=1))
     mid = len(data) // 2
@@ -145,19 +143,20 @@ def test_corrupt_xz_is_a_source_error(plain: tuple[Path, pa.Table, dict[str, str
         convert_chunks(path)
 
 
-def test_gz_name_on_plain_data_is_refused(plain: tuple[Path, pa.Table, dict[str, str]], tmp_path: Path) -> None:
+def test_gz_name_on_plain_data_is_refused(plain: Plain, tmp_path: Path) -> None:
     csv, _, _ = plain
     path = tmp_path / "orders.csv.gz"
     path.write_bytes(csv.read_bytes())
     assert _core.sniff_compression(path) is None
-    with pytest.raises(s3proc.SourceError, match=r"orders\.csv\.gz: the name says gzip but the data is not gzip"):
+    refused = r"orders\.csv\.gz: the name says gzip but the data is not gzip"
+    with pytest.raises(s3proc.SourceError, match=refused):
         s3proc.ParquetChunks(path)
     path.write_bytes(b"")
     with pytest.raises(s3proc.SourceError, match="it is empty"):
         s3proc.inspect(path)
 
 
-def test_plain_files_are_not_compressed(plain: tuple[Path, pa.Table, dict[str, str]]) -> None:
+def test_plain_files_are_not_compressed(plain: Plain) -> None:
     csv, _, meta = plain
     assert _core.sniff_compression(csv) is None
     assert "s3proc.compression" not in meta
