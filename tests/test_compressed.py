@@ -175,8 +175,11 @@ def test_gzip_bomb_converts_in_flat_memory(tmp_path: Path) -> None:
             f.write(block)
     assert path.stat().st_size < 4 << 20
     out = tmp_path / "bomb.parquet"
-    proc = subprocess.Popen([str(S3PROC_BIN), "convert", str(path), str(out)], stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    assert usage.ru_maxrss * 1024 < 256 << 20
+    log = tmp_path / "convert.log"
+    with open(log, "wb") as f:
+        proc = subprocess.Popen([str(S3PROC_BIN), "convert", str(path), str(out)], stdout=f, stderr=f)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    assert proc.returncode == 0, log.read_text(errors="replace")
+    assert usage.ru_maxrss * 1024 < 256 << 20, f"peak RSS {usage.ru_maxrss // 1024} MiB"
     assert pq.ParquetFile(out).metadata.num_rows == 100_000_000
