@@ -222,12 +222,6 @@ impl Decompressed {
     pub fn codec(&self) -> Codec {
         self.codec
     }
-
-    /// The compressed source's own name (`x.csv.gz` where [`Source::name`]
-    /// says `x.csv`).
-    pub fn original_name(&self) -> &str {
-        self.inner.name()
-    }
 }
 
 impl Source for Decompressed {
@@ -235,6 +229,11 @@ impl Source for Decompressed {
     /// extension sees the format inside: `x.csv` for `x.csv.gz`.
     fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The compressed source's own name: `x.csv.gz`.
+    fn original_name(&self) -> &str {
+        self.inner.original_name()
     }
 
     fn open(&self) -> io::Result<Box<dyn Read + Send>> {
@@ -382,6 +381,7 @@ mod tests {
             assert_eq!(Codec::from_magic(&packed), Some(codec));
             let src = auto(source(packed, "t.csv.gz")).expect("detects");
             assert_eq!(src.name(), "t.csv");
+            assert_eq!(src.original_name(), "t.csv.gz");
             for _ in 0..2 {
                 assert_eq!(read_all(src.as_ref()).expect("decodes"), plain, "{codec:?}");
             }

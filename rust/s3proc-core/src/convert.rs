@@ -454,7 +454,7 @@ impl ParquetChunks {
         );
         let mut out = vec![
             ("s3proc.version".into(), env!("CARGO_PKG_VERSION").into()),
-            ("s3proc.source".into(), self.source.name().into()),
+            ("s3proc.source".into(), self.source.original_name().into()),
             ("s3proc.format".into(), "csv".into()),
             ("s3proc.dialect".into(), dialect),
             ("s3proc.encoding".into(), encoding),
