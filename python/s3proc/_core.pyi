@@ -3,7 +3,7 @@
 import os
 from typing import IO, Any, TypedDict, Unpack, final
 
-__all__ = ["ParquetChunks", "__version__", "build_profile", "inspect"]
+__all__ = ["ParquetChunks", "__version__", "build_profile", "inspect", "sniff_compression"]
 
 __version__: str
 build_profile: str  # "release" or "debug"
@@ -49,3 +49,11 @@ class ParquetChunks:
 
 def inspect(source: Source, **options: Unpack[ConvertOptions]) -> dict[str, Any]:
     """Detected format, encoding, dialect and columns ``[(name, type), ...]``."""
+
+def sniff_compression(path: str | os.PathLike[str]) -> str | None:
+    """The codec of the file at ``path`` from its first bytes: "gzip", "zstd", "bzip2",
+    "xz", or ``None`` when it is not compressed (whatever its name says).
+
+    Sources given to ``ParquetChunks`` and ``inspect`` are decompressed on the fly;
+    this tells a caller beforehand, without reading more than a few bytes.
+    """

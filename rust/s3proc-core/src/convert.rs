@@ -452,14 +452,16 @@ impl ParquetChunks {
                 self.plan.nulls.to_strings().iter().map(|s| json_str(s)).collect::<Vec<_>>().join(",")
             ),
         );
-        vec![
+        let mut out = vec![
             ("s3proc.version".into(), env!("CARGO_PKG_VERSION").into()),
-            ("s3proc.source".into(), self.source.name().into()),
+            ("s3proc.source".into(), self.source.original_name().into()),
             ("s3proc.format".into(), "csv".into()),
             ("s3proc.dialect".into(), dialect),
             ("s3proc.encoding".into(), encoding),
             ("s3proc.rows".into(), rows.to_string()),
-        ]
+        ];
+        out.extend(self.source.metadata());
+        out
     }
 }
 

@@ -6,6 +6,7 @@
 //! memory depends on piece and row-group sizes, never on the file's size.
 
 pub mod columns;
+pub mod compress;
 pub mod convert;
 pub mod csv;
 pub mod error;

@@ -22,6 +22,16 @@ pub trait Source: Send + Sync {
     /// # Errors
     /// Any I/O error of opening the source.
     fn open(&self) -> io::Result<Box<dyn Read + Send>>;
+    /// The name of the data as stored, when [`Source::name`] names what is
+    /// inside it: `x.csv.gz` for a decompressed source named `x.csv`.
+    fn original_name(&self) -> &str {
+        self.name()
+    }
+    /// Key-value pairs this source adds to the Parquet file's metadata
+    /// (for example `s3proc.compression`).
+    fn metadata(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
 }
 
 /// A file on the local filesystem, read directly (never through Python).

@@ -19,6 +19,9 @@ mod _core {
     #[pymodule_export]
     use super::chunks::inspect;
 
+    #[pymodule_export]
+    use super::source::sniff_compression;
+
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;

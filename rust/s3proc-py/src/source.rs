@@ -7,11 +7,31 @@ use std::sync::{Arc, Mutex};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyString};
+use s3proc_core::compress::{self, Codec};
 use s3proc_core::csv::sniff::SAMPLE_BYTES;
 use s3proc_core::source::{BytesSource, FileSource, Source};
 
-/// Turns the `source` argument into a core source.
+/// Turns the `source` argument into a core source, decompressed on the fly
+/// when its first bytes are those of a compressed file.
 pub fn from_py(obj: &Bound<'_, PyAny>, name: Option<String>) -> PyResult<Arc<dyn Source>> {
+    let raw = as_stored(obj, name)?;
+    let py = obj.py();
+    py.detach(|| compress::auto(raw))
+        .map_err(|e| crate::errors::to_py(py, e))
+}
+
+/// The codec of the file at `path` (`"gzip"`, `"zstd"`, `"bzip2"`, `"xz"`),
+/// found from its first bytes, or `None` when it is not compressed.
+#[pyfunction]
+pub fn sniff_compression(py: Python<'_>, path: PathBuf) -> PyResult<Option<&'static str>> {
+    let file = FileSource::new(path);
+    py.detach(|| compress::detect(&file))
+        .map(|c| c.map(Codec::name))
+        .map_err(|e| crate::errors::to_py(py, e))
+}
+
+/// The `source` argument as it is stored, compressed or not.
+fn as_stored(obj: &Bound<'_, PyAny>, name: Option<String>) -> PyResult<Arc<dyn Source>> {
     if obj.is_instance_of::<PyString>() || obj.hasattr("__fspath__")? {
         let file = FileSource::new(obj.extract::<PathBuf>()?);
         return Ok(Arc::new(match name {
