@@ -125,7 +125,11 @@ class Bench:
 
     def close(self) -> None:
         self.proc.terminate()
-        self.proc.wait(timeout=10)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # moto busy freeing what it held
+            self.proc.kill()
+            self.proc.wait()
 
     def empty(self, bucket: str) -> int:
         """Deletes every object and the bucket (moto keeps them in memory); returns the count."""

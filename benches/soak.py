@@ -95,8 +95,9 @@ def main() -> None:
     finally:
         stop.set()
         proc.terminate()
-        proc.wait(timeout=60)
+        code = proc.wait(timeout=60)
         bench.close()
+    print(f"s3proc stopped on SIGTERM with exit status {code}")
     fed = counts["fed"]
     print(f"soak: {args.minutes:g} min, {fed} files fed ({args.rate:g}/s), sampled every {args.every:g} s")
     print(f"{'min':>6} {'RSS MiB':>8} {'fds':>5} {'threads':>7} {'waiting':>7}")
