@@ -6,7 +6,7 @@ use quick_xml::events::Event;
 use quick_xml::Reader;
 
 use super::input::Input;
-use super::{local_name, xml_error, XmlOptions};
+use super::{xml_error, XmlOptions};
 use crate::error::{Error, Result};
 
 /// How far detection reads once it has a candidate.
@@ -86,7 +86,7 @@ pub(super) fn detect(
                     ),
                 ))
             }
-            Err(e) => return Err(xml_error(source_name, reader.get_ref(), e, None)),
+            Err(e) => return Err(xml_error(source_name, reader.get_ref().line(), e)),
         };
         let (start, empty) = match &event {
             Event::Start(e) => (e, false),
@@ -104,11 +104,13 @@ pub(super) fn detect(
             Event::Eof => break,
             _ => continue,
         };
-        let name = local_name(
-            start.local_name().into_inner(),
-            source_name,
-            reader.get_ref(),
-        )?;
+        let name = std::str::from_utf8(start.local_name().into_inner()).map_err(|_| {
+            Error::parse(
+                source_name,
+                reader.get_ref().line(),
+                "invalid UTF-8 in a name",
+            )
+        })?;
         let rich = !start.attributes_raw().trim_ascii().is_empty();
         let depth = stack.len();
         if depth >= options.max_depth {

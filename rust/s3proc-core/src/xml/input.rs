@@ -9,8 +9,6 @@ use encoding_rs::{Encoding, UTF_16BE, UTF_16LE, UTF_8};
 use crate::error::{Error, Result};
 use crate::source::transcode;
 
-/// Bytes read from the source at a time once detection is over.
-const CHUNK: usize = 256 * 1024;
 /// How much of the start the encoding sniffer looks at (the XML declaration
 /// must fit in it to be honoured).
 const SNIFF: usize = 1024;
@@ -103,50 +101,43 @@ fn declared_encoding(head: &[u8]) -> Option<&[u8]> {
     Some(&value[..memchr::memchr(quote, value)?])
 }
 
-/// A buffered reader that counts lines, refuses to read past a limit, and
-/// can keep everything it read so that the start can be read again.
+/// A buffered reader that keeps everything it reads (record detection reads
+/// the start of the document this way, then [`Input::into_parts`] hands the
+/// kept bytes to the [`super::window::Window`] that reads them again), counts
+/// lines and refuses to read past a limit.
 pub(super) struct Input {
     inner: Box<dyn Read + Send>,
     buf: Vec<u8>,
     pos: usize,
     end: usize,
     eof: bool,
-    /// Keep every byte since the start (record detection), for [`Input::rewind`].
-    keep: bool,
-    consumed: u64,
     newlines: u64,
-    /// Reading fails once `consumed` passes this position.
-    limit_at: u64,
+    /// Reading fails once `pos` passes this.
+    limit_at: usize,
     /// The last failure was the limit, not the source.
     over_limit: bool,
 }
 
 impl Input {
-    /// Reads `inner`, keeping what it reads until [`Input::rewind`].
+    /// Reads `inner`.
     pub(super) fn new(inner: Box<dyn Read + Send>) -> Self {
         Self {
             inner,
-            buf: vec![0; CHUNK],
+            buf: vec![0; 64 * 1024],
             pos: 0,
             end: 0,
             eof: false,
-            keep: true,
-            consumed: 0,
             newlines: 0,
-            limit_at: u64::MAX,
+            limit_at: usize::MAX,
             over_limit: false,
         }
     }
 
-    /// Goes back to the start (everything read so far was kept) and stops
-    /// keeping.
-    pub(super) fn rewind(&mut self) {
-        self.keep = false;
-        self.pos = 0;
-        self.consumed = 0;
-        self.newlines = 0;
-        self.limit_at = u64::MAX;
-        self.over_limit = false;
+    /// Everything read so far, the rest of the source, and whether the
+    /// source has ended.
+    pub(super) fn into_parts(mut self) -> (Vec<u8>, Box<dyn Read + Send>, bool) {
+        self.buf.truncate(self.end);
+        (self.buf, self.inner, self.eof)
     }
 
     /// 1-based line of the next byte to be read.
@@ -156,13 +147,12 @@ impl Input {
 
     /// Bytes handed out so far.
     pub(super) fn consumed(&self) -> u64 {
-        self.consumed
+        self.pos as u64
     }
 
-    /// Allows at most `bytes` more bytes to be read (roughly: the bound is
-    /// checked whenever the parser asks for more).
+    /// Allows at most about `bytes` bytes to be read in all.
     pub(super) fn limit(&mut self, bytes: usize) {
-        self.limit_at = self.consumed.saturating_add(bytes as u64);
+        self.limit_at = bytes;
     }
 
     /// Whether the last read failed on the limit.
@@ -186,22 +176,13 @@ impl Read for Input {
 
 impl BufRead for Input {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        if self.consumed > self.limit_at {
-            self.over_limit = true;
-            return Err(io::Error::other("size limit reached"));
-        }
         if self.pos == self.end && !self.eof {
-            if self.keep {
-                if self.end == self.buf.len() {
-                    self.buf.resize(self.buf.len() * 2, 0);
-                }
-            } else {
-                self.pos = 0;
-                self.end = 0;
-                if self.buf.len() > CHUNK {
-                    // The kept prefix has been read again: back to one chunk.
-                    self.buf = vec![0; CHUNK];
-                }
+            if self.pos > self.limit_at {
+                self.over_limit = true;
+                return Err(io::Error::other("size limit reached"));
+            }
+            if self.end == self.buf.len() {
+                self.buf.resize(self.buf.len() * 2, 0);
             }
             let n = loop {
                 match self.inner.read(&mut self.buf[self.end..]) {
@@ -220,6 +201,5 @@ impl BufRead for Input {
         let taken = &self.buf[self.pos..self.pos + amt];
         self.newlines += memchr::memchr_iter(b'\n', taken).count() as u64;
         self.pos += amt;
-        self.consumed += amt as u64;
     }
 }

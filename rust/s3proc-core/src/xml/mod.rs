@@ -53,6 +53,7 @@ mod input;
 #[cfg(test)]
 mod tests;
 mod tree;
+mod window;
 
 use std::fmt;
 use std::io::{self, Read};
@@ -60,7 +61,7 @@ use std::mem;
 use std::sync::Arc;
 
 use quick_xml::escape::{resolve_predefined_entity, EscapeError};
-use quick_xml::events::{BytesRef, BytesStart, Event};
+use quick_xml::events::{BytesEnd, BytesRef, BytesStart, Event};
 use quick_xml::{Reader, XmlVersion};
 
 use crate::error::{Error, Result};
@@ -68,6 +69,7 @@ use crate::value::{Record, Value};
 use detect::{detect, Target};
 use input::Input;
 use tree::{is_blank, Frame};
+use window::{Lines, Window};
 
 /// How to read an XML document.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -139,15 +141,24 @@ pub fn describe(
 /// The records of an XML document, read as a stream.
 ///
 /// # Memory
-/// One record's values, one read buffer (256 KiB) and, while the record
-/// element is detected, the start of the document (about 1 MiB, at most
-/// [`XmlOptions::max_record_bytes`]); never the whole document.
+/// One record's values, a window of the input (1 MiB, more while a larger
+/// record passes, at most [`XmlOptions::max_record_bytes`] beyond it) and,
+/// while the record element is detected, the start of the document (about
+/// 1 MiB, at most `max_record_bytes`); never the whole document.
 pub struct XmlRecords {
-    reader: Reader<Input>,
-    buf: Vec<u8>,
+    window: Window,
     state: State,
     layout: XmlLayout,
     done: bool,
+}
+
+/// How one pass over the window ended.
+enum Outcome {
+    /// The window ends inside an event or a record: read more.
+    More,
+    Record(Record),
+    End,
+    Fail(Error),
 }
 
 impl XmlRecords {
@@ -176,10 +187,10 @@ impl XmlRecords {
             });
         }
         let (read, encoding) = input::decode(Box::new(read), source_name)?;
-        let mut reader = xml_reader(Input::new(read));
+        let mut reader = Reader::from_reader(Input::new(read));
+        configure(&mut reader);
         let found = detect(&mut reader, options, source_name)?;
-        let mut input = reader.into_inner();
-        input.rewind();
+        let (kept, rest, eof) = reader.into_inner().into_parts();
         let layout = XmlLayout {
             encoding: encoding.name(),
             root: found.root,
@@ -194,8 +205,7 @@ impl XmlRecords {
             reason: found.reason,
         };
         Ok(Self {
-            reader: xml_reader(input),
-            buf: Vec::new(),
+            window: Window::new(kept, rest, eof),
             state: State {
                 source_name: source_name.to_owned(),
                 max_depth: options.max_depth,
@@ -227,23 +237,75 @@ impl XmlRecords {
         self.state.skipped
     }
 
+    /// Parses the window from its safe point until a record ends; when the
+    /// window ends first (inside an event, or inside a record), the partial
+    /// record is dropped, the window refilled and the same bytes parsed again.
     fn read_record(&mut self) -> Result<Option<Record>> {
-        let Self {
-            reader, buf, state, ..
-        } = self;
+        let Self { window, state, .. } = self;
         loop {
-            buf.clear();
-            if state.open == 0 {
-                reader.get_mut().limit(state.max_record_bytes);
-            }
-            let event = match reader.read_event_into(buf) {
-                Ok(event) => event,
-                Err(e) => return Err(state.error(reader.get_ref(), e)),
+            let base = window.safe;
+            let slice = &window.buf[base..window.end];
+            let mut reader = Reader::from_reader(slice);
+            configure(&mut reader);
+            // The state holds everything before `done`, the record being
+            // read starts at `record_start` (both relative to `base`).
+            let mut done = 0;
+            let mut record_start = 0;
+            let outcome = loop {
+                let start = reader.buffer_position() as usize;
+                let mut here = Here {
+                    buf: &window.buf,
+                    lines: &mut window.lines,
+                    start: base + start,
+                };
+                let event = match reader.read_event() {
+                    Ok(Event::Eof) if !window.eof => break Outcome::More,
+                    Ok(event) => event,
+                    // quick-xml fails at the end of the slice when markup is
+                    // cut: only more input tells whether it is really broken.
+                    Err(_)
+                        if !window.eof && reader.buffer_position() as usize + 16 >= slice.len() =>
+                    {
+                        break Outcome::More
+                    }
+                    Err(e) => break Outcome::Fail(state.error(&mut here, e)),
+                };
+                let end = reader.buffer_position() as usize;
+                if end == slice.len() && !window.eof {
+                    // Text (or a reference) may go on after the window.
+                    break Outcome::More;
+                }
+                let in_record = state.open > 0;
+                if end - if in_record { record_start } else { start } > state.max_record_bytes {
+                    break Outcome::Fail(state.too_large(here.line()));
+                }
+                match state.event(event, &mut here) {
+                    Ok(Step::More) if state.open > 0 && !in_record => record_start = start,
+                    Ok(Step::More) if state.open == 0 => done = end,
+                    Ok(Step::More) => {}
+                    Ok(Step::Record(record)) => {
+                        done = end;
+                        break Outcome::Record(record);
+                    }
+                    Ok(Step::End) => break Outcome::End,
+                    Err(e) => break Outcome::Fail(e),
+                }
             };
-            match state.event(event, reader.get_ref())? {
-                Step::More => {}
-                Step::Record(record) => return Ok(Some(record)),
-                Step::End => return Ok(None),
+            window.safe = base + done;
+            match outcome {
+                Outcome::Record(record) => return Ok(Some(record)),
+                Outcome::End => return Ok(None),
+                Outcome::Fail(e) => return Err(e),
+                Outcome::More => {
+                    let grew = window
+                        .refill(state.max_record_bytes)
+                        .map_err(|e| Error::io(&state.source_name, e))?;
+                    if !grew {
+                        let line = window.lines.at(&window.buf, window.safe);
+                        return Err(state.too_large(line));
+                    }
+                    state.rollback();
+                }
             }
         }
     }
@@ -270,9 +332,23 @@ enum Step {
     End,
 }
 
+/// Where the event being handled starts, for line numbers.
+struct Here<'a> {
+    buf: &'a [u8],
+    lines: &'a mut Lines,
+    start: usize,
+}
+
+impl Here<'_> {
+    fn line(&mut self) -> u64 {
+        self.lines.at(self.buf, self.start)
+    }
+}
+
 /// An element open outside records.
 struct Outside {
-    name: String,
+    /// Qualified name, to check the end tag.
+    qname: Vec<u8>,
     line: u64,
     /// Records may be below it.
     on_path: bool,
@@ -306,31 +382,31 @@ struct State {
 const VALUE_COST: usize = mem::size_of::<(String, Value)>();
 
 impl State {
-    fn event(&mut self, event: Event<'_>, input: &Input) -> Result<Step> {
+    fn event(&mut self, event: Event<'_>, here: &mut Here<'_>) -> Result<Step> {
         match event {
-            Event::Start(e) => self.start(&e, input, false),
-            Event::Empty(e) => self.start(&e, input, true),
-            Event::End(_) => self.end(),
+            Event::Start(e) => self.start(&e, here, false),
+            Event::Empty(e) => self.start(&e, here, true),
+            Event::End(e) => self.end(Some(&e), here),
             Event::Text(t) => {
                 if self.open > 0 {
-                    let text = t.xml10_content().map_err(|_| self.utf8_error(input))?;
+                    let text = t.xml10_content().map_err(|_| self.utf8_error(here))?;
                     self.frames[self.open - 1].text.push_str(&text);
                     Ok(Step::More)
                 } else {
-                    self.outside_text(&t, input)
+                    self.outside_text(&t, here)
                 }
             }
             Event::CData(c) => {
                 if self.open > 0 {
-                    let text = c.xml10_content().map_err(|_| self.utf8_error(input))?;
+                    let text = c.xml10_content().map_err(|_| self.utf8_error(here))?;
                     self.frames[self.open - 1].text.push_str(&text);
                     Ok(Step::More)
                 } else {
-                    self.outside_text(b"CDATA", input)
+                    self.outside_text(b"CDATA", here)
                 }
             }
             Event::GeneralRef(r) => {
-                let resolved = self.resolve(&r, input)?;
+                let resolved = self.resolve(&r, here)?;
                 if self.open > 0 {
                     let text = &mut self.frames[self.open - 1].text;
                     match resolved {
@@ -339,35 +415,38 @@ impl State {
                     }
                     Ok(Step::More)
                 } else {
-                    self.outside_text(b"&", input)
+                    self.outside_text(b"&", here)
                 }
             }
             Event::DocType(_) if self.root_seen => {
-                Err(self.parse_error(input.line(), "a DOCTYPE inside the document"))
+                Err(self.parse_error(here.line(), "a DOCTYPE inside the document"))
             }
-            Event::Eof => self.eof(input),
+            Event::Eof => self.eof(here),
             Event::Decl(_) | Event::PI(_) | Event::Comment(_) | Event::DocType(_) => Ok(Step::More),
         }
     }
 
-    fn start(&mut self, e: &BytesStart<'_>, input: &Input, empty: bool) -> Result<Step> {
+    fn start(&mut self, e: &BytesStart<'_>, here: &mut Here<'_>, empty: bool) -> Result<Step> {
         let depth = self.outside.len() + self.open;
-        let line = input.line() - memchr::memchr_iter(b'\n', e).count() as u64;
         if depth >= self.max_depth {
             return Err(self.parse_error(
-                line,
+                here.line(),
                 format!("elements nested deeper than max_depth ({})", self.max_depth),
             ));
         }
-        let name = local_name(e.local_name().into_inner(), &self.source_name, input)?;
+        let name = self.name(e.local_name().into_inner(), here)?;
         if self.open > 0 {
-            self.push_frame(name, line);
-            self.attributes(e, input)?;
-            return if empty { self.end() } else { Ok(Step::More) };
+            self.push_frame(name, e.name().into_inner());
+            self.attributes(e, here)?;
+            return if empty {
+                self.end(None, here)
+            } else {
+                Ok(Step::More)
+            };
         }
         if self.root_closed {
             return Err(self.parse_error(
-                line,
+                here.line(),
                 format!("a second root element <{name}> (a document has one root)"),
             ));
         }
@@ -381,12 +460,16 @@ impl State {
             }
         };
         if is_record {
-            self.record_line = line;
+            self.record_line = here.line();
             self.cost = 0;
-            self.push_frame(name, line);
+            self.push_frame(name, e.name().into_inner());
             self.frames[0].fields.reserve(self.fields_hint);
-            self.attributes(e, input)?;
-            return if empty { self.end() } else { Ok(Step::More) };
+            self.attributes(e, here)?;
+            return if empty {
+                self.end(None, here)
+            } else {
+                Ok(Step::More)
+            };
         }
         if empty {
             match self.outside.last_mut() {
@@ -395,8 +478,8 @@ impl State {
             }
         } else {
             self.outside.push(Outside {
-                name: name.to_owned(),
-                line,
+                qname: e.name().into_inner().to_vec(),
+                line: here.line(),
                 on_path,
                 had_record: false,
                 pending: 0,
@@ -405,28 +488,29 @@ impl State {
         Ok(Step::More)
     }
 
-    fn push_frame(&mut self, name: &str, line: u64) {
+    fn push_frame(&mut self, name: &str, qname: &[u8]) {
         if self.open == self.frames.len() {
             self.frames.push(Frame::default());
         }
         let frame = &mut self.frames[self.open];
         frame.name.clear();
         frame.name.push_str(name);
-        frame.line = line;
+        frame.qname.clear();
+        frame.qname.extend_from_slice(qname);
         self.open += 1;
     }
 
     /// Adds the attributes of `e` to the innermost frame.
-    fn attributes(&mut self, e: &BytesStart<'_>, input: &Input) -> Result<()> {
+    fn attributes(&mut self, e: &BytesStart<'_>, here: &mut Here<'_>) -> Result<()> {
         for attr in e.attributes() {
-            let attr = attr.map_err(|err| self.parse_error(input.line(), format!("{err}")))?;
+            let attr = attr.map_err(|err| self.parse_error(here.line(), format!("{err}")))?;
             if attr.key.as_namespace_binding().is_some() {
                 continue;
             }
-            let name = local_name(attr.key.local_name().into_inner(), &self.source_name, input)?;
+            let name = self.name(attr.key.local_name().into_inner(), here)?;
             let value = attr
                 .normalized_value(XmlVersion::Implicit1_0)
-                .map_err(|err| self.error(input, err))?;
+                .map_err(|err| self.error(here, err))?;
             let mut key = String::with_capacity(name.len() + 1);
             key.push('@');
             key.push_str(name);
@@ -438,7 +522,28 @@ impl State {
         Ok(())
     }
 
-    fn end(&mut self) -> Result<Step> {
+    /// An end tag (`None` after an empty-element tag, which needs no check).
+    fn end(&mut self, e: Option<&BytesEnd<'_>>, here: &mut Here<'_>) -> Result<Step> {
+        if let Some(e) = e {
+            let open = match self.open {
+                0 => self.outside.last().map(|o| o.qname.as_slice()),
+                n => Some(self.frames[n - 1].qname.as_slice()),
+            };
+            let found = e.name().into_inner();
+            if open != Some(found) {
+                let found = String::from_utf8_lossy(found);
+                return Err(self.parse_error(
+                    here.line(),
+                    match open {
+                        Some(open) => format!(
+                            "expected </{}>, found </{found}>",
+                            String::from_utf8_lossy(open)
+                        ),
+                        None => format!("</{found}> closes no open element"),
+                    },
+                ));
+            }
+        }
         if self.open > 1 {
             let frame = &mut self.frames[self.open - 1];
             let value = frame.finish();
@@ -461,7 +566,6 @@ impl State {
                 line: self.record_line,
             }));
         }
-        // quick-xml refuses end tags that match no start tag.
         if let Some(closed) = self.outside.pop() {
             match self.outside.last_mut() {
                 Some(parent) if closed.had_record => {
@@ -478,18 +582,28 @@ impl State {
         Ok(Step::More)
     }
 
-    /// Text, CDATA or a reference outside records.
-    fn outside_text(&mut self, text: &[u8], input: &Input) -> Result<Step> {
-        if is_blank(text) {
-            return Ok(Step::More);
+    /// Forgets the record being read (it will be read again).
+    fn rollback(&mut self) {
+        for frame in &mut self.frames[..self.open] {
+            frame.fields.take();
+            frame.text.clear();
         }
+        self.open = 0;
+        self.cost = 0;
+    }
+
+    /// Text, CDATA or a reference outside records.
+    fn outside_text(&mut self, text: &[u8], here: &mut Here<'_>) -> Result<Step> {
+        let Some(first) = text.iter().position(|b| !is_blank(&[*b])) else {
+            return Ok(Step::More);
+        };
         match self.outside.last_mut() {
             Some(parent) => {
                 parent.pending += 1;
                 Ok(Step::More)
             }
             None => Err(self.parse_error(
-                input.line(),
+                here.lines.at(here.buf, here.start + first),
                 if self.root_seen {
                     "text after the root element"
                 } else {
@@ -499,33 +613,37 @@ impl State {
         }
     }
 
-    fn resolve(&self, r: &BytesRef<'_>, input: &Input) -> Result<Resolved> {
-        if let Some(c) = r.resolve_char_ref().map_err(|e| self.error(input, e))? {
+    fn resolve(&self, r: &BytesRef<'_>, here: &mut Here<'_>) -> Result<Resolved> {
+        if let Some(c) = r.resolve_char_ref().map_err(|e| self.error(here, e))? {
             return Ok(Resolved::Char(c));
         }
-        let name = r.decode().map_err(|_| self.utf8_error(input))?;
+        let name = r.decode().map_err(|_| self.utf8_error(here))?;
         match resolve_predefined_entity(&name) {
             Some(s) => Ok(Resolved::Str(s)),
-            None => Err(self.parse_error(input.line(), undefined_entity(&name))),
+            None => Err(self.parse_error(here.line(), undefined_entity(&name))),
         }
     }
 
-    fn eof(&self, input: &Input) -> Result<Step> {
-        let line = input.line();
+    fn eof(&self, here: &mut Here<'_>) -> Result<Step> {
+        let line = here.line();
         if self.open > 0 {
-            let frame = &self.frames[self.open - 1];
             return Err(self.parse_error(
                 line,
                 format!(
-                    "the input ends inside <{}> (line {}) of the record at line {}",
-                    frame.name, frame.line, self.record_line
+                    "the input ends inside <{}> in the record at line {}",
+                    self.frames[self.open - 1].name,
+                    self.record_line
                 ),
             ));
         }
         if let Some(o) = self.outside.last() {
             return Err(self.parse_error(
                 line,
-                format!("the input ends inside <{}> (line {})", o.name, o.line),
+                format!(
+                    "the input ends inside <{}> (line {})",
+                    String::from_utf8_lossy(&o.qname),
+                    o.line
+                ),
             ));
         }
         if !self.root_seen {
@@ -548,17 +666,42 @@ impl State {
         Ok(())
     }
 
+    /// What must be read next is larger than max_record_bytes.
+    fn too_large(&self, line: u64) -> Error {
+        if self.open > 0 {
+            self.parse_error(
+                self.record_line,
+                format!(
+                    "the record is larger than max_record_bytes ({} bytes)",
+                    self.max_record_bytes
+                ),
+            )
+        } else {
+            self.parse_error(
+                line,
+                format!(
+                    "markup outside records larger than max_record_bytes ({} bytes)",
+                    self.max_record_bytes
+                ),
+            )
+        }
+    }
+
+    fn name<'n>(&self, bytes: &'n [u8], here: &mut Here<'_>) -> Result<&'n str> {
+        std::str::from_utf8(bytes)
+            .map_err(|_| self.parse_error(here.line(), "invalid UTF-8 in a name"))
+    }
+
     fn parse_error(&self, line: u64, reason: impl Into<String>) -> Error {
         Error::parse(&self.source_name, line, reason)
     }
 
-    fn utf8_error(&self, input: &Input) -> Error {
-        self.parse_error(input.line(), "invalid UTF-8")
+    fn utf8_error(&self, here: &mut Here<'_>) -> Error {
+        self.parse_error(here.line(), "invalid UTF-8")
     }
 
-    fn error(&self, input: &Input, e: impl Into<quick_xml::Error>) -> Error {
-        let record = (self.open > 0).then_some((self.record_line, self.max_record_bytes));
-        xml_error(&self.source_name, input, e.into(), record)
+    fn error(&self, here: &mut Here<'_>, e: impl Into<quick_xml::Error>) -> Error {
+        xml_error(&self.source_name, here.line(), e.into())
     }
 }
 
@@ -576,22 +719,16 @@ fn value_len(value: &Value) -> usize {
     }
 }
 
-/// The quick-xml reader over `input`, with the checks s3proc relies on.
-fn xml_reader(input: Input) -> Reader<Input> {
-    let mut reader = Reader::from_reader(input);
+/// The checks s3proc relies on. End tags are checked by the reader itself:
+/// a slice reader is made anew for each window, so quick-xml does not see
+/// the elements opened before it.
+fn configure<R>(reader: &mut Reader<R>) {
     let config = reader.config_mut();
-    config.check_end_names = true;
-    config.allow_unmatched_ends = false;
+    config.check_end_names = false;
+    config.allow_unmatched_ends = true;
     config.allow_dangling_amp = false;
     config.expand_empty_elements = false;
     config.trim_text(false);
-    reader
-}
-
-/// A name as UTF-8.
-fn local_name<'n>(bytes: &'n [u8], source_name: &str, input: &Input) -> Result<&'n str> {
-    std::str::from_utf8(bytes)
-        .map_err(|_| Error::parse(source_name, input.line(), "invalid UTF-8 in a name"))
 }
 
 fn undefined_entity(name: &str) -> String {
@@ -601,29 +738,8 @@ fn undefined_entity(name: &str) -> String {
     )
 }
 
-/// The core error for a quick-xml error at the reader's position; `record`
-/// is the line and size limit of the record being read, if any.
-fn xml_error(
-    source_name: &str,
-    input: &Input,
-    e: quick_xml::Error,
-    record: Option<(u64, usize)>,
-) -> Error {
-    let line = input.line();
-    if input.over_limit() {
-        return match record {
-            Some((start, limit)) => Error::parse(
-                source_name,
-                start,
-                format!("the record is larger than max_record_bytes ({limit} bytes)"),
-            ),
-            None => Error::parse(
-                source_name,
-                line,
-                "markup outside records larger than max_record_bytes",
-            ),
-        };
-    }
+/// The core error for a quick-xml error at `line`.
+fn xml_error(source_name: &str, line: u64, e: quick_xml::Error) -> Error {
     let reason = match e {
         quick_xml::Error::Io(io) => {
             let io =

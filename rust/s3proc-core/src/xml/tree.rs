@@ -78,12 +78,12 @@ impl Fields {
 pub(super) struct Frame {
     /// Local name (the key in its parent).
     pub(super) name: String,
+    /// Qualified name, to check the end tag.
+    pub(super) qname: Vec<u8>,
     /// Attributes and children so far.
     pub(super) fields: Fields,
     /// Text and CDATA so far, entities resolved.
     pub(super) text: String,
-    /// Line of the start tag.
-    pub(super) line: u64,
 }
 
 impl Frame {
