@@ -55,6 +55,7 @@ mod tests;
 mod tree;
 mod window;
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, Read};
 use std::mem;
@@ -141,24 +142,20 @@ pub fn describe(
 /// The records of an XML document, read as a stream.
 ///
 /// # Memory
-/// One record's values, a window of the input (1 MiB, more while a larger
-/// record passes, at most [`XmlOptions::max_record_bytes`] beyond it) and,
-/// while the record element is detected, the start of the document (about
-/// 1 MiB, at most `max_record_bytes`); never the whole document.
+/// A window of the input (1 MiB, more while a larger record passes, at
+/// most [`XmlOptions::max_record_bytes`] beyond it), the values of the
+/// records that end in it (read a window at a time), and, while the record
+/// element is detected, the start of the document (about 1 MiB, at most
+/// `max_record_bytes`); never the whole document.
 pub struct XmlRecords {
     window: Window,
     state: State,
     layout: XmlLayout,
+    /// Records read from the window, not yet handed out.
+    queue: VecDeque<Record>,
+    /// The error that follows the queued records.
+    error: Option<Error>,
     done: bool,
-}
-
-/// How one pass over the window ended.
-enum Outcome {
-    /// The window ends inside an event or a record: read more.
-    More,
-    Record(Record),
-    End,
-    Fail(Error),
 }
 
 impl XmlRecords {
@@ -222,6 +219,8 @@ impl XmlRecords {
                 skipped: 0,
             },
             layout,
+            queue: VecDeque::new(),
+            error: None,
             done: false,
         })
     }
@@ -237,77 +236,86 @@ impl XmlRecords {
         self.state.skipped
     }
 
-    /// Parses the window from its safe point until a record ends; when the
-    /// window ends first (inside an event, or inside a record), the partial
-    /// record is dropped, the window refilled and the same bytes parsed again.
-    fn read_record(&mut self) -> Result<Option<Record>> {
-        let Self { window, state, .. } = self;
-        loop {
-            let base = window.safe;
-            let slice = &window.buf[base..window.end];
-            let mut reader = Reader::from_reader(slice);
-            configure(&mut reader);
-            // The state holds everything before `done`, the record being
-            // read starts at `record_start` (both relative to `base`).
-            let mut done = 0;
-            let mut record_start = 0;
-            let outcome = loop {
-                let start = reader.buffer_position() as usize;
-                let mut here = Here {
-                    buf: &window.buf,
-                    lines: &mut window.lines,
-                    start: base + start,
-                };
-                let event = match reader.read_event() {
-                    Ok(Event::Eof) if !window.eof => break Outcome::More,
-                    Ok(event) => event,
-                    // quick-xml fails at the end of the slice when markup is
-                    // cut: only more input tells whether it is really broken.
-                    Err(_)
-                        if !window.eof && reader.buffer_position() as usize + 16 >= slice.len() =>
-                    {
-                        break Outcome::More
-                    }
-                    Err(e) => break Outcome::Fail(state.error(&mut here, e)),
-                };
-                let end = reader.buffer_position() as usize;
-                if end == slice.len() && !window.eof {
-                    // Text (or a reference) may go on after the window.
-                    break Outcome::More;
-                }
-                let in_record = state.open > 0;
-                if end - if in_record { record_start } else { start } > state.max_record_bytes {
-                    break Outcome::Fail(state.too_large(here.line()));
-                }
-                match state.event(event, &mut here) {
-                    Ok(Step::More) if state.open > 0 && !in_record => record_start = start,
-                    Ok(Step::More) if state.open == 0 => done = end,
-                    Ok(Step::More) => {}
-                    Ok(Step::Record(record)) => {
-                        done = end;
-                        break Outcome::Record(record);
-                    }
-                    Ok(Step::End) => break Outcome::End,
-                    Err(e) => break Outcome::Fail(e),
-                }
+    /// Parses the window from its safe point to its end, queueing the
+    /// records that end in it; a record (or event) cut by the window's end
+    /// is dropped, the window refilled, and its bytes are parsed again by the
+    /// next pass. Returns whether there is more to read.
+    ///
+    /// A pass queues at most [`BATCH`] records (allocating many records
+    /// before freeing any slows the allocator down) and validates the first
+    /// [`VALIDATED`] bytes as UTF-8 at once, so that the names and text in
+    /// them need no check of their own.
+    fn pass(&mut self) -> Result<bool> {
+        let Self {
+            window,
+            state,
+            queue,
+            ..
+        } = self;
+        let base = window.safe;
+        let slice = &window.buf[base..window.end];
+        let valid = utf8_prefix(&slice[..slice.len().min(VALIDATED)]);
+        let mut reader = Reader::from_reader(slice);
+        configure(&mut reader);
+        // The state holds everything before `done`, the record being read
+        // starts at `record_start` (both relative to `base`).
+        let mut done = 0;
+        let mut record_start = 0;
+        let outcome = loop {
+            let start = reader.buffer_position() as usize;
+            let here = Here {
+                buf: &window.buf,
+                valid,
+                lines: &window.lines,
+                start: base + start,
             };
-            window.safe = base + done;
-            match outcome {
-                Outcome::Record(record) => return Ok(Some(record)),
-                Outcome::End => return Ok(None),
-                Outcome::Fail(e) => return Err(e),
-                Outcome::More => {
-                    let grew = window
-                        .refill(state.max_record_bytes)
-                        .map_err(|e| Error::io(&state.source_name, e))?;
-                    if !grew {
-                        let line = window.lines.at(&window.buf, window.safe);
-                        return Err(state.too_large(line));
-                    }
-                    state.rollback();
+            let event = match reader.read_event() {
+                Ok(Event::Eof) if !window.eof => break Ok(Pass::Refill),
+                Ok(event) => event,
+                // quick-xml fails at the end of the slice when markup is
+                // cut: only more input tells whether it is really broken.
+                Err(_) if !window.eof && reader.buffer_position() as usize + 16 >= slice.len() => {
+                    break Ok(Pass::Refill)
                 }
+                Err(e) => break Err(state.error(&here, e)),
+            };
+            let end = reader.buffer_position() as usize;
+            if end == slice.len() && !window.eof {
+                // Text (or a reference) may go on after the window.
+                break Ok(Pass::Refill);
             }
+            let in_record = state.open > 0;
+            if end - if in_record { record_start } else { start } > state.max_record_bytes {
+                break Err(state.too_large(here.line()));
+            }
+            match state.event(event, &here) {
+                Ok(Step::More) if state.open > 0 && !in_record => record_start = start,
+                Ok(Step::More) if state.open == 0 => done = end,
+                Ok(Step::More) => {}
+                Ok(Step::Record(record)) => {
+                    done = end;
+                    queue.push_back(record);
+                    if queue.len() == BATCH {
+                        break Ok(Pass::Stop);
+                    }
+                }
+                Ok(Step::End) => break Ok(Pass::End),
+                Err(e) => break Err(e),
+            }
+        };
+        window.safe = base + done;
+        let outcome = outcome?;
+        if outcome == Pass::Refill {
+            let grew = window
+                .refill(state.max_record_bytes)
+                .map_err(|e| Error::io(&state.source_name, e))?;
+            if !grew {
+                let line = window.lines.at(&window.buf, window.safe);
+                return Err(state.too_large(line));
+            }
+            state.rollback();
         }
+        Ok(outcome != Pass::End)
     }
 }
 
@@ -315,14 +323,44 @@ impl Iterator for XmlRecords {
     type Item = Result<Record>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
+        loop {
+            if let Some(record) = self.queue.pop_front() {
+                return Some(Ok(record));
+            }
+            if self.done {
+                return self.error.take().map(Err);
+            }
+            match self.pass() {
+                Ok(true) => {}
+                Ok(false) => self.done = true,
+                // The records before the error were handed out first.
+                Err(e) => {
+                    self.done = true;
+                    if self.queue.is_empty() {
+                        return Some(Err(e));
+                    }
+                    self.error = Some(e);
+                }
+            }
         }
-        let item = self.read_record().transpose();
-        // After the end or an error there is nothing more to read.
-        self.done = !matches!(item, Some(Ok(_)));
-        item
     }
+}
+
+/// Most records one pass queues.
+const BATCH: usize = 128;
+/// Bytes of the window a pass validates as UTF-8 in one go (about
+/// [`BATCH`] records of common sizes).
+const VALIDATED: usize = 64 * 1024;
+
+/// How a pass ended.
+#[derive(PartialEq, Eq)]
+enum Pass {
+    /// The batch is full.
+    Stop,
+    /// The window ends inside an event or a record: read more.
+    Refill,
+    /// The document ended.
+    End,
 }
 
 /// What one event led to.
@@ -332,16 +370,36 @@ enum Step {
     End,
 }
 
-/// Where the event being handled starts, for line numbers.
+/// Where the event being handled is: its line, and its bytes as text.
 struct Here<'a> {
     buf: &'a [u8],
-    lines: &'a mut Lines,
+    /// The window's bytes from the pass's start, up to the first that is
+    /// not UTF-8.
+    valid: &'a str,
+    lines: &'a Lines,
     start: usize,
 }
 
-impl Here<'_> {
-    fn line(&mut self) -> u64 {
+impl<'a> Here<'a> {
+    fn line(&self) -> u64 {
         self.lines.at(self.buf, self.start)
+    }
+
+    /// `bytes` (a part of the window) as the text it is, or an error.
+    fn text<'b>(&self, bytes: &'b [u8], source_name: &str) -> Result<&'b str>
+    where
+        'a: 'b,
+    {
+        let offset = (bytes.as_ptr() as usize).wrapping_sub(self.valid.as_ptr() as usize);
+        if let Some(text) = offset
+            .checked_add(bytes.len())
+            .and_then(|end| self.valid.get(offset..end))
+        {
+            return Ok(text);
+        }
+        // Not in the valid part: owned (an unusual value), or invalid.
+        std::str::from_utf8(bytes)
+            .map_err(|_| Error::parse(source_name, self.line(), "invalid UTF-8"))
     }
 }
 
@@ -382,15 +440,15 @@ struct State {
 const VALUE_COST: usize = mem::size_of::<(String, Value)>();
 
 impl State {
-    fn event(&mut self, event: Event<'_>, here: &mut Here<'_>) -> Result<Step> {
+    fn event(&mut self, event: Event<'_>, here: &Here<'_>) -> Result<Step> {
         match event {
             Event::Start(e) => self.start(&e, here, false),
             Event::Empty(e) => self.start(&e, here, true),
             Event::End(e) => self.end(Some(&e), here),
             Event::Text(t) => {
                 if self.open > 0 {
-                    let text = t.xml10_content().map_err(|_| self.utf8_error(here))?;
-                    self.frames[self.open - 1].text.push_str(&text);
+                    let text = here.text(&t, &self.source_name)?;
+                    push_normalized(&mut self.frames[self.open - 1].text, text);
                     Ok(Step::More)
                 } else {
                     self.outside_text(&t, here)
@@ -398,8 +456,8 @@ impl State {
             }
             Event::CData(c) => {
                 if self.open > 0 {
-                    let text = c.xml10_content().map_err(|_| self.utf8_error(here))?;
-                    self.frames[self.open - 1].text.push_str(&text);
+                    let text = here.text(&c, &self.source_name)?;
+                    push_normalized(&mut self.frames[self.open - 1].text, text);
                     Ok(Step::More)
                 } else {
                     self.outside_text(b"CDATA", here)
@@ -426,7 +484,7 @@ impl State {
         }
     }
 
-    fn start(&mut self, e: &BytesStart<'_>, here: &mut Here<'_>, empty: bool) -> Result<Step> {
+    fn start(&mut self, e: &BytesStart<'_>, here: &Here<'_>, empty: bool) -> Result<Step> {
         let depth = self.outside.len() + self.open;
         if depth >= self.max_depth {
             return Err(self.parse_error(
@@ -501,16 +559,24 @@ impl State {
     }
 
     /// Adds the attributes of `e` to the innermost frame.
-    fn attributes(&mut self, e: &BytesStart<'_>, here: &mut Here<'_>) -> Result<()> {
+    fn attributes(&mut self, e: &BytesStart<'_>, here: &Here<'_>) -> Result<()> {
         for attr in e.attributes() {
             let attr = attr.map_err(|err| self.parse_error(here.line(), format!("{err}")))?;
             if attr.key.as_namespace_binding().is_some() {
                 continue;
             }
             let name = self.name(attr.key.local_name().into_inner(), here)?;
-            let value = attr
-                .normalized_value(XmlVersion::Implicit1_0)
-                .map_err(|err| self.error(here, err))?;
+            let raw = here.text(&attr.value, &self.source_name)?;
+            let value = if raw
+                .bytes()
+                .any(|b| matches!(b, b'&' | b'\t' | b'\n' | b'\r'))
+            {
+                // References to resolve, whitespace to normalise.
+                attr.normalized_value(XmlVersion::Implicit1_0)
+                    .map_err(|err| self.error(here, err))?
+            } else {
+                raw.into()
+            };
             let mut key = String::with_capacity(name.len() + 1);
             key.push('@');
             key.push_str(name);
@@ -523,7 +589,7 @@ impl State {
     }
 
     /// An end tag (`None` after an empty-element tag, which needs no check).
-    fn end(&mut self, e: Option<&BytesEnd<'_>>, here: &mut Here<'_>) -> Result<Step> {
+    fn end(&mut self, e: Option<&BytesEnd<'_>>, here: &Here<'_>) -> Result<Step> {
         if let Some(e) = e {
             let open = match self.open {
                 0 => self.outside.last().map(|o| o.qname.as_slice()),
@@ -593,7 +659,7 @@ impl State {
     }
 
     /// Text, CDATA or a reference outside records.
-    fn outside_text(&mut self, text: &[u8], here: &mut Here<'_>) -> Result<Step> {
+    fn outside_text(&mut self, text: &[u8], here: &Here<'_>) -> Result<Step> {
         let Some(first) = text.iter().position(|b| !is_blank(&[*b])) else {
             return Ok(Step::More);
         };
@@ -613,7 +679,7 @@ impl State {
         }
     }
 
-    fn resolve(&self, r: &BytesRef<'_>, here: &mut Here<'_>) -> Result<Resolved> {
+    fn resolve(&self, r: &BytesRef<'_>, here: &Here<'_>) -> Result<Resolved> {
         if let Some(c) = r.resolve_char_ref().map_err(|e| self.error(here, e))? {
             return Ok(Resolved::Char(c));
         }
@@ -624,7 +690,7 @@ impl State {
         }
     }
 
-    fn eof(&self, here: &mut Here<'_>) -> Result<Step> {
+    fn eof(&self, here: &Here<'_>) -> Result<Step> {
         let line = here.line();
         if self.open > 0 {
             return Err(self.parse_error(
@@ -687,21 +753,40 @@ impl State {
         }
     }
 
-    fn name<'n>(&self, bytes: &'n [u8], here: &mut Here<'_>) -> Result<&'n str> {
-        std::str::from_utf8(bytes)
-            .map_err(|_| self.parse_error(here.line(), "invalid UTF-8 in a name"))
+    fn name<'n>(&self, bytes: &'n [u8], here: &Here<'n>) -> Result<&'n str> {
+        here.text(bytes, &self.source_name)
     }
 
     fn parse_error(&self, line: u64, reason: impl Into<String>) -> Error {
         Error::parse(&self.source_name, line, reason)
     }
 
-    fn utf8_error(&self, here: &mut Here<'_>) -> Error {
+    fn utf8_error(&self, here: &Here<'_>) -> Error {
         self.parse_error(here.line(), "invalid UTF-8")
     }
 
-    fn error(&self, here: &mut Here<'_>, e: impl Into<quick_xml::Error>) -> Error {
+    fn error(&self, here: &Here<'_>, e: impl Into<quick_xml::Error>) -> Error {
         xml_error(&self.source_name, here.line(), e.into())
+    }
+}
+
+/// Appends `text` with its line ends normalised (`\r\n` and `\r` to `\n`).
+fn push_normalized(out: &mut String, text: &str) {
+    let mut rest = text;
+    while let Some(at) = memchr::memchr(b'\r', rest.as_bytes()) {
+        out.push_str(&rest[..at]);
+        out.push('\n');
+        rest = &rest[at + 1..];
+        rest = rest.strip_prefix('\n').unwrap_or(rest);
+    }
+    out.push_str(rest);
+}
+
+/// The longest valid UTF-8 start of `bytes`.
+fn utf8_prefix(bytes: &[u8]) -> &str {
+    match simdutf8::compat::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => simdutf8::basic::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default(),
     }
 }
 

@@ -2,27 +2,31 @@
 //! as a slice (events borrow from it, nothing is copied), moved on and
 //! refilled between records.
 
+use std::cell::Cell;
 use std::io::{self, Read};
 
 /// Bytes read from the source at a time.
 const CHUNK: usize = 1 << 20;
 
-/// Line numbers of positions in the window, counted as they are asked for.
+/// Line numbers of positions in the window, counted as they are asked for
+/// (in cells: the parser asks while it borrows the window's bytes).
 pub(super) struct Lines {
-    pos: usize,
-    line: u64,
+    pos: Cell<usize>,
+    line: Cell<u64>,
 }
 
 impl Lines {
     /// 1-based line of `buf[pos]` (`buf` is the window's buffer).
-    pub(super) fn at(&mut self, buf: &[u8], pos: usize) -> u64 {
-        if pos >= self.pos {
-            self.line += memchr::memchr_iter(b'\n', &buf[self.pos..pos]).count() as u64;
+    pub(super) fn at(&self, buf: &[u8], pos: usize) -> u64 {
+        let (from, line) = (self.pos.get(), self.line.get());
+        let line = if pos >= from {
+            line + memchr::memchr_iter(b'\n', &buf[from..pos]).count() as u64
         } else {
-            self.line -= memchr::memchr_iter(b'\n', &buf[pos..self.pos]).count() as u64;
-        }
-        self.pos = pos;
-        self.line
+            line - memchr::memchr_iter(b'\n', &buf[pos..from]).count() as u64
+        };
+        self.pos.set(pos);
+        self.line.set(line);
+        line
     }
 }
 
@@ -52,7 +56,10 @@ impl Window {
             safe: 0,
             end,
             eof,
-            lines: Lines { pos: 0, line: 1 },
+            lines: Lines {
+                pos: Cell::new(0),
+                line: Cell::new(1),
+            },
         }
     }
 
@@ -67,7 +74,7 @@ impl Window {
             self.lines.at(&self.buf, self.safe);
             self.buf.copy_within(self.safe..self.end, 0);
             self.end -= self.safe;
-            self.lines.pos -= self.safe;
+            self.lines.pos.set(self.lines.pos.get() - self.safe);
             self.safe = 0;
             if self.buf.len() > CHUNK && self.end < CHUNK / 2 {
                 // A large record has passed: give its room back.
