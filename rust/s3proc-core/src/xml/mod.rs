@@ -429,7 +429,8 @@ struct State {
     record_line: u64,
     /// Estimated memory of the record's values so far.
     cost: usize,
-    /// Fields of the last record (capacity for the next).
+    /// Most fields a record had so far (capacity for the next: growing the
+    /// vector costs more than a few spare slots; at most 64).
     fields_hint: usize,
     root_seen: bool,
     root_closed: bool,
@@ -622,7 +623,7 @@ impl State {
         if self.open == 1 {
             self.open = 0;
             let fields = self.frames[0].finish_record();
-            self.fields_hint = fields.len();
+            self.fields_hint = self.fields_hint.max(fields.len()).min(64);
             match self.outside.last_mut() {
                 Some(parent) => parent.had_record = true,
                 None => self.root_closed = true,
