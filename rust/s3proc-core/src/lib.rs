@@ -14,6 +14,7 @@ pub mod sink;
 pub mod source;
 pub mod types;
 pub mod value;
+pub mod xml;
 
 pub use convert::{ConvertOptions, Event, ParquetChunks};
 pub use error::{Error, Result};

@@ -188,6 +188,16 @@ pub fn open_text(source: &dyn Source, encoding: TextEncoding) -> Result<Box<dyn 
     })
 }
 
+/// Streams `inner`, in the encoding `enc` (without a byte order mark), as
+/// UTF-8: the same transcoding [`open_text`] applies, for readers that find
+/// the encoding in the data (an XML declaration).
+pub(crate) fn transcode(
+    inner: Box<dyn Read + Send>,
+    enc: &'static RsEncoding,
+) -> Box<dyn Read + Send> {
+    Box::new(Transcoder::new(inner, enc))
+}
+
 /// Streams another encoding as UTF-8.
 struct Transcoder {
     inner: Box<dyn Read + Send>,

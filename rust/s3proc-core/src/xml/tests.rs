@@ -1,0 +1,795 @@
+use std::io::{self, Read};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use super::*;
+
+fn u(s: &str) -> Value {
+    Value::Untyped(s.to_owned())
+}
+
+fn obj(fields: &[(&str, Value)]) -> Value {
+    Value::Object(
+        fields
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect(),
+    )
+}
+
+fn fields(fields: &[(&str, Value)]) -> Vec<(String, Value)> {
+    fields
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect()
+}
+
+fn open(data: &[u8], options: &XmlOptions) -> Result<XmlRecords> {
+    XmlRecords::new(io::Cursor::new(data.to_vec()), "t.xml", options)
+}
+
+/// All records of `data`, or the first error.
+fn read_with(data: &[u8], options: &XmlOptions) -> Result<Vec<Record>> {
+    open(data, options)?.collect()
+}
+
+fn read(data: &str) -> Vec<Record> {
+    read_with(data.as_bytes(), &XmlOptions::default()).expect("reads")
+}
+
+fn rows(data: &str) -> Vec<Vec<(String, Value)>> {
+    read(data).into_iter().map(|r| r.fields).collect()
+}
+
+fn layout(data: &str) -> XmlLayout {
+    describe(
+        io::Cursor::new(data.as_bytes().to_vec()),
+        "t.xml",
+        &XmlOptions::default(),
+    )
+    .expect("describes")
+}
+
+/// The line and reason of the error reading `data` gives.
+fn error_with(data: &[u8], options: &XmlOptions) -> (u64, String) {
+    match read_with(data, options) {
+        Err(Error::Parse {
+            source_name,
+            line,
+            reason,
+        }) => {
+            assert_eq!(source_name, "t.xml");
+            (line, reason)
+        }
+        Ok(records) => panic!("expected a parse error, got {} records", records.len()),
+        Err(other) => panic!("expected a parse error, got {other}"),
+    }
+}
+
+fn error(data: &str) -> (u64, String) {
+    error_with(data.as_bytes(), &XmlOptions::default())
+}
+
+fn repo_path(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+// ------------------------------------------------------------------ gen_data
+
+/// CSV rows read by csv-core, an independent reader.
+fn csv_rows(mut data: &[u8]) -> Vec<Vec<String>> {
+    let mut reader = csv_core::Reader::new();
+    let mut out = vec![0u8; 1 << 16];
+    let mut ends = vec![0usize; 64];
+    let mut rows = Vec::new();
+    loop {
+        let (result, nin, _, nend) = reader.read_record(data, &mut out, &mut ends);
+        data = &data[nin..];
+        match result {
+            csv_core::ReadRecordResult::Record => {
+                let mut start = 0;
+                rows.push(
+                    ends[..nend]
+                        .iter()
+                        .map(|&end| {
+                            let field = String::from_utf8(out[start..end].to_vec()).expect("utf-8");
+                            start = end;
+                            field
+                        })
+                        .collect(),
+                );
+            }
+            csv_core::ReadRecordResult::End => return rows,
+            csv_core::ReadRecordResult::InputEmpty => {}
+            other => panic!("csv buffers too small: {other:?}"),
+        }
+    }
+}
+
+/// `gen_data.py --rows 500 --seed 7` as XML gives the rows of its CSV: the
+/// id as an attribute, every other column as an element, a null (an empty
+/// CSV field) as an absent element.
+#[test]
+fn gen_data_xml_matches_its_csv() {
+    let dir = repo_path("testdata");
+    let xml = std::fs::read(dir.join("gen-500-seed7.xml")).expect("fixture");
+    let csv = std::fs::read(dir.join("gen-500-seed7.csv")).expect("fixture");
+    let csv = csv_rows(&csv);
+    let (header, csv) = csv.split_first().expect("header");
+    let records = read_with(&xml, &XmlOptions::default()).expect("reads");
+    assert_eq!(records.len(), 500);
+    assert_eq!(csv.len(), 500);
+    let mut nulls = 0;
+    // Line 1 is the declaration, line 2 the root, then one line a record
+    // plus the newlines inside comments.
+    let mut line = 3;
+    for (i, (record, row)) in records.iter().zip(csv).enumerate() {
+        assert_eq!(record.line, line, "record {i}");
+        let mut expected = Vec::new();
+        for (name, text) in header.iter().zip(row) {
+            let key = if name == "id" {
+                "@id".to_owned()
+            } else {
+                name.clone()
+            };
+            line += text.matches('\n').count() as u64;
+            if text.is_empty() {
+                nulls += 1;
+            } else {
+                expected.push((key, u(text)));
+            }
+        }
+        line += 1;
+        assert_eq!(
+            record.fields, expected,
+            "record {i} at line {}",
+            record.line
+        );
+    }
+    assert!(nulls > 100, "the sample has nulls ({nulls})");
+    assert!(line > 503, "the sample has comments with newlines");
+    let layout = open(&xml, &XmlOptions::default())
+        .expect("opens")
+        .layout()
+        .clone();
+    assert_eq!(layout.record_path.as_deref(), Some("records/record"));
+    assert_eq!(layout.encoding, "UTF-8");
+}
+
+// ------------------------------------------------------------------ mapping
+
+#[test]
+fn attributes_and_elements_of_one_name_stay_apart() {
+    assert_eq!(
+        rows(r#"<rs><r id="1" n="a"><id>2</id></r><r id="3"/></rs>"#),
+        vec![
+            fields(&[("@id", u("1")), ("@n", u("a")), ("id", u("2"))]),
+            fields(&[("@id", u("3"))]),
+        ]
+    );
+}
+
+#[test]
+fn repeated_children_become_lists_in_document_order() {
+    let xml = "<rs><r><tag>a</tag><x>1</x><tag>b</tag><tag/></r><r><tag>c</tag></r></rs>";
+    assert_eq!(
+        rows(xml),
+        vec![
+            fields(&[
+                ("tag", Value::List(vec![u("a"), u("b"), u("")])),
+                ("x", u("1"))
+            ]),
+            fields(&[("tag", u("c"))]),
+        ]
+    );
+    // Repeated objects, nested.
+    let xml = r#"<rs><r><item k="1"><v>x</v></item><item k="2"/></r><r/></rs>"#;
+    assert_eq!(
+        rows(xml)[0],
+        fields(&[(
+            "item",
+            Value::List(vec![
+                obj(&[("@k", u("1")), ("v", u("x"))]),
+                obj(&[("@k", u("2"))]),
+            ])
+        )])
+    );
+}
+
+#[test]
+fn many_distinct_children_are_indexed_not_searched() {
+    let mut xml = String::from("<rs><r>");
+    for i in 0..20_000 {
+        xml.push_str(&format!("<f{i}>{i}</f{i}>"));
+    }
+    xml.push_str("<f7>again</f7></r><r/></rs>");
+    let rows = rows(&xml);
+    assert_eq!(rows[0].len(), 20_000);
+    assert_eq!(rows[0][7].1, Value::List(vec![u("7"), u("again")]));
+    assert_eq!(rows[0][19_999], ("f19999".to_owned(), u("19999")));
+}
+
+#[test]
+fn namespaces_give_local_names() {
+    let xml = r#"<a:rows xmlns:a="urn:a" xmlns:b="urn:b" xmlns="urn:default">
+        <a:row a:id="1" b:id="2" xml:lang="en"><a:v>1</a:v><b:v>2</b:v><w>3</w></a:row>
+        <row><v>4</v></row>
+    </a:rows>"#;
+    assert_eq!(
+        rows(xml),
+        vec![
+            fields(&[
+                ("@id", Value::List(vec![u("1"), u("2")])),
+                ("@lang", u("en")),
+                ("v", Value::List(vec![u("1"), u("2")])),
+                ("w", u("3")),
+            ]),
+            fields(&[("v", u("4"))]),
+        ]
+    );
+    assert_eq!(layout(xml).root, "rows");
+}
+
+#[test]
+fn cdata_and_entities_are_decoded() {
+    let xml = r#"<rs><r a="&lt;&amp;&#65;&#x42;&quot;x&apos;" t="a	b
+c"><c><![CDATA[<b>&amp;</b> ]]]]><![CDATA[>]]></c><e>&lt;&gt;&amp;&apos;&quot;&#233;&#x1F600;</e><m>1 &lt; <![CDATA[2]]> &amp; 3</m></r><r/></rs>"#;
+    assert_eq!(
+        rows(xml)[0],
+        fields(&[
+            ("@a", u("<&AB\"x'")),
+            // Attribute values are normalised: tab and newline become spaces.
+            ("@t", u("a b c")),
+            ("c", u("<b>&amp;</b> ]]>")),
+            ("e", u("<>&'\"é😀")),
+            ("m", u("1 < 2 & 3")),
+        ])
+    );
+}
+
+#[test]
+fn line_ends_are_normalised() {
+    assert_eq!(
+        rows("<rs><r><a>x\r\ny\rz</a></r><r/></rs>")[0],
+        fields(&[("a", u("x\ny\nz"))])
+    );
+}
+
+#[test]
+fn mixed_text_is_kept_under_text_key() {
+    let xml = r#"<rs><r>lead<p>Hello <b>world</b> again</p><price cur="EUR">12.5</price><s k="1">
+        </s></r><r/></rs>"#;
+    assert_eq!(
+        rows(xml)[0],
+        fields(&[
+            ("p", obj(&[("b", u("world")), ("#text", u("Hello  again"))])),
+            ("price", obj(&[("@cur", u("EUR")), ("#text", u("12.5"))])),
+            // Whitespace beside children or attributes is layout, not text.
+            ("s", obj(&[("@k", u("1"))])),
+            ("#text", u("lead")),
+        ])
+    );
+}
+
+#[test]
+fn empty_elements_are_empty_text_and_blank_leaves_are_kept() {
+    assert_eq!(
+        rows("<rs><r><a/><b></b><c> </c><d x=''/></r><r/></rs>")[0],
+        fields(&[
+            ("a", u("")),
+            ("b", u("")),
+            ("c", u(" ")),
+            ("d", obj(&[("@x", u(""))]))
+        ])
+    );
+}
+
+#[test]
+fn records_carry_the_line_of_their_start_tag() {
+    let xml = "<?xml version='1.0'?>\n<rs>\n<r>1</r>\n\n<r\n  id='2'\n/>\n<!-- a\ncomment -->\n<r><a>x\ny</a></r><r/>\n</rs>\n";
+    let lines: Vec<u64> = read(xml).iter().map(|r| r.line).collect();
+    assert_eq!(lines, vec![3, 5, 10, 11]);
+}
+
+// ------------------------------------------------------------------ detection
+
+#[test]
+fn record_element_is_found_in_common_shapes() {
+    // root > record*
+    let l = layout("<rows><row><a>1</a><a>2</a></row><row/></rows>");
+    assert_eq!(l.record_path.as_deref(), Some("rows/row"), "{l}");
+    // root > wrapper > record*, with a record repeating its own children first
+    let xml = "<doc><meta><v>1</v></meta><items><item><t>a</t><t>b</t></item><item/><item/></items></doc>";
+    let l = layout(xml);
+    assert_eq!(l.record_path.as_deref(), Some("doc/items/item"), "{l}");
+    assert_eq!(rows(xml).len(), 3);
+    let records = open(xml.as_bytes(), &XmlOptions::default()).expect("opens");
+    let mut records = records;
+    assert_eq!(records.by_ref().count(), 3);
+    assert_eq!(records.skipped(), 1, "<meta> is skipped");
+    // At equal depth the most repeated name wins.
+    let xml = "<doc><a><x/><x/></a><b><y/><y/><y/></b></doc>";
+    assert_eq!(layout(xml).record_path.as_deref(), Some("doc/b/y"));
+    // A single record with distinct children: the root is the record.
+    let l = layout("<note><to>A</to><from>B</from></note>");
+    assert_eq!(l.record_path.as_deref(), Some("note"), "{l}");
+    assert_eq!(
+        rows("<note><to>A</to><from>B</from></note>"),
+        vec![fields(&[("to", u("A")), ("from", u("B"))])]
+    );
+    // A one-record export: the root's only child, as it would be with more rows.
+    let xml = r#"<rows><row id="1"><a>x</a></row></rows>"#;
+    assert_eq!(layout(xml).record_path.as_deref(), Some("rows/row"));
+    assert_eq!(rows(xml), vec![fields(&[("@id", u("1")), ("a", u("x"))])]);
+    // Records at the detected path under several wrappers are all read.
+    let xml = "<d><g><r>1</r><r>2</r></g><g><r>3</r></g></d>";
+    assert_eq!(layout(xml).record_path.as_deref(), Some("d/g"));
+    let named = XmlOptions {
+        record_element: Some("r".into()),
+        ..XmlOptions::default()
+    };
+    let texts: Vec<_> = read_with(xml.as_bytes(), &named)
+        .expect("reads")
+        .into_iter()
+        .map(|r| r.fields)
+        .collect();
+    assert_eq!(
+        texts,
+        vec![
+            fields(&[("#text", u("1"))]),
+            fields(&[("#text", u("2"))]),
+            fields(&[("#text", u("3"))])
+        ]
+    );
+}
+
+#[test]
+fn the_option_names_records_at_any_depth() {
+    let xml = "<a><b><c><r k='1'/></c></b><r k='2'><r k='inner'/></r><x/><x/></a>";
+    let options = XmlOptions {
+        record_element: Some("r".into()),
+        ..XmlOptions::default()
+    };
+    let got: Vec<_> = read_with(xml.as_bytes(), &options)
+        .expect("reads")
+        .into_iter()
+        .map(|r| r.fields)
+        .collect();
+    // Outermost matches only: the inner <r> is a field of its record.
+    assert_eq!(
+        got,
+        vec![
+            fields(&[("@k", u("1"))]),
+            fields(&[("@k", u("2")), ("r", obj(&[("@k", u("inner"))]))]),
+        ]
+    );
+    let l =
+        describe(io::Cursor::new(xml.as_bytes().to_vec()), "t.xml", &options).expect("describes");
+    assert_eq!(
+        (l.root.as_str(), l.record_element.as_str(), l.record_path),
+        ("a", "r", None)
+    );
+}
+
+#[test]
+fn detection_reads_a_bounded_prefix_and_records_stream() {
+    /// An endless document that counts what was read from it.
+    struct Endless {
+        served: Arc<std::sync::atomic::AtomicU64>,
+        pending: Vec<u8>,
+        n: u64,
+    }
+    impl Read for Endless {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            if self.pending.is_empty() {
+                self.pending = if self.n == 0 {
+                    b"<rows>".to_vec()
+                } else {
+                    format!("<row id='{}'><v>x</v></row>\n", self.n).into_bytes()
+                };
+                self.n += 1;
+            }
+            let n = out.len().min(self.pending.len());
+            out[..n].copy_from_slice(&self.pending[..n]);
+            self.pending.drain(..n);
+            self.served
+                .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+            Ok(n)
+        }
+    }
+    let served = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let source = Endless {
+        served: served.clone(),
+        pending: Vec::new(),
+        n: 0,
+    };
+    let mut records = XmlRecords::new(source, "t.xml", &XmlOptions::default()).expect("opens");
+    for i in 1..=200_000u64 {
+        let record = records.next().expect("endless").expect("reads");
+        assert_eq!(record.fields[0], ("@id".to_owned(), u(&i.to_string())));
+        assert_eq!(record.line, i);
+    }
+    let read = served.load(std::sync::atomic::Ordering::Relaxed);
+    // 200,000 records are about 6.5 MB: read as they come, not ahead.
+    assert!(read < 7_000_000, "read {read} bytes");
+}
+
+/// Serves its data `step` bytes at a time.
+struct Trickle {
+    data: Vec<u8>,
+    at: usize,
+    step: usize,
+}
+
+impl Read for Trickle {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let n = self.step.min(out.len()).min(self.data.len() - self.at);
+        out[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// The window is cut at every possible place: records, lines and errors
+/// come out the same whatever the reads' sizes.
+#[test]
+fn reads_of_any_size_give_the_same_records() {
+    let mut doc = String::from(
+        "<?xml version='1.0'?>\n<!DOCTYPE rs [<!ENTITY x 'y'>]>\n<rs xmlns:p='urn:p'>\n",
+    );
+    for i in 0..40 {
+        doc.push_str(&format!(
+            "<!-- c{i} --><r id='{i}'\n   p:k=\"a&amp;b\tc\"><t>Zürich &lt;{i}&gt; &#x263A;</t><t/>\
+             <n><![CDATA[<x>]]>{i}<?pi x?>\r\n</n><e/>text</r>\n"
+        ));
+    }
+    doc.push_str("</rs>\n");
+    let named = XmlOptions {
+        record_element: Some("r".into()),
+        ..XmlOptions::default()
+    };
+    let whole = read_with(doc.as_bytes(), &named).expect("reads");
+    assert_eq!(whole.len(), 40);
+    assert_eq!(
+        whole[1].fields,
+        fields(&[
+            ("@id", u("1")),
+            ("@k", u("a&b c")),
+            ("t", Value::List(vec![u("Zürich <1> ☺"), u("")])),
+            ("n", u("<x>1\n")),
+            ("e", u("")),
+            ("#text", u("text")),
+        ])
+    );
+    let broken = doc.replace("<e/>text</r>\n</rs>", "<e>text</r>\n</rs>");
+    let broken_error = error_with(broken.as_bytes(), &named);
+    for step in [1, 2, 3, 5, 7, 13, 64, 1000] {
+        let trickle = |data: &str| Trickle {
+            data: data.as_bytes().to_vec(),
+            at: 0,
+            step,
+        };
+        let got: Vec<Record> = XmlRecords::new(trickle(&doc), "t.xml", &named)
+            .expect("opens")
+            .collect::<Result<_>>()
+            .expect("reads");
+        assert!(got == whole, "step {step}");
+        let error = XmlRecords::new(trickle(&broken), "t.xml", &named)
+            .expect("opens")
+            .find_map(|r| r.err())
+            .expect("fails");
+        assert!(
+            matches!(&error, Error::Parse { line, reason, .. } if (*line, reason.clone()) == broken_error),
+            "step {step}: {error}"
+        );
+    }
+}
+
+// ------------------------------------------------------------------ hostile input
+
+#[test]
+fn every_defusedxml_file_ends_quickly_with_records_or_a_parse_error() {
+    let dir = repo_path("../../../shared/corpus/defusedxml-xmltestdata/xmltestdata");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("the shared corpus is beside the repository") {
+        let path = entry.expect("entry").path();
+        let data = std::fs::read(&path).expect("reads");
+        let name = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        let started = Instant::now();
+        let result = read_with(&data, &XmlOptions::default());
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{name} took {:?}",
+            started.elapsed()
+        );
+        let expect_error = matches!(
+            name.as_str(),
+            "cyclic.xml"
+                | "external.xml"
+                | "external_file.xml"
+                | "quadratic.xml"
+                | "xmlbomb.xml"
+                | "xmlbomb2.xml"
+        );
+        match result {
+            Err(Error::Parse { line, reason, .. }) => {
+                assert!(expect_error, "{name}: line {line}: {reason}");
+                assert!(reason.starts_with("undefined entity &"), "{name}: {reason}");
+                assert!(line > 1, "{name}: the line of the reference");
+            }
+            Ok(records) => {
+                assert!(!expect_error, "{name} gave {records:?}");
+                assert!(!records.is_empty(), "{name}");
+            }
+            Err(other) => panic!("{name}: {other}"),
+        }
+        seen += 1;
+    }
+    assert_eq!(seen, 13, "every file of the corpus was read");
+    // Two shapes checked in detail: the DTD is skipped, never fetched.
+    let dtd = std::fs::read(dir.join("dtd.xml")).expect("reads");
+    let records = read_with(&dtd, &XmlOptions::default()).expect("reads");
+    assert_eq!(
+        records[0].fields,
+        fields(&[("head", u("")), ("body", u("text"))])
+    );
+    let simple = std::fs::read(dir.join("simple-ns.xml")).expect("reads");
+    let mut it = open(&simple, &XmlOptions::default()).expect("opens");
+    let records: Vec<_> = it.by_ref().map(|r| r.expect("reads").fields).collect();
+    assert_eq!(
+        records,
+        vec![
+            fields(&[("@key", u("value")), ("#text", u("text"))]),
+            fields(&[("#text", u("text"))])
+        ]
+    );
+    assert_eq!(it.skipped(), 2, "the tail text and <empty-element/>");
+}
+
+#[test]
+fn big_entity_bombs_fail_at_the_first_reference() {
+    let mut xml = String::from("<!DOCTYPE b [<!ENTITY a \"");
+    xml.push_str(&"A".repeat(1 << 20));
+    xml.push_str("\">");
+    for level in 0..20 {
+        xml.push_str(&format!(
+            "<!ENTITY e{} \"{}\">",
+            level + 1,
+            format!("&e{level};").repeat(10)
+        ));
+    }
+    xml.push_str("]>\n<b>");
+    xml.push_str(&"&a;".repeat(100_000));
+    xml.push_str("&e20;</b>");
+    let started = Instant::now();
+    let (line, reason) = error(&xml);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(line, 2);
+    assert!(reason.contains("&a;"), "{reason}");
+}
+
+#[test]
+fn a_huge_dtd_or_record_is_an_error_not_memory() {
+    let small = XmlOptions {
+        max_record_bytes: 64 * 1024,
+        ..XmlOptions::default()
+    };
+    let dtd = format!("<!DOCTYPE a [<!-- {} -->]><a/>", "x".repeat(200_000));
+    let (_, reason) = error_with(dtd.as_bytes(), &small);
+    assert!(reason.contains("max_record_bytes"), "{reason}");
+    let big = format!("<rs><r/><r/>\n<r>{}</r></rs>", "y".repeat(200_000));
+    let (line, reason) = error_with(big.as_bytes(), &small);
+    assert_eq!(line, 2);
+    assert!(
+        reason.contains("record is larger than max_record_bytes"),
+        "{reason}"
+    );
+    // Tiny elements: few bytes in, much memory out.
+    let tiny = format!("<rs><r/><r/><r>{}</r></rs>", "<a/>".repeat(15_000));
+    let (_, reason) = error_with(tiny.as_bytes(), &small);
+    assert!(reason.contains("4 × max_record_bytes"), "{reason}");
+    // Nothing repeats and the single record goes on.
+    let single = format!("<a><b>{}</b></a>", "z".repeat(200_000));
+    let (_, reason) = error_with(single.as_bytes(), &small);
+    assert!(reason.contains("name the record element"), "{reason}");
+}
+
+#[test]
+fn deep_nesting_is_bounded() {
+    let deep = format!(
+        "<rs><r/><r>{}{}</r></rs>",
+        "<a>".repeat(300),
+        "</a>".repeat(300)
+    );
+    let (line, reason) = error(&deep);
+    assert_eq!(line, 1);
+    assert!(reason.contains("max_depth (256)"), "{reason}");
+    let ok = format!(
+        "<rs><r/><r>{}{}</r></rs>",
+        "<a>".repeat(250),
+        "</a>".repeat(250)
+    );
+    assert_eq!(rows(&ok).len(), 2);
+}
+
+// ------------------------------------------------------------------ malformed
+
+#[test]
+fn malformed_xml_is_a_parse_error_with_the_line() {
+    let cases: &[(&str, u64, &str)] = &[
+        (
+            "<rs>\n<r><a>1</a></r>\n<r><a>2</r>\n</rs>",
+            3,
+            "expected </a>, found </r>",
+        ),
+        (
+            "<rs>\n<r>1</r>\n<r>2</r>\n",
+            4,
+            "the input ends inside <rs>",
+        ),
+        (
+            "<rs>\n<r>1</r>\n<r><a>2",
+            3,
+            "the input ends inside <a> in the record at line 3",
+        ),
+        (
+            "<rs>\n<r>1</r>\n<r><a x='1",
+            3,
+            "attribute value not closed",
+        ),
+        ("<rs>\n<r>1</r>\n<r", 3, "tag not closed"),
+        (
+            "<rs>\n<r>1</r><r>2</r></rs>\n<rs/>",
+            3,
+            "a second root element <rs>",
+        ),
+        (
+            "<rs>\n<r>1</r><r>2</r></rs>\ntail",
+            3,
+            "text after the root element",
+        ),
+        ("<rs>\n<r>1</r><r>a & b</r></rs>", 2, "not closed"),
+        (
+            "<rs>\n<r>1</r><r>&nbsp;</r></rs>",
+            2,
+            "undefined entity &nbsp;",
+        ),
+        (
+            "<rs>\n<r>1</r><r a='&foo;'/></rs>",
+            2,
+            "undefined entity &foo;",
+        ),
+        (
+            "<rs>\n<r>1</r><r>&#xD800;</r></rs>",
+            2,
+            "character reference",
+        ),
+        ("<rs>\n<r>1</r><r a='1' a='2'/></rs>", 2, "duplicated"),
+        ("<rs>\n<r>1</r></x></rs>", 2, "expected </rs>, found </x>"),
+        (
+            "<rs>\n<r>1</r></rs>\n</x>",
+            3,
+            "</x> closes no open element",
+        ),
+        ("id,name\n1,x\n", 1, "not XML"),
+        ("\n\n  id,name\n", 3, "not XML"),
+        ("", 1, "no XML element"),
+        ("  \n ", 2, "no XML element"),
+        ("<!-- only a comment -->", 1, "no XML element"),
+    ];
+    for (xml, line, reason) in cases {
+        let (got_line, got) = error(xml);
+        assert!(got.contains(reason), "{xml:?}: {got}");
+        assert_eq!(got_line, *line, "{xml:?}: {got}");
+    }
+}
+
+#[test]
+fn invalid_utf8_and_binary_are_parse_errors() {
+    let cases: &[&[u8]] = &[
+        b"<rs>\n<r>1</r><r>\xff</r></rs>",
+        b"<rs>\n<r>1</r><r a='\xc3'/></rs>",
+        b"<rs>\n<r>1</r><\xffr/></rs>",
+        b"\x28\xb5\x2f\xfd\x00\x00binary zstd",
+        b"<\x00\x00\x00",
+    ];
+    for data in cases {
+        let (_, reason) = error_with(data, &XmlOptions::default());
+        assert!(
+            reason.contains("UTF-8") || reason.contains("not XML") || reason.contains("UTF-32"),
+            "{data:?}: {reason}"
+        );
+    }
+    // Every prefix of a document ends in records or a parse error, never a panic.
+    let doc = "<?xml version='1.0'?><rs><r id='1'><a>x &amp; y</a><![CDATA[z]]></r><r/></rs>";
+    for end in 0..doc.len() {
+        match read_with(&doc.as_bytes()[..end], &XmlOptions::default()) {
+            Ok(_) | Err(Error::Parse { .. }) => {}
+            Err(other) => panic!("{end}: {other}"),
+        }
+    }
+}
+
+// ------------------------------------------------------------------ encodings
+
+#[test]
+fn declared_and_marked_encodings_are_transcoded() {
+    let text = "<rs><r n=\"Zürich\">café €</r><r/></rs>";
+    let want = fields(&[("@n", u("Zürich")), ("#text", u("café €"))]);
+    let mut utf16le = vec![0xFF, 0xFE];
+    utf16le.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
+    let decl16 = format!("<?xml version=\"1.0\" encoding=\"UTF-16\"?>{text}");
+    let mut utf16be_nobom = Vec::new();
+    utf16be_nobom.extend(decl16.encode_utf16().flat_map(u16::to_be_bytes));
+    let latin = format!("<?xml version='1.0' encoding='windows-1252'?>\n{text}");
+    let latin = encoding_rs::WINDOWS_1252.encode(&latin).0.into_owned();
+    let mut bom8 = b"\xEF\xBB\xBF".to_vec();
+    bom8.extend_from_slice(text.as_bytes());
+    for (data, encoding) in [
+        (utf16le, "UTF-16LE"),
+        (utf16be_nobom, "UTF-16BE"),
+        (latin, "windows-1252"),
+        (bom8, "UTF-8"),
+    ] {
+        let mut records = open(&data, &XmlOptions::default()).expect("opens");
+        assert_eq!(records.layout().encoding, encoding);
+        assert_eq!(
+            records.next().expect("a record").expect("reads").fields,
+            want,
+            "{encoding}"
+        );
+    }
+    let (line, reason) = error("<?xml version='1.0' encoding='klingon'?><a/>");
+    assert_eq!(line, 1);
+    assert!(
+        reason.contains("unsupported encoding \"klingon\""),
+        "{reason}"
+    );
+    let (_, reason) = error("<?xml version='1.0' encoding='UTF-16'?><a/>");
+    assert!(reason.contains("not UTF-16"), "{reason}");
+}
+
+#[test]
+fn options_are_checked() {
+    let bad = XmlOptions {
+        max_record_bytes: 10,
+        ..XmlOptions::default()
+    };
+    assert!(matches!(
+        open(b"<a/>", &bad),
+        Err(Error::Option {
+            option: "max_record_bytes",
+            ..
+        })
+    ));
+}
+
+/// Reader throughput over the benchmark file (not a test of behaviour):
+/// `python gen_data.py --format xml --rows 450000 --seed 42 --out F` then
+/// `S3PROC_XML_BENCH=F cargo test --release -p s3proc-core xml::tests::throughput -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement; needs S3PROC_XML_BENCH"]
+fn throughput() {
+    let path = std::env::var("S3PROC_XML_BENCH").expect("S3PROC_XML_BENCH names the file");
+    let size = std::fs::metadata(&path).expect("file").len();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let file = std::fs::File::open(&path).expect("opens");
+        let mut n = 0u64;
+        let mut fields = 0usize;
+        for record in XmlRecords::new(file, &path, &XmlOptions::default()).expect("opens") {
+            fields += record.expect("reads").fields.len();
+            n += 1;
+        }
+        let s = started.elapsed().as_secs_f64();
+        println!(
+            "{n} records ({fields} fields), {size} bytes in {s:.3} s: {:.0} records/s, {:.1} MB/s",
+            n as f64 / s,
+            size as f64 / s / 1e6
+        );
+    }
+}
