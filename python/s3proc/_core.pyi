@@ -9,6 +9,7 @@ __version__: str
 build_profile: str  # "release" or "debug"
 
 class ConvertOptions(TypedDict, total=False):
+    format: str | None  # csv, tsv, json, ndjson, xml; None: detected from the name and the content
     delimiter: str | None  # one ASCII character; None: detected
     quote: str | None  # one character, "" for no quoting; default '"'
     escape: str | None  # "quote" (RFC 4180) or "backslash" (PostgreSQL text TSV); None: detected
@@ -28,7 +29,7 @@ Source = str | os.PathLike[str] | bytes | bytearray | IO[bytes]
 
 @final
 class ParquetChunks:
-    """A CSV/TSV source converted to ZSTD Parquet, as an iterator of ``bytes``.
+    """A CSV/TSV or JSON source converted to ZSTD Parquet, as an iterator of ``bytes``.
 
     Concatenating the chunks gives the Parquet file. Every chunk but the last
     has exactly ``chunk_size`` bytes. ``__next__`` releases the GIL while it
@@ -48,7 +49,8 @@ class ParquetChunks:
     def rows(self) -> int | None: ...
 
 def inspect(source: Source, **options: Unpack[ConvertOptions]) -> dict[str, Any]:
-    """Detected format, encoding, dialect and columns ``[(name, type), ...]``."""
+    """Detected ``format``, why (``detected``), ``encoding``, ``columns`` ``[(name, type), ...]``,
+    and the CSV ``dialect`` or the JSON ``layout``."""
 
 def sniff_compression(path: str | os.PathLike[str]) -> str | None:
     """The codec of the file at ``path`` from its first bytes: "gzip", "zstd", "bzip2",

@@ -77,6 +77,11 @@ def _sample_rows(_ctx: click.Context, _param: click.Parameter, value: str | None
 def converter_options(f: F) -> F:
     """The converter's options, shared by every command that reads a table."""
     options = [
+        option(
+            "--format",
+            type=click.Choice(["csv", "tsv", "json", "ndjson", "xml"]),
+            help="Input format (default: detected from the name and the content).",
+        ),
         option("--delimiter", help="Field separator (default: detected)."),
         option("--quote", help="Quote character; '' turns quoting off (default: \")."),
         option(
@@ -112,6 +117,7 @@ def converter_options(f: F) -> F:
 
 
 CONVERTER_OPTIONS = (
+    "format",
     "delimiter",
     "quote",
     "escape",
@@ -171,13 +177,16 @@ def inspect(file: str, as_json: bool, **opts: Any) -> None:
     if as_json:
         click.echo(json.dumps(plan, indent=2))
         return
-    d = plan["dialect"]
-    click.echo(f"format:     {plan['format']}")
+    click.echo(f"format:     {plan['format']} ({plan['detected']})")
     click.echo(f"encoding:   {plan['encoding']}")
-    click.echo(
-        f"dialect:    delimiter={d['delimiter']!r} quote={d['quote']!r} escape={d['escape']} "
-        f"header={d['header']} null_values={d['null_values']!r}"
-    )
+    if "layout" in plan:
+        click.echo(f"layout:     {plan['layout']}")
+    if "dialect" in plan:
+        d = plan["dialect"]
+        click.echo(
+            f"dialect:    delimiter={d['delimiter']!r} quote={d['quote']!r} escape={d['escape']} "
+            f"header={d['header']} null_values={d['null_values']!r}"
+        )
     click.echo("columns:")
     width = max((len(n) for n, _ in plan["columns"]), default=0)
     for name, ty in plan["columns"]:
@@ -189,7 +198,8 @@ def inspect(file: str, as_json: bool, **opts: Any) -> None:
 @click.argument("output", type=click.Path(dir_okay=False, allow_dash=True))
 @converter_options
 def convert(input: str, output: str, **opts: Any) -> None:
-    """Convert INPUT to a ZSTD Parquet file OUTPUT ('-' for stdin / stdout).
+    """Convert INPUT (CSV/TSV, JSON/NDJSON, XML; compressed or not) to a ZSTD Parquet file OUTPUT
+    ('-' for stdin / stdout).
 
     A file OUTPUT is written beside itself under a hidden name and renamed into place at the end,
     so a failure never destroys what was there. An INPUT that cannot be read twice (stdin, a pipe,

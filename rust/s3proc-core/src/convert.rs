@@ -1,6 +1,7 @@
-//! The conversion driver: a pull-based pipeline that turns a CSV/TSV
-//! source into Parquet chunks, on all cores, restarting when a late value
-//! widens a column.
+//! The conversion entry point, [`ParquetChunks`], which detects the format
+//! and hands the source to its driver; and the CSV/TSV driver: a pull-based
+//! pipeline that turns a CSV/TSV source into Parquet chunks, on all cores,
+//! restarting when a late value widens a column.
 //!
 //! A reader thread splits the input into record-aligned pieces; up to
 //! [`LOOKAHEAD`] pieces are parsed at once as tasks on the rayon pool while
@@ -25,7 +26,9 @@ use crate::csv::records::{self, Field, Trouble};
 use crate::csv::sniff::{sniff, CsvPlan};
 use crate::csv::split::{RawChunk, SplitMode, Splitter};
 use crate::csv::CsvOptions;
+use crate::detect::{detect, Detected, Format, FormatChoice};
 use crate::error::{Error, Result};
+use crate::record_chunks::{sample, RecordChunks, RecordPlan, RecordReader};
 use crate::sink::{ParquetOptions, ParquetSink};
 use crate::source::{open_text, utf8_lossless, Source, TextEncoding};
 use crate::types::ColumnType;
@@ -39,6 +42,8 @@ pub struct ConvertOptions {
     pub parquet: ParquetOptions,
     /// Bytes of input per parsing piece.
     pub read_size: Option<usize>,
+    /// The input format; `None` detects it from the name and the content.
+    pub format: Option<FormatChoice>,
 }
 
 const DEFAULT_READ_SIZE: usize = 2 << 20;
@@ -66,8 +71,170 @@ enum Interrupt {
     Misaligned,
 }
 
-/// A Parquet file produced chunk by chunk from a re-readable source.
+/// A Parquet file produced chunk by chunk from a re-readable source, of
+/// any supported format.
 pub struct ParquetChunks {
+    inner: Driver,
+}
+
+enum Driver {
+    Csv(Detected, CsvChunks),
+    Records(RecordChunks),
+}
+
+/// What was detected about a source (and, after a restart, widened).
+#[derive(Clone, Debug)]
+pub enum Plan {
+    /// CSV/TSV: the detection and the sniffed plan.
+    Csv(Detected, CsvPlan),
+    /// Semi-structured records (JSON).
+    Records(RecordPlan),
+}
+
+impl Plan {
+    /// The detection's outcome.
+    pub fn detected(&self) -> &Detected {
+        match self {
+            Plan::Csv(d, _) => d,
+            Plan::Records(r) => &r.detected,
+        }
+    }
+}
+
+fn check_options(opts: &ConvertOptions) -> Result<()> {
+    if !(1..=22).contains(&opts.parquet.zstd_level) {
+        return Err(Error::Option {
+            option: "zstd_level",
+            reason: "must be 1 to 22".into(),
+        });
+    }
+    if opts.parquet.row_group_rows == 0 || opts.parquet.chunk_size == 0 {
+        return Err(Error::Option {
+            option: "row_group_rows/chunk_size",
+            reason: "must be positive".into(),
+        });
+    }
+    if !(1024..=MAX_RECORD_LIMIT).contains(&opts.csv.max_record_bytes) {
+        return Err(Error::Option {
+            option: "max_record_bytes",
+            reason: format!("must be 1 KiB to {} MiB", MAX_RECORD_LIMIT >> 20),
+        });
+    }
+    if opts.read_size.is_some_and(|r| r > MAX_READ_SIZE) {
+        return Err(Error::Option {
+            option: "read_size",
+            reason: format!("must be at most {} MiB", MAX_READ_SIZE >> 20),
+        });
+    }
+    Ok(())
+}
+
+/// Largest `read_size` accepted.
+const MAX_READ_SIZE: usize = 256 << 20;
+
+/// Detects the format of `source` and what its reader needs, without converting.
+///
+/// # Errors
+/// As [`ParquetChunks::new`].
+pub fn inspect(source: &dyn Source, opts: &ConvertOptions) -> Result<Plan> {
+    check_options(opts)?;
+    let detected = detect(source, opts.format, opts.csv.encoding)?;
+    match detected.format.clone() {
+        Format::Csv => {
+            let mut plan = sniff(source, &opts.csv)?;
+            for c in &mut plan.columns {
+                c.ty = c.ty.finalized();
+            }
+            Ok(Plan::Csv(detected, plan))
+        }
+        Format::Json(layout) => {
+            let encoding = detected.encoding;
+            let mut plan = sample(source, detected, encoding, RecordReader::Json(layout), opts)?;
+            plan.schema = plan.schema.finalized();
+            Ok(Plan::Records(plan))
+        }
+        Format::Xml => Err(xml_unsupported(source.name())),
+    }
+}
+
+fn xml_unsupported(name: &str) -> Error {
+    Error::parse(
+        name,
+        1,
+        "the input looks like XML, which s3proc cannot convert yet",
+    )
+}
+
+impl ParquetChunks {
+    /// Detects the source's format and shape and prepares the conversion.
+    ///
+    /// # Errors
+    /// I/O errors; [`Error::Parse`] for empty or binary input, or records
+    /// that do not parse; invalid options.
+    pub fn new(source: Arc<dyn Source>, opts: ConvertOptions) -> Result<Self> {
+        check_options(&opts)?;
+        let detected = detect(source.as_ref(), opts.format, opts.csv.encoding)?;
+        let inner = match detected.format.clone() {
+            Format::Csv => Driver::Csv(detected, CsvChunks::new(source, opts)?),
+            Format::Json(layout) => {
+                let encoding = detected.encoding;
+                let reader = RecordReader::Json(layout);
+                let plan = sample(source.as_ref(), detected, encoding, reader, &opts)?;
+                Driver::Records(RecordChunks::new(source, opts, plan)?)
+            }
+            Format::Xml => return Err(xml_unsupported(source.name())),
+        };
+        Ok(Self { inner })
+    }
+
+    /// The detected (and, after a restart, widened) plan.
+    pub fn plan(&self) -> Plan {
+        match &self.inner {
+            Driver::Csv(d, c) => Plan::Csv(d.clone(), c.plan().clone()),
+            Driver::Records(r) => Plan::Records(r.plan().clone()),
+        }
+    }
+
+    /// How many times the conversion started over.
+    pub fn restarts(&self) -> u32 {
+        match &self.inner {
+            Driver::Csv(_, c) => c.restarts(),
+            Driver::Records(r) => r.restarts(),
+        }
+    }
+
+    /// Rows written, once the last chunk has been handed out.
+    pub fn rows(&self) -> Option<u64> {
+        match &self.inner {
+            Driver::Csv(_, c) => c.rows(),
+            Driver::Records(r) => r.rows(),
+        }
+    }
+
+    /// The next event, or `None` when the file is complete.
+    ///
+    /// # Errors
+    /// I/O, parse and encoding errors; after an error the iterator is done.
+    pub fn next_event(&mut self) -> Result<Option<Event>> {
+        self.next_event_or_stop(&mut || false)
+    }
+
+    /// As [`Self::next_event`], but asks `stop` between pipeline steps
+    /// (every few milliseconds) whether to give up, so that a caller can
+    /// honour Ctrl-C during a long scan.
+    ///
+    /// # Errors
+    /// As [`Self::next_event`]; [`Error::Stopped`] when `stop` said so.
+    pub fn next_event_or_stop(&mut self, stop: &mut dyn FnMut() -> bool) -> Result<Option<Event>> {
+        match &mut self.inner {
+            Driver::Csv(_, c) => c.next_event_or_stop(stop),
+            Driver::Records(r) => r.next_event_or_stop(stop),
+        }
+    }
+}
+
+/// The CSV/TSV driver: a CSV file produced chunk by chunk.
+pub struct CsvChunks {
     source: Arc<dyn Source>,
     opts: ConvertOptions,
     plan: Arc<CsvPlan>,
@@ -105,30 +272,12 @@ struct Parsed {
     fallback_bytes: usize,
 }
 
-impl ParquetChunks {
-    /// Detects the source's shape and prepares the conversion.
+impl CsvChunks {
+    /// Sniffs the CSV source's shape and prepares the conversion.
     ///
     /// # Errors
-    /// I/O errors; [`Error::Parse`] for empty or binary input; invalid options.
+    /// I/O errors; [`Error::Parse`] for empty or binary input.
     pub fn new(source: Arc<dyn Source>, opts: ConvertOptions) -> Result<Self> {
-        if !(1..=22).contains(&opts.parquet.zstd_level) {
-            return Err(Error::Option {
-                option: "zstd_level",
-                reason: "must be 1 to 22".into(),
-            });
-        }
-        if opts.parquet.row_group_rows == 0 || opts.parquet.chunk_size == 0 {
-            return Err(Error::Option {
-                option: "row_group_rows/chunk_size",
-                reason: "must be positive".into(),
-            });
-        }
-        if !(1024..=MAX_RECORD_LIMIT).contains(&opts.csv.max_record_bytes) {
-            return Err(Error::Option {
-                option: "max_record_bytes",
-                reason: format!("must be 1 KiB to {} MiB", MAX_RECORD_LIMIT >> 20),
-            });
-        }
         let mut plan = sniff(source.as_ref(), &opts.csv)?;
         let scan_first = opts.csv.sample_rows.is_none();
         if !scan_first {

@@ -1,4 +1,4 @@
-//! s3proc's core: streaming CSV/TSV to ZSTD Parquet conversion.
+//! s3proc's core: streaming CSV/TSV and JSON to ZSTD Parquet conversion.
 //!
 //! This crate knows nothing of Python. [`convert::ParquetChunks`] pulls a
 //! [`source::Source`] through a parallel pipeline (split, parse, build Arrow
@@ -9,12 +9,17 @@ pub mod columns;
 pub mod compress;
 pub mod convert;
 pub mod csv;
+pub mod detect;
 pub mod error;
+pub mod json;
+pub mod nested;
+pub mod pipeline;
+pub mod record_chunks;
 pub mod sink;
 pub mod source;
 pub mod types;
 pub mod value;
 pub mod xml;
 
-pub use convert::{ConvertOptions, Event, ParquetChunks};
+pub use convert::{inspect, ConvertOptions, Event, ParquetChunks, Plan};
 pub use error::{Error, Result};

@@ -65,6 +65,8 @@ pub struct ParquetSink {
     writer: SerializedFileWriter<ChunkQueue>,
     factory: ArrowRowGroupWriterFactory,
     schema: SchemaRef,
+    /// Parquet leaf columns of each top-level field.
+    leaves: Vec<usize>,
     lanes: Arc<Lanes>,
     rows_in_group: usize,
     bytes_in_group: usize,
@@ -78,20 +80,39 @@ impl ParquetSink {
     /// # Errors
     /// An invalid ZSTD level or a schema the writer refuses.
     pub fn new(columns: &[Column], opts: &ParquetOptions) -> Result<Self, ParquetError> {
-        let schema: SchemaRef = Arc::new(Schema::new(
-            columns
-                .iter()
-                .map(|c| arrow_schema::Field::new(&c.name, c.ty.finalized().arrow_type(), true))
-                .collect::<Vec<_>>(),
-        ));
+        let fields = columns
+            .iter()
+            .map(|c| arrow_schema::Field::new(&c.name, c.ty.finalized().arrow_type(), true))
+            .collect::<Vec<_>>();
+        let dictionary: Vec<(String, bool)> = columns
+            .iter()
+            .map(|c| (c.name.clone(), c.dictionary))
+            .collect();
+        Self::with_fields(fields, &dictionary, opts)
+    }
+
+    /// A sink for Arrow `fields` (nested ones too); `dictionary` turns
+    /// dictionary encoding on or off by column path (default: on).
+    ///
+    /// # Errors
+    /// An invalid ZSTD level, no field, or a schema the writer refuses.
+    pub fn with_fields(
+        fields: Vec<arrow_schema::Field>,
+        dictionary: &[(String, bool)],
+        opts: &ParquetOptions,
+    ) -> Result<Self, ParquetError> {
+        if fields.is_empty() {
+            return Err(ParquetError::General("no columns to write".into()));
+        }
+        let leaves: Vec<usize> = fields.iter().map(|f| leaf_count(f.data_type())).collect();
+        let schema: SchemaRef = Arc::new(Schema::new(fields));
         let mut props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(opts.zstd_level)?))
             .set_statistics_enabled(EnabledStatistics::Chunk)
             .set_writer_version(parquet::file::properties::WriterVersion::PARQUET_2_0)
             .set_created_by(format!("s3proc {}", env!("CARGO_PKG_VERSION")));
-        for c in columns {
-            props = props
-                .set_column_dictionary_enabled(ColumnPath::from(c.name.as_str()), c.dictionary);
+        for (path, on) in dictionary {
+            props = props.set_column_dictionary_enabled(ColumnPath::from(path.as_str()), *on);
         }
         let options = ArrowWriterOptions::new().with_properties(props.build());
         let writer = ArrowWriter::try_new_with_options(
@@ -100,8 +121,12 @@ impl ParquetSink {
             options,
         )?;
         let (writer, factory) = writer.into_serialized_writer()?;
-        let lanes = Arc::new(Lanes::new(factory.create_column_writers(0)?));
+        let lanes = Arc::new(Lanes::new(group_writers(
+            factory.create_column_writers(0)?,
+            &leaves,
+        )));
         Ok(Self {
+            leaves,
             writer,
             factory,
             schema,
@@ -154,14 +179,16 @@ impl ParquetSink {
             return Ok(());
         }
         self.groups += 1;
-        let next: Vec<Option<Box<ArrowColumnWriter>>> = if last {
+        let next: Vec<Option<Vec<ArrowColumnWriter>>> = if last {
             (0..self.schema.fields().len()).map(|_| None).collect()
         } else {
-            self.factory
-                .create_column_writers(self.groups)?
-                .into_iter()
-                .map(|w| Some(Box::new(w)))
-                .collect()
+            group_writers(
+                self.factory.create_column_writers(self.groups)?,
+                &self.leaves,
+            )
+            .into_iter()
+            .map(Some)
+            .collect()
         };
         for (j, writer) in next.into_iter().enumerate() {
             Lanes::push(&self.lanes, j, Work::Close(writer));
@@ -244,20 +271,20 @@ struct Lanes {
 enum Work {
     /// Encode this column slice.
     Batch(ArrayRef, arrow_schema::FieldRef),
-    /// Close the column chunk of the current row group; go on with this
-    /// writer (none after the last group).
-    Close(Option<Box<ArrowColumnWriter>>),
+    /// Close the column chunks of the current row group; go on with these
+    /// writers (none after the last group).
+    Close(Option<Vec<ArrowColumnWriter>>),
 }
 
 struct Lane {
-    /// `None` while a task is using it.
-    writer: Option<ArrowColumnWriter>,
+    /// The writers of the field's leaf columns; `None` while a task is using them.
+    writer: Option<Vec<ArrowColumnWriter>>,
     queue: VecDeque<Work>,
     /// Work queued or being done.
     queued: usize,
     busy: bool,
     /// Closed chunks of row groups not yet written to the file.
-    closed: VecDeque<ArrowColumnChunk>,
+    closed: VecDeque<Vec<ArrowColumnChunk>>,
     error: Option<ParquetError>,
 }
 
@@ -268,7 +295,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Lanes {
-    fn new(writers: Vec<ArrowColumnWriter>) -> Self {
+    fn new(writers: Vec<Vec<ArrowColumnWriter>>) -> Self {
         Self {
             lanes: writers
                 .into_iter()
@@ -340,17 +367,27 @@ impl Lanes {
             let result = catch_unwind(AssertUnwindSafe(|| -> Result<(), ParquetError> {
                 match work {
                     Work::Batch(array, field) => {
-                        if let Some(writer) = writer.as_mut() {
-                            for leaf in compute_leaves(&field, &array)? {
-                                writer.write(&leaf)?;
+                        if let Some(writers) = writer.as_mut() {
+                            let leaves = compute_leaves(&field, &array)?;
+                            if leaves.len() != writers.len() {
+                                return Err(ParquetError::General(
+                                    "a column's leaves do not match its writers".into(),
+                                ));
+                            }
+                            for (leaf, w) in leaves.iter().zip(writers.iter_mut()) {
+                                w.write(leaf)?;
                             }
                         }
                     }
                     Work::Close(next) => {
                         if let Some(done) = writer.take() {
-                            closed = Some(done.close()?);
+                            closed = Some(
+                                done.into_iter()
+                                    .map(ArrowColumnWriter::close)
+                                    .collect::<Result<Vec<_>, _>>()?,
+                            );
                         }
-                        writer = next.map(|w| *w);
+                        writer = next;
                     }
                 }
                 Ok(())
@@ -409,9 +446,32 @@ impl Lanes {
             lanes
                 .iter_mut()
                 .filter_map(|l| l.closed.pop_front())
+                .flatten()
                 .collect(),
         ))
     }
+}
+
+/// How many Parquet leaf columns a field of type `ty` has.
+fn leaf_count(ty: &arrow_schema::DataType) -> usize {
+    use arrow_schema::DataType;
+    match ty {
+        DataType::Struct(fields) => fields.iter().map(|f| leaf_count(f.data_type())).sum(),
+        DataType::List(f)
+        | DataType::LargeList(f)
+        | DataType::FixedSizeList(f, _)
+        | DataType::Map(f, _) => leaf_count(f.data_type()),
+        _ => 1,
+    }
+}
+
+/// The leaf writers (in schema order) grouped by top-level field.
+fn group_writers(writers: Vec<ArrowColumnWriter>, leaves: &[usize]) -> Vec<Vec<ArrowColumnWriter>> {
+    let mut it = writers.into_iter();
+    leaves
+        .iter()
+        .map(|&n| it.by_ref().take(n).collect())
+        .collect()
 }
 
 /// Bytes written but not yet handed out, as a queue of segments of

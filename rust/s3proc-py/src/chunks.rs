@@ -6,8 +6,7 @@ use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
-use s3proc_core::csv::sniff::{sniff, CsvPlan};
-use s3proc_core::{Event, ParquetChunks as Core};
+use s3proc_core::{Event, ParquetChunks as Core, Plan};
 
 use crate::errors;
 
@@ -22,7 +21,7 @@ fn poisoned(py: Python<'_>) -> PyErr {
     errors::from_panic(py, Box::new("converter poisoned by an earlier panic"))
 }
 
-/// A CSV/TSV source converted to ZSTD Parquet, handed out as byte chunks.
+/// A CSV/TSV or JSON source converted to ZSTD Parquet, handed out as byte chunks.
 #[pyclass(frozen, module = "s3proc._core")]
 pub struct ParquetChunks {
     inner: Mutex<Core>,
@@ -90,7 +89,7 @@ impl ParquetChunks {
     /// Detected encoding, dialect and columns (widened after a restart).
     #[getter]
     fn plan<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let plan = self.with(py, |c| c.plan().clone())?;
+        let plan = self.with(py, Core::plan)?;
         plan_dict(py, &plan)
     }
 
@@ -107,7 +106,7 @@ impl ParquetChunks {
     }
 }
 
-/// Detects a source's encoding, dialect and column types without converting it.
+/// Detects a source's format, encoding, dialect or layout and column types without converting it.
 #[pyfunction]
 #[pyo3(signature = (source, **options))]
 pub fn inspect<'py>(
@@ -117,16 +116,34 @@ pub fn inspect<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     let opts = crate::options::parse(options)?;
     let src: Arc<dyn s3proc_core::source::Source> = crate::source::from_py(source, opts.name)?;
-    let csv = opts.convert.csv;
-    let mut plan =
-        detached(py, move || sniff(src.as_ref(), &csv))?.map_err(|e| errors::to_py(py, e))?;
-    for c in &mut plan.columns {
-        c.ty = c.ty.finalized();
-    }
+    let convert = opts.convert;
+    let plan = detached(py, move || s3proc_core::inspect(src.as_ref(), &convert))?
+        .map_err(|e| errors::to_py(py, e))?;
     plan_dict(py, &plan)
 }
 
-fn plan_dict<'py>(py: Python<'py>, plan: &CsvPlan) -> PyResult<Bound<'py, PyDict>> {
+/// The plan as a dict: `format`, `detected` (why), `encoding`, `columns`
+/// `[(name, type)]`, and `dialect` (CSV) or `layout` (JSON).
+fn plan_dict<'py>(py: Python<'py>, plan: &Plan) -> PyResult<Bound<'py, PyDict>> {
+    let out = PyDict::new(py);
+    let detected = plan.detected();
+    out.set_item("format", detected.format.name())?;
+    out.set_item("detected", detected.why.as_str())?;
+    let plan = match plan {
+        Plan::Csv(_, csv) => csv,
+        Plan::Records(r) => {
+            out.set_item("encoding", r.encoding.name())?;
+            let columns = PyList::empty(py);
+            for (name, ty) in r.columns() {
+                columns.append((name, ty))?;
+            }
+            out.set_item("columns", columns)?;
+            if let s3proc_core::record_chunks::RecordReader::Json(layout) = &r.reader {
+                out.set_item("layout", layout.describe())?;
+            }
+            return Ok(out);
+        }
+    };
     let d = &plan.dialect;
     let dialect = PyDict::new(py);
     dialect.set_item("delimiter", (d.delimiter as char).to_string())?;
@@ -139,8 +156,6 @@ fn plan_dict<'py>(py: Python<'py>, plan: &CsvPlan) -> PyResult<Bound<'py, PyDict
     for c in &plan.columns {
         columns.append((c.name.as_str(), c.ty.name()))?;
     }
-    let out = PyDict::new(py);
-    out.set_item("format", "csv")?;
     out.set_item("encoding", plan.encoding.name())?;
     out.set_item("dialect", dialect)?;
     out.set_item("columns", columns)?;

@@ -3,6 +3,7 @@
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use s3proc_core::csv::Escape;
+use s3proc_core::detect::FormatChoice;
 use s3proc_core::source::TextEncoding;
 use s3proc_core::ConvertOptions;
 
@@ -87,6 +88,14 @@ pub fn parse(options: Option<&Bound<'_, PyDict>>) -> PyResult<Parsed> {
             "row_group_bytes" => c.parquet.row_group_bytes = get(k, &value)?,
             "chunk_size" => c.parquet.chunk_size = get(k, &value)?,
             "read_size" => c.read_size = if none { None } else { Some(get(k, &value)?) },
+            "format" => {
+                c.format = match get::<Option<String>>(k, &value)?.as_deref() {
+                    None | Some("auto") => None,
+                    Some(f) => {
+                        Some(FormatChoice::from_name(f).map_err(|e| crate::errors::to_py(py, e))?)
+                    }
+                }
+            }
             "name" => name = get(k, &value)?,
             other => return Err(type_error(format!("unknown option {other:?}"))),
         }

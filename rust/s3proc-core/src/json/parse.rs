@@ -1,0 +1,536 @@
+//! A strict RFC 8259 parser of record-aligned JSON pieces into
+//! [`Record`]s.
+//!
+//! Hand-written so that numbers keep their exact text, a syntax error names
+//! its line and column, nesting is bounded (no stack overflow on hostile
+//! input) and a duplicate key keeps its last value. UTF-8 is checked inside
+//! strings only: outside them any byte that is not ASCII is a syntax error.
+
+use crate::value::{Record, Value};
+
+/// Deepest nesting accepted (objects and arrays, the record itself is 1).
+pub const MAX_DEPTH: usize = 64;
+
+/// A syntax error: where and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Syntax {
+    /// 1-based line.
+    pub line: u64,
+    /// 1-based column (in bytes).
+    pub column: usize,
+    /// What is wrong.
+    pub what: String,
+    /// The input ended inside a value (a truncated document).
+    pub eof: bool,
+}
+
+impl Syntax {
+    /// The reason as shown in [`crate::Error::Parse`].
+    pub fn reason(&self) -> String {
+        format!("column {}: {}", self.column, self.what)
+    }
+}
+
+type PResult<T> = Result<T, Syntax>;
+
+/// A cursor over one piece of JSON text.
+pub struct Parser<'a> {
+    b: &'a [u8],
+    pos: usize,
+    line: u64,
+    line_start: usize,
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::Text(_) | Value::Untyped(_) => "a string",
+        Value::List(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+impl<'a> Parser<'a> {
+    /// A parser of `b`, whose first byte is on line `first_line`.
+    pub fn new(b: &'a [u8], first_line: u64) -> Self {
+        Self {
+            b,
+            pos: 0,
+            line: first_line,
+            line_start: 0,
+        }
+    }
+
+    /// Byte offset reached.
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+
+    /// Line reached.
+    pub fn line(&self) -> u64 {
+        self.line
+    }
+
+    /// Whether only whitespace is left (after skipping it).
+    pub fn at_end(&mut self) -> bool {
+        self.ws();
+        self.pos >= self.b.len()
+    }
+
+    /// The next byte, if any (after whitespace).
+    pub fn peek(&mut self) -> Option<u8> {
+        self.ws();
+        self.b.get(self.pos).copied()
+    }
+
+    /// An error at the current position.
+    pub fn error(&self, what: impl Into<String>) -> Syntax {
+        Syntax {
+            line: self.line,
+            column: self.pos.saturating_sub(self.line_start) + 1,
+            what: what.into(),
+            eof: self.pos >= self.b.len(),
+        }
+    }
+
+    fn unexpected(&self, wanted: &str) -> Syntax {
+        match self.b.get(self.pos) {
+            None => self.error(format!(
+                "unexpected end of data, expected {wanted} (truncated JSON?)"
+            )),
+            Some(&c) if c.is_ascii_graphic() => {
+                self.error(format!("expected {wanted}, found {:?}", c as char))
+            }
+            Some(&c) => self.error(format!("expected {wanted}, found byte 0x{c:02x}")),
+        }
+    }
+
+    #[inline]
+    fn ws(&mut self) {
+        while let Some(&c) = self.b.get(self.pos) {
+            match c {
+                b' ' | b'\t' | b'\r' => self.pos += 1,
+                b'\n' => {
+                    self.pos += 1;
+                    self.line += 1;
+                    self.line_start = self.pos;
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// Consumes `c` (after whitespace) or fails.
+    pub fn expect(&mut self, c: u8, wanted: &str) -> PResult<()> {
+        self.ws();
+        if self.b.get(self.pos) == Some(&c) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(self.unexpected(wanted))
+        }
+    }
+
+    /// One record: a JSON object at the top level.
+    pub fn record(&mut self) -> PResult<Record> {
+        self.ws();
+        let line = self.line;
+        let start = (self.pos, self.line_start);
+        match self.value(1)? {
+            Value::Object(fields) => Ok(Record { fields, line }),
+            other => {
+                let mut e = self.error(format!(
+                    "a record must be a JSON object, found {}",
+                    kind(&other)
+                ));
+                e.line = line;
+                e.column = start.0 - start.1 + 1;
+                Err(e)
+            }
+        }
+    }
+
+    /// One JSON value, `depth` levels deep.
+    pub fn value(&mut self, depth: usize) -> PResult<Value> {
+        self.ws();
+        let Some(&c) = self.b.get(self.pos) else {
+            return Err(self.unexpected("a value"));
+        };
+        match c {
+            b'{' => {
+                self.nest(depth)?;
+                self.object(depth)
+            }
+            b'[' => {
+                self.nest(depth)?;
+                self.array(depth)
+            }
+            b'"' => Ok(Value::Text(self.string()?)),
+            b't' => self.literal(b"true", Value::Bool(true)),
+            b'f' => self.literal(b"false", Value::Bool(false)),
+            b'n' => self.literal(b"null", Value::Null),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => Err(self.unexpected("a value")),
+        }
+    }
+
+    fn nest(&self, depth: usize) -> PResult<()> {
+        if depth > MAX_DEPTH {
+            return Err(self.error(format!("nested deeper than {MAX_DEPTH} levels")));
+        }
+        Ok(())
+    }
+
+    fn literal(&mut self, word: &[u8], v: Value) -> PResult<Value> {
+        if self.b[self.pos..].starts_with(word) {
+            self.pos += word.len();
+            Ok(v)
+        } else {
+            Err(self.unexpected("a value"))
+        }
+    }
+
+    fn object(&mut self, depth: usize) -> PResult<Value> {
+        self.pos += 1;
+        let mut fields: Vec<(String, Value)> = Vec::new();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok(Value::Object(fields));
+        }
+        loop {
+            self.ws();
+            if self.b.get(self.pos) != Some(&b'"') {
+                return Err(self.unexpected("a string key"));
+            }
+            let key = self.string()?;
+            self.expect(b':', "':' after an object key")?;
+            let v = self.value(depth + 1)?;
+            match fields.iter_mut().find(|(k, _)| *k == key) {
+                Some(slot) => slot.1 = v,
+                None => fields.push((key, v)),
+            }
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {
+                    self.pos += 1;
+                    return Ok(Value::Object(fields));
+                }
+                _ => return Err(self.unexpected("',' or '}' in an object")),
+            }
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> PResult<Value> {
+        self.pos += 1;
+        let mut items = Vec::new();
+        if self.peek() == Some(b']') {
+            self.pos += 1;
+            return Ok(Value::List(items));
+        }
+        loop {
+            items.push(self.value(depth + 1)?);
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b']') => {
+                    self.pos += 1;
+                    return Ok(Value::List(items));
+                }
+                _ => return Err(self.unexpected("',' or ']' in an array")),
+            }
+        }
+    }
+
+    fn number(&mut self) -> PResult<Value> {
+        let b = self.b;
+        let start = self.pos;
+        let mut i = start;
+        let digits = |i: &mut usize| {
+            let s = *i;
+            while b.get(*i).is_some_and(u8::is_ascii_digit) {
+                *i += 1;
+            }
+            *i - s
+        };
+        if b.get(i) == Some(&b'-') {
+            i += 1;
+        }
+        match b.get(i) {
+            Some(b'0') => i += 1,
+            Some(b'1'..=b'9') => {
+                digits(&mut i);
+            }
+            _ => {
+                self.pos = i;
+                return Err(self.unexpected("a digit"));
+            }
+        }
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            if digits(&mut i) == 0 {
+                self.pos = i;
+                return Err(self.unexpected("a digit after '.'"));
+            }
+        }
+        if matches!(b.get(i), Some(b'e' | b'E')) {
+            i += 1;
+            if matches!(b.get(i), Some(b'+' | b'-')) {
+                i += 1;
+            }
+            if digits(&mut i) == 0 {
+                self.pos = i;
+                return Err(self.unexpected("a digit in the exponent"));
+            }
+        }
+        self.pos = i;
+        // Only ASCII digits and signs: always valid UTF-8.
+        let text = String::from_utf8_lossy(&b[start..i]).into_owned();
+        Ok(Value::Number(text))
+    }
+
+    fn hex4(&mut self) -> PResult<u32> {
+        let mut v = 0;
+        for _ in 0..4 {
+            let Some(d) = self.b.get(self.pos).and_then(|&c| (c as char).to_digit(16)) else {
+                return Err(self.unexpected("four hex digits after \\u"));
+            };
+            v = v * 16 + d;
+            self.pos += 1;
+        }
+        Ok(v)
+    }
+
+    /// A string (the cursor is on its opening quote), unescaped.
+    pub fn string(&mut self) -> PResult<String> {
+        self.pos += 1;
+        let mut out: Vec<u8> = Vec::new();
+        loop {
+            let rest = &self.b[self.pos..];
+            let Some(k) = rest
+                .iter()
+                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+            else {
+                self.pos = self.b.len();
+                return Err(self.unexpected("the end of a string"));
+            };
+            out.extend_from_slice(&rest[..k]);
+            self.pos += k;
+            match self.b[self.pos] {
+                b'"' => {
+                    self.pos += 1;
+                    return String::from_utf8(out).map_err(|e| {
+                        let mut err = self.error("invalid UTF-8 in a string");
+                        err.what = format!(
+                            "invalid UTF-8 in a string (byte {} of it); pass encoding= if the file is not UTF-8",
+                            e.utf8_error().valid_up_to() + 1
+                        );
+                        err
+                    });
+                }
+                b'\\' => {
+                    self.pos += 1;
+                    let Some(&e) = self.b.get(self.pos) else {
+                        return Err(self.unexpected("an escape"));
+                    };
+                    self.pos += 1;
+                    let c = match e {
+                        b'"' => b'"',
+                        b'\\' => b'\\',
+                        b'/' => b'/',
+                        b'b' => 8,
+                        b'f' => 12,
+                        b'n' => b'\n',
+                        b'r' => b'\r',
+                        b't' => b'\t',
+                        b'u' => {
+                            let ch = self.unicode_escape()?;
+                            let mut buf = [0u8; 4];
+                            out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                            continue;
+                        }
+                        _ => {
+                            self.pos -= 1;
+                            return Err(self.unexpected(
+                                "a valid escape (\\\" \\\\ \\/ \\b \\f \\n \\r \\t \\u)",
+                            ));
+                        }
+                    };
+                    out.push(c);
+                }
+                _ => {
+                    return Err(
+                        self.error("a control character inside a string (it must be escaped)")
+                    )
+                }
+            }
+        }
+    }
+
+    fn unicode_escape(&mut self) -> PResult<char> {
+        let hi = self.hex4()?;
+        let code = if (0xD800..0xDC00).contains(&hi) {
+            if !self.b[self.pos..].starts_with(b"\\u") {
+                return Err(self.error("a lone UTF-16 surrogate escape (\\uD800-\\uDBFF not followed by a low surrogate)"));
+            }
+            self.pos += 2;
+            let lo = self.hex4()?;
+            if !(0xDC00..0xE000).contains(&lo) {
+                return Err(self.error("a UTF-16 high surrogate escape followed by something else than a low surrogate"));
+            }
+            0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+        } else {
+            hi
+        };
+        char::from_u32(code)
+            .ok_or_else(|| self.error("a lone UTF-16 low surrogate escape (\\uDC00-\\uDFFF)"))
+    }
+}
+
+/// The records of a piece of whitespace-separated top-level objects (NDJSON,
+/// or concatenated objects). With `one_per_line`, a record must end on the
+/// line it starts on.
+///
+/// # Errors
+/// The first syntax error, or a top-level value that is not an object.
+pub fn values(data: &[u8], first_line: u64, one_per_line: bool) -> PResult<Vec<Record>> {
+    let mut p = Parser::new(data, first_line);
+    let mut out = Vec::new();
+    while !p.at_end() {
+        let r = p.record()?;
+        if one_per_line && p.line != r.line {
+            let mut e = p.error("");
+            e.line = r.line;
+            e.column = 1;
+            e.what = "the record does not end on its line: NDJSON holds one record per line".into();
+            return Err(e);
+        }
+        out.push(r);
+    }
+    Ok(out)
+}
+
+/// The records of a piece of a top-level array's elements (the brackets
+/// left out). `after_comma`: the piece follows a `,`; `last`: the array's
+/// closing bracket follows the piece.
+///
+/// # Errors
+/// The first syntax error, or an element that is not an object.
+pub fn elements(
+    data: &[u8],
+    first_line: u64,
+    after_comma: bool,
+    last: bool,
+) -> PResult<Vec<Record>> {
+    let mut p = Parser::new(data, first_line);
+    let mut out = Vec::new();
+    let mut want = after_comma;
+    loop {
+        if p.at_end() {
+            if want && last {
+                return Err(p.error("expected a value after ',' (a trailing comma before ']')"));
+            }
+            return Ok(out);
+        }
+        out.push(p.record()?);
+        match p.peek() {
+            Some(b',') => {
+                p.pos += 1;
+                want = true;
+            }
+            None if last => return Ok(out),
+            _ => return Err(p.unexpected("',' or ']' after an array element")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(s: &str) -> PResult<Value> {
+        let mut p = Parser::new(s.as_bytes(), 1);
+        let v = p.value(1)?;
+        if !p.at_end() {
+            return Err(p.error("trailing data"));
+        }
+        Ok(v)
+    }
+
+    #[test]
+    fn parses_values_exactly() {
+        assert_eq!(
+            one(
+                r#"{"a": [1, -0.5e+3, 123456789012345678901234567890], "b": "x\u00e9\ud83d\ude00\n", "a": null}"#
+            ),
+            Ok(Value::Object(vec![
+                ("a".into(), Value::Null),
+                ("b".into(), Value::Text("xé😀\n".into())),
+            ]))
+        );
+        assert_eq!(
+            one("[1, -0.5e+3, 123456789012345678901234567890]"),
+            Ok(Value::List(vec![
+                Value::Number("1".into()),
+                Value::Number("-0.5e+3".into()),
+                Value::Number("123456789012345678901234567890".into()),
+            ]))
+        );
+    }
+
+    #[test]
+    fn rejects_what_rfc_8259_rejects() {
+        for bad in [
+            "[1,]",
+            "{\"a\":1,}",
+            "01",
+            "1.",
+            ".5",
+            "-",
+            "1e",
+            "+1",
+            "[\"\t\"]",
+            "\"\\x\"",
+            "\"\\ud800\"",
+            "{'a':1}",
+            "[1 2]",
+            "tru",
+            "nul",
+            "[",
+            "{\"a\"",
+            "\"abc",
+            "NaN",
+            "[\"\\uDFAA\"]",
+            "\u{feff}{}",
+            "{\"a\":1}}",
+        ] {
+            assert!(one(bad).is_err(), "{bad:?} accepted");
+        }
+        let deep = "[".repeat(10_000);
+        assert!(one(&deep).expect_err("deep").what.contains("deeper"));
+    }
+
+    #[test]
+    fn errors_name_line_and_column() {
+        let e = values(b"{\"a\":1}\n{\"a\":2}\n{\"a\" 3}\n", 10, true).expect_err("bad");
+        assert_eq!((e.line, e.column), (12, 6));
+        let e = values(b"{\"a\":1}\n[1]\n", 1, true).expect_err("bad");
+        assert_eq!((e.line, e.column), (2, 1));
+        assert!(e.what.contains("array"));
+        let e = values(b"{\"a\":\n1}\n", 1, true).expect_err("spans");
+        assert!(e.what.contains("one record per line"));
+        assert_eq!(values(b"{\"a\":\n1}{}\n", 1, false).map(|r| r.len()), Ok(2));
+    }
+
+    #[test]
+    fn array_pieces() {
+        assert_eq!(
+            elements(b" {}, {},", 1, false, false).map(|r| r.len()),
+            Ok(2)
+        );
+        assert_eq!(elements(b"{} ", 1, true, true).map(|r| r.len()), Ok(1));
+        assert!(elements(b" ", 1, true, true).is_err());
+        assert_eq!(elements(b" ", 1, false, true).map(|r| r.len()), Ok(0));
+        assert!(elements(b"{} {}", 1, false, true).is_err());
+    }
+}

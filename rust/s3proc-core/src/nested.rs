@@ -1,0 +1,482 @@
+//! The schema of semi-structured records, inferred and widened value by
+//! value, and the Arrow arrays built from them.
+//!
+//! A [`Shape`] is a lattice like [`ColumnType`]: it only ever widens.
+//! Objects become structs (fields matched by name, new names appended, so a
+//! key seen late is a nullable column whose earlier rows are null), arrays
+//! become lists, scalars take a [`ColumnType`]. Values that mix nested and
+//! scalar kinds (or objects and arrays) in one place widen it to
+//! [`Shape::Json`]: the values are written as JSON text.
+//!
+//! Scalars follow the CSV rules with JSON's declarations respected: a JSON
+//! number is an integer (`Int64`) or a float (`Float64`); an integer beyond
+//! `i64`, or a number a float would turn into infinity, keeps its exact text
+//! (the column becomes a string). A JSON string is a string, except that
+//! ISO dates and timestamps are detected as for CSV. Untyped text (XML) is
+//! inferred exactly like a CSV field.
+
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, ListArray, StringArray, StructArray};
+use arrow_buffer::{NullBufferBuilder, OffsetBuffer};
+use arrow_schema::{DataType, Field, Fields};
+
+use crate::columns::build;
+use crate::types::{classify, parse_f64, ColumnType};
+use crate::value::{Record, Value};
+
+/// The inferred type of a value's place in the records.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum Shape {
+    /// Nothing but nulls seen yet.
+    #[default]
+    Null,
+    /// A scalar column.
+    Scalar(ColumnType),
+    /// A list of the inner shape.
+    List(Box<Shape>),
+    /// A struct; fields in order of first appearance.
+    Struct(Vec<(String, Shape)>),
+    /// Mixed kinds: JSON text.
+    Json,
+}
+
+fn number_type(t: ColumnType, s: &str) -> ColumnType {
+    let finite = |s: &str| parse_f64(s.as_bytes()).is_some_and(f64::is_finite);
+    let class = match classify(s.as_bytes()) {
+        ColumnType::Float64 if !finite(s) => ColumnType::Utf8,
+        c => c,
+    };
+    if t == class || (t.accepts(s.as_bytes()) && (t != ColumnType::Float64 || finite(s))) {
+        return t;
+    }
+    t.join(class)
+}
+
+fn text_type(t: ColumnType, s: &str) -> ColumnType {
+    use ColumnType::*;
+    let class = match classify(s.as_bytes()) {
+        c @ (Date | Timestamp | TimestampTz) => c,
+        _ => Utf8,
+    };
+    if matches!(t, Date | Timestamp | TimestampTz | Utf8) && t.accepts(s.as_bytes()) {
+        return t;
+    }
+    t.join(class)
+}
+
+fn scalar_type(t: ColumnType, v: &Value) -> ColumnType {
+    match v {
+        Value::Bool(_) => t.join(ColumnType::Boolean),
+        Value::Number(s) => number_type(t, s),
+        Value::Text(s) => text_type(t, s),
+        Value::Untyped(s) => t.widen_for(s.as_bytes()),
+        Value::Null | Value::List(_) | Value::Object(_) => t,
+    }
+}
+
+/// Field `name` of an object, looked for first at position `hint` (fields
+/// usually come in the same order in every record).
+#[inline]
+pub fn field<'a>(fields: &'a [(String, Value)], name: &str, hint: usize) -> Option<&'a Value> {
+    match fields.get(hint) {
+        Some((k, v)) if k == name => Some(v),
+        _ => fields.iter().find(|(k, _)| k == name).map(|(_, v)| v),
+    }
+}
+
+/// Widens `fields` (a struct's) to hold the object `kv`.
+fn widen_fields(fields: &mut Vec<(String, Shape)>, kv: &[(String, Value)]) {
+    for (j, (name, v)) in kv.iter().enumerate() {
+        let at = match fields.get(j) {
+            Some((k, _)) if k == name => j,
+            _ => match fields.iter().position(|(k, _)| k == name) {
+                Some(p) => p,
+                None => {
+                    fields.push((name.clone(), Shape::Null));
+                    fields.len() - 1
+                }
+            },
+        };
+        fields[at].1.widen(v);
+    }
+}
+
+impl Shape {
+    /// The root shape: a struct with no field yet.
+    pub fn root() -> Self {
+        Shape::Struct(Vec::new())
+    }
+
+    /// Widens the shape so that it holds `v`.
+    pub fn widen(&mut self, v: &Value) {
+        match (&mut *self, v) {
+            (_, Value::Null) | (Shape::Json, _) => {}
+            (Shape::Null, _) => {
+                *self = match v {
+                    Value::List(_) => Shape::List(Box::default()),
+                    Value::Object(_) => Shape::root(),
+                    _ => Shape::Scalar(ColumnType::Null),
+                };
+                self.widen(v);
+            }
+            (
+                Shape::Scalar(t),
+                Value::Bool(_) | Value::Number(_) | Value::Text(_) | Value::Untyped(_),
+            ) => {
+                *t = scalar_type(*t, v);
+            }
+            (Shape::List(inner), Value::List(items)) => {
+                for item in items {
+                    inner.widen(item);
+                }
+            }
+            (Shape::Struct(fields), Value::Object(kv)) => widen_fields(fields, kv),
+            _ => *self = Shape::Json,
+        }
+    }
+
+    /// Widens the root shape to hold `records`.
+    pub fn widen_records(&mut self, records: &[Record]) {
+        if let Shape::Struct(fields) = self {
+            for r in records {
+                widen_fields(fields, &r.fields);
+            }
+        }
+    }
+
+    /// The narrowest shape holding the values of both.
+    pub fn join(&mut self, other: &Shape) {
+        match (&mut *self, other) {
+            (_, Shape::Null) | (Shape::Json, _) => {}
+            (Shape::Null, o) => *self = o.clone(),
+            (_, Shape::Json) => *self = Shape::Json,
+            (Shape::Scalar(a), Shape::Scalar(b)) => *a = a.join(*b),
+            (Shape::List(a), Shape::List(b)) => a.join(b),
+            (Shape::Struct(a), Shape::Struct(b)) => {
+                for (name, s) in b {
+                    match a.iter_mut().find(|(k, _)| k == name) {
+                        Some((_, t)) => t.join(s),
+                        None => a.push((name.clone(), s.clone())),
+                    }
+                }
+            }
+            _ => *self = Shape::Json,
+        }
+    }
+
+    /// The shape a conversion writes: places that saw no value are strings
+    /// (so a later value never forces a restart), an object that never had
+    /// a field is JSON text (Parquet has no empty group).
+    pub fn finalized(&self) -> Shape {
+        match self {
+            Shape::Null => Shape::Scalar(ColumnType::Utf8),
+            Shape::Scalar(t) => Shape::Scalar(t.finalized()),
+            Shape::List(inner) => Shape::List(Box::new(inner.finalized())),
+            Shape::Struct(f) if f.is_empty() => Shape::Json,
+            Shape::Struct(f) => {
+                Shape::Struct(f.iter().map(|(k, s)| (k.clone(), s.finalized())).collect())
+            }
+            Shape::Json => Shape::Json,
+        }
+    }
+
+    /// Whether two (finalized) shapes are written the same way.
+    pub fn same_layout(&self, other: &Shape) -> bool {
+        match (self, other) {
+            (Shape::Scalar(a), Shape::Scalar(b)) => {
+                a.finalized().arrow_type() == b.finalized().arrow_type()
+            }
+            (Shape::Json, Shape::Json) => true,
+            (Shape::List(a), Shape::List(b)) => a.same_layout(b),
+            (Shape::Struct(a), Shape::Struct(b)) => {
+                a.len() == b.len()
+                    && a.iter()
+                        .zip(b)
+                        .all(|((ka, sa), (kb, sb))| ka == kb && sa.same_layout(sb))
+            }
+            _ => false,
+        }
+    }
+
+    /// The Arrow type the (finalized) shape is written as.
+    pub fn arrow_type(&self) -> DataType {
+        match self {
+            Shape::Null | Shape::Json => DataType::Utf8,
+            Shape::Scalar(t) => t.finalized().arrow_type(),
+            Shape::List(inner) => {
+                DataType::List(Arc::new(Field::new("item", inner.arrow_type(), true)))
+            }
+            Shape::Struct(f) => DataType::Struct(struct_fields(f)),
+        }
+    }
+
+    /// A type name as `inspect` shows it: `int64`, `list<string>`,
+    /// `struct<a: int64, b: json>`.
+    pub fn type_name(&self) -> String {
+        match self {
+            Shape::Null => "null".into(),
+            Shape::Scalar(t) => t.name().into(),
+            Shape::Json => "json".into(),
+            Shape::List(inner) => format!("list<{}>", inner.type_name()),
+            Shape::Struct(f) => format!(
+                "struct<{}>",
+                f.iter()
+                    .map(|(k, s)| format!("{k}: {}", s.type_name()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+
+    /// The top-level fields of a root shape.
+    pub fn fields(&self) -> &[(String, Shape)] {
+        match self {
+            Shape::Struct(f) => f,
+            _ => &[],
+        }
+    }
+}
+
+fn struct_fields(f: &[(String, Shape)]) -> Fields {
+    f.iter()
+        .map(|(k, s)| Field::new(k, s.arrow_type(), true))
+        .collect()
+}
+
+/// The Arrow fields of the columns of a (finalized) root shape.
+pub fn arrow_fields(root: &Shape) -> Vec<Field> {
+    struct_fields(root.fields())
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect()
+}
+
+fn scalar_bytes(v: Option<&Value>) -> Option<&[u8]> {
+    match v? {
+        Value::Null | Value::List(_) | Value::Object(_) => None,
+        Value::Bool(true) => Some(b"true"),
+        Value::Bool(false) => Some(b"false"),
+        Value::Number(s) | Value::Text(s) | Value::Untyped(s) => Some(s.as_bytes()),
+    }
+}
+
+fn is_null(v: Option<&Value>) -> bool {
+    matches!(v, None | Some(Value::Null))
+}
+
+/// Builds the array of a (finalized) `shape` from one value per row;
+/// `None` when a value does not fit (the shape was not widened for it).
+pub fn build_array(shape: &Shape, values: &[Option<&Value>]) -> Option<ArrayRef> {
+    let n = values.len();
+    match shape {
+        Shape::Scalar(t) => build(*t, n, |i| scalar_bytes(values[i]), true).array,
+        Shape::Null | Shape::Json => {
+            let mut text = String::new();
+            Some(Arc::new(
+                values
+                    .iter()
+                    .map(|v| match v {
+                        None | Some(Value::Null) => None,
+                        Some(v) => {
+                            text.clear();
+                            write_json(v, &mut text);
+                            Some(text.clone())
+                        }
+                    })
+                    .collect::<StringArray>(),
+            ))
+        }
+        Shape::List(inner) => {
+            let mut offsets: Vec<i32> = Vec::with_capacity(n + 1);
+            let mut nulls = NullBufferBuilder::new(n);
+            let mut items: Vec<Option<&Value>> = Vec::new();
+            offsets.push(0);
+            for v in values {
+                match v {
+                    Some(Value::List(list)) => {
+                        items.extend(list.iter().map(Some));
+                        nulls.append_non_null();
+                    }
+                    v if is_null(*v) => nulls.append_null(),
+                    _ => return None,
+                }
+                offsets.push(i32::try_from(items.len()).ok()?);
+            }
+            let child = build_array(inner, &items)?;
+            let field = Arc::new(Field::new("item", inner.arrow_type(), true));
+            ListArray::try_new(
+                field,
+                OffsetBuffer::new(offsets.into()),
+                child,
+                nulls.finish(),
+            )
+            .ok()
+            .map(|a| Arc::new(a) as ArrayRef)
+        }
+        Shape::Struct(fields) => {
+            let mut nulls = NullBufferBuilder::new(n);
+            for v in values {
+                match v {
+                    Some(Value::Object(_)) => nulls.append_non_null(),
+                    v if is_null(*v) => nulls.append_null(),
+                    _ => return None,
+                }
+            }
+            let children = fields
+                .iter()
+                .enumerate()
+                .map(|(j, (name, s))| {
+                    let column: Vec<Option<&Value>> = values
+                        .iter()
+                        .map(|v| match v {
+                            Some(Value::Object(kv)) => field(kv, name, j),
+                            _ => None,
+                        })
+                        .collect();
+                    build_array(s, &column)
+                })
+                .collect::<Option<Vec<_>>>()?;
+            StructArray::try_new(struct_fields(fields), children, nulls.finish())
+                .ok()
+                .map(|a| Arc::new(a) as ArrayRef)
+        }
+    }
+}
+
+/// Appends `v` as compact JSON text (numbers exactly as written).
+pub fn write_json(v: &Value, out: &mut String) {
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(s) => out.push_str(s),
+        Value::Text(s) | Value::Untyped(s) => write_json_string(s, out),
+        Value::List(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_json(item, out);
+            }
+            out.push(']');
+        }
+        Value::Object(kv) => {
+            out.push('{');
+            for (i, (k, item)) in kv.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_json_string(k, out);
+                out.push(':');
+                write_json(item, out);
+            }
+            out.push('}');
+        }
+    }
+}
+
+/// Appends `s` as a JSON string literal.
+pub fn write_json_string(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::Array;
+
+    fn num(s: &str) -> Value {
+        Value::Number(s.into())
+    }
+
+    fn obj(kv: &[(&str, Value)]) -> Value {
+        Value::Object(
+            kv.iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn widens_by_name_and_kind() {
+        let mut s = Shape::Null;
+        s.widen(&obj(&[("a", num("1")), ("b", Value::Text("x".into()))]));
+        s.widen(&obj(&[
+            ("b", Value::Text("2024-01-01".into())),
+            ("a", num("2.5")),
+        ]));
+        s.widen(&obj(&[("c", Value::List(vec![num("1"), Value::Null]))]));
+        assert_eq!(
+            s.type_name(),
+            "struct<a: float64, b: string, c: list<int64>>"
+        );
+        s.widen(&obj(&[("c", num("3"))]));
+        s.widen(&obj(&[("a", num("123456789012345678901234567890"))]));
+        assert_eq!(s.type_name(), "struct<a: string, b: string, c: json>");
+        let mut d = Shape::Null;
+        d.widen(&Value::Text("2024-01-01".into()));
+        assert_eq!(d, Shape::Scalar(ColumnType::Date));
+        d.widen(&Value::Text("2024-01-01 10:00".into()));
+        assert_eq!(d, Shape::Scalar(ColumnType::Timestamp));
+        let mut n = Shape::Null;
+        n.widen(&num("1e400"));
+        assert_eq!(n, Shape::Scalar(ColumnType::Utf8));
+        let mut i = Shape::Scalar(ColumnType::Int64);
+        i.widen(&Value::Text("5".into()));
+        assert_eq!(i, Shape::Scalar(ColumnType::Utf8));
+    }
+
+    #[test]
+    fn join_matches_widening() {
+        let vals = [
+            obj(&[("a", num("1"))]),
+            obj(&[("b", Value::List(vec![obj(&[("x", Value::Bool(true))])]))]),
+            obj(&[("a", num("2.5")), ("b", Value::Null)]),
+        ];
+        let mut all = Shape::Null;
+        vals.iter().for_each(|v| all.widen(v));
+        let mut joined = Shape::Null;
+        for v in &vals {
+            let mut one = Shape::Null;
+            one.widen(v);
+            joined.join(&one);
+        }
+        assert_eq!(all, joined);
+    }
+
+    #[test]
+    fn builds_nested_arrays() {
+        let vals = [
+            obj(&[
+                ("a", num("1")),
+                ("l", Value::List(vec![num("1"), num("2")])),
+            ]),
+            Value::Null,
+            obj(&[("l", Value::Null), ("a", num("-3"))]),
+        ];
+        let mut s = Shape::Null;
+        vals.iter().for_each(|v| s.widen(v));
+        let s = s.finalized();
+        let refs: Vec<Option<&Value>> = vals.iter().map(Some).collect();
+        let a = build_array(&s, &refs).expect("fits");
+        assert_eq!(a.len(), 3);
+        assert_eq!(a.null_count(), 1);
+        assert_eq!(a.data_type(), &s.arrow_type());
+        let mut text = String::new();
+        write_json(&vals[0], &mut text);
+        assert_eq!(text, r#"{"a":1,"l":[1,2]}"#);
+    }
+}

@@ -1,0 +1,463 @@
+//! The conversion driver for semi-structured records (JSON today; XML
+//! plugs in as one more [`RecordReader`]).
+//!
+//! The same protocol as the CSV driver: the schema is inferred from a
+//! sample (or the whole input first, with `sample_rows = None`); pieces are
+//! parsed ahead on the pool by [`Pipeline`]; when a late value widens the
+//! schema after chunks were handed out, the rest of the input is only
+//! scanned, and the file starts again with the widened schema
+//! ([`Event::Restart`]).
+
+use std::sync::Arc;
+
+use arrow_array::ArrayRef;
+use rayon::prelude::*;
+
+use crate::convert::{ConvertOptions, Event};
+use crate::detect::Detected;
+use crate::error::{Error, Result};
+use crate::json::split::{JsonSplitter, Layout, TextPiece};
+use crate::nested::{arrow_fields, build_array, field, Shape};
+use crate::pipeline::{Job, Pipeline};
+use crate::sink::ParquetSink;
+use crate::source::{open_text, Source, TextEncoding};
+use crate::value::Record;
+
+/// Bytes of input per parsing piece unless `read_size` says otherwise:
+/// records take several times their text's size in memory.
+const DEFAULT_READ_SIZE: usize = 1 << 20;
+
+/// Records per piece of a serial record reader (see [`batched`]).
+pub const BATCH_ROWS: usize = 8192;
+
+/// Bytes read before the sample stops, whatever `sample_rows` says.
+const SAMPLE_BYTES: usize = 4 << 20;
+
+/// How records are read from the text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecordReader {
+    /// JSON in this layout.
+    Json(Layout),
+}
+
+/// A record-aligned piece of input.
+pub enum Piece {
+    /// Text for the pool to parse.
+    Json(TextPiece),
+    /// Records a serial reader (XML) has already parsed.
+    Records(Vec<Record>),
+}
+
+impl Piece {
+    fn bytes(&self) -> usize {
+        match self {
+            Piece::Json(t) => t.data.len(),
+            Piece::Records(r) => r.len() * 64,
+        }
+    }
+}
+
+/// The source of pieces of one pass.
+pub type Pieces = Box<dyn FnMut() -> Result<Option<Piece>> + Send>;
+
+impl RecordReader {
+    fn pieces(
+        &self,
+        source: &dyn Source,
+        encoding: TextEncoding,
+        read_size: usize,
+        max_record: usize,
+    ) -> Result<Pieces> {
+        let text = open_text(source, encoding)?;
+        match self {
+            RecordReader::Json(layout) => {
+                let mut s =
+                    JsonSplitter::new(text, source.name(), layout.clone(), read_size, max_record);
+                Ok(Box::new(move || Ok(s.next_piece()?.map(Piece::Json))))
+            }
+        }
+    }
+
+    fn parse(&self, piece: Piece, name: &str) -> Result<Vec<Record>> {
+        match (self, piece) {
+            (_, Piece::Records(r)) => Ok(r),
+            (RecordReader::Json(layout), Piece::Json(t)) => {
+                crate::json::parse_piece(&t, layout, name)
+            }
+        }
+    }
+
+    fn metadata(&self) -> Vec<(String, String)> {
+        match self {
+            RecordReader::Json(layout) => {
+                let mut out = vec![("s3proc.json_layout".to_owned(), layout.describe())];
+                if let Layout::Array { key: Some(k), .. } = layout {
+                    out.push(("s3proc.records_key".to_owned(), k.clone()));
+                }
+                out
+            }
+        }
+    }
+}
+
+/// Pieces of `rows` records from a serial record reader (such as XML's).
+pub fn batched(
+    mut records: impl Iterator<Item = Result<Record>> + Send + 'static,
+    rows: usize,
+) -> Pieces {
+    Box::new(move || {
+        let batch = records
+            .by_ref()
+            .take(rows.max(1))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((!batch.is_empty()).then_some(Piece::Records(batch)))
+    })
+}
+
+/// What the converter knows of a record source.
+#[derive(Clone, Debug)]
+pub struct RecordPlan {
+    /// The detected format and why.
+    pub detected: Detected,
+    /// The text encoding.
+    pub encoding: TextEncoding,
+    /// How records are read.
+    pub reader: RecordReader,
+    /// The schema of the records (a root struct; finalized once converting).
+    pub schema: Shape,
+}
+
+impl RecordPlan {
+    /// The top-level columns and their type names.
+    pub fn columns(&self) -> Vec<(String, String)> {
+        self.schema
+            .fields()
+            .iter()
+            .map(|(k, s)| (k.clone(), s.finalized().type_name()))
+            .collect()
+    }
+}
+
+/// A record source converted to Parquet chunks.
+pub struct RecordChunks {
+    source: Arc<dyn Source>,
+    opts: ConvertOptions,
+    plan: Arc<RecordPlan>,
+    pass: Option<Pass>,
+    emitted: bool,
+    restarts: u32,
+    rows: Option<u64>,
+    pending: std::vec::IntoIter<Vec<u8>>,
+}
+
+struct Pass {
+    scanning: bool,
+    drift: Option<String>,
+    schema: Shape,
+    sink: Option<ParquetSink>,
+    pipeline: Pipeline<Piece, Parsed>,
+    rows: u64,
+}
+
+struct Parsed {
+    rows: usize,
+    schema: Shape,
+    arrays: Option<Vec<ArrayRef>>,
+}
+
+/// Reads the first records of `source` and infers their schema (not yet
+/// finalized), reading at most `sample_rows` records (all with `None`) and
+/// about [`SAMPLE_BYTES`] bytes.
+///
+/// # Errors
+/// I/O and parse errors of the records read.
+pub fn sample(
+    source: &dyn Source,
+    detected: Detected,
+    encoding: TextEncoding,
+    reader: RecordReader,
+    opts: &ConvertOptions,
+) -> Result<RecordPlan> {
+    let read_size = opts.read_size.unwrap_or(DEFAULT_READ_SIZE).max(4096);
+    let mut pieces = reader.pieces(source, encoding, read_size, opts.csv.max_record_bytes)?;
+    let mut schema = Shape::root();
+    let (mut rows, mut bytes) = (0usize, 0usize);
+    let limit = opts.csv.sample_rows.unwrap_or(usize::MAX);
+    while rows < limit && bytes < SAMPLE_BYTES {
+        let Some(piece) = pieces()? else { break };
+        bytes += piece.bytes();
+        let records = reader.parse(piece, source.name())?;
+        let take = records.len().min(limit - rows);
+        schema.widen_records(&records[..take]);
+        rows += take;
+    }
+    Ok(RecordPlan {
+        detected,
+        encoding,
+        reader,
+        schema,
+    })
+}
+
+impl RecordChunks {
+    /// Prepares the conversion of `source` as `plan` (from [`sample`]).
+    ///
+    /// # Errors
+    /// I/O errors of starting the first pass.
+    pub fn new(
+        source: Arc<dyn Source>,
+        opts: ConvertOptions,
+        mut plan: RecordPlan,
+    ) -> Result<Self> {
+        let scan_first = opts.csv.sample_rows.is_none() || plan.schema.fields().is_empty();
+        if !scan_first {
+            plan.schema = plan.schema.finalized();
+        }
+        let mut this = Self {
+            source,
+            opts,
+            plan: Arc::new(plan),
+            pass: None,
+            emitted: false,
+            restarts: 0,
+            rows: None,
+            pending: Vec::new().into_iter(),
+        };
+        this.pass = Some(this.start_pass(scan_first)?);
+        Ok(this)
+    }
+
+    /// The detected (and, after a restart, widened) plan.
+    pub fn plan(&self) -> &RecordPlan {
+        &self.plan
+    }
+
+    /// How many times the conversion started over.
+    pub fn restarts(&self) -> u32 {
+        self.restarts
+    }
+
+    /// Rows written, once the last chunk has been handed out.
+    pub fn rows(&self) -> Option<u64> {
+        self.rows
+    }
+
+    fn start_pass(&self, scanning: bool) -> Result<Pass> {
+        let name = self.source.name();
+        let read_size = self.opts.read_size.unwrap_or(DEFAULT_READ_SIZE).max(4096);
+        let pieces = self.plan.reader.pieces(
+            self.source.as_ref(),
+            self.plan.encoding,
+            read_size,
+            self.opts.csv.max_record_bytes,
+        )?;
+        let sink = if scanning {
+            None
+        } else {
+            Some(
+                ParquetSink::with_fields(arrow_fields(&self.plan.schema), &[], &self.opts.parquet)
+                    .map_err(|e| Error::parquet(name, e))?,
+            )
+        };
+        Ok(Pass {
+            scanning,
+            drift: None,
+            schema: self.plan.schema.clone(),
+            sink,
+            pipeline: Pipeline::start(name, pieces)?,
+            rows: 0,
+        })
+    }
+
+    /// As [`crate::ParquetChunks::next_event_or_stop`].
+    ///
+    /// # Errors
+    /// I/O, parse and encoding errors; [`Error::Stopped`].
+    pub fn next_event_or_stop(&mut self, stop: &mut dyn FnMut() -> bool) -> Result<Option<Event>> {
+        let result = self.advance(stop);
+        if result.is_err() {
+            self.pass = None;
+        }
+        result
+    }
+
+    fn advance(&mut self, stop: &mut dyn FnMut() -> bool) -> Result<Option<Event>> {
+        let name = self.source.name().to_owned();
+        loop {
+            if stop() {
+                return Err(Error::Stopped);
+            }
+            if let Some(chunk) = self.pending.next() {
+                return Ok(Some(Event::Chunk(chunk)));
+            }
+            let Some(pass) = self.pass.as_mut() else {
+                return Ok(None);
+            };
+            if let Some(sink) = pass.sink.as_mut() {
+                if let Some(chunk) = sink.take_chunk().map_err(|e| Error::parquet(&name, e))? {
+                    self.emitted = true;
+                    return Ok(Some(Event::Chunk(chunk)));
+                }
+            }
+            if !pass.pipeline.finished() {
+                self.step()?;
+                continue;
+            }
+            let Some(pass) = self.pass.take() else {
+                return Ok(None);
+            };
+            if pass.scanning {
+                if pass.schema.fields().is_empty() {
+                    return Err(Error::parse(
+                        &name,
+                        1,
+                        "no record has a field: nothing to convert",
+                    ));
+                }
+                let why = pass
+                    .drift
+                    .unwrap_or_else(|| "types inferred from the whole input".into());
+                Arc::make_mut(&mut self.plan).schema = pass.schema.finalized();
+                self.pass = Some(self.start_pass(false)?);
+                if std::mem::take(&mut self.emitted) {
+                    self.restarts += 1;
+                    return Ok(Some(Event::Restart(why)));
+                }
+                continue;
+            }
+            self.rows = Some(pass.rows);
+            let sink = pass
+                .sink
+                .ok_or_else(|| Error::internal(&name, "a converting pass without a sink"))?;
+            let chunks = sink
+                .finish(self.metadata(pass.rows))
+                .map_err(|e| Error::parquet(&name, e))?;
+            self.pending = chunks.into_iter();
+        }
+    }
+
+    /// Hands the next pieces to the pool and takes in the oldest result.
+    fn step(&mut self) -> Result<()> {
+        let name = self.source.name().to_owned();
+        let plan = Arc::clone(&self.plan);
+        let Some(pass) = self.pass.as_mut() else {
+            return Ok(());
+        };
+        let convert = !pass.scanning;
+        let schema = Arc::new(pass.schema.clone());
+        let mut job = |piece: Piece| -> Job<Parsed> {
+            let plan = Arc::clone(&plan);
+            let schema = Arc::clone(&schema);
+            let name = name.clone();
+            Box::new(move || parse_piece(&plan.reader, piece, &schema, convert, &name))
+        };
+        let Some(parsed) = pass.pipeline.step(&mut job)? else {
+            return Ok(());
+        };
+        let first_row = pass.rows;
+        pass.rows += parsed.rows as u64;
+        let before = pass.schema.clone();
+        pass.schema.join(&parsed.schema);
+        let drift = || describe_drift(&before, &pass.schema, first_row);
+        if pass.scanning {
+            if pass.drift.is_none() {
+                pass.drift = drift();
+            }
+            return Ok(());
+        }
+        if let Some(why) = drift() {
+            pass.scanning = true;
+            pass.sink = None;
+            pass.drift = Some(why);
+            return Ok(());
+        }
+        let (Some(sink), Some(arrays)) = (pass.sink.as_mut(), parsed.arrays) else {
+            let what = format!(
+                "rows from {} were not encoded and no column widened",
+                first_row + 1
+            );
+            return Err(Error::internal(&name, what));
+        };
+        sink.write(&arrays, parsed.rows)
+            .map_err(|e| Error::parquet(&name, e))
+    }
+
+    fn metadata(&self, rows: u64) -> Vec<(String, String)> {
+        let mut out = vec![
+            (
+                "s3proc.version".to_owned(),
+                env!("CARGO_PKG_VERSION").to_owned(),
+            ),
+            ("s3proc.source".to_owned(), self.source.name().to_owned()),
+            (
+                "s3proc.format".to_owned(),
+                self.plan.detected.format.name().to_owned(),
+            ),
+        ];
+        out.extend(self.plan.reader.metadata());
+        out.push((
+            "s3proc.encoding".to_owned(),
+            self.plan.encoding.name().to_owned(),
+        ));
+        out.push(("s3proc.rows".to_owned(), rows.to_string()));
+        out
+    }
+}
+
+/// Parses one piece, widens `schema` for it, and builds its columns when
+/// converting and nothing had to widen.
+fn parse_piece(
+    reader: &RecordReader,
+    piece: Piece,
+    schema: &Shape,
+    convert: bool,
+    name: &str,
+) -> Result<Parsed> {
+    let records = reader.parse(piece, name)?;
+    let mut widened = schema.clone();
+    widened.widen_records(&records);
+    let arrays = if convert && widened.finalized().same_layout(schema) {
+        schema
+            .fields()
+            .par_iter()
+            .enumerate()
+            .map(|(j, (key, shape))| {
+                let values: Vec<_> = records.iter().map(|r| field(&r.fields, key, j)).collect();
+                build_array(shape, &values)
+            })
+            .collect::<Option<Vec<_>>>()
+    } else {
+        None
+    };
+    Ok(Parsed {
+        rows: records.len(),
+        schema: widened,
+        arrays,
+    })
+}
+
+/// Says what changed the written schema, if anything did.
+fn describe_drift(before: &Shape, after: &Shape, first_row: u64) -> Option<String> {
+    let (b, a) = (before.finalized(), after.finalized());
+    if b.same_layout(&a) {
+        return None;
+    }
+    for (k, s) in a.fields() {
+        match b.fields().iter().find(|(n, _)| n == k) {
+            None => {
+                return Some(format!(
+                    "a new key {k:?} appeared after row {first_row}: column added"
+                ))
+            }
+            Some((_, old)) if !old.same_layout(s) => {
+                return Some(format!(
+                    "column {k:?} widened from {} to {} by a value after row {first_row}",
+                    old.type_name(),
+                    s.type_name()
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    Some(format!("the schema widened after row {first_row}"))
+}

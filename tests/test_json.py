@@ -1,0 +1,176 @@
+"""JSON and NDJSON to Parquet: round trips against pyarrow and DuckDB, the gen_data
+formats against its CSV, drift, late keys, and the whole JSONTestSuite."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.json as pj
+import pytest
+from _util import CORPUS, GEN_DATA, convert_chunks, convert_table, parquet_metadata
+
+import s3proc
+
+SUITE = CORPUS / "JSONTestSuite" / "test_parsing"
+SUITE_FILES = sorted(SUITE.glob("*.json")) if SUITE.is_dir() else []
+
+ROWS: list[dict[str, Any]] = [
+    {
+        "id": i,
+        "name": f"n{i} é \"q\"\n",
+        "score": i * 0.25 if i % 7 else None,
+        "ok": i % 3 == 0,
+        "tags": [f"t{j}" for j in range(i % 4)],
+        "pos": {"x": i, "y": [i, i + 1], "deep": {"z": f"z{i}"}},
+        **({"late": i} if i >= 150 else {}),
+    }
+    for i in range(300)
+]
+
+
+def ndjson(rows: list[dict[str, Any]]) -> bytes:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode()
+
+
+def test_ndjson_round_trip_matches_pyarrow_value_by_value(tmp_path: Path) -> None:
+    data = ndjson(ROWS)
+    ours = convert_table(data, name="rows.ndjson")
+    theirs = pj.read_json(io.BytesIO(data))
+    assert ours.column_names == theirs.column_names
+    assert ours.to_pylist() == theirs.to_pylist()
+    assert pa.types.is_struct(ours.schema.field("pos").type)
+    assert pa.types.is_list(ours.schema.field("tags").type)
+
+
+def test_json_array_round_trip_matches_duckdb(tmp_path: Path) -> None:
+    path = tmp_path / "rows.json"
+    path.write_text(json.dumps(ROWS, indent=1), encoding="utf-8")
+    ours = convert_table(str(path))
+    assert ours.to_pylist() == [{**{"late": None}, **r} for r in ROWS]
+    rel = duckdb.sql(f"SELECT * FROM read_json('{path}', format='array')")
+    theirs = [dict(zip(rel.columns, row, strict=True)) for row in rel.fetchall()]
+    assert ours.to_pylist() == theirs
+
+
+def test_wrapper_object_and_metadata() -> None:
+    data = json.dumps({"items": ROWS[:10]}).encode()
+    out = convert_chunks(data, name="w.json")
+    assert out.table.num_rows == 10
+    md = out.metadata
+    assert md["s3proc.format"] == "json"
+    assert md["s3proc.records_key"] == "items"
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "json"])
+def test_gen_data_json_gives_the_csv_rows(fmt: str) -> None:
+    def gen(f: str) -> bytes:
+        return subprocess.run(
+            [sys.executable, str(GEN_DATA), "--format", f, "--rows", "3000", "--seed", "7"],
+            check=True,
+            capture_output=True,
+        ).stdout
+
+    csv_table = convert_table(gen("csv"), name="g.csv")
+    json_table = convert_table(gen(fmt), name=f"g.{fmt}")
+    assert json_table.schema == csv_table.schema
+    assert json_table.equals(csv_table)
+
+
+def test_type_drift_at_row_100000_restarts_and_keeps_values() -> None:
+    rows = [f'{{"n": {i}}}' for i in range(100_001)]
+    rows[100_000] = '{"n": 0.5}'
+    out = convert_chunks(("\n".join(rows) + "\n").encode(), name="d.ndjson")
+    assert out.restarts_seen == 1
+    n = out.table.column("n")
+    assert n.type == pa.float64()
+    assert n[99_999].as_py() == 99_999.0
+    assert n[100_000].as_py() == 0.5
+
+
+def test_key_first_seen_at_row_1500_is_a_nullable_column() -> None:
+    rows = [{"a": i, **({"b": "x"} if i == 1500 else {})} for i in range(3000)]
+    table = convert_table(ndjson(rows), name="k.ndjson")
+    b = table.column("b")
+    assert b.null_count == 2999
+    assert b[1500].as_py() == "x"
+
+
+def test_big_integers_stay_exact_and_inspect_says_what_was_detected(tmp_path: Path) -> None:
+    path = tmp_path / "big.json"
+    path.write_text('{"v": 123456789012345678901234567890}\n{"v": 1}\n')
+    assert convert_table(str(path)).column("v").to_pylist() == ["123456789012345678901234567890", "1"]
+    plan = s3proc.inspect(str(path))
+    assert plan["format"] == "ndjson"
+    assert "extension .json" in plan["detected"]
+    assert plan["columns"] == [("v", "string")]
+
+
+def test_bad_line_in_the_middle_names_it() -> None:
+    lines = [f'{{"a": {i}}}' for i in range(50_000)]
+    lines[31_234] = '{"a": 1'
+    with pytest.raises(s3proc.ParseError) as e:
+        convert_chunks(("\n".join(lines) + "\n").encode(), name="m.ndjson")
+    assert e.value.line == 31_235
+
+
+def test_binary_with_a_json_name_is_refused_by_what_it_is() -> None:
+    with pytest.raises(s3proc.ParseError, match="gzip"):
+        convert_chunks(b"\x1f\x8b\x08\x00" + bytes(100), name="x.ndjson")
+
+
+def test_json_test_suite_is_present(corpus: Path) -> None:
+    assert len(SUITE_FILES) > 300
+
+
+def _is_records(path: Path) -> bool:
+    doc = json.loads(path.read_bytes())
+    if isinstance(doc, dict):
+        return True
+    return isinstance(doc, list) and all(isinstance(e, dict) for e in doc) and bool(doc)
+
+
+def test_json_test_suite_n_files_are_parse_errors() -> None:
+    for path in (p for p in SUITE_FILES if p.name.startswith("n_")):
+        with pytest.raises(s3proc.ParseError) as e:
+            convert_chunks(str(path), format="json")
+        assert e.value.line >= 1, path.name
+
+
+def test_json_test_suite_y_files_holding_records_convert() -> None:
+    converted = 0
+    for path in (p for p in SUITE_FILES if p.name.startswith("y_")):
+        if not _is_records(path):
+            with pytest.raises(s3proc.ParseError):
+                convert_chunks(str(path), format="json")
+            continue
+        doc = json.loads(path.read_bytes())
+        records = doc if isinstance(doc, list) else [doc]
+        if not any(records):
+            # No record has a field: nothing to convert, said as such.
+            with pytest.raises(s3proc.ParseError, match="no record has a field"):
+                convert_chunks(str(path), format="json")
+            continue
+        table = convert_chunks(str(path), format="json").table
+        assert table.num_rows == len(records), path.name
+        converted += 1
+    assert converted >= 10
+
+
+def test_json_test_suite_i_files_convert_or_are_parse_errors() -> None:
+    for path in (p for p in SUITE_FILES if p.name.startswith("i_")):
+        try:
+            convert_chunks(str(path), format="json")
+        except s3proc.ParseError:
+            pass
+
+
+def test_parquet_metadata_names_the_layout() -> None:
+    md = parquet_metadata(convert_chunks(b'[{"a": 1}]', name="a.json").data)
+    assert md["s3proc.json_layout"] == "one JSON array of objects"
