@@ -10,6 +10,7 @@ build_profile: str  # "release" or "debug"
 
 class ConvertOptions(TypedDict, total=False):
     format: str | None  # csv, tsv, json, ndjson, xml; None: detected from the name and the content
+    record_element: str | None  # XML: the element that is one record; None: found by the reader
     delimiter: str | None  # one ASCII character; None: detected
     quote: str | None  # one character, "" for no quoting; default '"'
     escape: str | None  # "quote" (RFC 4180) or "backslash" (PostgreSQL text TSV); None: detected

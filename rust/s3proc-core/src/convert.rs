@@ -32,6 +32,7 @@ use crate::record_chunks::{sample, RecordChunks, RecordPlan, RecordReader};
 use crate::sink::{ParquetOptions, ParquetSink};
 use crate::source::{open_text, utf8_lossless, Source, TextEncoding};
 use crate::types::ColumnType;
+use crate::xml::XmlOptions;
 
 /// Everything a conversion can be told.
 #[derive(Clone, Debug, Default)]
@@ -44,6 +45,8 @@ pub struct ConvertOptions {
     pub read_size: Option<usize>,
     /// The input format; `None` detects it from the name and the content.
     pub format: Option<FormatChoice>,
+    /// How XML is read (the record element, limits).
+    pub xml: XmlOptions,
 }
 
 const DEFAULT_READ_SIZE: usize = 2 << 20;
@@ -153,16 +156,13 @@ pub fn inspect(source: &dyn Source, opts: &ConvertOptions) -> Result<Plan> {
             plan.schema = plan.schema.finalized();
             Ok(Plan::Records(plan))
         }
-        Format::Xml => Err(xml_unsupported(source.name())),
+        Format::Xml => {
+            let reader = RecordReader::Xml(opts.xml.clone());
+            let mut plan = sample(source, detected.clone(), detected.encoding, reader, opts)?;
+            plan.schema = plan.schema.finalized();
+            Ok(Plan::Records(plan))
+        }
     }
-}
-
-fn xml_unsupported(name: &str) -> Error {
-    Error::parse(
-        name,
-        1,
-        "the input looks like XML, which s3proc cannot convert yet",
-    )
 }
 
 impl ParquetChunks {
@@ -182,7 +182,12 @@ impl ParquetChunks {
                 let plan = sample(source.as_ref(), detected, encoding, reader, &opts)?;
                 Driver::Records(RecordChunks::new(source, opts, plan)?)
             }
-            Format::Xml => return Err(xml_unsupported(source.name())),
+            Format::Xml => {
+                let encoding = detected.encoding;
+                let reader = RecordReader::Xml(opts.xml.clone());
+                let plan = sample(source.as_ref(), detected, encoding, reader, &opts)?;
+                Driver::Records(RecordChunks::new(source, opts, plan)?)
+            }
         };
         Ok(Self { inner })
     }

@@ -22,6 +22,7 @@ use crate::pipeline::{Job, Pipeline};
 use crate::sink::ParquetSink;
 use crate::source::{open_text, Source, TextEncoding};
 use crate::value::Record;
+use crate::xml::{XmlOptions, XmlRecords};
 
 /// Bytes of input per parsing piece unless `read_size` says otherwise:
 /// records take several times their text's size in memory.
@@ -38,6 +39,8 @@ const SAMPLE_BYTES: usize = 4 << 20;
 pub enum RecordReader {
     /// JSON in this layout.
     Json(Layout),
+    /// XML, its record element found by the reader (or named in the options).
+    Xml(XmlOptions),
 }
 
 /// A record-aligned piece of input.
@@ -68,12 +71,17 @@ impl RecordReader {
         read_size: usize,
         max_record: usize,
     ) -> Result<Pieces> {
-        let text = open_text(source, encoding)?;
         match self {
             RecordReader::Json(layout) => {
+                let text = open_text(source, encoding)?;
                 let mut s =
                     JsonSplitter::new(text, source.name(), layout.clone(), read_size, max_record);
                 Ok(Box::new(move || Ok(s.next_piece()?.map(Piece::Json))))
+            }
+            // XML finds its own encoding, and its reader is serial: batches of parsed records.
+            RecordReader::Xml(opts) => {
+                let raw = source.open().map_err(|e| Error::io(source.name(), e))?;
+                Ok(batched(XmlRecords::new(raw, source.name(), opts)?, BATCH_ROWS))
             }
         }
     }
@@ -83,6 +91,9 @@ impl RecordReader {
             (_, Piece::Records(r)) => Ok(r),
             (RecordReader::Json(layout), Piece::Json(t)) => {
                 crate::json::parse_piece(&t, layout, name)
+            }
+            (RecordReader::Xml(_), Piece::Json(_)) => {
+                Err(Error::internal(name, "a text piece from the XML reader"))
             }
         }
     }
@@ -96,6 +107,11 @@ impl RecordReader {
                 }
                 out
             }
+            RecordReader::Xml(opts) => opts
+                .record_element
+                .iter()
+                .map(|e| ("s3proc.xml_record_element".to_owned(), e.clone()))
+                .collect(),
         }
     }
 }

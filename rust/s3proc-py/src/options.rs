@@ -96,6 +96,7 @@ pub fn parse(options: Option<&Bound<'_, PyDict>>) -> PyResult<Parsed> {
                     }
                 }
             }
+            "record_element" => c.xml.record_element = get(k, &value)?,
             "name" => name = get(k, &value)?,
             other => return Err(type_error(format!("unknown option {other:?}"))),
         }
