@@ -611,3 +611,55 @@ def test_the_bucket_deleted_while_running(moto: S3Server, watch: Path) -> None:
     finally:
         assert d.stop() == 0
     assert body(client, bucket, "a.txt") == b"waits for its bucket\n"
+
+
+def test_every_tabular_format_and_compressor_through_the_service(
+    moto: S3Server, watch: Path, gen_data
+) -> None:
+    """NDJSON, a JSON array, XML, and tables compressed with gzip, zstd, bzip2 and xz: each becomes
+    the same Parquet table as the generator's CSV of the same rows; a compressed file that is not a
+    table goes up as it is; a binary with a tabular name goes to the error folder, saying what it is."""
+    import bz2
+    import gzip
+    import lzma
+
+    import zstandard
+
+    bucket = moto.new_bucket()
+    rows, seed = 2500, 12
+    csv = gen_data("csv", rows, seed).read_bytes()
+    inputs = {
+        "t/a.ndjson": gen_data("ndjson", rows, seed).read_bytes(),
+        "t/b.json": gen_data("json", rows, seed).read_bytes(),
+        "t/c.xml": gen_data("xml", rows, seed).read_bytes(),
+        "t/d.csv.gz": gzip.compress(csv),
+        "t/e.csv.zst": zstandard.ZstdCompressor().compress(csv),
+        "t/f.ndjson.bz2": bz2.compress(gen_data("ndjson", rows, seed).read_bytes()),
+        "t/g.csv.xz": lzma.compress(csv),
+        "logs/app.log.gz": gzip.compress(b"not a table\n" * 100),
+        "bad/blob.json": gzip.compress(os.urandom(5000)),
+    }
+    for rel, data in inputs.items():
+        (watch / rel).parent.mkdir(parents=True, exist_ok=True)
+        (watch / rel).write_bytes(data)
+    run = run_once(moto, bucket, watch)
+    assert run.returncode == 1, run.stderr  # the binary went to the error folder
+    client = moto.client()
+    want = pq.read_table(io.BytesIO(s3proc_convert_bytes(csv)))
+    for key in ("t/a.parquet", "t/b.parquet", "t/c.parquet", "t/d.parquet", "t/e.parquet", "t/f.parquet",
+                "t/g.parquet"):  # fmt: skip
+        got = read_parquet_object(client, bucket, key)
+        assert got.num_rows == rows, key
+        for name in want.column_names:
+            col = name if name in got.column_names else f"@{name}"
+            assert got.column(col).to_pylist() == want.column(name).to_pylist(), (key, name)
+    assert body(client, bucket, "logs/app.log.gz") == inputs["logs/app.log.gz"]
+    failed = [r for r in run.logs if r.get("path") == "bad/blob.json" and r.get("level") == "error"]
+    assert failed and "binary" in failed[0]["msg"], failed  # the gzip held random bytes
+    assert (watch / ".s3proc" / "errors" / "bad" / "blob.json").exists()
+
+
+def s3proc_convert_bytes(data: bytes) -> bytes:
+    out = io.BytesIO()
+    s3proc.convert(io.BytesIO(data), out)
+    return out.getvalue()

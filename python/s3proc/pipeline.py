@@ -21,7 +21,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,8 +30,9 @@ from typing import Any
 import botocore.exceptions
 
 from s3proc import _core
+from s3proc.archives import archive_results, is_archive
 from s3proc.errors import ParseError, S3procError
-from s3proc.keys import KeyMaker, alternative
+from s3proc.keys import KeyMaker, alternative, is_tabular
 from s3proc.logs import FileLog, for_file
 from s3proc.state import FileRow, State
 from s3proc.uploader import (
@@ -118,9 +119,12 @@ def _sha(hashing: Future[str], log: FileLog) -> str:
     return sha
 
 
-def results(path: Path, rel: str, s: Settings) -> list[Result]:
-    """What ``path`` turns into: a table → one Parquet stream; anything else → its bytes."""
-    if rel.lower().endswith(TABLE_SUFFIXES):
+def results(path: Path, rel: str, s: Settings) -> Iterable[Result]:
+    """What ``path`` turns into: an archive → a result per file entry (converted when tabular);
+    a table → one Parquet stream; anything else → its bytes."""
+    if is_archive(rel):
+        return archive_results(path, rel, s.part_size, s.convert, Result)
+    if is_tabular(rel):
         latest: list[_core.ParquetChunks] = []
 
         def parquet() -> Iterator[bytes]:
@@ -156,6 +160,7 @@ def process(row: FileRow, s: Settings, state: State, uploader: Uploader) -> Outc
         state.observe([(row.path, st.st_size, st.st_mtime_ns)], time.time())
         state.finish(row.path, -1, -1, "")  # not the processed content: back to the queue
         return Outcome("requeued")
+    done: list[tuple[Uploaded, int | None]] = []
     try:
         before = state.objects_of(row.path)
         hashing = _hash_in_background(path) if row.size > s.part_size else _done(sha256_file(path))
@@ -169,9 +174,8 @@ def process(row: FileRow, s: Settings, state: State, uploader: Uploader) -> Outc
             _after_upload(path, row.path, s, log)
             return Outcome("unchanged", tuple(o.key for o in before))
         log.set(stage="process")
-        done = [
-            _ship(r, row, st.st_mtime, hashing, s, state, uploader, log) for r in results(path, row.path, s)
-        ]
+        for r in results(path, row.path, s):
+            done.append(_ship(r, row, st.st_mtime, hashing, s, state, uploader, log))
         sha = hashing.result()
         for stale in {o.key for o in before} - {u.key for u, _ in done}:
             uploader.delete(stale)
@@ -193,6 +197,8 @@ def process(row: FileRow, s: Settings, state: State, uploader: Uploader) -> Outc
             return Outcome("unavailable", error=describe(e))
         reason = _reason(e)
         log.error("failed: %s", reason, extra={"stage": log.extra.get("stage") if log.extra else None})
+        if is_archive(row.path):
+            _withdraw(row.path, state, uploader, log)
         state.fail(row.path, reason)
         _to_error_dir(path, row, reason, s, log)
         return Outcome("failed", error=reason)
@@ -221,6 +227,21 @@ def process(row: FileRow, s: Settings, state: State, uploader: Uploader) -> Outc
     )
     _after_upload(path, row.path, s, log)
     return Outcome("uploaded", tuple(u.key for u, _ in done))
+
+
+def _withdraw(rel: str, state: State, uploader: Uploader, log: FileLog) -> None:
+    """An archive failed part-way: none of its objects stays in S3, lest a part of it pass for
+    the whole."""
+    objs = state.objects_of(rel)
+    for o in objs:
+        if o.upload_id:
+            uploader.abort(o.key, o.upload_id)
+        if o.sha256 is not None or o.upload_id is None:
+            with contextlib.suppress(botocore.exceptions.ClientError):
+                uploader.delete(o.key)
+        state.drop_object(o.key)
+    if objs:
+        log.info("withdrew the %d object(s) of the failed archive", len(objs))
 
 
 def _ship(

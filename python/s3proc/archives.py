@@ -1,0 +1,116 @@
+"""Archives through the service: every entry of a zip or tar (nested ones too) is one result.
+
+The core's ``ArchiveReader`` walks the archive as a stream (nothing is extracted to disk); each
+file entry becomes a ``Result`` uploaded under ``<archive path>/<entry name>``, tabular entries
+converted to Parquet like files dropped on their own. An entry is read through ``EntryStream``,
+a file-like object that can be rewound: rewinding opens the archive again and walks it to the
+same entry. That is what a conversion restart after a late type drift, or an upload started
+again after a 409, needs, and it costs a second pass over the archive up to the entry, never a
+temporary file or the entry held in memory.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from s3proc import _core
+from s3proc.keys import COMPRESSION_EXTENSIONS, is_tabular
+
+log = logging.getLogger("s3proc.archive")
+
+ARCHIVE_EXTENSIONS = (".zip", ".jar", ".whl", ".tar", ".tgz", ".tbz2", ".tbz", ".txz", ".tzst")
+_TAR_COMPRESSED = tuple(".tar" + ext for ext in COMPRESSION_EXTENSIONS)
+
+
+def is_archive(name: str) -> bool:
+    """Whether ``name`` says an archive (``x.zip``, ``x.tar.gz``, ``x.tgz``, …)."""
+    lower = name.lower()
+    return lower.endswith(ARCHIVE_EXTENSIONS) or lower.endswith(_TAR_COMPRESSED)
+
+
+class EntryStream(io.RawIOBase):
+    """The bytes of entry ``index`` of the archive at ``path``; ``seek(0)`` reads it again."""
+
+    def __init__(self, path: Path, index: int, first: Any, chunk_size: int, options: dict[str, Any]):
+        self._path, self._index, self._size, self._options = path, index, chunk_size, options
+        self._reader: Any = None  # the ArchiveReader of a re-read, kept alive while it is read
+        self._chunks: Iterator[bytes] = iter(first.chunks(chunk_size))
+        self._buf = b""
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_CUR and offset == 0:
+            return self._pos
+        if (offset, whence) != (0, io.SEEK_SET):
+            raise io.UnsupportedOperation("an archive entry can only be rewound")
+        if self._pos:
+            self._reader = _core.ArchiveReader(self._path, **self._options)
+            entry = next(e for e in self._reader if e.index == self._index)
+            self._chunks, self._buf, self._pos = iter(entry.chunks(self._size)), b"", 0
+        return 0
+
+    def readinto(self, b: Any) -> int:
+        while not self._buf:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._buf = chunk
+        n = min(len(b), len(self._buf))
+        b[:n], self._buf = self._buf[:n], self._buf[n:]
+        self._pos += n
+        return n
+
+
+def archive_results(
+    path: Path, rel: str, part_size: int, convert: dict[str, Any], make: Callable[..., Any]
+) -> Iterator[Any]:
+    """The results of the archive at ``path``, one per file entry, in archive order.
+
+    ``make(entry, parquet, open_chunks, rows)`` builds the caller's result. Skipped entries
+    (links, devices, unsafe names) are logged. An ``ArchiveError`` from the reader, after any
+    number of entries, means the archive as a whole failed.
+    """
+    options = {"name": rel}
+    for entry in _core.ArchiveReader(path, **options):
+        if entry.kind == "skipped":
+            log.warning(
+                "skipped entry %s: %s", entry.name, entry.reason, extra={"path": rel, "stage": "process"}
+            )
+            continue
+        if entry.kind != "file":
+            continue  # a nested archive: its entries follow
+        stream = EntryStream(path, entry.index, entry, part_size, options)
+        name = f"{rel}/{entry.name}"
+        if is_tabular(entry.name):
+            latest: list[Any] = []
+
+            def parquet(stream: EntryStream = stream, name: str = name, latest: list[Any] = latest) -> Any:
+                stream.seek(0)
+                latest[:] = [
+                    _core.ParquetChunks(stream, **{**convert, "chunk_size": part_size, "name": name})
+                ]
+                return latest[0]
+
+            yield make(entry.name, True, parquet, lambda latest=latest: latest[0].rows if latest else None)
+        else:
+
+            def raw(stream: EntryStream = stream) -> Iterator[bytes]:
+                stream.seek(0)
+                whole = io.BufferedReader(stream, 1 << 20)  # full parts: only the last is short
+                while chunk := whole.read(part_size):
+                    yield chunk
+
+            yield make(entry.name, False, raw, lambda: None)
