@@ -100,19 +100,21 @@ impl ArchiveEntries {
         let spawned = thread::Builder::new()
             .name("s3proc-archive".into())
             .spawn(move || {
+                // One buffer for the whole walk: a piece sent is a copy of
+                // what was read, so a tiny entry costs a tiny allocation.
+                let mut scratch = vec![0u8; PIECE];
                 let mut visit = |meta: &EntryMeta, data: Option<&mut dyn Read>| -> Result<()> {
                     let gone = || Error::Stopped;
                     tx.send(Msg::Entry(meta.clone())).map_err(|_| gone())?;
                     if let Some(data) = data {
                         while !ctl.skips(meta.index) {
-                            let mut buf = vec![0u8; PIECE];
-                            let n = super::read_full(data, &mut buf)
+                            let n = super::read_full(data, &mut scratch)
                                 .map_err(|e| Error::io(&meta.name, e))?;
                             if n == 0 {
                                 break;
                             }
-                            buf.truncate(n);
-                            tx.send(Msg::Data(buf)).map_err(|_| gone())?;
+                            tx.send(Msg::Data(scratch[..n].to_vec()))
+                                .map_err(|_| gone())?;
                         }
                     }
                     tx.send(Msg::EntryEnd).map_err(|_| gone())
@@ -182,6 +184,20 @@ impl ArchiveEntries {
         stop: &mut dyn FnMut() -> bool,
     ) -> Result<usize> {
         self.lock()?.read(index, buf, stop)
+    }
+
+    /// The next chunk of entry `index`'s bytes: `max` bytes, fewer only at
+    /// the entry's end (empty there).
+    ///
+    /// # Errors
+    /// As [`Self::read`].
+    pub fn read_chunk(
+        &self,
+        index: u64,
+        max: usize,
+        stop: &mut dyn FnMut() -> bool,
+    ) -> Result<Vec<u8>> {
+        self.lock()?.read_chunk(index, max, stop)
     }
 
     /// A [`Read`] of entry `index`'s bytes, valid while it is the current
@@ -277,12 +293,9 @@ impl Consumer {
         }
     }
 
-    fn read(
-        &mut self,
-        index: u64,
-        buf: &mut [u8],
-        stop: &mut dyn FnMut() -> bool,
-    ) -> Result<usize> {
+    /// Makes the current piece hold unread bytes of entry `index`; `false`
+    /// at the entry's end.
+    fn fill(&mut self, index: u64, stop: &mut dyn FnMut() -> bool) -> Result<bool> {
         if self.current.as_ref().is_none_or(|c| c.index != index) {
             return Err(Error::Option {
                 option: "entry",
@@ -294,7 +307,7 @@ impl Consumer {
         }
         while self.pos == self.piece.len() {
             if !matches!(self.state, State::Reading) {
-                return Ok(0);
+                return Ok(false);
             }
             match self.recv(stop)? {
                 Msg::Data(d) => {
@@ -315,10 +328,42 @@ impl Consumer {
                 }
             }
         }
+        Ok(true)
+    }
+
+    fn read(
+        &mut self,
+        index: u64,
+        buf: &mut [u8],
+        stop: &mut dyn FnMut() -> bool,
+    ) -> Result<usize> {
+        if !self.fill(index, stop)? {
+            return Ok(0);
+        }
         let n = buf.len().min(self.piece.len() - self.pos);
         buf[..n].copy_from_slice(&self.piece[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
+    }
+
+    fn read_chunk(
+        &mut self,
+        index: u64,
+        max: usize,
+        stop: &mut dyn FnMut() -> bool,
+    ) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        while out.len() < max && self.fill(index, stop)? {
+            let n = (max - out.len()).min(self.piece.len() - self.pos);
+            if out.is_empty() && self.pos == 0 && n == self.piece.len() {
+                // A whole piece: handed over, not copied.
+                out = std::mem::take(&mut self.piece);
+                continue;
+            }
+            out.extend_from_slice(&self.piece[self.pos..self.pos + n]);
+            self.pos += n;
+        }
+        Ok(out)
     }
 }
 

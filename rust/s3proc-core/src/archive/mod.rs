@@ -507,6 +507,13 @@ pub fn walk(source: &dyn Source, opts: ArchiveOptions, visit: &mut Visitor<'_>) 
         depth: 1,
         consumed: Rc::clone(&consumed),
     };
+    if Format::from_name(&name) == Some(Format::Zip) {
+        // Through the central directory, which also finds a zip after
+        // leading bytes (a self-extracting archive); not a zip: an error.
+        if let Some(seekable) = source.open_seekable().map_err(|e| Error::io(&name, e))? {
+            return zip::central(&mut w, seekable, &top);
+        }
+    }
     let raw = source.open().map_err(|e| Error::io(&name, e))?;
     let counted = Box::new(Counting {
         inner: raw,
@@ -721,8 +728,8 @@ impl Walker<'_> {
 pub fn normalise(raw: &str) -> std::result::Result<(String, Option<String>), String> {
     if raw.chars().any(char::is_control) {
         return Err(format!(
-            "name {:?} holds a control character",
-            raw.escape_debug().to_string()
+            "name \"{}\" holds a control character",
+            raw.escape_debug()
         ));
     }
     let slashed = raw.replace('\\', "/");
@@ -743,7 +750,10 @@ pub fn normalise(raw: &str) -> std::result::Result<(String, Option<String>), Str
     }
     let clean = parts.join("/");
     if clean.is_empty() {
-        return Err(format!("name {raw:?} is empty once normalised"));
+        return Err(format!(
+            "name \"{}\" is empty once normalised",
+            raw.escape_debug()
+        ));
     }
     let note = if escaped {
         Some(format!(
