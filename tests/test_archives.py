@@ -308,7 +308,7 @@ def test_lying_sizes_in_a_zip_header() -> None:
 def test_truncated_and_corrupt_archives() -> None:
     big = {f"part{i}.csv": ROWS for i in range(6)}
     tgz = gzip.compress(tar_bytes(big))
-    seen, err = expect_failure(tgz[: len(tgz) // 2], "truncated|unexpected|corrupt|EOF")
+    seen, _ = expect_failure(tgz[: len(tgz) // 2], "truncated|unexpected|corrupt|EOF")
     assert 0 < len(seen) < len(big)
     raw = tar_bytes(big)
     seen, _ = expect_failure(raw[: len(raw) // 2], "truncated|unexpected|EOF")
@@ -440,8 +440,10 @@ def test_corpus_archives_list_and_read_or_fail_typed() -> None:
         if "error" in got:
             # A typed error, naming the archive.
             assert str(path) in got["error"], got
-            assert "error" in exp or any("error" in e for e in exp["entries"]) or (
-                f"data/{path.name}" in DIFFERENT_VERDICT or path.name == "sparse-large.tar"
+            assert (
+                "error" in exp
+                or any("error" in e for e in exp["entries"])
+                or (f"data/{path.name}" in DIFFERENT_VERDICT or path.name == "sparse-large.tar")
             ), (rel, got["error"])
             continue
         for e in got["entries"]:

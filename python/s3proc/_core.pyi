@@ -4,7 +4,15 @@ import os
 from collections.abc import Iterator
 from typing import IO, Any, Literal, TypedDict, Unpack, final
 
-__all__ = ["ArchiveEntry", "ArchiveReader", "EntryChunks", "ParquetChunks", "__version__", "build_profile", "inspect"]
+__all__ = [
+    "ArchiveEntry",
+    "ArchiveReader",
+    "EntryChunks",
+    "ParquetChunks",
+    "__version__",
+    "build_profile",
+    "inspect",
+]
 
 __version__: str
 build_profile: str  # "release" or "debug"
@@ -96,7 +104,7 @@ class ArchiveEntry:
     def reason(self) -> str | None: ...
     @property
     def note(self) -> str | None: ...
-    def chunks(self, chunk_size: int = 1048576) -> EntryChunks: ...
+    def chunks(self, chunk_size: int = ...) -> EntryChunks: ...  # default 1 MiB
 
 @final
 class EntryChunks(Iterator[bytes]):
