@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from s3proc._core import ParquetChunks, __version__, build_profile, inspect
+from s3proc._core import ArchiveReader, ParquetChunks, __version__, build_profile, inspect
 from s3proc.convert import ConvertResult, convert
 from s3proc.errors import (
+    ArchiveError,
     InternalError,
     OptionError,
     ParseError,
@@ -14,6 +15,8 @@ from s3proc.errors import (
 )
 
 __all__ = [
+    "ArchiveError",
+    "ArchiveReader",
     "ConvertResult",
     "InternalError",
     "OptionError",

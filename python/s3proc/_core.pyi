@@ -1,9 +1,19 @@
 """Type stubs of the compiled core (``s3proc._core``)."""
 
 import os
-from typing import IO, Any, TypedDict, Unpack, final
+from collections.abc import Iterator
+from typing import IO, Any, Literal, TypedDict, Unpack, final
 
-__all__ = ["ParquetChunks", "__version__", "build_profile", "inspect", "sniff_compression"]
+__all__ = [
+    "ArchiveEntry",
+    "ArchiveReader",
+    "EntryChunks",
+    "ParquetChunks",
+    "__version__",
+    "build_profile",
+    "inspect",
+    "sniff_compression",
+]
 
 __version__: str
 build_profile: str  # "release" or "debug"
@@ -60,3 +70,57 @@ def sniff_compression(path: str | os.PathLike[str]) -> str | None:
     Sources given to ``ParquetChunks`` and ``inspect`` are decompressed on the fly;
     this tells a caller beforehand, without reading more than a few bytes.
     """
+
+class ArchiveOptions(TypedDict, total=False):
+    max_total_bytes: int  # uncompressed bytes of all entries, all levels (default 1 TiB)
+    max_ratio: int  # bytes out per byte in, per entry, past ratio x 4 KiB (default 1000)
+    max_entries: int  # entries at all levels, skipped ones included (default 1,000,000)
+    max_depth: int  # archives nested in one another, the outer one counting 1 (default 8)
+    max_nested_zip_bytes: int  # largest nested zip held in memory when it cannot stream (256 MiB)
+    name: str  # the archive's name in errors
+
+@final
+class ArchiveReader:
+    """The entries of a zip, tar or compressed tar, in archive order (nested ones included).
+
+    Each ``__next__`` returns the next ``ArchiveEntry``; an entry is valid until the next
+    one is requested (reading a stale entry's chunks raises ``RuntimeError``). A producer
+    thread owns the archive; ``__next__`` and chunk reads release the GIL while waiting.
+    When the archive is corrupt, truncated, encrypted or past a limit, ``__next__``
+    raises ``s3proc.ArchiveError``, possibly after some entries: the archive as a whole
+    failed.
+    """
+
+    def __new__(cls, source: Source, **options: Unpack[ArchiveOptions]) -> ArchiveReader: ...
+    def __iter__(self) -> ArchiveReader: ...
+    def __next__(self) -> ArchiveEntry: ...
+    @property
+    def name(self) -> str: ...
+
+@final
+class ArchiveEntry:
+    """One entry: a file (read it with ``chunks``), an archive (its entries follow,
+    named ``this-name/inner``) or a skipped entry (``reason`` says why)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def index(self) -> int: ...
+    @property
+    def size(self) -> int | None: ...
+    @property
+    def kind(self) -> Literal["file", "archive", "skipped"]: ...
+    @property
+    def format(self) -> str | None: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def note(self) -> str | None: ...
+    def chunks(self, chunk_size: int = ...) -> EntryChunks: ...  # default 1 MiB
+
+@final
+class EntryChunks(Iterator[bytes]):
+    """A file entry's bytes in chunks of ``chunk_size`` (the last one shorter)."""
+
+    def __iter__(self) -> EntryChunks: ...
+    def __next__(self) -> bytes: ...

@@ -29,6 +29,24 @@ class OptionError(S3procError, ValueError):
     """An option has a value s3proc cannot use."""
 
 
+class ArchiveError(S3procError, ValueError):
+    """An archive is corrupt, truncated, encrypted, unsupported, or past a limit.
+
+    The archive as a whole failed: entries read before the error are not a complete
+    listing of it.
+
+    Attributes:
+        archive: Name of the (outermost) archive.
+        entry: Path of the entry concerned (``outer/inner`` when nested), or ``None``
+            when the archive itself is at fault.
+        reason: What is wrong, in words (a limit names its option).
+    """
+
+    archive: str
+    entry: str | None
+    reason: str
+
+
 class SchemaRestart(S3procError):
     """The chunks handed out so far are void; iteration goes on from the file's first byte.
 
@@ -43,6 +61,7 @@ class InternalError(S3procError):
 
 
 __all__ = [
+    "ArchiveError",
     "InternalError",
     "OptionError",
     "ParseError",

@@ -41,6 +41,18 @@ pub enum Error {
         #[source]
         error: parquet::errors::ParquetError,
     },
+    /// An archive is corrupt, truncated, encrypted, unsupported, or past a
+    /// limit: the archive as a whole failed, whatever entries came before.
+    #[error("{archive}: {}{reason}", entry.as_ref().map(|e| format!("entry {e:?}: ")).unwrap_or_default())]
+    Archive {
+        /// Name of the (outermost) archive.
+        archive: String,
+        /// Path of the entry concerned, nested entries as `outer/inner`;
+        /// `None` when the archive itself is at fault.
+        entry: Option<String>,
+        /// What is wrong, in words.
+        reason: String,
+    },
     /// The caller asked to stop (for example on Ctrl-C).
     #[error("stopped")]
     Stopped,
@@ -80,6 +92,15 @@ impl Error {
         Error::Internal {
             source_name: source_name.to_owned(),
             what: what.into(),
+        }
+    }
+
+    /// An [`Error::Archive`] about `entry` of `archive` (or the archive itself).
+    pub fn archive(archive: &str, entry: Option<&str>, reason: impl Into<String>) -> Self {
+        Error::Archive {
+            archive: archive.to_owned(),
+            entry: entry.map(str::to_owned),
+            reason: reason.into(),
         }
     }
 

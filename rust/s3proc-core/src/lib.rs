@@ -5,6 +5,7 @@
 //! columns, encode Parquet) and hands the file out as byte chunks, so that
 //! memory depends on piece and row-group sizes, never on the file's size.
 
+pub mod archive;
 pub mod columns;
 pub mod compress;
 pub mod convert;

@@ -2,7 +2,7 @@
 //! that turns any supported encoding into UTF-8 bytes.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek};
 use std::path::PathBuf;
 
 use encoding_rs::{Decoder, Encoding as RsEncoding, UTF_16BE, UTF_16LE, WINDOWS_1252};
@@ -32,7 +32,20 @@ pub trait Source: Send + Sync {
     fn metadata(&self) -> Vec<(String, String)> {
         Vec::new()
     }
+
+    /// Opens a reader that can also seek, when the source allows it (a zip
+    /// is read through its central directory then); `None` otherwise.
+    ///
+    /// # Errors
+    /// Any I/O error of opening the source.
+    fn open_seekable(&self) -> io::Result<Option<Box<dyn ReadSeek>>> {
+        Ok(None)
+    }
 }
+
+/// A reader that can seek (see [`Source::open_seekable`]).
+pub trait ReadSeek: Read + Seek + Send {}
+impl<T: Read + Seek + Send> ReadSeek for T {}
 
 /// A file on the local filesystem, read directly (never through Python).
 #[derive(Debug, Clone)]
@@ -64,6 +77,10 @@ impl Source for FileSource {
     fn open(&self) -> io::Result<Box<dyn Read + Send>> {
         Ok(Box::new(File::open(&self.path)?))
     }
+
+    fn open_seekable(&self) -> io::Result<Option<Box<dyn ReadSeek>>> {
+        Ok(Some(Box::new(File::open(&self.path)?)))
+    }
 }
 
 /// An in-memory source (tests, small payloads).
@@ -82,6 +99,10 @@ impl Source for BytesSource {
 
     fn open(&self) -> io::Result<Box<dyn Read + Send>> {
         Ok(Box::new(io::Cursor::new(self.data.clone())))
+    }
+
+    fn open_seekable(&self) -> io::Result<Option<Box<dyn ReadSeek>>> {
+        Ok(Some(Box::new(io::Cursor::new(self.data.clone()))))
     }
 }
 

@@ -11,7 +11,7 @@ use s3proc_core::{Event, ParquetChunks as Core, Plan};
 use crate::errors;
 
 /// Runs core work without the GIL, turning a panic into an error value.
-fn detached<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) -> PyResult<T> {
+pub(crate) fn detached<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) -> PyResult<T> {
     py.detach(|| catch_unwind(AssertUnwindSafe(f)))
         .map_err(|p| errors::from_panic(py, p))
 }

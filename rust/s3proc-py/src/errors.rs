@@ -58,6 +58,24 @@ pub fn to_py(py: Python<'_>, err: Error) -> PyErr {
             "OptionError",
             format!("invalid option {option}: {reason}"),
         ),
+        Error::Archive {
+            archive,
+            entry,
+            reason,
+        } => {
+            let message = Error::Archive {
+                archive: archive.clone(),
+                entry: entry.clone(),
+                reason: reason.clone(),
+            }
+            .to_string();
+            let exc = raise(py, "ArchiveError", message);
+            let value = exc.value(py);
+            let _ = value.setattr("archive", archive);
+            let _ = value.setattr("entry", entry);
+            let _ = value.setattr("reason", reason);
+            exc
+        }
         e @ Error::Parquet { .. } => raise(py, "S3procError", e.to_string()),
         e @ (Error::Internal { .. } | Error::Stopped) => raise(py, "InternalError", e.to_string()),
     }

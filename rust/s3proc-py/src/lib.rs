@@ -1,6 +1,7 @@
 //! Python bindings of s3proc's core, split by area. All policy lives in
 //! Python; this crate only moves bytes and maps errors.
 
+mod archive;
 mod chunks;
 mod errors;
 mod options;
@@ -12,6 +13,9 @@ use pyo3::prelude::*;
 #[pymodule]
 mod _core {
     use pyo3::prelude::*;
+
+    #[pymodule_export]
+    use super::archive::{ArchiveEntry, ArchiveReader, EntryChunks};
 
     #[pymodule_export]
     use super::chunks::ParquetChunks;

@@ -27,7 +27,7 @@ fn one_byte(py: Python<'_>, option: &str, value: &str) -> PyResult<u8> {
 }
 
 /// Extracts an option's value; a wrong type or range is an `OptionError`.
-fn get<'py, T: FromPyObjectOwned<'py>>(key: &str, value: &Bound<'py, PyAny>) -> PyResult<T> {
+pub fn get<'py, T: FromPyObjectOwned<'py>>(key: &str, value: &Bound<'py, PyAny>) -> PyResult<T> {
     value.extract::<T>().map_err(|e| {
         let e: PyErr = e.into();
         option_error(value.py(), key, e.value(value.py()).to_string())

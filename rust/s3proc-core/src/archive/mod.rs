@@ -1,0 +1,780 @@
+//! Archives (zip, tar, compressed tar) read as a stream of entries, nested
+//! archives opened in turn, hostile names and bombs kept in check.
+//!
+//! [`walk`] visits every entry of an archive in archive order, recursing into
+//! entries that are archives themselves (a zip in a tar.gz, a `.gz` in a
+//! zip): their entries are named `outer-entry/inner-entry`. Nothing is ever
+//! extracted to disk and nothing is held in memory but a zip that is nested
+//! in a stream and cannot be read from its local headers (bounded by
+//! [`ArchiveOptions::max_nested_zip_bytes`]).
+//!
+//! [`ArchiveEntries`] runs [`walk`] on a producer thread and hands the
+//! entries and their bytes out through a bounded channel, for callers (the
+//! Python binding, the converter) that pull rather than get called.
+//!
+//! # Names
+//! An entry's name is normalised inside the archive's own namespace:
+//! backslashes become `/`, a drive letter (`C:`) and leading `/` are dropped,
+//! `.` and empty segments are dropped, `..` removes the previous segment and
+//! is dropped at the root (`../../etc/passwd` → `etc/passwd`). When the name
+//! changed, [`EntryMeta::note`] says so. A name with a control character (NUL
+//! included) or nothing left once normalised is skipped, with the reason.
+//! Of two entries with the same name, the second is renamed with `~2` before
+//! its extension (`q1/orders.csv` → `q1/orders~2.csv`), the third `~3`, and
+//! so on (the first unused suffix), with a note.
+//!
+//! # Limits
+//! See [`ArchiveOptions`]: every limit is checked on bytes actually produced
+//! while reading, so a header that lies about sizes cannot bypass it.
+
+mod entries;
+mod tar;
+mod zip;
+
+pub use entries::{ArchiveEntries, EntryReader, EntrySource};
+
+use std::cell::Cell;
+use std::collections::HashSet;
+use std::io::{self, Cursor, Read};
+use std::rc::Rc;
+
+use crate::error::{Error, Result};
+use crate::source::Source;
+
+/// Limits of one archive (the outermost one and everything nested in it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArchiveOptions {
+    /// Uncompressed bytes produced by all the entries, at every nesting
+    /// level, together (default 1 TiB).
+    pub max_total_bytes: u64,
+    /// Bytes an entry may produce per byte its container gave for it
+    /// (default 1000). Enforced once an entry has produced more than
+    /// `max_ratio × 4 KiB`, so small files that compress well pass.
+    pub max_ratio: u64,
+    /// Entries, at every level, directories and skipped ones included
+    /// (default 1,000,000).
+    pub max_entries: u64,
+    /// Archives nested in one another, the outermost one counting as 1
+    /// (default 8).
+    pub max_depth: u32,
+    /// Largest zip held in memory, when a zip nested in a stream cannot be
+    /// read from its local headers (default 256 MiB).
+    pub max_nested_zip_bytes: u64,
+}
+
+impl Default for ArchiveOptions {
+    fn default() -> Self {
+        Self {
+            max_total_bytes: 1 << 40,
+            max_ratio: 1000,
+            max_entries: 1_000_000,
+            max_depth: 8,
+            max_nested_zip_bytes: 256 << 20,
+        }
+    }
+}
+
+/// The bytes below which [`ArchiveOptions::max_ratio`] is not enforced,
+/// divided by the ratio: a 4 KiB entry may hold 4 MB at 1000:1.
+const RATIO_GRACE: u64 = 4096;
+
+/// How much of an entry is read to recognise an archive (a tar header).
+const HEAD_BYTES: usize = 512;
+
+// MERGE: the codecs below are a stand-in for `crate::compress::Codec` (same
+// four codecs, detected by the same magic bytes); replace this block with a
+// `use crate::compress::Codec` and its decoder at merge time.
+/// A compression format wrapped around a tar or a single file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Codec {
+    /// gzip (members concatenated are read as one stream).
+    Gzip,
+    /// Zstandard.
+    Zstd,
+    /// bzip2 (streams concatenated are read as one).
+    Bzip2,
+    /// xz.
+    Xz,
+}
+
+impl Codec {
+    /// The usual file extension, without the dot.
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::Gzip => "gz",
+            Codec::Zstd => "zst",
+            Codec::Bzip2 => "bz2",
+            Codec::Xz => "xz",
+        }
+    }
+
+    /// The codec whose magic bytes start `head`.
+    pub fn from_magic(head: &[u8]) -> Option<Self> {
+        match head {
+            [0x1f, 0x8b, ..] => Some(Codec::Gzip),
+            [0x28, 0xb5, 0x2f, 0xfd, ..] => Some(Codec::Zstd),
+            [b'B', b'Z', b'h', b'1'..=b'9', ..] => Some(Codec::Bzip2),
+            [0xfd, b'7', b'z', b'X', b'Z', 0, ..] => Some(Codec::Xz),
+            _ => None,
+        }
+    }
+
+    fn decoder<'a>(self, compressed: Box<dyn Read + 'a>) -> Box<dyn Read + 'a> {
+        match self {
+            Codec::Gzip => Box::new(flate2::read::MultiGzDecoder::new(compressed)),
+            Codec::Zstd => match zstd::stream::read::Decoder::new(compressed) {
+                Ok(d) => Box::new(d),
+                Err(e) => Box::new(Failed(Some(e))),
+            },
+            Codec::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(compressed)),
+            Codec::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(compressed)),
+        }
+    }
+}
+
+/// A reader whose first read fails (a decoder that could not be made).
+struct Failed(Option<io::Error>);
+
+impl Read for Failed {
+    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        Err(self
+            .0
+            .take()
+            .unwrap_or_else(|| io::Error::other("decoder failed")))
+    }
+}
+// MERGE: end of the stand-in for `crate::compress`.
+
+/// What an archive (or an entry that is one) is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// A zip (also a `.jar` or a `.whl`).
+    Zip,
+    /// A tar (ustar, GNU, PAX or old-style).
+    Tar,
+    /// A tar inside a compressed stream.
+    CompressedTar(Codec),
+    /// One compressed file (only as an entry of an archive): it holds one
+    /// entry, named after it without the compression extension.
+    Compressed(Codec),
+}
+
+impl Format {
+    /// A short name: `zip`, `tar`, `tar.gz`, `gz`...
+    pub fn name(self) -> String {
+        match self {
+            Format::Zip => "zip".into(),
+            Format::Tar => "tar".into(),
+            Format::CompressedTar(c) => format!("tar.{}", c.name()),
+            Format::Compressed(c) => c.name().into(),
+        }
+    }
+
+    /// The format a file name announces, if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        let n = name.to_ascii_lowercase();
+        let ends = |exts: &[&str]| exts.iter().any(|e| n.ends_with(e));
+        Some(if ends(&[".zip", ".jar", ".whl"]) {
+            Format::Zip
+        } else if ends(&[".tar"]) {
+            Format::Tar
+        } else if ends(&[".tar.gz", ".tgz"]) {
+            Format::CompressedTar(Codec::Gzip)
+        } else if ends(&[".tar.bz2", ".tbz2", ".tbz"]) {
+            Format::CompressedTar(Codec::Bzip2)
+        } else if ends(&[".tar.xz", ".txz"]) {
+            Format::CompressedTar(Codec::Xz)
+        } else if ends(&[".tar.zst", ".tzst"]) {
+            Format::CompressedTar(Codec::Zstd)
+        } else if ends(&[".gz"]) {
+            Format::Compressed(Codec::Gzip)
+        } else if ends(&[".bz2"]) {
+            Format::Compressed(Codec::Bzip2)
+        } else if ends(&[".xz"]) {
+            Format::Compressed(Codec::Xz)
+        } else if ends(&[".zst"]) {
+            Format::Compressed(Codec::Zstd)
+        } else {
+            return None;
+        })
+    }
+}
+
+/// Document formats that are zips inside but files to their users: an
+/// entry named so is passed through, not opened.
+const ZIP_DOCUMENTS: &[&str] = &[
+    ".xlsx", ".xlsm", ".docx", ".pptx", ".odt", ".ods", ".odp", ".epub", ".apk",
+];
+
+/// Whether `head` starts a zip: a local file header, or the end record of
+/// an empty zip.
+pub fn is_zip(head: &[u8]) -> bool {
+    head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06")
+}
+
+/// Whether `head` is a tar header: the ustar magic at offset 257, or an
+/// old-style header whose checksum is right.
+pub fn is_tar(head: &[u8]) -> bool {
+    let Some(block) = head.get(..512) else {
+        return false;
+    };
+    if &block[257..262] == b"ustar" {
+        return true;
+    }
+    if block.iter().all(|&b| b == 0) {
+        return false;
+    }
+    let field = &block[148..156];
+    let digits: Vec<u8> = field
+        .iter()
+        .copied()
+        .skip_while(|&b| b == b' ' || b == 0)
+        .take_while(u8::is_ascii_digit)
+        .collect();
+    let Some(stored) = std::str::from_utf8(&digits)
+        .ok()
+        .and_then(|d| u32::from_str_radix(d, 8).ok())
+    else {
+        return false;
+    };
+    let sum: u32 = block
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u32::from(b)
+            }
+        })
+        .sum();
+    sum == stored
+}
+
+/// What the head of a stream showed.
+enum Sniffed<'a> {
+    /// An archive, and a reader of its data (decompressed for a compressed
+    /// tar or file) from its first byte.
+    Archive(Format, Box<dyn Read + 'a>),
+    /// A plain file, and a reader of it from its first byte.
+    Plain(Box<dyn Read + 'a>),
+}
+
+/// Reads until `buf` is full or the input ends.
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+fn peek<'a>(mut r: Box<dyn Read + 'a>) -> io::Result<(Vec<u8>, Box<dyn Read + 'a>)> {
+    let mut head = vec![0u8; HEAD_BYTES];
+    let n = read_full(&mut r, &mut head)?;
+    head.truncate(n);
+    let again = Box::new(Cursor::new(head.clone()).chain(r));
+    Ok((head, again))
+}
+
+/// Recognises an archive by its magic bytes, then by `name`. A name that
+/// announces an archive the bytes do not hold is an error (`Err(reason)`
+/// inside `Ok`), never a guess.
+fn sniff<'a>(
+    r: Box<dyn Read + 'a>,
+    name: &str,
+    nested: bool,
+) -> io::Result<std::result::Result<Sniffed<'a>, String>> {
+    let by_name = Format::from_name(name);
+    let (head, r) = peek(r)?;
+    let lower = name.to_ascii_lowercase();
+    if is_zip(&head) {
+        if nested && ZIP_DOCUMENTS.iter().any(|e| lower.ends_with(e)) {
+            return Ok(Ok(Sniffed::Plain(r)));
+        }
+        return Ok(Ok(Sniffed::Archive(Format::Zip, r)));
+    }
+    if is_tar(&head) {
+        return Ok(Ok(Sniffed::Archive(Format::Tar, r)));
+    }
+    if let Some(codec) = Codec::from_magic(&head) {
+        let (inner, decoded) = peek(codec.decoder(r))?;
+        if is_tar(&inner) {
+            return Ok(Ok(Sniffed::Archive(Format::CompressedTar(codec), decoded)));
+        }
+        if matches!(by_name, Some(Format::CompressedTar(_) | Format::Tar)) {
+            return Ok(Err(format!(
+                "named like a tar but the {} stream does not hold one",
+                codec.name()
+            )));
+        }
+        return Ok(Ok(Sniffed::Archive(Format::Compressed(codec), decoded)));
+    }
+    match by_name {
+        Some(f @ (Format::Zip | Format::Tar | Format::CompressedTar(_))) => Ok(Err(format!(
+            "named like a {} but its bytes are not one",
+            f.name()
+        ))),
+        _ => Ok(Ok(Sniffed::Plain(r))),
+    }
+}
+
+/// What an entry is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A regular file: its bytes can be read.
+    File,
+    /// An archive: its entries follow, named under this one's name.
+    Archive(Format),
+    /// A directory (skipped: nothing to read).
+    Dir,
+    /// A symbolic link to the target (never followed; skipped).
+    Symlink(String),
+    /// A hard link to the target (never followed; skipped).
+    HardLink(String),
+    /// A device, a FIFO or an unknown type (skipped).
+    Special(String),
+    /// An entry whose name cannot be used (skipped); the reason.
+    BadName(String),
+}
+
+impl EntryKind {
+    /// Why the entry is skipped; `None` for a file or an archive.
+    pub fn skip_reason(&self) -> Option<String> {
+        match self {
+            EntryKind::File | EntryKind::Archive(_) => None,
+            EntryKind::Dir => Some("directory".into()),
+            EntryKind::Symlink(t) => Some(format!("symbolic link to {t:?}, not followed")),
+            EntryKind::HardLink(t) => Some(format!("hard link to {t:?}, not followed")),
+            EntryKind::Special(what) => Some(format!("{what}, not a regular file")),
+            EntryKind::BadName(why) => Some(why.clone()),
+        }
+    }
+}
+
+/// One entry as [`walk`] shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryMeta {
+    /// Position in the walk (0-based, nested entries included): the same
+    /// archive always gives the same numbers.
+    pub index: u64,
+    /// The normalised, unique path (`outer-entry/inner-entry` when nested).
+    pub name: String,
+    /// Uncompressed size, when the archive says it (a claim, not checked
+    /// before reading).
+    pub size: Option<u64>,
+    /// What the entry is.
+    pub kind: EntryKind,
+    /// How the name was changed (normalised, renamed as a duplicate).
+    pub note: Option<String>,
+}
+
+/// An entry as a container (zip, tar) describes it, before normalisation.
+struct RawEntry {
+    name: String,
+    size: Option<u64>,
+    kind: EntryKind,
+    /// The container needs the entry read to its end to go on (a zip entry
+    /// whose size comes after its data).
+    drain: bool,
+}
+
+/// One archive level being walked.
+struct Container<'p> {
+    /// Path of the archive entry holding this level ("" for the outermost).
+    prefix: &'p str,
+    /// 1 for the outermost archive.
+    depth: u32,
+    /// Bytes read so far from this level's (compressed) input.
+    consumed: Rc<Cell<u64>>,
+}
+
+/// Counts the bytes read through it.
+struct Counting<R> {
+    inner: R,
+    count: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.set(self.count.get() + n as u64);
+        Ok(n)
+    }
+}
+
+impl<R: io::Seek> io::Seek for Counting<R> {
+    fn seek(&mut self, pos: io::SeekFrom) -> io::Result<u64> {
+        self.inner.seek(pos)
+    }
+}
+
+/// The limits, checked on every read of an entry's bytes.
+struct Guard<'a> {
+    inner: &'a mut dyn Read,
+    total: Rc<Cell<u64>>,
+    consumed: Rc<Cell<u64>>,
+    start: u64,
+    produced: u64,
+    /// The size the header declared, checked at the end (a short entry
+    /// is a truncated archive).
+    expect: Option<u64>,
+    opts: ArchiveOptions,
+}
+
+impl Read for Guard<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 {
+            if let Some(want) = self.expect.filter(|&w| w != self.produced) {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "truncated: the entry ends after {} of its {want} bytes",
+                        self.produced
+                    ),
+                ));
+            }
+            return Ok(0);
+        }
+        self.produced += n as u64;
+        let total = self.total.get() + n as u64;
+        self.total.set(total);
+        let o = &self.opts;
+        if total > o.max_total_bytes {
+            return Err(limit(format!(
+                "over the limit of {} uncompressed bytes per archive (max_total_bytes)",
+                o.max_total_bytes
+            )));
+        }
+        let packed = self.consumed.get().saturating_sub(self.start);
+        if self.produced > o.max_ratio.saturating_mul(packed.max(RATIO_GRACE)) {
+            return Err(limit(format!(
+                "compression ratio over {}:1 ({} bytes out of {packed}) (max_ratio)",
+                o.max_ratio, self.produced
+            )));
+        }
+        Ok(n)
+    }
+}
+
+fn limit(reason: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, reason)
+}
+
+/// Called with each entry; `data` is `Some` for a file, whose bytes it may
+/// read (all, some or none) before returning.
+pub type Visitor<'v> = dyn FnMut(&EntryMeta, Option<&mut dyn Read>) -> Result<()> + 'v;
+
+/// Walks an archive: the state shared by every level.
+struct Walker<'v> {
+    archive: String,
+    opts: ArchiveOptions,
+    total: Rc<Cell<u64>>,
+    count: u64,
+    seen: HashSet<String>,
+    visit: &'v mut Visitor<'v>,
+}
+
+/// Visits every entry of the archive `source`, in archive order, nested
+/// archives included (see the module's documentation).
+///
+/// # Errors
+/// [`Error::Archive`] when the source is not an archive, is corrupt,
+/// truncated, encrypted or uses an unsupported method, or passes a limit;
+/// [`Error::Io`] when the source cannot be opened; whatever `visit`
+/// returns (a read error of `data` is reported as an [`Error::Archive`]
+/// about that entry). Entries already visited are then not a complete
+/// listing of the archive.
+pub fn walk(source: &dyn Source, opts: ArchiveOptions, visit: &mut Visitor<'_>) -> Result<()> {
+    let name = source.name().to_owned();
+    let mut w = Walker {
+        archive: name.clone(),
+        opts,
+        total: Rc::new(Cell::new(0)),
+        count: 0,
+        seen: HashSet::new(),
+        visit,
+    };
+    let consumed = Rc::new(Cell::new(0));
+    let top = Container {
+        prefix: "",
+        depth: 1,
+        consumed: Rc::clone(&consumed),
+    };
+    if Format::from_name(&name) == Some(Format::Zip) {
+        // Through the central directory, which also finds a zip after
+        // leading bytes (a self-extracting archive); not a zip: an error.
+        if let Some(seekable) = source.open_seekable().map_err(|e| Error::io(&name, e))? {
+            return zip::central(&mut w, seekable, &top);
+        }
+    }
+    let raw = source.open().map_err(|e| Error::io(&name, e))?;
+    let counted = Box::new(Counting {
+        inner: raw,
+        count: consumed,
+    });
+    let sniffed = sniff(counted, &name, false).map_err(|e| w.fail(None, &e))?;
+    match sniffed {
+        Err(reason) => Err(w.error(None, reason)),
+        Ok(Sniffed::Plain(_) | Sniffed::Archive(Format::Compressed(_), _)) => {
+            Err(w.error(None, "not an archive (zip, tar or compressed tar)"))
+        }
+        Ok(Sniffed::Archive(Format::Zip, r)) => match source.open_seekable() {
+            Ok(Some(seekable)) => {
+                drop(r);
+                zip::central(&mut w, seekable, &top)
+            }
+            Ok(None) => zip::stream(&mut w, r, &top),
+            Err(e) => Err(Error::io(&name, e)),
+        },
+        Ok(Sniffed::Archive(format, r)) => w.level(format, r, &top),
+    }
+}
+
+impl Walker<'_> {
+    /// An [`Error::Archive`] about `entry` (or the archive itself).
+    fn error(&self, entry: Option<&str>, reason: impl Into<String>) -> Error {
+        Error::archive(&self.archive, entry, reason)
+    }
+
+    /// An I/O error while reading `entry` (or the archive's structure).
+    fn fail(&self, entry: Option<&str>, e: &io::Error) -> Error {
+        let reason = match e.kind() {
+            io::ErrorKind::UnexpectedEof if !e.to_string().starts_with("truncated") => {
+                format!("truncated ({e})")
+            }
+            _ => e.to_string(),
+        };
+        self.error(entry, reason)
+    }
+
+    /// Walks one archive level whose (decompressed) data `r` holds.
+    fn level(&mut self, format: Format, r: Box<dyn Read + '_>, c: &Container<'_>) -> Result<()> {
+        match format {
+            Format::Zip => zip::stream(self, r, c),
+            Format::Tar | Format::CompressedTar(_) => tar::walk(self, r, c),
+            Format::Compressed(codec) => {
+                let outer = c.prefix.rsplit('/').next().unwrap_or(c.prefix);
+                let lower = outer.to_ascii_lowercase();
+                let ext = format!(".{}", codec.name());
+                let stem = match lower.strip_suffix(&ext) {
+                    Some(s) if !s.is_empty() => &outer[..s.len()],
+                    _ => "data",
+                };
+                let raw = RawEntry {
+                    name: stem.to_owned(),
+                    size: None,
+                    kind: EntryKind::File,
+                    drain: false,
+                };
+                let mut r = r;
+                self.entry(c, raw, &mut r)
+            }
+        }
+    }
+
+    fn join(prefix: &str, name: &str) -> String {
+        if prefix.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{prefix}/{name}")
+        }
+    }
+
+    /// The first name not yet used: `name`, else `stem~2.ext`, `stem~3.ext`...
+    fn unique(&mut self, name: String) -> (String, Option<String>) {
+        if self.seen.insert(name.clone()) {
+            return (name, None);
+        }
+        let seg = name.rfind('/').map_or(0, |i| i + 1);
+        let dot = name[seg..].rfind('.').filter(|&i| i > 0).map(|i| seg + i);
+        let (stem, ext) = name.split_at(dot.unwrap_or(name.len()));
+        let mut n = 2u64;
+        loop {
+            let candidate = format!("{stem}~{n}{ext}");
+            if self.seen.insert(candidate.clone()) {
+                return (candidate, Some(format!("duplicate name {name:?}, renamed")));
+            }
+            n += 1;
+        }
+    }
+
+    fn emit(&mut self, meta: &EntryMeta, data: Option<&mut dyn Read>) -> Result<()> {
+        (self.visit)(meta, data).map_err(|e| match e {
+            Error::Io { error, .. } => self.fail(Some(&meta.name), &error),
+            other => other,
+        })
+    }
+
+    /// Reports one entry of container `c`, opening it when it is an archive.
+    fn entry(&mut self, c: &Container<'_>, raw: RawEntry, data: &mut dyn Read) -> Result<()> {
+        self.count += 1;
+        let index = self.count - 1;
+        if self.count > self.opts.max_entries {
+            let at = Self::join(c.prefix, &raw.name);
+            return Err(self.error(
+                Some(&at),
+                format!(
+                    "over the limit of {} entries per archive (max_entries)",
+                    self.opts.max_entries
+                ),
+            ));
+        }
+        let (name, mut note) = match normalise(&raw.name) {
+            Ok(n) => n,
+            Err(why) => {
+                let meta = EntryMeta {
+                    index,
+                    name: Self::join(c.prefix, &raw.name.escape_debug().to_string()),
+                    size: raw.size,
+                    kind: EntryKind::BadName(why),
+                    note: None,
+                };
+                return self.emit(&meta, None);
+            }
+        };
+        let full = Self::join(c.prefix, &name);
+        if raw.kind != EntryKind::File {
+            let meta = EntryMeta {
+                index,
+                name: full,
+                size: raw.size,
+                kind: raw.kind,
+                note,
+            };
+            return self.emit(&meta, None);
+        }
+        let consumed = Rc::clone(&c.consumed);
+        let start = consumed.get();
+        let mut guard = Guard {
+            inner: data,
+            total: Rc::clone(&self.total),
+            consumed,
+            start,
+            produced: 0,
+            expect: raw.size.filter(|_| !raw.drain),
+            opts: self.opts,
+        };
+        let inner_consumed = Rc::new(Cell::new(0));
+        let counted = Box::new(Counting {
+            inner: &mut guard,
+            count: Rc::clone(&inner_consumed),
+        });
+        let sniffed = sniff(counted, &name, true).map_err(|e| self.fail(Some(&full), &e))?;
+        let (full, dup) = self.unique(full);
+        note = match (note, dup) {
+            (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+            (a, b) => a.or(b),
+        };
+        let mut meta = EntryMeta {
+            index,
+            name: full,
+            size: raw.size,
+            kind: EntryKind::File,
+            note,
+        };
+        match sniffed {
+            Err(reason) => Err(self.error(Some(&meta.name), reason)),
+            Ok(Sniffed::Plain(mut r)) => {
+                self.emit(&meta, Some(&mut r))?;
+                if raw.drain {
+                    io::copy(&mut r, &mut io::sink())
+                        .map_err(|e| self.fail(Some(&meta.name), &e))?;
+                }
+                Ok(())
+            }
+            Ok(Sniffed::Archive(format, r)) => {
+                if c.depth >= self.opts.max_depth {
+                    return Err(self.error(
+                        Some(&meta.name),
+                        format!(
+                            "archives nested over the limit of {} levels (max_depth)",
+                            self.opts.max_depth
+                        ),
+                    ));
+                }
+                meta.kind = EntryKind::Archive(format);
+                self.emit(&meta, None)?;
+                let inner = Container {
+                    prefix: &meta.name,
+                    depth: c.depth + 1,
+                    consumed: inner_consumed,
+                };
+                let mut r = r;
+                if format == Format::Zip {
+                    zip::stream(self, Box::new(&mut r), &inner)?;
+                } else {
+                    self.level(format, Box::new(&mut r), &inner)?;
+                }
+                if raw.drain {
+                    io::copy(&mut r, &mut io::sink())
+                        .map_err(|e| self.fail(Some(&meta.name), &e))?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Normalises an entry name inside the archive (see the module's
+/// documentation): the name and a note when it changed, or why the entry
+/// must be skipped.
+pub fn normalise(raw: &str) -> std::result::Result<(String, Option<String>), String> {
+    if raw.chars().any(char::is_control) {
+        return Err(format!(
+            "name \"{}\" holds a control character",
+            raw.escape_debug()
+        ));
+    }
+    let slashed = raw.replace('\\', "/");
+    let b = slashed.as_bytes();
+    let (rest, drive) = if b.len() >= 2 && b[1] == b':' && b[0].is_ascii_alphabetic() {
+        (&slashed[2..], true)
+    } else {
+        (slashed.as_str(), false)
+    };
+    let mut parts: Vec<&str> = Vec::new();
+    let mut escaped = drive || rest.starts_with('/');
+    for seg in rest.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => escaped |= parts.pop().is_none(),
+            s => parts.push(s),
+        }
+    }
+    let clean = parts.join("/");
+    if clean.is_empty() {
+        return Err(format!(
+            "name \"{}\" is empty once normalised",
+            raw.escape_debug()
+        ));
+    }
+    let note = if escaped {
+        Some(format!(
+            "path {raw:?} pointed outside the archive, kept as {clean:?}"
+        ))
+    } else if clean != raw.trim_end_matches('/') {
+        Some(format!("name {raw:?} normalised to {clean:?}"))
+    } else {
+        None
+    };
+    Ok((clean, note))
+}
+
+/// Decodes a name that is not valid UTF-8 byte by byte (see
+/// [`crate::source::utf8_lossless`]).
+fn name_from_bytes(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(&crate::source::utf8_lossless(bytes).0).into_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

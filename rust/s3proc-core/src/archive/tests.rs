@@ -1,0 +1,258 @@
+use std::io::{Read, Write};
+use std::sync::Arc;
+
+use super::*;
+use crate::source::BytesSource;
+
+fn src(name: &str, data: Vec<u8>) -> Arc<dyn Source> {
+    Arc::new(BytesSource {
+        data: data.into(),
+        name: name.into(),
+    })
+}
+
+fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut b = ::tar::Builder::new(Vec::new());
+    for (name, data) in files {
+        let mut h = ::tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_entry_type(::tar::EntryType::Regular);
+        // `append_data` refuses `..`: write the raw name as a hostile tool would.
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_cksum();
+        b.append(&h, *data).expect("appends");
+    }
+    b.into_inner().expect("tar")
+}
+
+fn zip_of(files: &[(&str, &[u8])], method: ::zip::CompressionMethod) -> Vec<u8> {
+    let mut z = ::zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+    let o = ::zip::write::SimpleFileOptions::default().compression_method(method);
+    for (name, data) in files {
+        z.start_file(*name, o).expect("starts");
+        z.write_all(data).expect("writes");
+    }
+    z.finish().expect("zip").into_inner()
+}
+
+fn gz(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).expect("gz");
+    e.finish().expect("gz")
+}
+
+/// Every entry: (name, kind, bytes of a file).
+fn list(s: &dyn Source, opts: ArchiveOptions) -> Result<Vec<(String, EntryKind, Vec<u8>)>> {
+    let mut out = Vec::new();
+    walk(s, opts, &mut |m, data| {
+        let mut bytes = Vec::new();
+        if let Some(d) = data {
+            d.read_to_end(&mut bytes)
+                .map_err(|e| Error::io(&m.name, e))?;
+        }
+        out.push((m.name.clone(), m.kind.clone(), bytes));
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+#[test]
+fn names_stay_inside_the_archive() {
+    let n = |s: &str| normalise(s).map(|(n, _)| n);
+    assert_eq!(n("../../etc/passwd").as_deref(), Ok("etc/passwd"));
+    assert_eq!(n("/abs/x").as_deref(), Ok("abs/x"));
+    assert_eq!(n("..\\..\\win\\x").as_deref(), Ok("win/x"));
+    assert_eq!(n("C:\\data\\x.csv").as_deref(), Ok("data/x.csv"));
+    assert_eq!(n("a/./b/../c").as_deref(), Ok("a/c"));
+    assert_eq!(normalise("plain/x.csv").expect("ok").1, None);
+    assert!(normalise("../../etc/passwd").expect("ok").1.is_some());
+    assert!(n("a\0b").is_err());
+    assert!(n("a\nb").is_err());
+    assert!(n("..").is_err());
+}
+
+#[test]
+fn tar_entries_hostile_names_links_and_duplicates() {
+    let mut data = tar_of(&[
+        ("../../etc/passwd", b"root"),
+        ("a.csv", b"1"),
+        ("a.csv", b"2"),
+    ]);
+    // A symlink appended by the tar crate's own builder.
+    let mut b = ::tar::Builder::new(Vec::new());
+    let mut h = ::tar::Header::new_gnu();
+    h.set_entry_type(::tar::EntryType::Symlink);
+    h.set_size(0);
+    b.append_link(&mut h, "link", "/etc/shadow").expect("link");
+    let link = b.into_inner().expect("tar");
+    data.truncate(data.len() - 1024);
+    data.extend_from_slice(&link);
+    let got = list(src("t.tar", data).as_ref(), ArchiveOptions::default()).expect("walks");
+    let names: Vec<&str> = got.iter().map(|g| g.0.as_str()).collect();
+    assert_eq!(names, ["etc/passwd", "a.csv", "a~2.csv", "link"]);
+    assert_eq!(got[2].2, b"2");
+    assert_eq!(got[3].1, EntryKind::Symlink("/etc/shadow".into()));
+}
+
+#[test]
+fn zip_methods_and_nesting() {
+    let rows = b"a,b\n1,2\n".repeat(1000);
+    let inner = zip_of(&[("orders.csv", &rows)], ::zip::CompressionMethod::Bzip2);
+    let tgz = gz(&tar_of(&[("q1.zip", &inner), ("x.csv.gz", &gz(b"x\n1\n"))]));
+    let outer = zip_of(
+        &[("exports/pack.tgz", &tgz)],
+        ::zip::CompressionMethod::Deflated,
+    );
+    let got = list(src("o.zip", outer).as_ref(), ArchiveOptions::default()).expect("walks");
+    let names: Vec<&str> = got.iter().map(|g| g.0.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "exports/pack.tgz",
+            "exports/pack.tgz/q1.zip",
+            "exports/pack.tgz/q1.zip/orders.csv",
+            "exports/pack.tgz/x.csv.gz",
+            "exports/pack.tgz/x.csv.gz/x.csv",
+        ]
+    );
+    assert_eq!(got[2].2, rows);
+    assert_eq!(got[4].2, b"x\n1\n");
+    let shallow = ArchiveOptions {
+        max_depth: 2,
+        ..Default::default()
+    };
+    let outer = zip_of(&[("p.tgz", &tgz)], ::zip::CompressionMethod::Stored);
+    let err = list(src("o.zip", outer).as_ref(), shallow).expect_err("too deep");
+    assert!(err.to_string().contains("max_depth"), "{err}");
+}
+
+#[test]
+fn zip_with_data_descriptors_streams_from_a_tar() {
+    let rows = b"x,y\n".repeat(5000);
+    for method in [
+        ::zip::CompressionMethod::Deflated,
+        ::zip::CompressionMethod::Stored,
+    ] {
+        let mut z = ::zip::ZipWriter::new_stream(Vec::new());
+        let o = ::zip::write::SimpleFileOptions::default().compression_method(method);
+        for name in ["a.csv", "b.csv"] {
+            z.start_file(name, o).expect("starts");
+            z.write_all(&rows).expect("writes");
+        }
+        let inner = z.finish().expect("zip").into_inner();
+        let t = tar_of(&[("in.zip", &inner)]);
+        let got = list(src("t.tar", t).as_ref(), ArchiveOptions::default()).expect("walks");
+        let names: Vec<&str> = got.iter().map(|g| g.0.as_str()).collect();
+        assert_eq!(
+            names,
+            ["in.zip", "in.zip/a.csv", "in.zip/b.csv"],
+            "{method:?}"
+        );
+        assert_eq!(got[2].2, rows);
+    }
+}
+
+#[test]
+fn limits_are_checked_on_bytes_produced() {
+    let zeros = vec![0u8; 8 << 20];
+    let z = zip_of(&[("z.bin", &zeros)], ::zip::CompressionMethod::Deflated);
+    let ratio = ArchiveOptions {
+        max_ratio: 10,
+        ..Default::default()
+    };
+    let err = list(src("b.zip", z.clone()).as_ref(), ratio).expect_err("bomb");
+    assert!(
+        matches!(&err, Error::Archive { entry: Some(e), .. } if e == "z.bin"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("max_ratio"), "{err}");
+    let total = ArchiveOptions {
+        max_total_bytes: 1 << 20,
+        ..Default::default()
+    };
+    let err = list(src("b.zip", z).as_ref(), total).expect_err("too big");
+    assert!(err.to_string().contains("max_total_bytes"), "{err}");
+    let few = ArchiveOptions {
+        max_entries: 2,
+        ..Default::default()
+    };
+    let t = tar_of(&[("a", b""), ("b", b""), ("c", b"")]);
+    let err = list(src("t.tar", t).as_ref(), few).expect_err("too many");
+    assert!(err.to_string().contains("max_entries"), "{err}");
+}
+
+#[test]
+fn truncated_and_mislabelled_archives_fail() {
+    let t = tar_of(&[("a.csv", &[b'x'; 5000]), ("b.csv", &[b'y'; 5000])]);
+    let cut = gz(&t[..6000]);
+    let err = list(src("t.tar.gz", cut).as_ref(), ArchiveOptions::default()).expect_err("cut");
+    assert!(matches!(err, Error::Archive { .. }), "{err}");
+    let err = list(
+        src("x.zip", b"not a zip at all".to_vec()).as_ref(),
+        ArchiveOptions::default(),
+    )
+    .expect_err("not a zip");
+    assert!(matches!(err, Error::Archive { .. }), "{err}");
+    let err = list(src("x.tar", b"not a tar".to_vec()).as_ref(), ArchiveOptions::default())
+        .expect_err("not a tar");
+    assert!(err.to_string().contains("not one"), "{err}");
+}
+
+#[test]
+fn entries_on_a_thread_skip_and_report_failure_last() {
+    let files: Vec<(String, Vec<u8>)> = (0..50)
+        .map(|i| (format!("f{i}.csv"), vec![b'a' + (i % 26) as u8; 300_000]))
+        .collect();
+    let refs: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.as_slice()))
+        .collect();
+    let t = tar_of(&refs);
+    let entries = ArchiveEntries::open(src("t.tar", t.clone()), ArchiveOptions::default());
+    let mut seen = 0;
+    while let Some(m) = entries.next_entry().expect("entry") {
+        if m.index % 2 == 0 {
+            let mut bytes = Vec::new();
+            entries
+                .reader(m.index)
+                .read_to_end(&mut bytes)
+                .expect("reads");
+            assert_eq!(bytes, files[seen].1);
+        }
+        seen += 1;
+    }
+    assert_eq!(seen, 50);
+    // Re-reading an entry through its source walks the archive again.
+    let entries = ArchiveEntries::open(src("t.tar", t.clone()), ArchiveOptions::default());
+    let first = entries.next_entry().expect("ok").expect("first");
+    let second = entries.next_entry().expect("ok").expect("second");
+    let old = entries.reader(first.index).read(&mut [0u8; 4]);
+    assert!(old.is_err(), "a stale entry cannot be read");
+    let source = EntrySource::new(
+        src("t.tar", t.clone()),
+        ArchiveOptions::default(),
+        &entries,
+        second,
+    );
+    for _ in 0..2 {
+        let mut bytes = Vec::new();
+        source
+            .open()
+            .expect("opens")
+            .read_to_end(&mut bytes)
+            .expect("reads");
+        assert_eq!(bytes, files[1].1);
+    }
+    let cut = gz(&t[..t.len() / 2]);
+    let entries = ArchiveEntries::open(src("t.tgz", cut), ArchiveOptions::default());
+    let mut n = 0;
+    let err = loop {
+        match entries.next_entry() {
+            Ok(Some(_)) => n += 1,
+            Ok(None) => panic!("a truncated archive must not end well"),
+            Err(e) => break e,
+        }
+    };
+    assert!(n > 0 && matches!(err, Error::Archive { .. }), "{n} {err}");
+}
