@@ -194,8 +194,11 @@ fn truncated_and_mislabelled_archives_fail() {
     )
     .expect_err("not a zip");
     assert!(matches!(err, Error::Archive { .. }), "{err}");
-    let err = list(src("x.tar", b"not a tar".to_vec()).as_ref(), ArchiveOptions::default())
-        .expect_err("not a tar");
+    let err = list(
+        src("x.tar", b"not a tar".to_vec()).as_ref(),
+        ArchiveOptions::default(),
+    )
+    .expect_err("not a tar");
     assert!(err.to_string().contains("not one"), "{err}");
 }
 
