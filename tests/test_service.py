@@ -663,3 +663,50 @@ def s3proc_convert_bytes(data: bytes) -> bytes:
     out = io.BytesIO()
     s3proc.convert(io.BytesIO(data), out)
     return out.getvalue()
+
+
+def test_archives_entry_by_entry_and_a_broken_one_leaves_nothing(
+    moto: S3Server, watch: Path, gen_data
+) -> None:
+    """A zip holding a CSV, a raw file and a nested tar.gz: each entry is an object under the
+    archive's own path (tables converted). A truncated archive goes to the error folder and
+    leaves no object behind."""
+    import tarfile
+    import zipfile
+
+    bucket = moto.new_bucket()
+    csv = gen_data("csv", 1500, 21).read_bytes()
+    inner = io.BytesIO()
+    with tarfile.open(fileobj=inner, mode="w:gz") as tar:
+        info = tarfile.TarInfo("deep/more.csv")
+        info.size = len(csv)
+        tar.addfile(info, io.BytesIO(csv))
+    with zipfile.ZipFile(watch / "pack.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("q1/orders.csv", csv)
+        z.writestr("readme.txt", "hello\n")
+        z.writestr("nested.tar.gz", inner.getvalue())
+    good = io.BytesIO()
+    with tarfile.open(fileobj=good, mode="w:gz") as tar:
+        for i in range(3):
+            data = os.urandom(200_000)
+            info = tarfile.TarInfo(f"part{i}.bin")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    (watch / "broken.tar.gz").write_bytes(good.getvalue()[: len(good.getvalue()) * 2 // 3])
+    run = run_once(moto, bucket, watch)
+    assert run.returncode == 1, run.stderr  # broken.tar.gz failed
+    client = moto.client()
+    keys = set(objects(client, bucket))
+    assert keys == {
+        "pack.zip/q1/orders.parquet",
+        "pack.zip/readme.txt",
+        "pack.zip/nested.tar.gz/deep/more.parquet",
+    }
+    assert body(client, bucket, "pack.zip/readme.txt") == b"hello\n"
+    want = pq.read_table(io.BytesIO(s3proc_convert_bytes(csv)))
+    for key in ("pack.zip/q1/orders.parquet", "pack.zip/nested.tar.gz/deep/more.parquet"):
+        assert read_parquet_object(client, bucket, key).equals(want), key
+    assert (watch / ".s3proc" / "errors" / "broken.tar.gz").exists()
+    assert incomplete_uploads(client, bucket) == []
+    owned = state_rows(watch, "SELECT key FROM objects WHERE path='pack.zip'")
+    assert len(owned) == 3
