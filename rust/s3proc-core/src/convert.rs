@@ -4,7 +4,7 @@
 //! restarting when a late value widens a column.
 //!
 //! A reader thread splits the input into record-aligned pieces; up to
-//! [`LOOKAHEAD`] pieces are parsed at once as tasks on the rayon pool while
+//! [`crate::pipeline::LOOKAHEAD`] pieces are parsed at once as tasks on the rayon pool while
 //! the driver hands the oldest parsed piece to the Parquet sink, whose
 //! per-column lanes encode on the same pool. Nothing waits at a barrier: a
 //! core that finishes its column takes the next parse task.
@@ -13,11 +13,7 @@
 //! with older types still give the right answer when their results are
 //! joined in order.
 
-use std::collections::VecDeque;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
-use std::time::Duration;
 
 use rayon::prelude::*;
 
@@ -28,6 +24,7 @@ use crate::csv::split::{RawChunk, SplitMode, Splitter};
 use crate::csv::CsvOptions;
 use crate::detect::{detect, Detected, Format, FormatChoice};
 use crate::error::{Error, Result};
+use crate::pipeline::{Job, Pipeline};
 use crate::record_chunks::{sample, RecordChunks, RecordPlan, RecordReader};
 use crate::sink::{ParquetOptions, ParquetSink};
 use crate::source::{open_text, utf8_lossless, Source, TextEncoding};
@@ -54,9 +51,6 @@ const DEFAULT_READ_SIZE: usize = 2 << 20;
 /// Largest `max_record_bytes` accepted: a piece (a record plus what was
 /// read before it) must stay within what [`records`] can address.
 const MAX_RECORD_LIMIT: usize = records::MAX_PIECE.div_ceil(2);
-
-/// Pieces read or parsed ahead of the one being encoded.
-const LOOKAHEAD: usize = 4;
 
 /// What the iterator hands out.
 #[derive(Debug)]
@@ -260,9 +254,7 @@ struct Pass {
     /// Join of the types of every piece seen so far.
     types: Vec<ColumnType>,
     sink: Option<ParquetSink>,
-    pieces: Receiver<Result<Option<RawChunk>>>,
-    inflight: VecDeque<Receiver<ParseResult>>,
-    input_done: bool,
+    pipeline: Pipeline<RawChunk, Result<Parsed, Interrupt>>,
     rows: u64,
     fallback_bytes: usize,
 }
@@ -340,30 +332,13 @@ impl CsvChunks {
                     .map_err(|e| Error::parquet(self.source.name(), e))?,
             )
         };
-        let (tx, pieces) = sync_channel(LOOKAHEAD);
-        std::thread::Builder::new()
-            .name("s3proc-reader".into())
-            .spawn(move || {
-                let died = catch_unwind(AssertUnwindSafe(|| loop {
-                    let next = splitter.next_chunk();
-                    let last = !matches!(next, Ok(Some(_)));
-                    if tx.send(next).is_err() || last {
-                        return;
-                    }
-                }));
-                if died.is_err() {
-                    let _ = tx.send(Err(Error::internal(&name, "the reader thread panicked")));
-                }
-            })
-            .map_err(|e| Error::io(self.source.name(), e))?;
+        let pipeline = Pipeline::start(&name, move || splitter.next_chunk())?;
         Ok(Pass {
             scanning,
             drift: None,
             types: self.plan.columns.iter().map(|c| c.ty).collect(),
             sink,
-            pieces,
-            inflight: VecDeque::new(),
-            input_done: false,
+            pipeline,
             rows: 0,
             fallback_bytes: 0,
         })
@@ -492,57 +467,22 @@ impl CsvChunks {
     }
 
     /// One pipeline step: start parsing the pieces read so far (up to
-    /// [`LOOKAHEAD`]), then take the oldest parsed piece and encode it.
+    /// [`crate::pipeline::LOOKAHEAD`]), then take the oldest parsed piece and encode it.
     fn step(&mut self) -> Result<Option<Interrupt>> {
         let name = self.source.name();
         let Some(pass) = self.pass.as_mut() else {
             return Ok(None);
         };
-        while pass.inflight.len() < LOOKAHEAD && !pass.input_done {
-            // Wait for input only when nothing else is under way, and not
-            // for long: the caller's stop check runs between steps.
-            let next = if pass.inflight.is_empty() {
-                match pass.pieces.recv_timeout(Duration::from_millis(100)) {
-                    Ok(next) => Some(next),
-                    Err(RecvTimeoutError::Timeout) => return Ok(None),
-                    Err(RecvTimeoutError::Disconnected) => None,
-                }
-            } else {
-                match pass.pieces.try_recv() {
-                    Ok(next) => Some(next),
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => None,
-                }
-            };
-            let Some(next) = next else {
-                return Err(Error::internal(name, "the reader thread stopped early"));
-            };
-            let Some(raw) = next? else {
-                pass.input_done = true;
-                break;
-            };
-            let (tx, rx) = sync_channel(1);
+        let convert = !pass.scanning;
+        let types = pass.types.clone();
+        let mut job = |raw: RawChunk| -> Job<Result<Parsed, Interrupt>> {
             let plan = Arc::clone(&self.plan);
-            let types = pass.types.clone();
-            let convert = !pass.scanning;
+            let types = types.clone();
             let name = name.to_owned();
-            rayon::spawn(move || {
-                let result = catch_unwind(AssertUnwindSafe(|| {
-                    parse_piece(&raw, &plan, &types, convert, &name)
-                }))
-                .unwrap_or_else(|_| Err(Error::internal(&name, "a parser panicked")));
-                let _ = tx.send(result);
-            });
-            pass.inflight.push_back(rx);
-        }
-        let Some(front) = pass.inflight.pop_front() else {
-            return Ok(None);
+            Box::new(move || parse_piece(&raw, &plan, &types, convert, &name))
         };
-        let parsed = match front.recv() {
-            Ok(result) => result?,
-            Err(_) => {
-                return Err(Error::internal(name, "a parser vanished"));
-            }
+        let Some(parsed) = pass.pipeline.step(&mut job)? else {
+            return Ok(None);
         };
         let parsed = match parsed {
             Ok(p) => p,
@@ -621,7 +561,7 @@ impl CsvChunks {
 
 impl Pass {
     fn finished(&self) -> bool {
-        self.input_done && self.inflight.is_empty()
+        self.pipeline.finished()
     }
 }
 

@@ -43,25 +43,25 @@ pub enum Shape {
 
 fn number_type(t: ColumnType, s: &str) -> ColumnType {
     let finite = |s: &str| parse_f64(s.as_bytes()).is_some_and(f64::is_finite);
+    if t.accepts(s.as_bytes()) && (t != ColumnType::Float64 || finite(s)) {
+        return t;
+    }
     let class = match classify(s.as_bytes()) {
         ColumnType::Float64 if !finite(s) => ColumnType::Utf8,
         c => c,
     };
-    if t == class || (t.accepts(s.as_bytes()) && (t != ColumnType::Float64 || finite(s))) {
-        return t;
-    }
     t.join(class)
 }
 
 fn text_type(t: ColumnType, s: &str) -> ColumnType {
     use ColumnType::*;
+    if matches!(t, Date | Timestamp | TimestampTz | Utf8) && t.accepts(s.as_bytes()) {
+        return t;
+    }
     let class = match classify(s.as_bytes()) {
         c @ (Date | Timestamp | TimestampTz) => c,
         _ => Utf8,
     };
-    if matches!(t, Date | Timestamp | TimestampTz | Utf8) && t.accepts(s.as_bytes()) {
-        return t;
-    }
     t.join(class)
 }
 

@@ -64,6 +64,13 @@ impl Piece {
 pub type Pieces = Box<dyn FnMut() -> Result<Option<Piece>> + Send>;
 
 impl RecordReader {
+    /// How the records are laid out, in words (for `inspect`).
+    pub fn describe(&self) -> String {
+        match self {
+            RecordReader::Json(layout) => layout.describe(),
+        }
+    }
+
     fn pieces(
         &self,
         source: &dyn Source,

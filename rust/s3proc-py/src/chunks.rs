@@ -138,9 +138,7 @@ fn plan_dict<'py>(py: Python<'py>, plan: &Plan) -> PyResult<Bound<'py, PyDict>> 
                 columns.append((name, ty))?;
             }
             out.set_item("columns", columns)?;
-            if let s3proc_core::record_chunks::RecordReader::Json(layout) = &r.reader {
-                out.set_item("layout", layout.describe())?;
-            }
+            out.set_item("layout", r.reader.describe())?;
             return Ok(out);
         }
     };

@@ -307,13 +307,13 @@ impl<'a> Parser<'a> {
         let mut out: Vec<u8> = Vec::new();
         loop {
             let rest = &self.b[self.pos..];
-            let Some(k) = rest
-                .iter()
-                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
-            else {
+            let Some(mut k) = memchr::memchr2(b'"', b'\\', rest) else {
                 self.pos = self.b.len();
                 return Err(self.unexpected("the end of a string"));
             };
+            if let Some(c) = rest[..k].iter().position(|&c| c < 0x20) {
+                k = c;
+            }
             out.extend_from_slice(&rest[..k]);
             self.pos += k;
             match self.b[self.pos] {
@@ -397,7 +397,19 @@ pub fn values(data: &[u8], first_line: u64, one_per_line: bool) -> PResult<Vec<R
     let mut p = Parser::new(data, first_line);
     let mut out = Vec::new();
     while !p.at_end() {
-        let r = p.record()?;
+        let start = p.line;
+        let r = p.record().map_err(|mut e| {
+            if one_per_line && e.line != start {
+                // The line ended inside the record: name the record's line.
+                e.what = format!(
+                    "the record is not complete on its line (line {} column {}: {})",
+                    e.line, e.column, e.what
+                );
+                e.line = start;
+                e.column = 1;
+            }
+            e
+        })?;
         if one_per_line && p.line != r.line {
             let mut e = p.error("");
             e.line = r.line;
