@@ -15,7 +15,7 @@ import io
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 from s3proc import _core
 from s3proc.keys import COMPRESSION_EXTENSIONS, is_tabular
@@ -83,7 +83,7 @@ def archive_results(
     (links, devices, unsafe names) are logged. An ``ArchiveError`` from the reader, after any
     number of entries, means the archive as a whole failed.
     """
-    options = {"name": rel}
+    options: dict[str, Any] = {"name": rel}
     for entry in _core.ArchiveReader(path, **options):
         if entry.kind == "skipped":
             log.warning(
@@ -99,8 +99,9 @@ def archive_results(
 
             def parquet(stream: EntryStream = stream, name: str = name, latest: list[Any] = latest) -> Any:
                 stream.seek(0)
+                source = cast(IO[bytes], stream)  # a RawIOBase: read, seek, tell
                 latest[:] = [
-                    _core.ParquetChunks(stream, **{**convert, "chunk_size": part_size, "name": name})
+                    _core.ParquetChunks(source, **{**convert, "chunk_size": part_size, "name": name})
                 ]
                 return latest[0]
 

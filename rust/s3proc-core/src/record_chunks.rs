@@ -68,6 +68,10 @@ impl RecordReader {
     pub fn describe(&self) -> String {
         match self {
             RecordReader::Json(layout) => layout.describe(),
+            RecordReader::Xml(opts) => match &opts.record_element {
+                Some(e) => format!("XML records <{e}> (named)"),
+                None => "XML records (element found by the reader)".to_owned(),
+            },
         }
     }
 
@@ -88,7 +92,10 @@ impl RecordReader {
             // XML finds its own encoding, and its reader is serial: batches of parsed records.
             RecordReader::Xml(opts) => {
                 let raw = source.open().map_err(|e| Error::io(source.name(), e))?;
-                Ok(batched(XmlRecords::new(raw, source.name(), opts)?, BATCH_ROWS))
+                Ok(batched(
+                    XmlRecords::new(raw, source.name(), opts)?,
+                    BATCH_ROWS,
+                ))
             }
         }
     }
