@@ -62,8 +62,9 @@ def normalize_prefix(prefix: str) -> str:
         return ""  # '', '/', '.', './': the bucket's root
 
 
-def _split_tabular(name: str) -> tuple[str, bool]:
-    """``name`` without its compression and tabular extensions, and whether it had a tabular one."""
+def _split_tabular(name: str) -> tuple[str, str, bool]:
+    """``name`` without its compression extension; that without its tabular extension too; and
+    whether it had a tabular one."""
     lower = name.lower()
     for ext in COMPRESSION_EXTENSIONS:
         if lower.endswith(ext) and len(name) > len(ext):
@@ -71,20 +72,19 @@ def _split_tabular(name: str) -> tuple[str, bool]:
             break
     for ext in TABULAR_EXTENSIONS:
         if lower.endswith(ext) and len(name) > len(ext):
-            return name[: -len(ext)], True
-    return name, False
+            return name, name[: -len(ext)], True
+    return name, name, False
 
 
 def is_tabular(name: str) -> bool:
     """Whether ``name`` says a table (``x.csv``, ``x.ndjson.gz``): such a file is converted; its
     content decides the details (format, dialect, compression), and a binary is refused."""
-    return _split_tabular(name)[1]
+    return _split_tabular(name)[2]
 
 
 def parquet_name(name: str) -> str:
     """``sales.csv.gz`` → ``sales.parquet``; a name with no tabular extension gets ``.parquet`` added."""
-    stem, tabular = _split_tabular(name)
-    return (stem if tabular else name) + ".parquet"
+    return _split_tabular(name)[1] + ".parquet"
 
 
 def alternative(key: str, source: str) -> str:
