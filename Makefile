@@ -58,7 +58,8 @@ bench-service: $(PY)
 demo: $(PY)
 	$(PY) -m pip install -q '.[embedded]'
 	rm -rf demo && mkdir -p demo/inbox/2024 && cp examples/orders.csv demo/inbox/2024/ \
-	    && cp examples/stations.tsv examples/logo.png demo/inbox/
+	    && cp examples/stations.tsv examples/logo.png examples/events.ndjson examples/readings.xml \
+	       examples/exports.zip demo/inbox/
 	cd demo && ../$(VENV)/bin/s3proc run --embedded-s3 --once --quiet-period 0 --log-format console
 
 clean:
