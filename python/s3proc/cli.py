@@ -19,6 +19,7 @@ from s3proc.config import DEFAULT_CONCURRENCY, ConfigError, RunConfig, check_buc
 from s3proc.convert import convert as convert_to
 from s3proc.errors import S3procError
 from s3proc.state import FAILED, PROCESSING, StateError, open_state
+from s3proc.uploader import PART_CONCURRENCY
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -348,7 +349,7 @@ def _config(opts: dict[str, Any], **more: Any) -> RunConfig:
 @option(
     "--upload-concurrency",
     type=click.IntRange(1),
-    default=4,
+    default=PART_CONCURRENCY,
     show_default=True,
     help="Parts of one file uploaded at once (each holds a part in memory).",
 )
