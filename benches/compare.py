@@ -1,7 +1,11 @@
 """Side-by-side: s3proc against DuckDB, polars, pyarrow (and lxml for XML) on the same input.
 
 The peers depend on the input's format (by extension, compressed or not): CSV/TSV, NDJSON, JSON
-arrays (DuckDB only), XML (lxml ``iterparse`` feeding pyarrow).
+arrays (DuckDB only), XML (lxml ``iterparse`` feeding pyarrow), and archives of CSV files
+(``.tar.gz``, ``.zip``): every entry converted to its own Parquet file, against Python's
+``tarfile``/``zipfile`` feeding pyarrow, and against DuckDB reading the files extracted by
+Python (the extraction counted). ``--make-archives DIR`` writes such a pair (200 generated CSV
+files, ~500 MB in all) and exits.
 
 Each converter runs in its own process (so peak RSS is its own), at the same
 ZSTD level, ``--repeat`` times; the median run is reported. Prints wall time,
@@ -9,12 +13,15 @@ CPU time, input MB/s, peak RSS and output size for each, and s3proc's ratios
 to each peer. Nothing passes or fails on time.
 
     python benches/compare.py DATA.{csv,ndjson,json,xml}[.gz] [--level 3] [--repeat 3] [--only s3proc,duckdb]
+    python benches/compare.py --make-archives DIR [--files 200] [--rows 13000]
+    python benches/compare.py DIR/csv-200.tar.gz
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -98,8 +105,93 @@ writer.close()
 }
 
 
+# An archive: OUT is a directory, one Parquet file per CSV entry. s3proc reads the entries as
+# the service does (s3proc.archives: a stream per entry, converted by ParquetChunks).
+ARCHIVE_S3PROC = """
+import os, s3proc
+from s3proc import _core
+from s3proc.archives import EntryStream
+assert s3proc.build_profile == "release", "benchmark a release build"
+for entry in _core.ArchiveReader(IN):
+    if entry.kind == "file":
+        stream = EntryStream(IN, entry.index, entry, 8 << 20, {})
+        with open(os.path.join(OUT, os.path.basename(entry.name) + ".parquet"), "wb") as f:
+            for chunk in _core.ParquetChunks(stream, zstd_level=LEVEL, name=entry.name):
+                f.write(chunk)
+"""
+ARCHIVE_PYTHON = """
+import os, tarfile, zipfile
+import pyarrow.csv as pc, pyarrow.parquet as pq
+def entries():
+    if IN.endswith(".zip"):
+        with zipfile.ZipFile(IN) as z:
+            for info in z.infolist():
+                if not info.is_dir():
+                    with z.open(info) as f:
+                        yield info.filename, f
+    else:
+        with tarfile.open(IN, "r|*") as t:
+            for info in t:
+                if info.isfile():
+                    yield info.name, t.extractfile(info)
+for name, f in entries():
+    table = pc.read_csv(f, parse_options=pc.ParseOptions(newlines_in_values=True))
+    pq.write_table(table, os.path.join(OUT, os.path.basename(name) + ".parquet"),
+                   compression="zstd", compression_level=LEVEL)
+"""
+ARCHIVE_DUCK = """
+import os, tarfile, zipfile, duckdb
+extracted = os.path.join(OUT, "extracted")
+if IN.endswith(".zip"):
+    with zipfile.ZipFile(IN) as z:
+        z.extractall(extracted)
+else:
+    with tarfile.open(IN) as t:
+        t.extractall(extracted, filter="data")
+duckdb.sql("SET enable_progress_bar = false")
+for root, _, files in os.walk(extracted):
+    for name in files:
+        path = os.path.join(root, name)
+        out = os.path.join(OUT, name + ".parquet")
+        duckdb.sql(f"COPY (SELECT * FROM read_csv('{path}')) TO '{out}' "
+                   f"(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL {LEVEL})")
+        os.unlink(path)
+"""
+ARCHIVE = {"s3proc": ARCHIVE_S3PROC, "python": ARCHIVE_PYTHON, "duckdb": ARCHIVE_DUCK}
+RUNNERS["tar.gz"] = RUNNERS["zip"] = ARCHIVE
+
+
+def make_archives(work: str, files: int, rows: int) -> None:
+    """``csv-N.tar.gz`` and ``csv-N.zip`` of N generated CSV files (seeds 1..N) in ``work``."""
+    import tarfile
+    import zipfile
+    from pathlib import Path
+
+    gen = Path(__file__).resolve().parents[1].parent / "shared" / "tools" / "gen_data.py"
+    csvs = Path(work) / f"csv-{files}"
+    csvs.mkdir(parents=True, exist_ok=True)
+    for seed in range(1, files + 1):
+        out = csvs / f"part-{seed:04d}.csv"
+        if not out.exists():
+            cmd = [sys.executable, str(gen), "--rows", str(rows), "--format", "csv", "--seed", str(seed)]
+            subprocess.run([*cmd, "--out", str(out)], check=True, stdout=subprocess.DEVNULL)
+    names = sorted(csvs.iterdir())
+    with tarfile.open(f"{csvs}.tar.gz", "w:gz") as t:
+        for p in names:
+            t.add(p, arcname=f"export/{p.name}")
+    with zipfile.ZipFile(f"{csvs}.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        for p in names:
+            z.write(p, arcname=f"export/{p.name}")
+    total = sum(p.stat().st_size for p in names)
+    print(f"{csvs}.tar.gz and {csvs}.zip: {len(names)} CSV files, {total / 1e6:.0f} MB")
+
+
 def input_format(path: str) -> str:
     name = path.lower()
+    if name.endswith((".tar.gz", ".tgz")):
+        return "tar.gz"
+    if name.endswith(".zip"):
+        return "zip"
     for ext in (".gz", ".zst", ".bz2", ".xz"):
         name = name.removesuffix(ext)
     if name.endswith((".ndjson", ".jsonl")):
@@ -119,7 +211,10 @@ class Run:
 
 
 def run_once(tool: str, script: str, src: str, level: int, out_dir: str) -> Run:
-    out = os.path.join(out_dir, f"{tool}.parquet")
+    archive = input_format(src) in ("tar.gz", "zip")
+    out = os.path.join(out_dir, tool if archive else f"{tool}.parquet")
+    if archive:
+        os.mkdir(out)
     code = f"IN={src!r}\nOUT={out!r}\nLEVEL={level}\n" + script
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-c", code])
@@ -127,18 +222,29 @@ def run_once(tool: str, script: str, src: str, level: int, out_dir: str) -> Run:
     wall = time.perf_counter() - start
     if status != 0:
         raise SystemExit(f"{tool} failed with status {status}")
-    size = os.path.getsize(out)
-    os.unlink(out)
+    if archive:
+        size = sum(e.stat().st_size for e in os.scandir(out) if e.is_file())
+        shutil.rmtree(out)
+    else:
+        size = os.path.getsize(out)
+        os.unlink(out)
     return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, size)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("data")
+    ap.add_argument("data", nargs="?")
+    ap.add_argument("--make-archives", metavar="DIR", help="Write csv-N.tar.gz and .zip in DIR; exit.")
+    ap.add_argument("--files", type=int, default=200)
+    ap.add_argument("--rows", type=int, default=13000, help="Rows per generated CSV (~190 bytes each).")
     ap.add_argument("--level", type=int, default=3)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--only", help="Comma-separated tools (default: every peer for the format).")
     args = ap.parse_args()
+    if args.make_archives:
+        return make_archives(args.make_archives, args.files, args.rows)
+    if not args.data:
+        ap.error("give DATA or --make-archives DIR")
     fmt = input_format(args.data)
     peers = RUNNERS[fmt]
     tools = args.only.split(",") if args.only else list(peers)
