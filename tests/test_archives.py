@@ -503,3 +503,47 @@ def test_file_path_source_and_name(tmp_path_factory: pytest.TempPathFactory) -> 
     reader = ArchiveReader(os.fspath(p))
     assert reader.name == str(p)
     assert files(read_all(p)) == {n: v for n, v in MEMBERS.items()}
+
+
+def test_entries_convert_with_one_walk_and_a_late_drift_walks_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The service's path (``archive_results``): the converter's sniffing rewinds are served
+    from the entry's head in memory; only a restart past ``HEAD_BYTES`` walks the archive again."""
+    import pyarrow as pa
+    import pyarrow.csv
+    import pyarrow.parquet as pq
+
+    from s3proc import _core, archives
+
+    late = b"n,m\n" + b"".join(b"%d,%d\n" % (i, 3 * i) for i in range(700_000)) + b"x,late text\n"
+    assert len(late) > archives.HEAD_BYTES
+    members = {"a.csv": ROWS, "late.csv": late, "b.csv": ROWS[:5000] + b"\n", "raw.bin": bytes(range(256))}
+    path = tmp_path / "pack.tar.gz"
+    path.write_bytes(tar_bytes(members, mode="w:gz"))
+    walks = []
+    real = _core.ArchiveReader
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        walks.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_core, "ArchiveReader", counting)
+    got: dict[str, bytes] = {}
+
+    def make(name: str, tabular: bool, open_chunks: Any, rows: Any) -> None:
+        got[name] = b"".join(open_chunks())
+
+    for _ in archives.archive_results(path, "pack.tar.gz", 1 << 20, {}, make):
+        pass
+    assert len(walks) == 2, walks  # the listing, and the restart of late.csv
+    assert got["raw.bin"] == members["raw.bin"]
+    for name in ("a.csv", "late.csv", "b.csv"):
+        table = pq.read_table(pa.BufferReader(got[name]))
+        text = pa.csv.read_csv(
+            pa.BufferReader(members[name]),
+            convert_options=pa.csv.ConvertOptions(
+                column_types=dict.fromkeys(table.column_names, pa.string())
+            ),
+        )
+        assert table.cast(text.schema).equals(text), name

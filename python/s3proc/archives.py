@@ -32,14 +32,29 @@ def is_archive(name: str) -> bool:
     return lower.endswith(ARCHIVE_EXTENSIONS) or lower.endswith(_TAR_COMPRESSED)
 
 
+# The converter reads the start of its input twice (sniffing) before it reads it through: an
+# entry keeps that much of its start in memory, so those rewinds cost no walk of the archive
+# (the binding's replay bound for streams, twice the sniffer's 4 MiB sample).
+HEAD_BYTES = (8 << 20) + 1
+
+
 class EntryStream(io.RawIOBase):
-    """The bytes of entry ``index`` of the archive at ``path``; ``seek(0)`` reads it again."""
+    """The bytes of entry ``index`` of the archive at ``path``; ``seek(0)`` reads it again.
+
+    A rewind while no more than ``HEAD_BYTES`` were read is served from memory; a later one
+    (a conversion restart) opens the archive again and walks it to the entry.
+    """
 
     def __init__(self, path: Path, index: int, first: Any, chunk_size: int, options: dict[str, Any]):
         self._path, self._index, self._size, self._options = path, index, chunk_size, options
         self._reader: Any = None  # the ArchiveReader of a re-read, kept alive while it is read
-        self._chunks: Iterator[bytes] = iter(first.chunks(chunk_size))
-        self._buf = b""
+        self._start(first)
+
+    def _start(self, entry: Any) -> None:
+        self._chunks: Iterator[bytes] = iter(entry.chunks(self._size))
+        self._buf = memoryview(b"")  # the rest of the chunk last taken from the entry
+        self._read = 0  # bytes taken from the entry so far
+        self._head: bytearray | None = bytearray()  # all of them, while there are few
         self._pos = 0
 
     def readable(self) -> bool:
@@ -56,20 +71,32 @@ class EntryStream(io.RawIOBase):
             return self._pos
         if (offset, whence) != (0, io.SEEK_SET):
             raise io.UnsupportedOperation("an archive entry can only be rewound")
-        if self._pos:
+        if self._head is not None:
+            self._pos = 0
+        else:
             self._reader = _core.ArchiveReader(self._path, **self._options)
-            entry = next(e for e in self._reader if e.index == self._index)
-            self._chunks, self._buf, self._pos = iter(entry.chunks(self._size)), b"", 0
+            self._start(next(e for e in self._reader if e.index == self._index))
         return 0
 
     def readinto(self, b: Any) -> int:
+        if self._head is not None and self._pos < self._read:  # after a rewind
+            n = min(len(b), self._read - self._pos)
+            b[:n] = self._head[self._pos : self._pos + n]
+            self._pos += n
+            return n
         while not self._buf:
             chunk = next(self._chunks, None)
             if chunk is None:
                 return 0
-            self._buf = chunk
+            self._buf = memoryview(chunk)
         n = min(len(b), len(self._buf))
         b[:n], self._buf = self._buf[:n], self._buf[n:]
+        if self._head is not None:
+            if self._read + n <= HEAD_BYTES:
+                self._head += b[:n]
+            else:
+                self._head = None
+        self._read += n
         self._pos += n
         return n
 
