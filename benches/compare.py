@@ -105,19 +105,20 @@ writer.close()
 }
 
 
-# An archive: OUT is a directory, one Parquet file per CSV entry. s3proc reads the entries as
-# the service does (s3proc.archives: a stream per entry, converted by ParquetChunks).
+# An archive: OUT is a directory, one Parquet file per CSV entry. s3proc runs the service's code
+# (s3proc.archives feeding pipeline._ship_all), with a local file in place of the upload.
 ARCHIVE_S3PROC = """
 import os, s3proc
-from s3proc import _core
-from s3proc.archives import EntryStream
+from pathlib import Path
+from s3proc.archives import archive_results
+from s3proc.pipeline import Result, _ship_all
 assert s3proc.build_profile == "release", "benchmark a release build"
-for entry in _core.ArchiveReader(IN):
-    if entry.kind == "file":
-        stream = EntryStream(IN, entry.index, entry, 8 << 20, {})
-        with open(os.path.join(OUT, os.path.basename(entry.name) + ".parquet"), "wb") as f:
-            for chunk in _core.ParquetChunks(stream, zstd_level=LEVEL, name=entry.name):
-                f.write(chunk)
+def ship(r):
+    with open(os.path.join(OUT, os.path.basename(r.entry) + ".parquet"), "wb") as f:
+        for chunk in r.open_chunks():
+            f.write(chunk)
+    return None, None
+_ship_all(archive_results(Path(IN), "bench", 8 << 20, {"zstd_level": LEVEL}, Result), ship)
 """
 ARCHIVE_PYTHON = """
 import os, tarfile, zipfile

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -106,9 +107,11 @@ def archive_results(
 ) -> Iterator[Any]:
     """The results of the archive at ``path``, one per file entry, in archive order.
 
-    ``make(entry, parquet, open_chunks, rows)`` builds the caller's result. Skipped entries
-    (links, devices, unsafe names) are logged. An ``ArchiveError`` from the reader, after any
-    number of entries, means the archive as a whole failed.
+    ``make(entry, parquet, open_chunks, rows, detached=...)`` builds the caller's result;
+    ``detached`` says that its bytes are in memory (entries up to ``HEAD_BYTES``), so it can be
+    shipped after the reader has moved on; any other entry must be shipped before the next one
+    is taken. Skipped entries (links, devices, unsafe names) are logged. An ``ArchiveError``
+    from the reader, after any number of entries, means the archive as a whole failed.
     """
     options: dict[str, Any] = {"name": rel}
     for entry in _core.ArchiveReader(path, **options):
@@ -119,26 +122,52 @@ def archive_results(
             continue
         if entry.kind != "file":
             continue  # a nested archive: its entries follow
-        stream = EntryStream(path, entry.index, entry, part_size, options)
         name = f"{rel}/{entry.name}"
-        if is_tabular(entry.name):
-            latest: list[Any] = []
+        tabular = is_tabular(entry.name)
+        if entry.size is not None and entry.size <= HEAD_BYTES:
+            # Small: read now, so the result no longer needs the reader (it can be converted
+            # and uploaded while the next entries are read) and a restart re-reads memory.
+            data = b"".join(entry.chunks(1 << 20))
+            yield _result(make, entry.name, tabular, name, partial(bytes, data), part_size, convert, True)
+            continue
+        stream = EntryStream(path, entry.index, entry, part_size, options)
 
-            def parquet(stream: EntryStream = stream, name: str = name, latest: list[Any] = latest) -> Any:
-                stream.seek(0)
-                source = cast(IO[bytes], stream)  # a RawIOBase: read, seek, tell
-                latest[:] = [
-                    _core.ParquetChunks(source, **{**convert, "chunk_size": part_size, "name": name})
-                ]
-                return latest[0]
+        def rewound(stream: EntryStream = stream) -> Any:
+            stream.seek(0)
+            return stream
 
-            yield make(entry.name, True, parquet, lambda latest=latest: latest[0].rows if latest else None)
-        else:
+        yield _result(make, entry.name, tabular, name, rewound, part_size, convert, False)
 
-            def raw(stream: EntryStream = stream) -> Iterator[bytes]:
-                stream.seek(0)
-                whole = io.BufferedReader(stream, 1 << 20)  # full parts: only the last is short
-                while chunk := whole.read(part_size):
-                    yield chunk
 
-            yield make(entry.name, False, raw, lambda: None)
+def _result(
+    make: Callable[..., Any],
+    entry: str,
+    tabular: bool,
+    name: str,
+    source: Callable[[], Any],
+    part_size: int,
+    convert: dict[str, Any],
+    detached: bool,
+) -> Any:
+    """``make``'s result for an entry whose bytes ``source()`` gives from the start (bytes, or
+    a rewound ``EntryStream``); ``detached`` when they are in memory."""
+    if tabular:
+        latest: list[Any] = []
+
+        def parquet() -> Any:
+            options = {**convert, "chunk_size": part_size, "name": name}
+            latest[:] = [_core.ParquetChunks(cast(IO[bytes], source()), **options)]
+            return latest[0]
+
+        return make(entry, True, parquet, lambda: latest[0].rows if latest else None, detached=detached)
+
+    def raw() -> Iterator[bytes]:
+        whole = source()
+        if isinstance(whole, bytes):
+            yield from (whole[i : i + part_size] for i in range(0, len(whole), part_size))
+            return
+        buffered = io.BufferedReader(whole, 1 << 20)  # full parts: only the last is short
+        while chunk := buffered.read(part_size):
+            yield chunk
+
+    return make(entry, False, raw, lambda: None, detached=detached)

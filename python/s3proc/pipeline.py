@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime as dt
 import hashlib
 import json
@@ -21,8 +22,9 @@ import os
 import shutil
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,7 @@ from s3proc.uploader import (
 HASH_BLOCK = 1 << 20
 TABLE_SUFFIXES = (".csv", ".tsv", ".tab")  # what the core converts today
 INTEGRITY_ATTEMPTS = 3
+ENTRY_CONCURRENCY = 2  # an archive's small entries shipped at once (each up to HEAD_BYTES)
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,7 @@ class Result:
     parquet: bool
     open_chunks: Callable[[], Iterator[bytes]]
     rows: Callable[[], int | None] = lambda: None
+    detached: bool = False  # its bytes are in memory: it can be shipped beside the next ones
 
 
 @dataclass(frozen=True)
@@ -174,8 +178,10 @@ def process(row: FileRow, s: Settings, state: State, uploader: Uploader) -> Outc
             _after_upload(path, row.path, s, log)
             return Outcome("unchanged", tuple(o.key for o in before))
         log.set(stage="process")
-        for r in results(path, row.path, s):
-            done.append(_ship(r, row, st.st_mtime, hashing, s, state, uploader, log))
+        done = _ship_all(
+            results(path, row.path, s),
+            lambda r: _ship(r, row, st.st_mtime, hashing, s, state, uploader, log),
+        )
         sha = hashing.result()
         for stale in {o.key for o in before} - {u.key for u, _ in done}:
             uploader.delete(stale)
@@ -242,6 +248,27 @@ def _withdraw(rel: str, state: State, uploader: Uploader, log: FileLog) -> None:
         state.drop_object(o.key)
     if objs:
         log.info("withdrew the %d object(s) of the failed archive", len(objs))
+
+
+def _ship_all(
+    results: Iterable[Result], ship: Callable[[Result], tuple[Uploaded, int | None]]
+) -> list[tuple[Uploaded, int | None]]:
+    """Ships ``results`` in order. Detached ones (an archive's small entries, read into memory)
+    go ``ENTRY_CONCURRENCY`` at a time, so that converting and uploading one overlaps the next;
+    any other waits for those in flight and is shipped alone, before the next result is taken.
+    On an error the others in flight end before it is raised."""
+    done: list[tuple[Uploaded, int | None]] = []
+    flight: deque[Future[tuple[Uploaded, int | None]]] = deque()
+    with ThreadPoolExecutor(ENTRY_CONCURRENCY, thread_name_prefix="s3proc-entry") as pool:
+        for r in results:
+            while flight and (not r.detached or len(flight) >= ENTRY_CONCURRENCY):
+                done.append(flight.popleft().result())
+            if r.detached:
+                flight.append(pool.submit(contextvars.copy_context().run, ship, r))
+            else:
+                done.append(ship(r))
+        done.extend(f.result() for f in flight)
+    return done
 
 
 def _ship(
