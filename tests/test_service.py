@@ -693,6 +693,13 @@ def test_archives_entry_by_entry_and_a_broken_one_leaves_nothing(
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     (watch / "broken.tar.gz").write_bytes(good.getvalue()[: len(good.getvalue()) * 2 // 3])
+    with tarfile.open(watch / "links.tar", "w") as tar:
+        info = tarfile.TarInfo("data.txt")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"abc"))
+        link = tarfile.TarInfo("to-passwd")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(link)
     run = run_once(moto, bucket, watch)
     assert run.returncode == 1, run.stderr  # broken.tar.gz failed
     client = moto.client()
@@ -701,8 +708,20 @@ def test_archives_entry_by_entry_and_a_broken_one_leaves_nothing(
         "pack.zip/q1/orders.parquet",
         "pack.zip/readme.txt",
         "pack.zip/nested.tar.gz/deep/more.parquet",
+        "links.tar/data.txt",
     }
     assert body(client, bucket, "pack.zip/readme.txt") == b"hello\n"
+    # The link is never followed: recorded as skipped, in the state and in `s3proc status`.
+    ((entry, reason),) = state_rows(watch, "SELECT entry, reason FROM skipped WHERE path='links.tar'")
+    assert entry == "to-passwd" and "link" in reason, reason
+    status = subprocess.run(
+        [str(Path(os.sys.executable).parent / "s3proc"), "status", "--watch-dir", str(watch), "--json"],
+        capture_output=True,
+        check=True,
+    )
+    assert json.loads(status.stdout)["skipped_entries"] == [
+        {"path": "links.tar", "entry": "to-passwd", "reason": reason}
+    ]
     want = pq.read_table(io.BytesIO(s3proc_convert_bytes(csv)))
     for key in ("pack.zip/q1/orders.parquet", "pack.zip/nested.tar.gz/deep/more.parquet"):
         assert read_parquet_object(client, bucket, key).equals(want), key

@@ -103,14 +103,20 @@ class EntryStream(io.RawIOBase):
 
 
 def archive_results(
-    path: Path, rel: str, part_size: int, convert: dict[str, Any], make: Callable[..., Any]
+    path: Path,
+    rel: str,
+    part_size: int,
+    convert: dict[str, Any],
+    make: Callable[..., Any],
+    skipped: list[tuple[str, str]] | None = None,
 ) -> Iterator[Any]:
     """The results of the archive at ``path``, one per file entry, in archive order.
 
     ``make(entry, parquet, open_chunks, rows, detached=...)`` builds the caller's result;
     ``detached`` says that its bytes are in memory (entries up to ``HEAD_BYTES``), so it can be
     shipped after the reader has moved on; any other entry must be shipped before the next one
-    is taken. Skipped entries (links, devices, unsafe names) are logged. An ``ArchiveError``
+    is taken. Skipped entries (links, devices, unsafe names) are logged and appended to
+    ``skipped`` as (entry, reason). An ``ArchiveError``
     from the reader, after any number of entries, means the archive as a whole failed.
     """
     options: dict[str, Any] = {"name": rel}
@@ -119,6 +125,8 @@ def archive_results(
             log.warning(
                 "skipped entry %s: %s", entry.name, entry.reason, extra={"path": rel, "stage": "process"}
             )
+            if skipped is not None:
+                skipped.append((entry.name, entry.reason or ""))
             continue
         if entry.kind != "file":
             continue  # a nested archive: its entries follow

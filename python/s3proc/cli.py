@@ -537,7 +537,8 @@ def ls(**opts: Any) -> None:
 @option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--limit", type=click.IntRange(1), default=10, show_default=True, help="Recent failures shown.")
 def status(as_json: bool, limit: int, **opts: Any) -> None:
-    """Counts per status, files in flight, recent failures with their reasons."""
+    """Counts per status, files in flight, recent failures and skipped archive entries with their
+    reasons."""
     cfg = _config(opts)
     state = open_state(cfg.state_location)
     try:
@@ -548,6 +549,7 @@ def status(as_json: bool, limit: int, **opts: Any) -> None:
                 {"path": r.path, "error": r.error, "attempts": r.attempts, "time": r.updated_at}
                 for r in state.recent(FAILED, limit)
             ],
+            "skipped_entries": [{"path": p, "entry": e, "reason": r} for p, e, r in state.skipped(limit)],
         }
     finally:
         state.close()
@@ -559,6 +561,8 @@ def status(as_json: bool, limit: int, **opts: Any) -> None:
         click.echo(f"in flight: {path}")
     for f in report["failures"]:
         click.echo(f"failed: {f['path']}: {f['error']}")
+    for k in report["skipped_entries"]:
+        click.echo(f"skipped: {k['path']} entry {k['entry']}: {k['reason']}")
 
 
 @cli.command()

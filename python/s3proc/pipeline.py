@@ -123,11 +123,12 @@ def _sha(hashing: Future[str], log: FileLog) -> str:
     return sha
 
 
-def results(path: Path, rel: str, s: Settings) -> Iterable[Result]:
-    """What ``path`` turns into: an archive → a result per file entry (converted when tabular);
-    a table → one Parquet stream; anything else → its bytes."""
+def results(path: Path, rel: str, s: Settings, skipped: list[tuple[str, str]]) -> Iterable[Result]:
+    """What ``path`` turns into: an archive → a result per file entry (converted when tabular;
+    the entries it skips are appended to ``skipped``); a table → one Parquet stream; anything
+    else → its bytes."""
     if is_archive(rel):
-        return archive_results(path, rel, s.part_size, s.convert, Result)
+        return archive_results(path, rel, s.part_size, s.convert, Result, skipped)
     if is_tabular(rel):
         latest: list[_core.ParquetChunks] = []
 
@@ -178,10 +179,15 @@ def process(row: FileRow, s: Settings, state: State, uploader: Uploader) -> Outc
             _after_upload(path, row.path, s, log)
             return Outcome("unchanged", tuple(o.key for o in before))
         log.set(stage="process")
-        done = _ship_all(
-            results(path, row.path, s),
-            lambda r: _ship(r, row, st.st_mtime, hashing, s, state, uploader, log),
-        )
+        skipped: list[tuple[str, str]] = []
+        try:
+            done = _ship_all(
+                results(path, row.path, s, skipped),
+                lambda r: _ship(r, row, st.st_mtime, hashing, s, state, uploader, log),
+            )
+        finally:
+            if is_archive(row.path):
+                state.record_skipped(row.path, skipped)
         sha = hashing.result()
         for stale in {o.key for o in before} - {u.key for u, _ in done}:
             uploader.delete(stale)

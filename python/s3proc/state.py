@@ -94,6 +94,8 @@ class State(Protocol):
     def object_done(self, key: str, sha256: str, etag: str, size: int, rows: int | None) -> None: ...
     def drop_object(self, key: str) -> None: ...
     def uploads_in_flight(self) -> list[ObjectRow]: ...
+    def record_skipped(self, path: str, skipped: Iterable[tuple[str, str]]) -> None: ...
+    def skipped(self, limit: int) -> list[tuple[str, str, str]]: ...
     def counts(self) -> dict[str, int]: ...
     def recent(self, status: str, limit: int) -> list[FileRow]: ...
     def close(self) -> None: ...
@@ -127,6 +129,13 @@ CREATE TABLE IF NOT EXISTS objects (
 );
 CREATE INDEX IF NOT EXISTS objects_source ON objects (path, entry);
 CREATE INDEX IF NOT EXISTS objects_in_flight ON objects (upload_id) WHERE upload_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS skipped (
+    path   TEXT NOT NULL,
+    entry  TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    at     REAL NOT NULL,
+    PRIMARY KEY (path, entry)
+);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('schema', '1');
 """
@@ -400,7 +409,25 @@ class SqliteState:
         rows = self._query(f"SELECT {_OBJECT_COLS} FROM objects WHERE upload_id IS NOT NULL")
         return [ObjectRow(*r) for r in rows]
 
+    def record_skipped(self, path: str, skipped: Iterable[tuple[str, str]]) -> None:
+        """The entries of archive ``path`` that its last processing skipped, with the reasons
+        (links, devices, unsafe names): they replace what an earlier content left."""
+        now = time.time()
+        with self._tx(durable=False) as db:
+            db.execute("DELETE FROM skipped WHERE path=?", (path,))
+            db.executemany(
+                "INSERT OR REPLACE INTO skipped VALUES (?, ?, ?, ?)",
+                [(path, entry, reason, now) for entry, reason in skipped],
+            )
+
     # ------------------------------------------------------------------ reports
+    def skipped(self, limit: int) -> list[tuple[str, str, str]]:
+        """(archive path, entry, reason) of skipped entries, newest first."""
+        rows = self._query(
+            "SELECT path, entry, reason FROM skipped ORDER BY at DESC, path, entry LIMIT ?", limit
+        )
+        return [(str(p), str(e), str(r)) for p, e, r in rows]
+
     def counts(self) -> dict[str, int]:
         got = dict(self._query("SELECT status, count(*) FROM files GROUP BY status"))
         return {s: int(got.get(s, 0)) for s in STATUSES}
