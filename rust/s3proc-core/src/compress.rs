@@ -100,35 +100,78 @@ impl Codec {
         })
     }
 
+    /// The usual file extension, without the dot: `gz`, `zst`, `bz2`, `xz`.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Codec::Gzip => "gz",
+            Codec::Zstd => "zst",
+            Codec::Bzip2 => "bz2",
+            Codec::Xz => "xz",
+        }
+    }
+
     /// A streaming decoder of `compressed`, for messages named `file`.
     ///
     /// The decoder's errors are reported as [`io::ErrorKind::InvalidData`]
     /// naming the file and the codec; errors of `compressed` itself (a
     /// failed read, a Python exception) come through unchanged.
     pub fn decoder(self, compressed: Box<dyn Read + Send>, file: &str) -> Box<dyn Read + Send> {
+        Box::new(self.decode(compressed, file))
+    }
+
+    /// [`Self::decoder`] of any reader (an archive's entry, which borrows
+    /// its archive); the decoder is `Send` when `compressed` is.
+    pub fn decode<R: Read>(self, compressed: R, file: &str) -> Checked<R> {
         let input = BufReader::with_capacity(INPUT_BUFFER, Passthrough(compressed));
-        let decoder: Box<dyn Read + Send> = match self {
-            Codec::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
+        let decoder = match self {
+            Codec::Gzip => Decoding::Gzip(flate2::bufread::MultiGzDecoder::new(input)),
             Codec::Zstd => match zstd::stream::read::Decoder::with_buffer(input) {
-                Ok(d) => Box::new(d),
-                Err(e) => Box::new(Failed(Some(e))),
+                Ok(d) => Decoding::Zstd(d),
+                Err(e) => Decoding::Failed(Some(e)),
             },
-            Codec::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(input)),
+            Codec::Bzip2 => Decoding::Bzip2(bzip2::bufread::MultiBzDecoder::new(input)),
             Codec::Xz => {
                 match liblzma::stream::Stream::new_stream_decoder(
                     XZ_MEMORY_LIMIT,
                     liblzma::stream::CONCATENATED,
                 ) {
-                    Ok(stream) => Box::new(liblzma::bufread::XzDecoder::new_stream(input, stream)),
-                    Err(e) => Box::new(Failed(Some(io::Error::other(e)))),
+                    Ok(stream) => {
+                        Decoding::Xz(liblzma::bufread::XzDecoder::new_stream(input, stream))
+                    }
+                    Err(e) => Decoding::Failed(Some(io::Error::other(e))),
                 }
             }
         };
-        Box::new(Checked {
+        Checked {
             decoder,
             codec: self,
             file: file.to_owned(),
-        })
+        }
+    }
+}
+
+type Input<R> = BufReader<Passthrough<R>>;
+
+/// One codec's decoder (or the error of making it, given on the first read).
+enum Decoding<R: Read> {
+    Gzip(flate2::bufread::MultiGzDecoder<Input<R>>),
+    Zstd(zstd::stream::read::Decoder<'static, Input<R>>),
+    Bzip2(bzip2::bufread::MultiBzDecoder<Input<R>>),
+    Xz(liblzma::bufread::XzDecoder<Input<R>>),
+    Failed(Option<io::Error>),
+}
+
+impl<R: Read> Read for Decoding<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Decoding::Gzip(d) => d.read(buf),
+            Decoding::Zstd(d) => d.read(buf),
+            Decoding::Bzip2(d) => d.read(buf),
+            Decoding::Xz(d) => d.read(buf),
+            Decoding::Failed(e) => Err(e
+                .take()
+                .unwrap_or_else(|| io::Error::other("the decoder could not be created"))),
+        }
     }
 }
 
@@ -249,7 +292,7 @@ impl Source for Decompressed {
 
 /// Marks the errors of the compressed input, so that [`Checked`] can tell
 /// them from the decoder's own and hand them on unchanged.
-struct Passthrough(Box<dyn Read + Send>);
+struct Passthrough<R>(R);
 
 #[derive(Debug)]
 struct InputError(io::Error);
@@ -262,7 +305,7 @@ impl std::fmt::Display for InputError {
 
 impl std::error::Error for InputError {}
 
-impl Read for Passthrough {
+impl<R: Read> Read for Passthrough<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.0
             .read(buf)
@@ -271,13 +314,13 @@ impl Read for Passthrough {
 }
 
 /// A decoder whose own errors name the file and the codec.
-struct Checked {
-    decoder: Box<dyn Read + Send>,
+pub struct Checked<R: Read> {
+    decoder: Decoding<R>,
     codec: Codec,
     file: String,
 }
 
-impl Checked {
+impl<R: Read> Checked<R> {
     fn explain(&self, e: io::Error) -> io::Error {
         if e.get_ref().is_some_and(|inner| inner.is::<InputError>()) {
             if let Some(Ok(InputError(original))) =
@@ -300,7 +343,7 @@ impl Checked {
     }
 }
 
-impl Read for Checked {
+impl<R: Read> Read for Checked<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             match self.decoder.read(buf) {
@@ -308,18 +351,6 @@ impl Read for Checked {
                 other => return other.map_err(|e| self.explain(e)),
             }
         }
-    }
-}
-
-/// A decoder that could not be made: its error, on the first read.
-struct Failed(Option<io::Error>);
-
-impl Read for Failed {
-    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
-        Err(self
-            .0
-            .take()
-            .unwrap_or_else(|| io::Error::other("the decoder could not be created")))
     }
 }
 

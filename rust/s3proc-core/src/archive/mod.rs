@@ -38,6 +38,7 @@ use std::collections::HashSet;
 use std::io::{self, Cursor, Read};
 use std::rc::Rc;
 
+use crate::compress::Codec;
 use crate::error::{Error, Result};
 use crate::source::Source;
 
@@ -81,70 +82,6 @@ const RATIO_GRACE: u64 = 4096;
 /// How much of an entry is read to recognise an archive (a tar header).
 const HEAD_BYTES: usize = 512;
 
-// MERGE: the codecs below are a stand-in for `crate::compress::Codec` (same
-// four codecs, detected by the same magic bytes); replace this block with a
-// `use crate::compress::Codec` and its decoder at merge time.
-/// A compression format wrapped around a tar or a single file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Codec {
-    /// gzip (members concatenated are read as one stream).
-    Gzip,
-    /// Zstandard.
-    Zstd,
-    /// bzip2 (streams concatenated are read as one).
-    Bzip2,
-    /// xz.
-    Xz,
-}
-
-impl Codec {
-    /// The usual file extension, without the dot.
-    pub fn name(self) -> &'static str {
-        match self {
-            Codec::Gzip => "gz",
-            Codec::Zstd => "zst",
-            Codec::Bzip2 => "bz2",
-            Codec::Xz => "xz",
-        }
-    }
-
-    /// The codec whose magic bytes start `head`.
-    pub fn from_magic(head: &[u8]) -> Option<Self> {
-        match head {
-            [0x1f, 0x8b, ..] => Some(Codec::Gzip),
-            [0x28, 0xb5, 0x2f, 0xfd, ..] => Some(Codec::Zstd),
-            [b'B', b'Z', b'h', b'1'..=b'9', ..] => Some(Codec::Bzip2),
-            [0xfd, b'7', b'z', b'X', b'Z', 0, ..] => Some(Codec::Xz),
-            _ => None,
-        }
-    }
-
-    fn decoder<'a>(self, compressed: Box<dyn Read + 'a>) -> Box<dyn Read + 'a> {
-        match self {
-            Codec::Gzip => Box::new(flate2::read::MultiGzDecoder::new(compressed)),
-            Codec::Zstd => match zstd::stream::read::Decoder::new(compressed) {
-                Ok(d) => Box::new(d),
-                Err(e) => Box::new(Failed(Some(e))),
-            },
-            Codec::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(compressed)),
-            Codec::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(compressed)),
-        }
-    }
-}
-
-/// A reader whose first read fails (a decoder that could not be made).
-struct Failed(Option<io::Error>);
-
-impl Read for Failed {
-    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
-        Err(self
-            .0
-            .take()
-            .unwrap_or_else(|| io::Error::other("decoder failed")))
-    }
-}
-// MERGE: end of the stand-in for `crate::compress`.
-
 /// What an archive (or an entry that is one) is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -165,8 +102,8 @@ impl Format {
         match self {
             Format::Zip => "zip".into(),
             Format::Tar => "tar".into(),
-            Format::CompressedTar(c) => format!("tar.{}", c.name()),
-            Format::Compressed(c) => c.name().into(),
+            Format::CompressedTar(c) => format!("tar.{}", c.extension()),
+            Format::Compressed(c) => c.extension().into(),
         }
     }
 
@@ -303,7 +240,7 @@ fn sniff<'a>(
         return Ok(Ok(Sniffed::Archive(Format::Tar, r)));
     }
     if let Some(codec) = Codec::from_magic(&head) {
-        let (inner, decoded) = peek(codec.decoder(r))?;
+        let (inner, decoded) = peek(Box::new(codec.decode(r, name)))?;
         if is_tar(&inner) {
             return Ok(Ok(Sniffed::Archive(Format::CompressedTar(codec), decoded)));
         }
@@ -561,10 +498,8 @@ impl Walker<'_> {
             Format::Tar | Format::CompressedTar(_) => tar::walk(self, r, c),
             Format::Compressed(codec) => {
                 let outer = c.prefix.rsplit('/').next().unwrap_or(c.prefix);
-                let lower = outer.to_ascii_lowercase();
-                let ext = format!(".{}", codec.name());
-                let stem = match lower.strip_suffix(&ext) {
-                    Some(s) if !s.is_empty() => &outer[..s.len()],
+                let stem = match Codec::from_name(outer) {
+                    Some((named, stem)) if named == codec => stem,
                     _ => "data",
                 };
                 let raw = RawEntry {
