@@ -573,6 +573,26 @@ mod tests {
     }
 
     #[test]
+    fn duplicate_keys_past_the_interned_ones() {
+        // Keys beyond MAX_INTERNED are not interned: duplicates among them,
+        // escaped or not, still keep the last value.
+        let many: String = (0..MAX_INTERNED)
+            .map(|i| format!("\"k{i}\":{i},"))
+            .collect();
+        let text = format!("{{{many}\"x\":1,\"\\u0078\":2,\"k1\":3,\"y\":4}}");
+        let Ok(Value::Object(kv)) = one(&text) else {
+            panic!("parses")
+        };
+        assert_eq!(kv.len(), MAX_INTERNED + 2);
+        assert_eq!(kv[1], ("k1".into(), Value::Number("3".into())));
+        assert_eq!(kv[MAX_INTERNED], ("x".into(), Value::Number("2".into())));
+        assert_eq!(
+            kv[MAX_INTERNED + 1],
+            ("y".into(), Value::Number("4".into()))
+        );
+    }
+
+    #[test]
     fn rejects_what_rfc_8259_rejects() {
         for bad in [
             "[1,]",
