@@ -23,7 +23,7 @@ use arrow_schema::{DataType, Field, Fields};
 
 use crate::columns::build;
 use crate::types::{classify, parse_f64, ColumnType};
-use crate::value::{Record, Value};
+use crate::value::{Key, Record, Value};
 
 /// The inferred type of a value's place in the records.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -78,22 +78,22 @@ fn scalar_type(t: ColumnType, v: &Value) -> ColumnType {
 /// Field `name` of an object, looked for first at position `hint` (fields
 /// usually come in the same order in every record).
 #[inline]
-pub fn field<'a>(fields: &'a [(String, Value)], name: &str, hint: usize) -> Option<&'a Value> {
+pub fn field<'a>(fields: &'a [(Key, Value)], name: &str, hint: usize) -> Option<&'a Value> {
     match fields.get(hint) {
-        Some((k, v)) if k == name => Some(v),
-        _ => fields.iter().find(|(k, _)| k == name).map(|(_, v)| v),
+        Some((k, v)) if **k == *name => Some(v),
+        _ => fields.iter().find(|(k, _)| **k == *name).map(|(_, v)| v),
     }
 }
 
 /// Widens `fields` (a struct's) to hold the object `kv`.
-fn widen_fields(fields: &mut Vec<(String, Shape)>, kv: &[(String, Value)]) {
+fn widen_fields(fields: &mut Vec<(String, Shape)>, kv: &[(Key, Value)]) {
     for (j, (name, v)) in kv.iter().enumerate() {
         let at = match fields.get(j) {
-            Some((k, _)) if k == name => j,
-            _ => match fields.iter().position(|(k, _)| k == name) {
+            Some((k, _)) if **k == **name => j,
+            _ => match fields.iter().position(|(k, _)| **k == **name) {
                 Some(p) => p,
                 None => {
-                    fields.push((name.clone(), Shape::Null));
+                    fields.push((name.to_string(), Shape::Null));
                     fields.len() - 1
                 }
             },
@@ -403,11 +403,7 @@ mod tests {
     }
 
     fn obj(kv: &[(&str, Value)]) -> Value {
-        Value::Object(
-            kv.iter()
-                .map(|(k, v)| ((*k).to_owned(), v.clone()))
-                .collect(),
-        )
+        Value::Object(kv.iter().map(|(k, v)| ((*k).into(), v.clone())).collect())
     }
 
     #[test]

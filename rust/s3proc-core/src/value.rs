@@ -6,6 +6,12 @@
 //! trees, and one format-neutral layer infers the (nested) Arrow schema from
 //! them, widens it when a value does not fit, and builds the arrays.
 
+use std::sync::Arc;
+
+/// A field name. Shared: a reader hands out one allocation per distinct
+/// name (the JSON parser interns them), so a repeated key costs nothing.
+pub type Key = Arc<str>;
+
 /// One value of a record, as its reader saw it.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
@@ -27,14 +33,14 @@ pub enum Value {
     /// keep their order of appearance; names are unique within one object
     /// (the reader makes them so: JSON's last duplicate wins, as in most
     /// readers; XML attributes are named `@name` beside elements).
-    Object(Vec<(String, Value)>),
+    Object(Vec<(Key, Value)>),
 }
 
 /// One record (a row of the output) and where it started in the input.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Record {
     /// Top-level fields, in order of appearance.
-    pub fields: Vec<(String, Value)>,
+    pub fields: Vec<(Key, Value)>,
     /// 1-based line of the input where the record starts (for errors).
     pub line: u64,
 }

@@ -6,10 +6,42 @@
 //! input) and a duplicate key keeps its last value. UTF-8 is checked inside
 //! strings only: outside them any byte that is not ASCII is a syntax error.
 
-use crate::value::{Record, Value};
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use crate::value::{Key, Record, Value};
 
 /// Deepest nesting accepted (objects and arrays, the record itself is 1).
 pub const MAX_DEPTH: usize = 64;
+
+/// Distinct keys a parser interns; past this, keys are allocated one by
+/// one (a piece of objects keyed by ids must not grow the table forever).
+const MAX_INTERNED: usize = 4096;
+
+/// FNV-1a: keys are short, and SipHash's setup would cost more than the
+/// lookup saves.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type Interned = HashMap<Box<[u8]>, Key, BuildHasherDefault<Fnv>>;
 
 /// A syntax error: where and what.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +71,11 @@ pub struct Parser<'a> {
     pos: usize,
     line: u64,
     line_start: usize,
+    /// Keys seen, decoded: one [`Key`] per distinct name, so that equal
+    /// keys of this parser are one pointer (see [`Parser::key`]).
+    keys: Interned,
+    /// Fields of the last record (capacity for the next).
+    record_fields: usize,
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -60,6 +97,8 @@ impl<'a> Parser<'a> {
             pos: 0,
             line: first_line,
             line_start: 0,
+            keys: Interned::default(),
+            record_fields: 0,
         }
     }
 
@@ -192,9 +231,41 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// An object key (the cursor is on its opening quote), and whether it
+    /// is interned: an interned key equals another key of this parser if
+    /// and only if it is the same pointer (a key equal to an interned one
+    /// is always found in the table, which never drops an entry).
+    fn key(&mut self) -> PResult<(Key, bool)> {
+        let rest = &self.b[self.pos + 1..];
+        // Most keys have no escape: their raw bytes are the decoded key, and
+        // bytes already in the table passed the string checks.
+        if let Some(k) = memchr::memchr2(b'"', b'\\', rest) {
+            if rest[k] == b'"' {
+                if let Some(key) = self.keys.get(&rest[..k]) {
+                    self.pos += k + 2;
+                    return Ok((Key::clone(key), true));
+                }
+            }
+        }
+        let text = self.string()?;
+        if let Some(key) = self.keys.get(text.as_bytes()) {
+            return Ok((Key::clone(key), true));
+        }
+        let key = Key::from(text);
+        if self.keys.len() >= MAX_INTERNED {
+            return Ok((key, false));
+        }
+        self.keys.insert(key.as_bytes().into(), Key::clone(&key));
+        Ok((key, true))
+    }
+
     fn object(&mut self, depth: usize) -> PResult<Value> {
         self.pos += 1;
-        let mut fields: Vec<(String, Value)> = Vec::new();
+        let mut fields: Vec<(Key, Value)> = if depth == 1 {
+            Vec::with_capacity(self.record_fields)
+        } else {
+            Vec::new()
+        };
         if self.peek() == Some(b'}') {
             self.pos += 1;
             return Ok(Value::Object(fields));
@@ -204,10 +275,11 @@ impl<'a> Parser<'a> {
             if self.b.get(self.pos) != Some(&b'"') {
                 return Err(self.unexpected("a string key"));
             }
-            let key = self.string()?;
+            let (key, interned) = self.key()?;
             self.expect(b':', "':' after an object key")?;
             let v = self.value(depth + 1)?;
-            match fields.iter_mut().find(|(k, _)| *k == key) {
+            let same = |k: &Key| Key::ptr_eq(k, &key) || (!interned && *k == key);
+            match fields.iter_mut().find(|(k, _)| same(k)) {
                 Some(slot) => slot.1 = v,
                 None => fields.push((key, v)),
             }
@@ -215,6 +287,9 @@ impl<'a> Parser<'a> {
                 Some(b',') => self.pos += 1,
                 Some(b'}') => {
                     self.pos += 1;
+                    if depth == 1 {
+                        self.record_fields = fields.len();
+                    }
                     return Ok(Value::Object(fields));
                 }
                 _ => return Err(self.unexpected("',' or '}' in an object")),
@@ -313,6 +388,13 @@ impl<'a> Parser<'a> {
             };
             if let Some(c) = rest[..k].iter().position(|&c| c < 0x20) {
                 k = c;
+            }
+            if out.is_empty() && rest[k] == b'"' {
+                // No escape: checked in place (an error is located below).
+                if let Ok(text) = simdutf8::basic::from_utf8(&rest[..k]) {
+                    self.pos += k + 1;
+                    return Ok(text.to_owned());
+                }
             }
             out.extend_from_slice(&rest[..k]);
             self.pos += k;
@@ -487,6 +569,26 @@ mod tests {
                 Value::Number("-0.5e+3".into()),
                 Value::Number("123456789012345678901234567890".into()),
             ]))
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_past_the_interned_ones() {
+        // Keys beyond MAX_INTERNED are not interned: duplicates among them,
+        // escaped or not, still keep the last value.
+        let many: String = (0..MAX_INTERNED)
+            .map(|i| format!("\"k{i}\":{i},"))
+            .collect();
+        let text = format!("{{{many}\"x\":1,\"\\u0078\":2,\"k1\":3,\"y\":4}}");
+        let Ok(Value::Object(kv)) = one(&text) else {
+            panic!("parses")
+        };
+        assert_eq!(kv.len(), MAX_INTERNED + 2);
+        assert_eq!(kv[1], ("k1".into(), Value::Number("3".into())));
+        assert_eq!(kv[MAX_INTERNED], ("x".into(), Value::Number("2".into())));
+        assert_eq!(
+            kv[MAX_INTERNED + 1],
+            ("y".into(), Value::Number("4".into()))
         );
     }
 

@@ -93,7 +93,7 @@ pub fn detect_layout(head: &[u8], at_eof: bool, name: &str) -> Result<Layout> {
                             if !items.is_empty()
                                 && items.iter().all(|i| matches!(i, Value::Object(_)))
                             {
-                                return wrapper_layout(head, name, key.clone());
+                                return wrapper_layout(head, name, key.to_string());
                             }
                         }
                     }

@@ -66,7 +66,7 @@ use quick_xml::events::{BytesEnd, BytesRef, BytesStart, Event};
 use quick_xml::{Reader, XmlVersion};
 
 use crate::error::{Error, Result};
-use crate::value::{Record, Value};
+use crate::value::{Key, Record, Value};
 use detect::{detect, Target};
 use input::Input;
 use tree::{is_blank, Frame};
@@ -584,7 +584,7 @@ impl State {
             self.charge(key.len() + value.len())?;
             self.frames[self.open - 1]
                 .fields
-                .add(key, Value::Untyped(value.into_owned()));
+                .add(key.into(), Value::Untyped(value.into_owned()));
         }
         Ok(())
     }
@@ -614,7 +614,7 @@ impl State {
         if self.open > 1 {
             let frame = &mut self.frames[self.open - 1];
             let value = frame.finish();
-            let key = frame.name.clone();
+            let key: Key = frame.name.as_str().into();
             self.open -= 1;
             self.charge(key.len() + value_len(&value))?;
             self.frames[self.open - 1].fields.add(key, value);

@@ -12,15 +12,15 @@ fn obj(fields: &[(&str, Value)]) -> Value {
     Value::Object(
         fields
             .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .map(|(k, v)| ((*k).into(), v.clone()))
             .collect(),
     )
 }
 
-fn fields(fields: &[(&str, Value)]) -> Vec<(String, Value)> {
+fn fields(fields: &[(&str, Value)]) -> Vec<(Key, Value)> {
     fields
         .iter()
-        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .map(|(k, v)| ((*k).into(), v.clone()))
         .collect()
 }
 
@@ -37,7 +37,7 @@ fn read(data: &str) -> Vec<Record> {
     read_with(data.as_bytes(), &XmlOptions::default()).expect("reads")
 }
 
-fn rows(data: &str) -> Vec<Vec<(String, Value)>> {
+fn rows(data: &str) -> Vec<Vec<(Key, Value)>> {
     read(data).into_iter().map(|r| r.fields).collect()
 }
 
@@ -136,7 +136,7 @@ fn gen_data_xml_matches_its_csv() {
             if text.is_empty() {
                 nulls += 1;
             } else {
-                expected.push((key, u(text)));
+                expected.push((Key::from(key), u(text)));
             }
         }
         line += 1;
@@ -206,7 +206,7 @@ fn many_distinct_children_are_indexed_not_searched() {
     let rows = rows(&xml);
     assert_eq!(rows[0].len(), 20_000);
     assert_eq!(rows[0][7].1, Value::List(vec![u("7"), u("again")]));
-    assert_eq!(rows[0][19_999], ("f19999".to_owned(), u("19999")));
+    assert_eq!(rows[0][19_999], ("f19999".into(), u("19999")));
 }
 
 #[test]
@@ -406,7 +406,7 @@ fn detection_reads_a_bounded_prefix_and_records_stream() {
     let mut records = XmlRecords::new(source, "t.xml", &XmlOptions::default()).expect("opens");
     for i in 1..=200_000u64 {
         let record = records.next().expect("endless").expect("reads");
-        assert_eq!(record.fields[0], ("@id".to_owned(), u(&i.to_string())));
+        assert_eq!(record.fields[0], ("@id".into(), u(&i.to_string())));
         assert_eq!(record.line, i);
     }
     let read = served.load(std::sync::atomic::Ordering::Relaxed);

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::mem;
 
-use crate::value::Value;
+use crate::value::{Key, Value};
 
 /// Past this many fields an object indexes its names (a record with
 /// thousands of distinct children must not cost a quadratic search).
@@ -17,13 +17,13 @@ pub(super) const TEXT_KEY: &str = "#text";
 /// turns its value into a [`Value::List`].
 #[derive(Default)]
 pub(super) struct Fields {
-    list: Vec<(String, Value)>,
-    index: Option<HashMap<String, usize>>,
+    list: Vec<(Key, Value)>,
+    index: Option<HashMap<Key, usize>>,
 }
 
 impl Fields {
     /// Adds `key`: a new field, or one more item of an existing one.
-    pub(super) fn add(&mut self, key: String, value: Value) {
+    pub(super) fn add(&mut self, key: Key, value: Value) {
         let found = match &self.index {
             Some(index) => index.get(&key).copied(),
             None => self.list.iter().position(|(k, _)| *k == key),
@@ -42,7 +42,7 @@ impl Fields {
                 if let Some(index) = &mut self.index {
                     index.insert(key.clone(), self.list.len());
                 } else if self.list.len() >= INDEX_AT {
-                    let mut index: HashMap<String, usize> = self
+                    let mut index: HashMap<Key, usize> = self
                         .list
                         .iter()
                         .enumerate()
@@ -67,7 +67,7 @@ impl Fields {
     }
 
     /// The fields, leaving this empty.
-    pub(super) fn take(&mut self) -> Vec<(String, Value)> {
+    pub(super) fn take(&mut self) -> Vec<(Key, Value)> {
         self.index = None;
         mem::take(&mut self.list)
     }
@@ -104,7 +104,7 @@ impl Frame {
 
     /// The fields of a record element: as [`Frame::finish`], with a leaf's
     /// text as a [`TEXT_KEY`] field.
-    pub(super) fn finish_record(&mut self) -> Vec<(String, Value)> {
+    pub(super) fn finish_record(&mut self) -> Vec<(Key, Value)> {
         self.text_field();
         self.text.clear();
         self.fields.take()
@@ -113,7 +113,7 @@ impl Frame {
     fn text_field(&mut self) {
         if !is_blank(self.text.as_bytes()) {
             self.fields
-                .add(TEXT_KEY.to_owned(), Value::Untyped(self.text.clone()));
+                .add(TEXT_KEY.into(), Value::Untyped(self.text.clone()));
         }
     }
 }
