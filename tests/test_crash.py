@@ -18,6 +18,7 @@ was down.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import io
 import json
@@ -28,20 +29,27 @@ import shutil
 import signal
 import sqlite3
 import subprocess
+import tarfile
 import time
+import xml.etree.ElementTree as ET
+import zipfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
-import duckdb
+import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
+from _util import assert_table_matches_text_table
 from faultproxy import FaultProxy
 from s3servers import S3Server, body, incomplete_uploads, objects, run_once, s3proc_args
 
-import s3proc
+from s3proc.archives import is_archive
+from s3proc.keys import KeyMaker, is_tabular
 
 MiB = 1 << 20
 ARGS = ("--part-size", "5MiB", "--concurrency", "2", "--quiet-period", "0.2")
@@ -52,8 +60,12 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+KEYS = KeyMaker()
+
+
 def key_of(rel: str) -> str:
-    return rel[: -len(".csv")] + ".parquet" if rel.endswith(".csv") else rel
+    """The key of a file that is not an archive (the contract of keys.py)."""
+    return KEYS.key(rel, parquet=is_tabular(rel))
 
 
 def state_rows(watch: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
@@ -73,15 +85,102 @@ def state_exec(watch: Path, sql: str, *args: Any) -> None:
         db.close()
 
 
-def duckdb_count(path: Path) -> int:
-    con = duckdb.connect()
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def body_sha256(client: Any, bucket: str, key: str) -> str:
+    h = hashlib.sha256()
+    for chunk in client.get_object(Bucket=bucket, Key=key)["Body"].iter_chunks(1 << 20):
+        h.update(chunk)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------- sources, read without s3proc
+def make_archive(name: str, members: dict[str, bytes]) -> bytes:
+    """A zip (deflated) or a tar (gzip-compressed for ``.tar.gz``) holding ``members``."""
+    out = io.BytesIO()
+    if name.endswith(".zip"):
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+            for entry, data in members.items():
+                z.writestr(entry, data)
+    else:
+        with tarfile.open(fileobj=out, mode="w:gz" if name.endswith(".gz") else "w") as t:
+            for entry, data in members.items():
+                info = tarfile.TarInfo(entry)
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def archive_members(name: str, data: bytes) -> list[tuple[str, bytes]]:
+    """Every file entry of the zip or tar ``data`` as zipfile/tarfile see it, nested archives
+    walked (an entry of ``inner.tar.gz`` in the archive: ``inner.tar.gz/<entry>``)."""
+    if name.lower().endswith(".zip"):
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            items = [(i.filename, z.read(i)) for i in z.infolist() if not i.is_dir()]
+    else:
+        with tarfile.open(fileobj=io.BytesIO(data)) as t:
+            items = [(m.name, t.extractfile(m).read()) for m in t.getmembers() if m.isfile()]  # type: ignore[union-attr]
+    out = []
+    for entry, content in items:
+        if is_archive(entry):
+            out += [(f"{entry}/{e}", c) for e, c in archive_members(entry, content)]
+        else:
+            out.append((entry, content))
+    return out
+
+
+def expected_objects(rel: str, data: bytes) -> dict[str, tuple[str, bytes]]:
+    """key → (archive entry or '', the bytes it is made from), for one content of ``rel``
+    (an archive's content only: other files are not read here)."""
+    return {KEYS.key(rel, parquet=is_tabular(e), entry=e): (e, c) for e, c in archive_members(rel, data)}
+
+
+def _json_text(v: Any) -> str | None:
+    if v is None:
+        return None
+    return ("false", "true")[v] if isinstance(v, bool) else str(v)
+
+
+def source_text_table(name: str, source: bytes | Path) -> pa.Table:
+    """The table ``source`` holds, every column as text (null: absent or empty), read with
+    pyarrow's CSV reader, json and ElementTree: what the Parquet object must hold, typed."""
+    lower = name.lower()
+    if lower.endswith((".csv", ".csv.gz")):
+
+        def opened() -> Any:  # a path: pyarrow decompresses by its extension
+            if isinstance(source, Path):
+                return str(source)
+            return io.BytesIO(gzip.decompress(source) if lower.endswith(".gz") else source)
+
+        header = pacsv.open_csv(opened()).schema.names
+        opts = pacsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string()), strings_can_be_null=True)
+        return pacsv.read_csv(opened(), convert_options=opts)
+    data = source if isinstance(source, bytes) else source.read_bytes()
+    if lower.endswith(".ndjson"):
+        records = [json.loads(line) for line in data.splitlines() if line.strip()]
+    elif lower.endswith(".json"):
+        records = json.loads(data)
+    elif lower.endswith(".xml"):
+        records = [{"@" + k: v for k, v in e.attrib.items()} | {c.tag: c.text for c in e} for e in ET.fromstring(data)]
+    else:
+        raise AssertionError(f"no reference reader for {name}")
+    columns = dict.fromkeys(k for r in records for k in r)
+    return pa.table({c: pa.array([_json_text(r.get(c)) for r in records], pa.string()) for c in columns})
+
+
+def assert_parquet_holds(key: str, got: pa.Table, name: str, source: bytes | Path) -> None:
+    want = source_text_table(name, source)
+    assert sorted(got.column_names) == sorted(want.column_names), (key, got.column_names, want.column_names)
     try:
-        ((count,),) = con.execute(
-            "SELECT count(*) FROM read_csv($path, header=true)", {"path": str(path)}
-        ).fetchall()
-    finally:
-        con.close()
-    return int(count)
+        assert_table_matches_text_table(got, want.select(got.column_names))
+    except AssertionError as e:
+        raise AssertionError(f"{key} differs from {name}: {e}") from None
 
 
 def json_lines(path: Path) -> list[dict[str, Any]]:
@@ -101,6 +200,7 @@ class Tree:
     rng: random.Random
     gen_data: Callable[..., Path]
     history: dict[str, dict[str, int]] = field(default_factory=dict)
+    archives: dict[str, dict[str, bytes]] = field(default_factory=dict)  # every content of each archive
 
     def write(self, rel: str, data: bytes, atomic: bool = False) -> None:
         path = self.root / rel
@@ -111,16 +211,33 @@ class Tree:
             os.replace(tmp, path)
         else:
             path.write_bytes(data)
-        self.history.setdefault(rel, {})[sha256_bytes(data)] = len(data)
+        sha = sha256_bytes(data)
+        self.history.setdefault(rel, {})[sha] = len(data)
+        if is_archive(rel):
+            self.archives.setdefault(rel, {})[sha] = data
 
     def raw(self, rel: str, size: int, atomic: bool = False) -> None:
         self.write(rel, self.rng.randbytes(size), atomic)
 
     def csv(self, rel: str, rows: int, seed: int) -> None:
-        self.write(rel, self.gen_data("csv", rows, seed).read_bytes())
+        self.gen(rel, "csv", rows, seed)
 
-    def current(self) -> dict[str, bytes]:
-        return {rel: (self.root / rel).read_bytes() for rel in sorted(self.history)}
+    def gen(self, rel: str, fmt: str, rows: int, seed: int) -> None:
+        """A table of the shared generator (``fmt``: csv, ndjson, json, xml)."""
+        self.write(rel, self.gen_data(fmt, rows, seed).read_bytes())
+
+    def archive(self, rel: str, members: dict[str, bytes]) -> None:
+        self.write(rel, make_archive(rel, members))
+
+    def current(self) -> dict[str, str]:
+        """Every file's current SHA-256."""
+        return {rel: sha256_file(self.root / rel) for rel in sorted(self.history)}
+
+    def objects_of(self, rel: str, sha: str) -> dict[str, tuple[str, bytes | Path]]:
+        """key → (archive entry or '', its bytes, or the file) of the content ``sha`` of ``rel``."""
+        if rel in self.archives:
+            return dict(expected_objects(rel, self.archives[rel][sha]))
+        return {key_of(rel): ("", self.root / rel)}
 
 
 class Daemon:
@@ -169,53 +286,55 @@ def scanned(d: Daemon) -> bool:
 # ---------------------------------------------------------------------- checks
 def check_consistent(client: Any, bucket: str, tree: Tree) -> None:
     """At any instant: every object is a whole version of its source, never part of one."""
-    sources = {key_of(rel): rel for rel in tree.history}
+    sources = {key_of(rel): rel for rel in tree.history if rel not in tree.archives}
+    for rel, contents in tree.archives.items():
+        sources.update(dict.fromkeys((k for data in contents.values() for k in expected_objects(rel, data)), rel))
     for key, head in objects(client, bucket).items():
         assert key in sources, f"unexpected object {key}"
         rel = sources[key]
         meta = head["Metadata"]
-        assert meta["s3proc-source"] == rel
         sha = meta["s3proc-source-sha256"]
         assert sha in tree.history[rel], f"{key}: SHA-256 {sha} is no content {rel} ever had"
-        if not rel.endswith(".csv"):
-            assert head["ContentLength"] == tree.history[rel][sha], f"{key}: a torn object"
+        made = tree.objects_of(rel, sha)
+        assert key in made, f"{key}: not an object of the content of {rel} it names"
+        entry, source = made[key]
+        assert unquote(meta["s3proc-source"]) == rel + (f"!{entry}" if entry else "")
+        if meta["s3proc-format"] == "raw":
+            size = len(source) if isinstance(source, bytes) else tree.history[rel][sha]
+            assert head["ContentLength"] == size, f"{key}: a torn object"
 
 
 def check_final(client: Any, bucket: str, tree: Tree, logs: list[list[dict[str, Any]]]) -> None:
     watch = tree.root
     files = tree.current()
+    want = {key: (rel, *made) for rel, sha in files.items() for key, made in tree.objects_of(rel, sha).items()}
     heads = objects(client, bucket)
-    assert set(heads) == {key_of(rel) for rel in files}, "exactly one object per file"
+    assert set(heads) == set(want), "exactly the objects of the files' current contents"
     assert incomplete_uploads(client, bucket) == []
 
-    for rel, data in files.items():
-        key, sha = key_of(rel), sha256_bytes(data)
+    for key, (rel, entry, source) in want.items():
         meta = heads[key]["Metadata"]
-        assert meta["s3proc-source"] == rel
-        assert meta["s3proc-source-sha256"] == sha, f"{key} does not hold the latest content of {rel}"
-        if rel.endswith(".csv"):
+        assert unquote(meta["s3proc-source"]) == rel + (f"!{entry}" if entry else "")
+        assert meta["s3proc-source-sha256"] == files[rel], f"{key} does not hold the latest content of {rel}"
+        if is_tabular(entry or rel):
             got = pq.read_table(io.BytesIO(body(client, bucket, key)))
-            want = io.BytesIO()
-            s3proc.convert(watch / rel, want)
-            want.seek(0)
-            assert got.equals(pq.read_table(want)), f"{key} differs from the conversion of {rel}"
-            count = duckdb_count(watch / rel)
-            assert got.num_rows == count, f"{key}: {got.num_rows} rows, DuckDB counts {count} in {rel}"
-            assert meta["s3proc-rows"] == str(count)
+            assert_parquet_holds(key, got, entry or rel, source)
+            assert meta["s3proc-rows"] == str(got.num_rows)
             assert meta["s3proc-format"] == "parquet"
         else:
-            assert body(client, bucket, key) == data, f"{key} is not byte-identical to {rel}"
+            sha = sha256_bytes(source) if isinstance(source, bytes) else files[rel]
+            assert body_sha256(client, bucket, key) == sha, f"{key} is not byte-identical to {rel} {entry}"
             assert meta["s3proc-format"] == "raw"
 
     # The state: every file uploaded with its current content, one object row each, none in flight.
     statuses = {p: (s, h) for p, s, h in state_rows(watch, "SELECT path, status, sha256 FROM files")}
-    assert statuses == {rel: ("uploaded", sha256_bytes(data)) for rel, data in files.items()}
+    assert statuses == {rel: ("uploaded", sha) for rel, sha in files.items()}
     rows = state_rows(watch, "SELECT key, path, entry, sha256, etag, size, upload_id FROM objects")
-    assert Counter(r[1] for r in rows) == Counter(list(files)), "one object row per file"
+    assert sorted(r[0] for r in rows) == sorted(want), "one object row per object"
     for key, path, entry, sha, etag, size, upload_id in rows:
-        assert key == key_of(path) and entry == ""
+        assert (path, entry) == want[key][:2]
         assert upload_id is None, f"{key}: an upload still recorded in flight"
-        assert sha == sha256_bytes(files[path])
+        assert sha == files[path]
         assert etag == heads[key]["ETag"].strip('"')
         assert size == heads[key]["ContentLength"]
     assert not (watch / ".s3proc" / "errors").exists() or not any((watch / ".s3proc" / "errors").iterdir())
@@ -244,6 +363,30 @@ def seed_tree(tree: Tree) -> None:
     tree.csv("tables/sales.csv", 150_000, 11)  # ~8 MiB of Parquet: two parts
     tree.csv("tables/2024/q1.csv", 20_000, 12)
     tree.csv("orders.csv", 2_000, 13)
+    seed_formats(tree, "")
+
+
+def seed_formats(tree: Tree, folder: str, n: int = 0) -> None:
+    """One of each other kind of source: NDJSON, a JSON array, XML, a gzipped CSV, a zip (a CSV,
+    raw entries, a nested tar.gz holding a CSV and a raw entry) and a tar.gz (NDJSON, raw)."""
+    rng, gen = tree.rng, tree.gen_data
+    tree.gen(f"{folder}json/events.ndjson", "ndjson", 3_000, 14 + n)
+    tree.gen(f"{folder}json/list.json", "json", 2_000, 15 + n)
+    tree.gen(f"{folder}xml/feed.xml", "xml", 1_500, 16 + n)
+    tree.write(f"{folder}tables/small.csv.gz", gzip.compress(gen("csv", 3_000, 17 + n).read_bytes()))
+    nested = make_archive("nested.tar.gz", {"deep/more.csv": gen("csv", 1_000, 19 + n).read_bytes(),
+                                            "deep/raw.dat": rng.randbytes(50_000)})  # fmt: skip
+    tree.archive(
+        f"{folder}packs/pack.zip",
+        {
+            "q1/orders.csv": gen("csv", 2_000, 18 + n).read_bytes(),
+            "readme.txt": b"hello\n",
+            "blob.bin": rng.randbytes(300_000),
+            "nested.tar.gz": nested,
+        },
+    )
+    tree.archive(f"{folder}packs/logs.tar.gz", {"a.ndjson": gen("ndjson", 800, 20 + n).read_bytes(),
+                                                "b.txt": rng.randbytes(1_000)})  # fmt: skip
 
 
 def between_kills(tree: Tree, n: int) -> None:
@@ -260,9 +403,13 @@ def between_kills(tree: Tree, n: int) -> None:
     elif n == 1:
         tree.raw("big/blob0.bin", rng.randint(7 * MiB, 12 * MiB))  # a new content, a new size
         tree.csv("orders.csv", 2_500, 22)
+        tree.gen("json/list.json", "json", 2_200, 24)
     elif n == 2:
         tree.raw("note1.txt", 321)
         tree.csv("tables/2024/q1.csv", 25_000, 23)
+        # An archive's new content drops an entry: its object must go.
+        tree.archive("packs/logs.tar.gz", {"a.ndjson": tree.gen_data("ndjson", 900, 25).read_bytes(),
+                                           "c.txt": b"new entry\n"})  # fmt: skip
     elif n == 3:
         tree.raw("big/blob3.bin", rng.randint(6 * MiB, 8 * MiB))
 
@@ -468,7 +615,7 @@ def test_restart_after_a_crash_that_left_a_newer_upload_unrecorded(
     tree = Tree(watch, random.Random(5), gen_data)
     tree.raw("back.bin", 7 * MiB)  # multipart: its upload id was recorded
     tree.raw("back.txt", 100)  # one PutObject: nothing recorded before it completed
-    v1 = tree.current()
+    v1 = {rel: (watch / rel).read_bytes() for rel in tree.history}
     bucket = seaweed.new_bucket()
     client = seaweed.client()
     assert run_once(seaweed, bucket, watch, *ARGS).returncode == 0
