@@ -17,11 +17,9 @@ was down.
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import hashlib
 import io
-import json
 import os
 import random
 import re
@@ -29,10 +27,7 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import tarfile
 import time
-import xml.etree.ElementTree as ET
-import zipfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,11 +35,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-from _util import assert_table_matches_text_table
+from _util import archive_members, assert_parquet_holds, json_lines, make_archive
 from faultproxy import FaultProxy
 from s3servers import S3Server, body, incomplete_uploads, objects, run_once, s3proc_args
 
@@ -100,96 +93,10 @@ def body_sha256(client: Any, bucket: str, key: str) -> str:
     return h.hexdigest()
 
 
-# ---------------------------------------------------------------------- sources, read without s3proc
-def make_archive(name: str, members: dict[str, bytes]) -> bytes:
-    """A zip (deflated) or a tar (gzip-compressed for ``.tar.gz``) holding ``members``."""
-    out = io.BytesIO()
-    if name.endswith(".zip"):
-        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
-            for entry, data in members.items():
-                z.writestr(entry, data)
-    else:
-        with tarfile.open(fileobj=out, mode="w:gz" if name.endswith(".gz") else "w") as t:
-            for entry, data in members.items():
-                info = tarfile.TarInfo(entry)
-                info.size = len(data)
-                t.addfile(info, io.BytesIO(data))
-    return out.getvalue()
-
-
-def archive_members(name: str, data: bytes) -> list[tuple[str, bytes]]:
-    """Every file entry of the zip or tar ``data`` as zipfile/tarfile see it, nested archives
-    walked (an entry of ``inner.tar.gz`` in the archive: ``inner.tar.gz/<entry>``)."""
-    if name.lower().endswith(".zip"):
-        with zipfile.ZipFile(io.BytesIO(data)) as z:
-            items = [(i.filename, z.read(i)) for i in z.infolist() if not i.is_dir()]
-    else:
-        with tarfile.open(fileobj=io.BytesIO(data)) as t:
-            items = [(m.name, t.extractfile(m).read()) for m in t.getmembers() if m.isfile()]  # type: ignore[union-attr]
-    out = []
-    for entry, content in items:
-        if is_archive(entry):
-            out += [(f"{entry}/{e}", c) for e, c in archive_members(entry, content)]
-        else:
-            out.append((entry, content))
-    return out
-
-
 def expected_objects(rel: str, data: bytes) -> dict[str, tuple[str, bytes]]:
     """key → (archive entry or '', the bytes it is made from), for one content of ``rel``
     (an archive's content only: other files are not read here)."""
     return {KEYS.key(rel, parquet=is_tabular(e), entry=e): (e, c) for e, c in archive_members(rel, data)}
-
-
-def _json_text(v: Any) -> str | None:
-    if v is None:
-        return None
-    return ("false", "true")[v] if isinstance(v, bool) else str(v)
-
-
-def source_text_table(name: str, source: bytes | Path) -> pa.Table:
-    """The table ``source`` holds, every column as text (null: absent or empty), read with
-    pyarrow's CSV reader, json and ElementTree: what the Parquet object must hold, typed."""
-    lower = name.lower()
-    if lower.endswith((".csv", ".csv.gz")):
-
-        def opened() -> Any:  # a path: pyarrow decompresses by its extension
-            if isinstance(source, Path):
-                return str(source)
-            return io.BytesIO(gzip.decompress(source) if lower.endswith(".gz") else source)
-
-        header = pacsv.open_csv(opened()).schema.names
-        opts = pacsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string()), strings_can_be_null=True)
-        return pacsv.read_csv(opened(), convert_options=opts)
-    data = source if isinstance(source, bytes) else source.read_bytes()
-    if lower.endswith(".ndjson"):
-        records = [json.loads(line) for line in data.splitlines() if line.strip()]
-    elif lower.endswith(".json"):
-        records = json.loads(data)
-    elif lower.endswith(".xml"):
-        records = [{"@" + k: v for k, v in e.attrib.items()} | {c.tag: c.text for c in e} for e in ET.fromstring(data)]
-    else:
-        raise AssertionError(f"no reference reader for {name}")
-    columns = dict.fromkeys(k for r in records for k in r)
-    return pa.table({c: pa.array([_json_text(r.get(c)) for r in records], pa.string()) for c in columns})
-
-
-def assert_parquet_holds(key: str, got: pa.Table, name: str, source: bytes | Path) -> None:
-    want = source_text_table(name, source)
-    assert sorted(got.column_names) == sorted(want.column_names), (key, got.column_names, want.column_names)
-    try:
-        assert_table_matches_text_table(got, want.select(got.column_names))
-    except AssertionError as e:
-        raise AssertionError(f"{key} differs from {name}: {e}") from None
-
-
-def json_lines(path: Path) -> list[dict[str, Any]]:
-    out = []
-    for line in path.read_text(errors="replace").splitlines():
-        if line.startswith("{"):
-            with contextlib.suppress(json.JSONDecodeError):  # the last line, cut by the kill
-                out.append(json.loads(line))
-    return out
 
 
 @dataclass
@@ -288,7 +195,9 @@ def check_consistent(client: Any, bucket: str, tree: Tree) -> None:
     """At any instant: every object is a whole version of its source, never part of one."""
     sources = {key_of(rel): rel for rel in tree.history if rel not in tree.archives}
     for rel, contents in tree.archives.items():
-        sources.update(dict.fromkeys((k for data in contents.values() for k in expected_objects(rel, data)), rel))
+        sources.update(
+            dict.fromkeys((k for data in contents.values() for k in expected_objects(rel, data)), rel)
+        )
     for key, head in objects(client, bucket).items():
         assert key in sources, f"unexpected object {key}"
         rel = sources[key]
@@ -307,7 +216,9 @@ def check_consistent(client: Any, bucket: str, tree: Tree) -> None:
 def check_final(client: Any, bucket: str, tree: Tree, logs: list[list[dict[str, Any]]]) -> None:
     watch = tree.root
     files = tree.current()
-    want = {key: (rel, *made) for rel, sha in files.items() for key, made in tree.objects_of(rel, sha).items()}
+    want = {
+        key: (rel, *made) for rel, sha in files.items() for key, made in tree.objects_of(rel, sha).items()
+    }
     heads = objects(client, bucket)
     assert set(heads) == set(want), "exactly the objects of the files' current contents"
     assert incomplete_uploads(client, bucket) == []
@@ -480,6 +391,45 @@ def test_kill_9_at_any_moment_then_restart(seaweed: S3Server, tmp_path: Path, ge
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_kill_9_many_times(seaweed: S3Server, tmp_path: Path, gen_data, seed: int) -> None:
     kill_again_and_again(seaweed, tmp_path, gen_data, seed=seed, kills=25)
+
+
+def test_the_disk_under_the_state_fills_up(seaweed: S3Server, tmp_path: Path, gen_data) -> None:
+    """The state database's disk fills up while files are processed (RLIMIT_FSIZE: the state
+    database is the only file s3proc writes, and a write past the limit fails with EFBIG): the
+    service stops with one line naming the state database and exit status 2, having marked no
+    file failed; the database passes ``PRAGMA integrity_check``; a restart on a roomy disk
+    finishes everything, each object exactly once."""
+    import resource
+
+    watch = tmp_path / "inbox"
+    tree = Tree(watch, random.Random(17), gen_data)
+    for i in range(120):
+        tree.raw(f"many/f{i:03}.txt", tree.rng.randint(10, 4000))
+    tree.raw("big.bin", 12 * MiB)  # multipart
+    tree.csv("t.csv", 3_000, 7)
+    seed_formats(tree, "")
+    bucket = seaweed.new_bucket()
+    client = seaweed.client()
+    limit = 768 << 10  # the WAL reaches it after a few dozen files
+
+    def small_disk() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    full = run_once(seaweed, bucket, watch, *ARGS, preexec_fn=small_disk)
+    assert full.returncode == 2, full.stderr[-3000:]
+    last = full.stderr.strip().splitlines()[-1]
+    assert last.startswith("s3proc: error: the state database ") and "state.db failed: " in last, last
+    assert "SQLITE_IOERR_WRITE" in last or "SQLITE_FULL" in last, last
+    assert any(r["level"] == "error" and r["msg"].startswith("stopping: the state database") for r in full.logs)
+    done = len(full.lines("uploaded"))
+    assert 0 < done < len(tree.history), f"{done} file(s) uploaded: the limit did not hit mid-run"
+    assert state_rows(watch, "PRAGMA integrity_check") == [("ok",)]
+    assert state_rows(watch, "SELECT count(*) FROM files WHERE status='failed'") == [(0,)]
+
+    again = run_once(seaweed, bucket, watch, *ARGS)
+    assert again.returncode == 0, again.stderr[-3000:]
+    print(f"disk full after {done} of {len(tree.history)} files: {last}")
+    check_final(client, bucket, tree, [full.logs, again.logs])
 
 
 # ---------------------------------------------------------------------- the instants in between
