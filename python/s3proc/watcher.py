@@ -178,6 +178,12 @@ class Watcher(threading.Thread):
                 if change == watchfiles.Change.deleted:
                     self.state.forget_pending(rel)
                 continue
+            if stat.S_ISDIR(st.st_mode):
+                if change == watchfiles.Change.added and not self.flt.skip_dir(abspath):
+                    # A folder made or moved in: what was written in it before its watch was
+                    # set, or came with it, sends no event of its own.
+                    seen.extend(scan(Path(abspath), self.flt))
+                continue
             if not stat.S_ISREG(st.st_mode):
                 continue
             seen.append((rel, st.st_size, st.st_mtime_ns))
