@@ -17,6 +17,7 @@ was down.
 
 from __future__ import annotations
 
+import csv
 import gzip
 import hashlib
 import io
@@ -326,13 +327,15 @@ def between_kills(tree: Tree, n: int) -> None:
 
 
 def kill_again_and_again(seaweed: S3Server, tmp_path: Path, gen_data: Callable[..., Path], seed: int,
-                         kills: int) -> None:  # fmt: skip
+                         kills: int, seed_with: Callable[[Tree], None] = seed_tree,
+                         final_timeout: float = 300) -> None:  # fmt: skip
     rng = random.Random(seed)
     watch = tmp_path / "inbox"
     logdir = tmp_path / "logs"
     logdir.mkdir()
     tree = Tree(watch, rng, gen_data)
-    seed_tree(tree)
+    seed_with(tree)
+    started_at = time.monotonic()
     bucket = seaweed.new_bucket()
     client = seaweed.client()
     modes = [KILL_MODES[i % len(KILL_MODES)] for i in range(kills)]
@@ -366,10 +369,11 @@ def kill_again_and_again(seaweed: S3Server, tmp_path: Path, gen_data: Callable[.
         between_kills(tree, n)
 
     time.sleep(QUIET * 3)  # the last changes are older than the quiet period
-    final = run_once(seaweed, bucket, watch, *ARGS)
+    final = run_once(seaweed, bucket, watch, *ARGS, timeout=final_timeout)
     assert final.returncode == 0, final.stderr
     logs = [json_lines(p) for p in sorted(logdir.glob("run*.log"))] + [final.logs]
-    print(f"kills (mode:uploads it opened/open after it): {' '.join(report)}")
+    print(f"{kills} kills over {len(tree.history)} files in {time.monotonic() - started_at:.0f} s"
+          f" (mode:uploads it opened/open after it): {' '.join(report)}")  # fmt: skip
     check_final(client, bucket, tree, logs)
     assert left_open, "no kill landed during a multipart upload: the test proved less than it should"
 
@@ -391,6 +395,52 @@ def test_kill_9_at_any_moment_then_restart(seaweed: S3Server, tmp_path: Path, ge
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_kill_9_many_times(seaweed: S3Server, tmp_path: Path, gen_data, seed: int) -> None:
     kill_again_and_again(seaweed, tmp_path, gen_data, seed=seed, kills=25)
+
+
+def seed_300_files(tree: Tree) -> None:
+    """The issue's mix: about 300 files (small raw, CSV, NDJSON, archives, every other format)
+    and two of about 500 MB, one raw and one CSV. The small tables are slices of two generated
+    ones (the generator costs a process per call); the big CSV repeats a generated one's rows."""
+    seed_tree(tree)
+    rng = tree.rng
+    header, *rows = list(csv.reader(io.StringIO(tree.gen_data("csv", 20_000, 31).read_text(), newline="")))
+    lines = tree.gen_data("ndjson", 20_000, 32).read_bytes().splitlines(keepends=True)
+
+    def csv_rows(part: list[list[str]]) -> bytes:
+        out = io.StringIO(newline="")
+        csv.writer(out, lineterminator="\n").writerows(part)
+        return out.getvalue().encode()
+
+    def csv_slice(n: int) -> bytes:
+        start = rng.randrange(len(rows) - n)
+        return csv_rows([header, *rows[start : start + n]])
+
+    def ndjson_slice(n: int) -> bytes:
+        start = rng.randrange(len(lines) - n)
+        return b"".join(lines[start : start + n])
+
+    for i in range(100):
+        tree.raw(f"many/raw/{i // 10}/r{i:03}.bin", rng.randint(0, 100_000))
+    for i in range(70):
+        tree.write(f"many/csv/t{i:03}.csv", csv_slice(rng.randint(1, 3_000)))
+    for i in range(60):
+        tree.write(f"many/ndjson/e{i:03}.ndjson", ndjson_slice(rng.randint(1, 3_000)))
+    for i in range(30):
+        members = {"t.csv": csv_slice(500), "e.ndjson": ndjson_slice(300), "raw.bin": rng.randbytes(20_000)}
+        tree.archive(f"many/packs/p{i:02}" + (".zip" if i % 2 else ".tar.gz"), members)
+    tree.raw("huge/raw.bin", 500 * MiB)
+    block = csv_rows(rows)
+    with open(tree.root / "huge" / "table.csv", "wb") as f:
+        f.write(csv_rows([header]))
+        for _ in range(-(-500 * MiB // len(block))):
+            f.write(block)
+    tree.history["huge/table.csv"] = {sha256_file(tree.root / "huge" / "table.csv"): 0}
+
+
+@pytest.mark.slow
+def test_kill_9_over_300_files_and_two_of_500_mb(seaweed: S3Server, tmp_path: Path, gen_data) -> None:
+    kill_again_and_again(seaweed, tmp_path, gen_data, seed=300, kills=22, seed_with=seed_300_files,
+                         final_timeout=1800)  # fmt: skip
 
 
 def test_the_disk_under_the_state_fills_up(seaweed: S3Server, tmp_path: Path, gen_data) -> None:
@@ -420,7 +470,9 @@ def test_the_disk_under_the_state_fills_up(seaweed: S3Server, tmp_path: Path, ge
     last = full.stderr.strip().splitlines()[-1]
     assert last.startswith("s3proc: error: the state database ") and "state.db failed: " in last, last
     assert "SQLITE_IOERR_WRITE" in last or "SQLITE_FULL" in last, last
-    assert any(r["level"] == "error" and r["msg"].startswith("stopping: the state database") for r in full.logs)
+    assert any(
+        r["level"] == "error" and r["msg"].startswith("stopping: the state database ") for r in full.logs
+    )
     done = len(full.lines("uploaded"))
     assert 0 < done < len(tree.history), f"{done} file(s) uploaded: the limit did not hit mid-run"
     assert state_rows(watch, "PRAGMA integrity_check") == [("ok",)]

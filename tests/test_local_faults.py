@@ -156,7 +156,8 @@ def test_the_whole_corpus_at_once_while_good_files_keep_coming(moto: S3Server, t
             for i in range(6) for fmt in [("csv", "ndjson")[i % 2]]}  # fmt: skip
     total = len(copied) + len(good)
     # No rescan comes to the rescue: the events alone must find every file of the copied tree.
-    d = Daemon(moto, bucket, watch, "--quiet-period", "0.3", "--concurrency", "4", "--rescan-interval", "3600")
+    d = Daemon(moto, bucket, watch, "--quiet-period", "0.3", "--concurrency", "4",
+               "--rescan-interval", "3600")  # fmt: skip
     try:
         d.wait_for(lambda: any("scanned" in r["msg"] for r in d.lines()))
         shutil.copytree(corpus, watch / "corpus")
@@ -217,6 +218,7 @@ def test_the_whole_corpus_at_once_while_good_files_keep_coming(moto: S3Server, t
         key = keys.key(rel, parquet=True)
         assert_parquet_holds(key, pq.read_table(pa.BufferReader(body(client, bucket, key))), rel, data)
     assert incomplete_uploads(client, bucket) == []
-    assert not [r for r in d.lines() if r["level"] == "error" and r["msg"].startswith(("internal error", "stopping:"))]
+    fatal = ("internal error", "stopping:")
+    assert not [r for r in d.lines() if r["level"] == "error" and r["msg"].startswith(fatal)]
     print(f"corpus: {len(copied)} files, {dict(outcome)}; {len(heads)} objects")
     assert outcome["failed"] and outcome["uploaded"], "the corpus holds good and bad files"

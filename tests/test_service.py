@@ -333,7 +333,9 @@ def test_daemon_waits_for_complete_files(moto: S3Server, watch: Path) -> None:
     assert len(uploads) == 3, "each file exactly once"
 
 
-def test_a_folder_moved_in_whole_is_found_without_a_rescan(moto: S3Server, watch: Path, tmp_path: Path) -> None:
+def test_a_folder_moved_in_whole_is_found_without_a_rescan(
+    moto: S3Server, watch: Path, tmp_path: Path
+) -> None:
     """A folder moved into the watch dir (or made and filled faster than its watch is set) sends
     one event, for the folder: its files must be found from it, not an hour later by a rescan."""
     bucket = moto.new_bucket()
