@@ -275,30 +275,36 @@ def seed_tree(tree: Tree) -> None:
     tree.csv("tables/sales.csv", 150_000, 11)  # ~8 MiB of Parquet: two parts
     tree.csv("tables/2024/q1.csv", 20_000, 12)
     tree.csv("orders.csv", 2_000, 13)
-    seed_formats(tree, "")
+    seed_formats(tree)
 
 
-def seed_formats(tree: Tree, folder: str, n: int = 0) -> None:
+def ndjson_lines(tree: Tree, n: int) -> list[bytes]:
+    """``n`` records of one generated NDJSON file (one generator run serves every JSON source)."""
+    lines = tree.gen_data("ndjson", 3_000, 14).read_bytes().splitlines(keepends=True)
+    assert len(lines) >= n
+    return lines[:n]
+
+
+def json_array(tree: Tree, n: int) -> bytes:
+    return b"[\n" + b",\n".join(line.rstrip(b"\n") for line in ndjson_lines(tree, n)) + b"\n]\n"
+
+
+def seed_formats(tree: Tree) -> None:
     """One of each other kind of source: NDJSON, a JSON array, XML, a gzipped CSV, a zip (a CSV,
     raw entries, a nested tar.gz holding a CSV and a raw entry) and a tar.gz (NDJSON, raw)."""
     rng, gen = tree.rng, tree.gen_data
-    tree.gen(f"{folder}json/events.ndjson", "ndjson", 3_000, 14 + n)
-    tree.gen(f"{folder}json/list.json", "json", 2_000, 15 + n)
-    tree.gen(f"{folder}xml/feed.xml", "xml", 1_500, 16 + n)
-    tree.write(f"{folder}tables/small.csv.gz", gzip.compress(gen("csv", 3_000, 17 + n).read_bytes()))
-    nested = make_archive("nested.tar.gz", {"deep/more.csv": gen("csv", 1_000, 19 + n).read_bytes(),
-                                            "deep/raw.dat": rng.randbytes(50_000)})  # fmt: skip
+    tree.write("json/events.ndjson", b"".join(ndjson_lines(tree, 3_000)))
+    tree.write("json/list.json", json_array(tree, 2_000))
+    tree.gen("xml/feed.xml", "xml", 1_500, 16)
+    orders = gen("csv", 2_000, 13).read_bytes()  # orders.csv's first content: generated once
+    tree.write("tables/small.csv.gz", gzip.compress(orders))
+    nested = make_archive("nested.tar.gz", {"deep/more.csv": orders, "deep/raw.dat": rng.randbytes(50_000)})
+    pack = {"q1/orders.csv": orders, "readme.txt": b"hello\n", "blob.bin": rng.randbytes(300_000),
+            "nested.tar.gz": nested}  # fmt: skip
+    tree.archive("packs/pack.zip", pack)
     tree.archive(
-        f"{folder}packs/pack.zip",
-        {
-            "q1/orders.csv": gen("csv", 2_000, 18 + n).read_bytes(),
-            "readme.txt": b"hello\n",
-            "blob.bin": rng.randbytes(300_000),
-            "nested.tar.gz": nested,
-        },
+        "packs/logs.tar.gz", {"a.ndjson": b"".join(ndjson_lines(tree, 800)), "b.txt": rng.randbytes(1_000)}
     )
-    tree.archive(f"{folder}packs/logs.tar.gz", {"a.ndjson": gen("ndjson", 800, 20 + n).read_bytes(),
-                                                "b.txt": rng.randbytes(1_000)})  # fmt: skip
 
 
 def between_kills(tree: Tree, n: int) -> None:
@@ -315,12 +321,12 @@ def between_kills(tree: Tree, n: int) -> None:
     elif n == 1:
         tree.raw("big/blob0.bin", rng.randint(7 * MiB, 12 * MiB))  # a new content, a new size
         tree.csv("orders.csv", 2_500, 22)
-        tree.gen("json/list.json", "json", 2_200, 24)
+        tree.write("json/list.json", json_array(tree, 2_200))
     elif n == 2:
         tree.raw("note1.txt", 321)
         tree.csv("tables/2024/q1.csv", 25_000, 23)
         # An archive's new content drops an entry: its object must go.
-        tree.archive("packs/logs.tar.gz", {"a.ndjson": tree.gen_data("ndjson", 900, 25).read_bytes(),
+        tree.archive("packs/logs.tar.gz", {"a.ndjson": b"".join(ndjson_lines(tree, 900)),
                                            "c.txt": b"new entry\n"})  # fmt: skip
     elif n == 3:
         tree.raw("big/blob3.bin", rng.randint(6 * MiB, 8 * MiB))
@@ -428,13 +434,17 @@ def seed_300_files(tree: Tree) -> None:
     for i in range(30):
         members = {"t.csv": csv_slice(500), "e.ndjson": ndjson_slice(300), "raw.bin": rng.randbytes(20_000)}
         tree.archive(f"many/packs/p{i:02}" + (".zip" if i % 2 else ".tar.gz"), members)
-    tree.raw("huge/raw.bin", 500 * MiB)
+    (tree.root / "huge").mkdir()
+    with open(tree.root / "huge" / "raw.bin", "wb") as f:
+        for _ in range(500):
+            f.write(rng.randbytes(MiB))
     block = csv_rows(rows)
     with open(tree.root / "huge" / "table.csv", "wb") as f:
         f.write(csv_rows([header]))
         for _ in range(-(-500 * MiB // len(block))):
             f.write(block)
-    tree.history["huge/table.csv"] = {sha256_file(tree.root / "huge" / "table.csv"): 0}
+    for rel in ("huge/raw.bin", "huge/table.csv"):
+        tree.history[rel] = {sha256_file(tree.root / rel): (tree.root / rel).stat().st_size}
 
 
 @pytest.mark.slow
@@ -457,7 +467,7 @@ def test_the_disk_under_the_state_fills_up(seaweed: S3Server, tmp_path: Path, ge
         tree.raw(f"many/f{i:03}.txt", tree.rng.randint(10, 4000))
     tree.raw("big.bin", 12 * MiB)  # multipart
     tree.csv("t.csv", 3_000, 7)
-    seed_formats(tree, "")
+    seed_formats(tree)
     bucket = seaweed.new_bucket()
     client = seaweed.client()
     limit = 768 << 10  # the WAL reaches it after a few dozen files
