@@ -278,9 +278,10 @@ def source_text_table(name: str, source: bytes | Path) -> pa.Table:
                 return str(source)
             return io.BytesIO(gzip.decompress(source) if lower.endswith(".gz") else source)
 
-        header = pacsv.open_csv(opened()).schema.names
+        parse = pacsv.ParseOptions(newlines_in_values=True)  # the generator's comments hold some
+        header = pacsv.open_csv(opened(), parse_options=parse).schema.names
         opts = pacsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string()), strings_can_be_null=True)
-        return pacsv.read_csv(opened(), convert_options=opts)
+        return pacsv.read_csv(opened(), parse_options=parse, convert_options=opts)
     data = source if isinstance(source, bytes) else source.read_bytes()
     if lower.endswith(".ndjson"):
         records = [json.loads(line) for line in data.splitlines() if line.strip()]
