@@ -92,7 +92,7 @@ def test_the_error_folder_gone_while_running(moto: S3Server, tmp_path: Path) -> 
     watch.mkdir()
     errors = watch / ".s3proc" / "errors"
     bucket = moto.new_bucket()
-    d = Daemon(moto, bucket, watch, "--quiet-period", "0.2")
+    d = Daemon(moto, bucket, watch, "--quiet-period", "0.2", "--rescan-interval", "3600")  # events only
     try:
         d.wait_for(lambda: any("scanned" in r["msg"] for r in d.lines()))
         shutil.rmtree(errors)
