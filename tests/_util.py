@@ -9,22 +9,29 @@ byte for byte.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import gzip
 import io
 import json
 import math
 import os
 import subprocess
 import sys
+import tarfile
+import xml.etree.ElementTree as ET
+import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 import s3proc
+from s3proc.archives import is_archive
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -217,6 +224,96 @@ def duckdb_text_table(path: os.PathLike[str] | str, **read_csv_options: Any) -> 
         return rel.to_arrow_table()
     finally:
         con.close()
+
+
+# ------------------------------------------------------------------ sources, read without s3proc
+def make_archive(name: str, members: dict[str, bytes]) -> bytes:
+    """A zip (deflated) or a tar (gzip-compressed for ``.tar.gz``) holding ``members``."""
+    out = io.BytesIO()
+    if name.endswith(".zip"):
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+            for entry, data in members.items():
+                z.writestr(entry, data)
+    else:
+        with tarfile.open(fileobj=out, mode="w:gz" if name.endswith(".gz") else "w") as t:
+            for entry, data in members.items():
+                info = tarfile.TarInfo(entry)
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def archive_members(name: str, data: bytes) -> list[tuple[str, bytes]]:
+    """Every file entry of the zip or tar ``data`` as zipfile/tarfile see it, nested archives
+    walked (an entry of ``inner.tar.gz`` in the archive: ``inner.tar.gz/<entry>``)."""
+    if name.lower().endswith(".zip"):
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            items = [(i.filename, z.read(i)) for i in z.infolist() if not i.is_dir()]
+    else:
+        with tarfile.open(fileobj=io.BytesIO(data)) as t:
+            items = [(m.name, t.extractfile(m).read()) for m in t.getmembers() if m.isfile()]  # type: ignore[union-attr]
+    out = []
+    for entry, content in items:
+        if is_archive(entry):
+            out += [(f"{entry}/{e}", c) for e, c in archive_members(entry, content)]
+        else:
+            out.append((entry, content))
+    return out
+
+
+def _json_text(v: Any) -> str | None:
+    if v is None:
+        return None
+    return ("false", "true")[v] if isinstance(v, bool) else str(v)
+
+
+def source_text_table(name: str, source: bytes | Path) -> pa.Table:
+    """The table ``source`` holds, every column as text (null: absent or empty), read with
+    pyarrow's CSV reader, json and ElementTree: what the Parquet object must hold, typed."""
+    lower = name.lower()
+    if lower.endswith((".csv", ".csv.gz")):
+
+        def opened() -> Any:  # a path: pyarrow decompresses by its extension
+            if isinstance(source, Path):
+                return str(source)
+            return io.BytesIO(gzip.decompress(source) if lower.endswith(".gz") else source)
+
+        parse = pacsv.ParseOptions(newlines_in_values=True)  # the generator's comments hold some
+        header = pacsv.open_csv(opened(), parse_options=parse).schema.names
+        opts = pacsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string()), strings_can_be_null=True)
+        return pacsv.read_csv(opened(), parse_options=parse, convert_options=opts)
+    data = source if isinstance(source, bytes) else source.read_bytes()
+    if lower.endswith(".ndjson"):
+        records = [json.loads(line) for line in data.splitlines() if line.strip()]
+    elif lower.endswith(".json"):
+        records = json.loads(data)
+    elif lower.endswith(".xml"):
+        records = [
+            {"@" + k: v for k, v in e.attrib.items()} | {c.tag: c.text for c in e}
+            for e in ET.fromstring(data)
+        ]
+    else:
+        raise AssertionError(f"no reference reader for {name}")
+    columns = dict.fromkeys(k for r in records for k in r)
+    return pa.table({c: pa.array([_json_text(r.get(c)) for r in records], pa.string()) for c in columns})
+
+
+def assert_parquet_holds(key: str, got: pa.Table, name: str, source: bytes | Path) -> None:
+    want = source_text_table(name, source)
+    assert sorted(got.column_names) == sorted(want.column_names), (key, got.column_names, want.column_names)
+    try:
+        assert_table_matches_text_table(got, want.select(got.column_names))
+    except AssertionError as e:
+        raise AssertionError(f"{key} differs from {name}: {e}") from None
+
+
+def json_lines(path: Path) -> list[dict[str, Any]]:
+    out = []
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            with contextlib.suppress(json.JSONDecodeError):  # the last line, cut by the kill
+                out.append(json.loads(line))
+    return out
 
 
 # ------------------------------------------------------------------ data generation

@@ -19,6 +19,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,16 +213,56 @@ def s3proc_args(server: S3Server, bucket: str, watch: Path, *extra: str) -> list
 
 
 def run_once(server: S3Server, bucket: str, watch: Path, *extra: str, timeout: float = 300,
-             cwd: Path | None = None, env: dict[str, str] | None = None) -> Run:  # fmt: skip
-    """``s3proc run --once`` to the end."""
+             cwd: Path | None = None, env: dict[str, str] | None = None, wrap: Sequence[str] = (),
+             preexec_fn: Callable[[], Any] | None = None) -> Run:  # fmt: skip
+    """``s3proc run --once`` to the end (``wrap``: a command it runs under, e.g. ``setpriv …``)."""
     proc = subprocess.run(
-        [*s3proc_args(server, bucket, watch, *extra), "--once"],
+        [*wrap, *s3proc_args(server, bucket, watch, *extra), "--once"],
         capture_output=True,
         timeout=timeout,
         env=env or server.env(),
         cwd=cwd,
+        preexec_fn=preexec_fn,
     )
     return Run(proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"))
+
+
+class Daemon:
+    """``s3proc run`` in the background, its log beside the watch dir; stopped with SIGTERM."""
+
+    def __init__(self, server: S3Server, bucket: str, watch: Path, *extra: str,
+                 env: dict[str, str] | None = None, wrap: Sequence[str] = ()):  # fmt: skip
+        self.log = watch.parent / "daemon.log"
+        self._out = open(self.log, "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [*wrap, *s3proc_args(server, bucket, watch, *extra)],
+            stdout=subprocess.DEVNULL,
+            stderr=self._out,
+            env=env or server.env(),
+        )
+
+    def lines(self) -> list[dict[str, Any]]:
+        out = []
+        for line in self.log.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                out.append(json.loads(line))
+        return out
+
+    def wait_for(self, cond: Callable[[], bool], timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not cond():
+            assert self.proc.poll() is None, self.log.read_text()
+            assert time.monotonic() < deadline, f"timed out; log:\n{self.log.read_text()[-4000:]}"
+            time.sleep(0.1)
+
+    def uploaded(self) -> set[str]:
+        return {r["path"] for r in self.lines() if r.get("msg") == "uploaded"}
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=60)
+        self._out.close()
+        return code
 
 
 def objects(client: Any, bucket: str, prefix: str = "") -> dict[str, dict[str, Any]]:

@@ -12,7 +12,6 @@ import io
 import json
 import os
 import shutil
-import signal
 import sqlite3
 import subprocess
 import time
@@ -22,7 +21,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 from _util import assert_table_matches_rows, assert_table_matches_text_table, duckdb_text_table
-from s3servers import S3Server, body, incomplete_uploads, objects, run_once, s3proc_args
+from s3servers import Daemon, S3Server, body, incomplete_uploads, objects, run_once, s3proc_args
 
 import s3proc
 
@@ -294,45 +293,6 @@ def test_configuration_from_env_and_dotenv(moto: S3Server, watch: Path, tmp_path
 
 
 # ---------------------------------------------------------------------- the daemon
-class Daemon:
-    """``s3proc run`` in the background; stopped with SIGTERM."""
-
-    def __init__(
-        self, server: S3Server, bucket: str, watch: Path, *extra: str, env: dict[str, str] | None = None
-    ):
-        self.log = watch.parent / "daemon.log"
-        self._out = open(self.log, "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            s3proc_args(server, bucket, watch, *extra),
-            stdout=subprocess.DEVNULL,
-            stderr=self._out,
-            env=env or server.env(),
-        )
-
-    def lines(self) -> list[dict]:
-        out = []
-        for line in self.log.read_text(errors="replace").splitlines():
-            if line.startswith("{"):
-                out.append(json.loads(line))
-        return out
-
-    def wait_for(self, cond, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while not cond():
-            assert self.proc.poll() is None, self.log.read_text()
-            assert time.monotonic() < deadline, f"timed out; log:\n{self.log.read_text()[-4000:]}"
-            time.sleep(0.1)
-
-    def uploaded(self) -> set[str]:
-        return {r["path"] for r in self.lines() if r.get("msg") == "uploaded"}
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout=60)
-        self._out.close()
-        return code
-
-
 def test_daemon_waits_for_complete_files(moto: S3Server, watch: Path) -> None:
     bucket = moto.new_bucket()
     d = Daemon(moto, bucket, watch, "--quiet-period", "0.5", "--rescan-interval", "1")
@@ -371,6 +331,28 @@ def test_daemon_waits_for_complete_files(moto: S3Server, watch: Path) -> None:
     assert body(client, bucket, "moved.bin") == b"abc" * 1000
     uploads = [r for r in d.lines() if r.get("msg") == "uploaded"]
     assert len(uploads) == 3, "each file exactly once"
+
+
+def test_a_folder_moved_in_whole_is_found_without_a_rescan(
+    moto: S3Server, watch: Path, tmp_path: Path
+) -> None:
+    """A folder moved into the watch dir (or made and filled faster than its watch is set) sends
+    one event, for the folder: its files must be found from it, not an hour later by a rescan."""
+    bucket = moto.new_bucket()
+    d = Daemon(moto, bucket, watch, "--quiet-period", "0.2", "--rescan-interval", "3600")
+    try:
+        d.wait_for(lambda: any("scanned" in r["msg"] for r in d.lines()))
+        batch = tmp_path / "batch"
+        (batch / "deep" / "er").mkdir(parents=True)
+        for rel in ("a.txt", "deep/b.txt", "deep/er/c.txt"):
+            (batch / rel).write_text(rel)
+        os.rename(batch, watch / "batch")
+        d.wait_for(lambda: len(d.uploaded()) == 3, timeout=20)
+    finally:
+        assert d.stop() == 0
+    assert {k: body(moto.client(), bucket, k) for k in objects(moto.client(), bucket)} == {
+        f"batch/{rel}": rel.encode() for rel in ("a.txt", "deep/b.txt", "deep/er/c.txt")
+    }
 
 
 @pytest.mark.parametrize("mode", ["delete", "move"])

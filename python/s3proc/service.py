@@ -172,8 +172,10 @@ class Service:
         """Runs until stopped (or, with ``once``, until the queue is empty).
 
         Returns:
-            0 when every file was uploaded, 1 when any went to the error folder or, with
-            ``once``, S3 stayed unavailable (the files left stay queued for the next run).
+            With ``once``: 0 when every file was uploaded, 1 when any went to the error folder
+            or S3 stayed unavailable (the files left stay queued for the next run). Running
+            until stopped: 0 (a stop is the expected end; the files that failed are in the
+            state, the log and the error folder).
         """
         self.once = once
         if threading.current_thread() is threading.main_thread():
@@ -228,7 +230,7 @@ class Service:
             watcher.join(timeout=5)
         if self.fatal is not None:
             raise self.fatal
-        return 1 if self.failed or self.gave_up else 0
+        return 1 if once and (self.failed or self.gave_up) else 0
 
     def _ready(self, limit: int) -> list[FileRow]:
         """Claims up to ``limit`` files that are complete: quiet, unchanged, nobody writing."""

@@ -217,7 +217,9 @@ class SqliteState:
             if self._db.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     self._db.execute("ROLLBACK")
-            raise StateUnavailable(f"the state database {self.path} failed: {e}") from e
+            code = getattr(e, "sqlite_errorname", None)  # SQLITE_IOERR_WRITE says more than "disk I/O error"
+            detail = f"{e} ({code})" if code else str(e)
+            raise StateUnavailable(f"the state database {self.path} failed: {detail}") from e
 
     # ------------------------------------------------------------------ the queue
     def observe(self, seen: Iterable[tuple[str, int, int]], now: float) -> None:

@@ -121,7 +121,9 @@ class Watcher(threading.Thread):
     """Feeds watchfiles' events into the state until ``stop`` is set.
 
     ``poll`` forces polling (network filesystems); when inotify cannot watch the tree (the
-    ``max_user_watches`` limit), the watcher says so once and falls back to polling.
+    ``max_user_watches`` limit), the watcher says so once and falls back to polling. Once its
+    watches are set it scans the tree once more: a file that arrived between the start-up scan
+    and then sent no event, and would otherwise wait for the next periodic rescan.
     """
 
     def __init__(
@@ -140,6 +142,7 @@ class Watcher(threading.Thread):
     def run(self) -> None:
         poll = self.poll
         while not self.stop.is_set():
+            ready = False
             try:
                 for changes in watchfiles.watch(
                     self.root,
@@ -150,10 +153,15 @@ class Watcher(threading.Thread):
                     debounce=200,
                     step=50,
                     rust_timeout=1000,
-                    yield_on_timeout=False,
+                    yield_on_timeout=True,
                     raise_interrupt=False,
                     ignore_permission_denied=True,
                 ):
+                    if not ready:
+                        # The first batch (or timeout) means the watches are set: what arrived
+                        # between the start-up scan and now sent no event.
+                        ready = True
+                        rescan(self.root, self.flt, self.state)
                     self._handle(changes)
                 return
             except StateUnavailable as e:
@@ -177,6 +185,12 @@ class Watcher(threading.Thread):
             except OSError:
                 if change == watchfiles.Change.deleted:
                     self.state.forget_pending(rel)
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                if change == watchfiles.Change.added and not self.flt.skip_dir(abspath):
+                    # A folder made or moved in: what was written in it before its watch was
+                    # set, or came with it, sends no event of its own.
+                    seen.extend(scan(Path(abspath), self.flt))
                 continue
             if not stat.S_ISREG(st.st_mode):
                 continue
