@@ -270,6 +270,21 @@ def test_bad_configuration_fails_at_start_with_status_2(
     assert objects(moto.client(), bucket) == {}
 
 
+def test_an_endpoint_down_at_start_up_fails_with_status_2_and_touches_nothing(
+    moto: S3Server, watch: Path
+) -> None:
+    """Retried first (the warnings say so), then one clear last line; the file waits."""
+    (watch / "f.txt").write_text("x")
+    down = ["--endpoint-url", "http://127.0.0.1:9", "--retries", "2"]  # nothing listens on port 9
+    cmd = s3proc_args(moto, "any-bucket", watch) + down + ["--once"]
+    proc = subprocess.run(cmd, capture_output=True, env=moto.env(), timeout=60)
+    err = proc.stderr.decode()
+    assert proc.returncode == 2, err
+    assert err.strip().splitlines()[-1].startswith("s3proc: error: S3 cannot be reached"), err
+    assert "Traceback" not in err
+    assert (watch / "f.txt").read_text() == "x"
+
+
 def test_configuration_from_env_and_dotenv(moto: S3Server, watch: Path, tmp_path: Path) -> None:
     bucket = moto.new_bucket()
     wrong = moto.new_bucket()
