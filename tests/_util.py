@@ -16,6 +16,7 @@ import io
 import json
 import math
 import os
+import sqlite3
 import subprocess
 import sys
 import tarfile
@@ -340,3 +341,12 @@ def run_gen_data(fmt: str, rows: int, seed: int, out: Path) -> Path:
 
 def json_dialect(metadata: dict[str, str]) -> dict[str, Any]:
     return json.loads(metadata["s3proc.dialect"])
+
+
+def state_rows(watch: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    """Rows of a query on the state database of the service watching ``watch``."""
+    db = sqlite3.connect(watch / ".s3proc" / "state.db")
+    try:
+        return db.execute(sql, args).fetchall()
+    finally:
+        db.close()

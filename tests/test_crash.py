@@ -38,7 +38,7 @@ from urllib.parse import unquote
 
 import pyarrow.parquet as pq
 import pytest
-from _util import archive_members, assert_parquet_holds, json_lines, make_archive
+from _util import archive_members, assert_parquet_holds, json_lines, make_archive, state_rows
 from faultproxy import FaultProxy
 from s3servers import S3Server, body, incomplete_uploads, objects, run_once, s3proc_args
 
@@ -60,14 +60,6 @@ KEYS = KeyMaker()
 def key_of(rel: str) -> str:
     """The key of a file that is not an archive (the contract of keys.py)."""
     return KEYS.key(rel, parquet=is_tabular(rel))
-
-
-def state_rows(watch: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    db = sqlite3.connect(watch / ".s3proc" / "state.db")
-    try:
-        return db.execute(sql, args).fetchall()
-    finally:
-        db.close()
 
 
 def state_exec(watch: Path, sql: str, *args: Any) -> None:

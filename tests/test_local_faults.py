@@ -21,7 +21,7 @@ from urllib.parse import unquote
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from _util import assert_parquet_holds
+from _util import assert_parquet_holds, state_rows
 from s3servers import Daemon, S3Server, body, incomplete_uploads, objects, run_once
 
 from s3proc.keys import KeyMaker, is_tabular
@@ -36,16 +36,6 @@ def _no_dac() -> tuple[str, ...]:
     if probe.returncode != 0:
         pytest.skip(f"cannot drop CAP_DAC_OVERRIDE here: {probe.stderr.decode(errors='replace').strip()}")
     return NO_DAC
-
-
-def state_rows(watch: Path, sql: str) -> list[tuple]:
-    import sqlite3
-
-    db = sqlite3.connect(watch / ".s3proc" / "state.db")
-    try:
-        return db.execute(sql).fetchall()
-    finally:
-        db.close()
 
 
 def error_note(errors: Path, rel: str) -> dict:

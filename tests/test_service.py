@@ -20,7 +20,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from _util import assert_table_matches_rows, assert_table_matches_text_table, duckdb_text_table
+from _util import assert_table_matches_rows, assert_table_matches_text_table, duckdb_text_table, state_rows
 from s3servers import Daemon, S3Server, body, incomplete_uploads, objects, run_once, s3proc_args
 
 import s3proc
@@ -36,14 +36,6 @@ def sha256(path: Path) -> str:
 
 def read_parquet_object(client, bucket: str, key: str):
     return pq.read_table(io.BytesIO(body(client, bucket, key)))
-
-
-def state_rows(watch: Path, sql: str) -> list[tuple]:
-    db = sqlite3.connect(watch / ".s3proc" / "state.db")
-    try:
-        return db.execute(sql).fetchall()
-    finally:
-        db.close()
 
 
 @pytest.fixture
