@@ -2,11 +2,12 @@
 
 The core's ``ArchiveReader`` walks the archive as a stream (nothing is extracted to disk); each
 file entry becomes a ``Result`` uploaded under ``<archive path>/<entry name>``, tabular entries
-converted to Parquet like files dropped on their own. An entry is read through ``EntryStream``,
-a file-like object that can be rewound: rewinding opens the archive again and walks it to the
-same entry. That is what a conversion restart after a late type drift, or an upload started
-again after a 409, needs, and it costs a second pass over the archive up to the entry, never a
-temporary file or the entry held in memory.
+converted to Parquet like files dropped on their own. An entry up to ``HEAD_BYTES`` is read
+into memory, so its result no longer needs the reader. A larger one is read through
+``EntryStream``, a file-like object that can be rewound: a rewind past its first ``HEAD_BYTES``
+opens the archive again and walks it to the same entry. That is what a conversion restart after
+a late type drift, or an upload started again after a 409, needs; it costs a second pass over
+the archive up to the entry, never a temporary file.
 """
 
 from __future__ import annotations

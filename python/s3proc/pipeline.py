@@ -50,7 +50,6 @@ from s3proc.uploader import (
 )
 
 HASH_BLOCK = 1 << 20
-TABLE_SUFFIXES = (".csv", ".tsv", ".tab")  # what the core converts today
 INTEGRITY_ATTEMPTS = 3
 ENTRY_CONCURRENCY = 2  # an archive's small entries shipped at once (each up to HEAD_BYTES)
 
