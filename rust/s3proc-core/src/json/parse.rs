@@ -7,7 +7,6 @@
 //! strings only: outside them any byte that is not ASCII is a syntax error.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::value::{Key, Record, Value};
 
@@ -18,30 +17,9 @@ pub const MAX_DEPTH: usize = 64;
 /// one (a piece of objects keyed by ids must not grow the table forever).
 const MAX_INTERNED: usize = 4096;
 
-/// FNV-1a: keys are short, and SipHash's setup would cost more than the
-/// lookup saves.
-#[derive(Default)]
-struct Fnv(u64);
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for &b in bytes {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = h;
-    }
-}
-
-type Interned = HashMap<Box<[u8]>, Key, BuildHasherDefault<Fnv>>;
+/// Keys are short and chosen by the input's author only within a bounded
+/// table: a fast hash (the one the CSV sniffer uses too).
+type Interned = HashMap<Box<[u8]>, Key, ahash::RandomState>;
 
 /// A syntax error: where and what.
 #[derive(Debug, Clone, PartialEq, Eq)]
