@@ -93,7 +93,7 @@ pub fn sniff(source: &dyn Source, opts: &CsvOptions) -> Result<CsvPlan> {
     // the header decision and the types.
     let mut below: Vec<Stats> = (0..width)
         .map(|j| {
-            let mut stats = Stats::default();
+            let mut stats = Stats::new(limit);
             (1..limit)
                 .filter_map(|i| value(i, j))
                 .for_each(|v| stats.add(v));
@@ -266,19 +266,33 @@ fn sample_input(text: &[u8], at_eof: bool, terminator: u8) -> std::borrow::Cow<'
 }
 
 /// What the sample says of one column.
-#[derive(Default)]
 struct Stats<'a> {
     ty: ColumnType,
-    /// Every value of the sample goes in: a fast hash (no attacker chooses
-    /// what a sample costs beyond its bounded size).
+    /// The sample's values, a fast hash (no attacker chooses what a sample
+    /// costs beyond its bounded size), until they are too many to matter.
     distinct: HashSet<&'a [u8], ahash::RandomState>,
+    /// Most values the column can have in the sample (its rows).
+    most: usize,
     values: usize,
 }
 
 impl<'a> Stats<'a> {
+    fn new(rows: usize) -> Self {
+        Self {
+            ty: ColumnType::default(),
+            distinct: HashSet::default(),
+            most: rows,
+            values: 0,
+        }
+    }
+
     fn add(&mut self, v: &'a [u8]) {
         self.ty = self.ty.widen_for(v);
-        self.distinct.insert(v);
+        // Past half the rows, the column is near-unique whatever comes next:
+        // more values would not change `wants_dictionary`.
+        if self.distinct.len() * 2 <= self.most {
+            self.distinct.insert(v);
+        }
         self.values += 1;
     }
 
