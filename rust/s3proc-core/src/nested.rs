@@ -78,7 +78,11 @@ fn scalar_type(t: ColumnType, v: &Value) -> ColumnType {
 /// Field `name` of an object, looked for first at position `hint` (fields
 /// usually come in the same order in every record).
 #[inline]
-pub fn field<'a>(fields: &'a [(Key, Value)], name: &str, hint: usize) -> Option<&'a Value> {
+pub fn field<'a, 'v>(
+    fields: &'a [(Key, Value<'v>)],
+    name: &str,
+    hint: usize,
+) -> Option<&'a Value<'v>> {
     match fields.get(hint) {
         Some((k, v)) if **k == *name => Some(v),
         _ => fields.iter().find(|(k, _)| **k == *name).map(|(_, v)| v),
@@ -252,7 +256,7 @@ pub fn arrow_fields(root: &Shape) -> Vec<Field> {
         .collect()
 }
 
-fn scalar_bytes(v: Option<&Value>) -> Option<&[u8]> {
+fn scalar_bytes<'a>(v: Option<&'a Value<'_>>) -> Option<&'a [u8]> {
     match v? {
         Value::Null | Value::List(_) | Value::Object(_) => None,
         Value::Bool(true) => Some(b"true"),
@@ -398,11 +402,11 @@ mod tests {
     use super::*;
     use arrow_array::Array;
 
-    fn num(s: &str) -> Value {
+    fn num(s: &str) -> Value<'_> {
         Value::Number(s.into())
     }
 
-    fn obj(kv: &[(&str, Value)]) -> Value {
+    fn obj<'a>(kv: &[(&str, Value<'a>)]) -> Value<'a> {
         Value::Object(kv.iter().map(|(k, v)| ((*k).into(), v.clone())).collect())
     }
 

@@ -8,6 +8,7 @@
 //! scanned, and the file starts again with the widened schema
 //! ([`Event::Restart`]).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use arrow_array::ArrayRef;
@@ -48,7 +49,7 @@ pub enum Piece {
     /// Text for the pool to parse.
     Json(TextPiece),
     /// Records a serial reader (XML) has already parsed.
-    Records(Vec<Record>),
+    Records(Vec<Record<'static>>),
 }
 
 impl Piece {
@@ -100,11 +101,12 @@ impl RecordReader {
         }
     }
 
-    fn parse(&self, piece: Piece, name: &str) -> Result<Vec<Record>> {
+    /// The records of `piece`, borrowing from its text where they can.
+    fn parse<'p>(&self, piece: &'p Piece, name: &str) -> Result<Cow<'p, [Record<'p>]>> {
         match (self, piece) {
-            (_, Piece::Records(r)) => Ok(r),
+            (_, Piece::Records(r)) => Ok(Cow::Borrowed(r.as_slice())),
             (RecordReader::Json(layout), Piece::Json(t)) => {
-                crate::json::parse_piece(&t, layout, name)
+                crate::json::parse_piece(t, layout, name).map(Cow::Owned)
             }
             (RecordReader::Xml(_), Piece::Json(_)) => {
                 Err(Error::internal(name, "a text piece from the XML reader"))
@@ -132,7 +134,7 @@ impl RecordReader {
 
 /// Pieces of `rows` records from a serial record reader (such as XML's).
 pub fn batched(
-    mut records: impl Iterator<Item = Result<Record>> + Send + 'static,
+    mut records: impl Iterator<Item = Result<Record<'static>>> + Send + 'static,
     rows: usize,
 ) -> Pieces {
     Box::new(move || {
@@ -216,7 +218,7 @@ pub fn sample(
     while rows < limit && bytes < SAMPLE_BYTES {
         let Some(piece) = pieces()? else { break };
         bytes += piece.bytes();
-        let records = reader.parse(piece, source.name())?;
+        let records = reader.parse(&piece, source.name())?;
         let take = records.len().min(limit - rows);
         schema.widen_records(&records[..take]);
         rows += take;
@@ -443,7 +445,7 @@ fn parse_piece(
     convert: bool,
     name: &str,
 ) -> Result<Parsed> {
-    let records = reader.parse(piece, name)?;
+    let records = reader.parse(&piece, name)?;
     let mut widened = schema.clone();
     widened.widen_records(&records);
     let arrays = if convert && widened.finalized().same_layout(schema) {

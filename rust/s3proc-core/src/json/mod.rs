@@ -12,7 +12,11 @@ use split::{Layout, TextPiece};
 ///
 /// # Errors
 /// [`Error::Parse`] with the line and column of the first syntax error.
-pub fn parse_piece(piece: &TextPiece, layout: &Layout, name: &str) -> Result<Vec<Record>> {
+pub fn parse_piece<'a>(
+    piece: &'a TextPiece,
+    layout: &Layout,
+    name: &str,
+) -> Result<Vec<Record<'a>>> {
     let parsed = match layout {
         Layout::Lines => parse::values(&piece.data, piece.first_line, true),
         Layout::Values => parse::values(&piece.data, piece.first_line, false),

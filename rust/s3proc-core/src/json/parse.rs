@@ -6,6 +6,7 @@
 //! input) and a duplicate key keeps its last value. UTF-8 is checked inside
 //! strings only: outside them any byte that is not ASCII is a syntax error.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use crate::value::{Key, Record, Value};
@@ -56,7 +57,7 @@ pub struct Parser<'a> {
     record_fields: usize,
 }
 
-fn kind(v: &Value) -> &'static str {
+fn kind(v: &Value<'_>) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -151,7 +152,7 @@ impl<'a> Parser<'a> {
     }
 
     /// One record: a JSON object at the top level.
-    pub fn record(&mut self) -> PResult<Record> {
+    pub fn record(&mut self) -> PResult<Record<'a>> {
         self.ws();
         let line = self.line;
         let start = (self.pos, self.line_start);
@@ -170,7 +171,7 @@ impl<'a> Parser<'a> {
     }
 
     /// One JSON value, `depth` levels deep.
-    pub fn value(&mut self, depth: usize) -> PResult<Value> {
+    pub fn value(&mut self, depth: usize) -> PResult<Value<'a>> {
         self.ws();
         let Some(&c) = self.b.get(self.pos) else {
             return Err(self.unexpected("a value"));
@@ -200,7 +201,7 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
-    fn literal(&mut self, word: &[u8], v: Value) -> PResult<Value> {
+    fn literal(&mut self, word: &[u8], v: Value<'a>) -> PResult<Value<'a>> {
         if self.b[self.pos..].starts_with(word) {
             self.pos += word.len();
             Ok(v)
@@ -237,9 +238,9 @@ impl<'a> Parser<'a> {
         Ok((key, true))
     }
 
-    fn object(&mut self, depth: usize) -> PResult<Value> {
+    fn object(&mut self, depth: usize) -> PResult<Value<'a>> {
         self.pos += 1;
-        let mut fields: Vec<(Key, Value)> = if depth == 1 {
+        let mut fields: Vec<(Key, Value<'a>)> = if depth == 1 {
             Vec::with_capacity(self.record_fields)
         } else {
             Vec::new()
@@ -275,7 +276,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn array(&mut self, depth: usize) -> PResult<Value> {
+    fn array(&mut self, depth: usize) -> PResult<Value<'a>> {
         self.pos += 1;
         let mut items = Vec::new();
         if self.peek() == Some(b']') {
@@ -295,7 +296,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn number(&mut self) -> PResult<Value> {
+    fn number(&mut self) -> PResult<Value<'a>> {
         let b = self.b;
         let start = self.pos;
         let mut i = start;
@@ -337,9 +338,11 @@ impl<'a> Parser<'a> {
             }
         }
         self.pos = i;
-        // Only ASCII digits and signs: always valid UTF-8.
-        let text = String::from_utf8_lossy(&b[start..i]).into_owned();
-        Ok(Value::Number(text))
+        // Only ASCII digits, signs, `.` and `e`: valid UTF-8, borrowed as is.
+        match std::str::from_utf8(&b[start..i]) {
+            Ok(text) => Ok(Value::Number(Cow::Borrowed(text))),
+            Err(_) => Err(self.error("a number that is not ASCII")),
+        }
     }
 
     fn hex4(&mut self) -> PResult<u32> {
@@ -354,8 +357,9 @@ impl<'a> Parser<'a> {
         Ok(v)
     }
 
-    /// A string (the cursor is on its opening quote), unescaped.
-    pub fn string(&mut self) -> PResult<String> {
+    /// A string (the cursor is on its opening quote), unescaped: borrowed
+    /// from the input when it has no escape.
+    pub fn string(&mut self) -> PResult<Cow<'a, str>> {
         self.pos += 1;
         let mut out: Vec<u8> = Vec::new();
         loop {
@@ -371,7 +375,7 @@ impl<'a> Parser<'a> {
                 // No escape: checked in place (an error is located below).
                 if let Ok(text) = simdutf8::basic::from_utf8(&rest[..k]) {
                     self.pos += k + 1;
-                    return Ok(text.to_owned());
+                    return Ok(Cow::Borrowed(text));
                 }
             }
             out.extend_from_slice(&rest[..k]);
@@ -379,7 +383,7 @@ impl<'a> Parser<'a> {
             match self.b[self.pos] {
                 b'"' => {
                     self.pos += 1;
-                    return String::from_utf8(out).map_err(|e| {
+                    return String::from_utf8(out).map(Cow::Owned).map_err(|e| {
                         let mut err = self.error("invalid UTF-8 in a string");
                         err.what = format!(
                             "invalid UTF-8 in a string (byte {} of it); pass encoding= if the file is not UTF-8",
@@ -453,7 +457,7 @@ impl<'a> Parser<'a> {
 ///
 /// # Errors
 /// The first syntax error, or a top-level value that is not an object.
-pub fn values(data: &[u8], first_line: u64, one_per_line: bool) -> PResult<Vec<Record>> {
+pub fn values(data: &[u8], first_line: u64, one_per_line: bool) -> PResult<Vec<Record<'_>>> {
     let mut p = Parser::new(data, first_line);
     let mut out = Vec::new();
     while !p.at_end() {
@@ -493,7 +497,7 @@ pub fn elements(
     first_line: u64,
     after_comma: bool,
     last: bool,
-) -> PResult<Vec<Record>> {
+) -> PResult<Vec<Record<'_>>> {
     let mut p = Parser::new(data, first_line);
     let mut out = Vec::new();
     let mut want = after_comma;
@@ -520,7 +524,7 @@ pub fn elements(
 mod tests {
     use super::*;
 
-    fn one(s: &str) -> PResult<Value> {
+    fn one(s: &str) -> PResult<Value<'_>> {
         let mut p = Parser::new(s.as_bytes(), 1);
         let v = p.value(1)?;
         if !p.at_end() {

@@ -136,7 +136,7 @@ fn wrapper_prefix(p: &mut Parser<'_>) -> Option<String> {
     let key = p.string().ok()?;
     p.expect(b':', "").ok()?;
     p.expect(b'[', "").ok()?;
-    Some(key)
+    Some(key.into_owned())
 }
 
 fn wrapper_layout(head: &[u8], name: &str, key: String) -> Result<Layout> {
@@ -498,7 +498,7 @@ mod tests {
             let recs = super::super::parse::elements(&p.data, p.first_line, p.after_comma, p.last)
                 .expect("parses");
             for r in recs {
-                assert_eq!(r.fields[0].1, Value::Number(n.to_string()));
+                assert_eq!(r.fields[0].1, Value::Number(n.to_string().into()));
                 assert_eq!(r.line, n + 1);
                 n += 1;
             }

@@ -152,7 +152,7 @@ pub struct XmlRecords {
     state: State,
     layout: XmlLayout,
     /// Records read from the window, not yet handed out.
-    queue: VecDeque<Record>,
+    queue: VecDeque<Record<'static>>,
     /// The error that follows the queued records.
     error: Option<Error>,
     done: bool,
@@ -320,7 +320,7 @@ impl XmlRecords {
 }
 
 impl Iterator for XmlRecords {
-    type Item = Result<Record>;
+    type Item = Result<Record<'static>>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
@@ -366,7 +366,7 @@ enum Pass {
 /// What one event led to.
 enum Step {
     More,
-    Record(Record),
+    Record(Record<'static>),
     End,
 }
 
@@ -438,7 +438,7 @@ struct State {
 }
 
 /// Memory charged for each value besides its bytes.
-const VALUE_COST: usize = mem::size_of::<(String, Value)>();
+const VALUE_COST: usize = mem::size_of::<(String, Value<'static>)>();
 
 impl State {
     fn event(&mut self, event: Event<'_>, here: &Here<'_>) -> Result<Step> {
@@ -584,7 +584,7 @@ impl State {
             self.charge(key.len() + value.len())?;
             self.frames[self.open - 1]
                 .fields
-                .add(key.into(), Value::Untyped(value.into_owned()));
+                .add(key.into(), Value::Untyped(value.into_owned().into()));
         }
         Ok(())
     }
@@ -798,7 +798,7 @@ enum Resolved {
 }
 
 /// Bytes of text in a value (for the memory estimate).
-fn value_len(value: &Value) -> usize {
+fn value_len(value: &Value<'_>) -> usize {
     match value {
         Value::Untyped(s) => s.len(),
         _ => 0,

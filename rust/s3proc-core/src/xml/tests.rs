@@ -4,11 +4,11 @@ use std::time::{Duration, Instant};
 
 use super::*;
 
-fn u(s: &str) -> Value {
-    Value::Untyped(s.to_owned())
+fn u(s: &str) -> Value<'static> {
+    Value::Untyped(s.to_owned().into())
 }
 
-fn obj(fields: &[(&str, Value)]) -> Value {
+fn obj(fields: &[(&str, Value<'static>)]) -> Value<'static> {
     Value::Object(
         fields
             .iter()
@@ -17,7 +17,7 @@ fn obj(fields: &[(&str, Value)]) -> Value {
     )
 }
 
-fn fields(fields: &[(&str, Value)]) -> Vec<(Key, Value)> {
+fn fields(fields: &[(&str, Value<'static>)]) -> Vec<(Key, Value<'static>)> {
     fields
         .iter()
         .map(|(k, v)| ((*k).into(), v.clone()))
@@ -29,15 +29,15 @@ fn open(data: &[u8], options: &XmlOptions) -> Result<XmlRecords> {
 }
 
 /// All records of `data`, or the first error.
-fn read_with(data: &[u8], options: &XmlOptions) -> Result<Vec<Record>> {
+fn read_with(data: &[u8], options: &XmlOptions) -> Result<Vec<Record<'static>>> {
     open(data, options)?.collect()
 }
 
-fn read(data: &str) -> Vec<Record> {
+fn read(data: &str) -> Vec<Record<'static>> {
     read_with(data.as_bytes(), &XmlOptions::default()).expect("reads")
 }
 
-fn rows(data: &str) -> Vec<Vec<(Key, Value)>> {
+fn rows(data: &str) -> Vec<Vec<(Key, Value<'static>)>> {
     read(data).into_iter().map(|r| r.fields).collect()
 }
 

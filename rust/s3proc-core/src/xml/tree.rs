@@ -17,13 +17,13 @@ pub(super) const TEXT_KEY: &str = "#text";
 /// turns its value into a [`Value::List`].
 #[derive(Default)]
 pub(super) struct Fields {
-    list: Vec<(Key, Value)>,
+    list: Vec<(Key, Value<'static>)>,
     index: Option<HashMap<Key, usize>>,
 }
 
 impl Fields {
     /// Adds `key`: a new field, or one more item of an existing one.
-    pub(super) fn add(&mut self, key: Key, value: Value) {
+    pub(super) fn add(&mut self, key: Key, value: Value<'static>) {
         let found = match &self.index {
             Some(index) => index.get(&key).copied(),
             None => self.list.iter().position(|(k, _)| *k == key),
@@ -67,7 +67,7 @@ impl Fields {
     }
 
     /// The fields, leaving this empty.
-    pub(super) fn take(&mut self) -> Vec<(Key, Value)> {
+    pub(super) fn take(&mut self) -> Vec<(Key, Value<'static>)> {
         self.index = None;
         mem::take(&mut self.list)
     }
@@ -91,9 +91,9 @@ impl Frame {
     /// text ([`Value::Untyped`], `""` when empty); an element with
     /// attributes or children is an object, its text under [`TEXT_KEY`]
     /// unless it is only whitespace (indentation).
-    pub(super) fn finish(&mut self) -> Value {
+    pub(super) fn finish(&mut self) -> Value<'static> {
         let value = if self.fields.is_empty() {
-            Value::Untyped(String::from(self.text.as_str()))
+            Value::Untyped(String::from(self.text.as_str()).into())
         } else {
             self.text_field();
             Value::Object(self.fields.take())
@@ -104,7 +104,7 @@ impl Frame {
 
     /// The fields of a record element: as [`Frame::finish`], with a leaf's
     /// text as a [`TEXT_KEY`] field.
-    pub(super) fn finish_record(&mut self) -> Vec<(Key, Value)> {
+    pub(super) fn finish_record(&mut self) -> Vec<(Key, Value<'static>)> {
         self.text_field();
         self.text.clear();
         self.fields.take()
@@ -113,7 +113,7 @@ impl Frame {
     fn text_field(&mut self) {
         if !is_blank(self.text.as_bytes()) {
             self.fields
-                .add(TEXT_KEY.into(), Value::Untyped(self.text.clone()));
+                .add(TEXT_KEY.into(), Value::Untyped(self.text.clone().into()));
         }
     }
 }
