@@ -265,16 +265,67 @@ fn scalar_bytes<'a>(v: Option<&'a Value<'_>>) -> Option<&'a [u8]> {
     }
 }
 
-fn is_null(v: Option<&Value>) -> bool {
+fn is_null(v: Option<&Value<'_>>) -> bool {
     matches!(v, None | Some(Value::Null))
 }
 
+/// Whether a column of type `t` holds `v`'s kind, as widening would keep
+/// it; the value itself is checked when it is parsed.
+fn holds(t: ColumnType, v: &Value<'_>) -> bool {
+    use ColumnType::*;
+    match v {
+        Value::Null | Value::Untyped(_) => true,
+        Value::Bool(_) => matches!(t, Boolean | Utf8),
+        // Only an exponent or 300 digits can overflow a float to infinity.
+        Value::Number(s) => match t {
+            Int64 | WideInt64 | Utf8 => true,
+            Float64 => !(s.len() > 300 || s.contains(['e', 'E'])) || number_type(t, s) == t,
+            _ => false,
+        },
+        Value::Text(_) => matches!(t, Date | Timestamp | TimestampTz | Utf8),
+        Value::List(_) | Value::Object(_) => false,
+    }
+}
+
+/// The value of each of `fields` in each of `objects` (`None` for a
+/// missing key or object), column by column; `None` when an object has a
+/// key that is not one of `fields` (the shape must widen first).
+pub fn transpose<'a, 'v>(
+    fields: &[(String, Shape)],
+    objects: &[Option<&'a [(Key, Value<'v>)]>],
+) -> Option<Vec<Vec<Option<&'a Value<'v>>>>> {
+    let mut found = vec![0usize; objects.len()];
+    let columns = fields
+        .iter()
+        .enumerate()
+        .map(|(j, (name, _))| {
+            objects
+                .iter()
+                .zip(found.iter_mut())
+                .map(|(o, n)| {
+                    let v = o.and_then(|kv| field(kv, name, j));
+                    *n += usize::from(v.is_some());
+                    v
+                })
+                .collect()
+        })
+        .collect();
+    let known = |(o, n): (&Option<&[(Key, Value<'_>)]>, &usize)| o.map_or(0, <[_]>::len) == *n;
+    objects.iter().zip(&found).all(known).then_some(columns)
+}
+
 /// Builds the array of a (finalized) `shape` from one value per row;
-/// `None` when a value does not fit (the shape was not widened for it).
-pub fn build_array(shape: &Shape, values: &[Option<&Value>]) -> Option<ArrayRef> {
+/// `None` when a value does not fit (the shape must widen for it first): a
+/// scalar of another kind or that does not parse, a key the struct lacks.
+pub fn build_array(shape: &Shape, values: &[Option<&Value<'_>>]) -> Option<ArrayRef> {
     let n = values.len();
     match shape {
-        Shape::Scalar(t) => build(*t, n, |i| scalar_bytes(values[i]), true).array,
+        Shape::Scalar(t) => {
+            if !values.iter().flatten().all(|v| holds(*t, v)) {
+                return None;
+            }
+            build(*t, n, |i| scalar_bytes(values[i]), true).array
+        }
         Shape::Null | Shape::Json => {
             let mut text = String::new();
             Some(Arc::new(
@@ -320,26 +371,24 @@ pub fn build_array(shape: &Shape, values: &[Option<&Value>]) -> Option<ArrayRef>
         }
         Shape::Struct(fields) => {
             let mut nulls = NullBufferBuilder::new(n);
+            let mut objects = Vec::with_capacity(n);
             for v in values {
                 match v {
-                    Some(Value::Object(_)) => nulls.append_non_null(),
-                    v if is_null(*v) => nulls.append_null(),
+                    Some(Value::Object(kv)) => {
+                        nulls.append_non_null();
+                        objects.push(Some(kv.as_slice()));
+                    }
+                    v if is_null(*v) => {
+                        nulls.append_null();
+                        objects.push(None);
+                    }
                     _ => return None,
                 }
             }
-            let children = fields
+            let children = transpose(fields, &objects)?
                 .iter()
-                .enumerate()
-                .map(|(j, (name, s))| {
-                    let column: Vec<Option<&Value>> = values
-                        .iter()
-                        .map(|v| match v {
-                            Some(Value::Object(kv)) => field(kv, name, j),
-                            _ => None,
-                        })
-                        .collect();
-                    build_array(s, &column)
-                })
+                .zip(fields)
+                .map(|(column, (_, s))| build_array(s, column))
                 .collect::<Option<Vec<_>>>()?;
             StructArray::try_new(struct_fields(fields), children, nulls.finish())
                 .ok()

@@ -18,7 +18,7 @@ use crate::convert::{ConvertOptions, Event};
 use crate::detect::Detected;
 use crate::error::{Error, Result};
 use crate::json::split::{JsonSplitter, Layout, TextPiece};
-use crate::nested::{arrow_fields, build_array, field, Shape};
+use crate::nested::{arrow_fields, build_array, transpose, Shape};
 use crate::pipeline::{Job, Pipeline};
 use crate::sink::ParquetSink;
 use crate::source::{open_text, Source, TextEncoding};
@@ -436,8 +436,9 @@ impl RecordChunks {
     }
 }
 
-/// Parses one piece, widens `schema` for it, and builds its columns when
-/// converting and nothing had to widen.
+/// Parses one piece and, when converting, builds its columns. Only when a
+/// value does not fit (or when scanning) is `schema` widened for the piece:
+/// a piece that fits the schema has nothing to widen it.
 fn parse_piece(
     reader: &RecordReader,
     piece: Piece,
@@ -446,26 +447,39 @@ fn parse_piece(
     name: &str,
 ) -> Result<Parsed> {
     let records = reader.parse(&piece, name)?;
+    let rows = records.len();
+    if convert {
+        if let Some(arrays) = build_columns(schema, &records) {
+            return Ok(Parsed {
+                rows,
+                schema: schema.clone(),
+                arrays: Some(arrays),
+            });
+        }
+    }
     let mut widened = schema.clone();
     widened.widen_records(&records);
     let arrays = if convert && widened.finalized().same_layout(schema) {
-        schema
-            .fields()
-            .par_iter()
-            .enumerate()
-            .map(|(j, (key, shape))| {
-                let values: Vec<_> = records.iter().map(|r| field(&r.fields, key, j)).collect();
-                build_array(shape, &values)
-            })
-            .collect::<Option<Vec<_>>>()
+        build_columns(schema, &records)
     } else {
         None
     };
     Ok(Parsed {
-        rows: records.len(),
+        rows,
         schema: widened,
         arrays,
     })
+}
+
+/// The top-level columns of `records` in the (finalized) `schema`, built
+/// on the pool; `None` when a value does not fit it.
+fn build_columns(schema: &Shape, records: &[Record<'_>]) -> Option<Vec<ArrayRef>> {
+    let objects: Vec<_> = records.iter().map(|r| Some(r.fields.as_slice())).collect();
+    transpose(schema.fields(), &objects)?
+        .par_iter()
+        .zip(schema.fields())
+        .map(|(values, (_, shape))| build_array(shape, values))
+        .collect()
 }
 
 /// Says what changed the written schema, if anything did.

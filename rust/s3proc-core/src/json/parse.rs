@@ -47,6 +47,10 @@ type PResult<T> = Result<T, Syntax>;
 /// A cursor over one piece of JSON text.
 pub struct Parser<'a> {
     b: &'a [u8],
+    /// `b` as text, when all of it is valid UTF-8 (checked once, at SIMD
+    /// speed): strings and numbers are then sliced from it with no check of
+    /// their own. Otherwise each string is checked, to locate the error.
+    text: Option<&'a str>,
     pos: usize,
     line: u64,
     line_start: usize,
@@ -73,6 +77,7 @@ impl<'a> Parser<'a> {
     pub fn new(b: &'a [u8], first_line: u64) -> Self {
         Self {
             b,
+            text: simdutf8::basic::from_utf8(b).ok(),
             pos: 0,
             line: first_line,
             line_start: 0,
@@ -339,9 +344,18 @@ impl<'a> Parser<'a> {
         }
         self.pos = i;
         // Only ASCII digits, signs, `.` and `e`: valid UTF-8, borrowed as is.
-        match std::str::from_utf8(&b[start..i]) {
-            Ok(text) => Ok(Value::Number(Cow::Borrowed(text))),
-            Err(_) => Err(self.error("a number that is not ASCII")),
+        match self.slice(start, i) {
+            Some(text) => Ok(Value::Number(Cow::Borrowed(text))),
+            None => Err(self.error("a number that is not ASCII")),
+        }
+    }
+
+    /// The text of `b[start..end]`, when it is valid UTF-8.
+    #[inline]
+    fn slice(&self, start: usize, end: usize) -> Option<&'a str> {
+        match self.text {
+            Some(text) => text.get(start..end),
+            None => simdutf8::basic::from_utf8(self.b.get(start..end)?).ok(),
         }
     }
 
@@ -373,7 +387,7 @@ impl<'a> Parser<'a> {
             }
             if out.is_empty() && rest[k] == b'"' {
                 // No escape: checked in place (an error is located below).
-                if let Ok(text) = simdutf8::basic::from_utf8(&rest[..k]) {
+                if let Some(text) = self.slice(self.pos, self.pos + k) {
                     self.pos += k + 1;
                     return Ok(Cow::Borrowed(text));
                 }
