@@ -53,6 +53,53 @@ pub fn unique_names(names: &[Option<String>]) -> Vec<String> {
         .collect()
 }
 
+/// Whether a column's values repeat enough for dictionary encoding to pay
+/// (near-unique ones only cost the writer a dictionary it then drops),
+/// judged from a sample. Distinct values are counted by a hash with fixed
+/// seeds (the decision, and so the output bytes, never vary between runs),
+/// and only until there are too many of them to matter.
+#[derive(Debug)]
+pub struct Repeats {
+    distinct: HashSet<u64, ahash::RandomState>,
+    /// Most values the column can have in the sample (its rows).
+    most: usize,
+    values: usize,
+}
+
+fn fixed_hasher() -> ahash::RandomState {
+    ahash::RandomState::with_seeds(0x5e, 0x3a, 0x9c, 0x71)
+}
+
+impl Repeats {
+    /// Counts for a column of at most `most` values in the sample.
+    pub fn new(most: usize) -> Self {
+        Self {
+            distinct: HashSet::with_hasher(fixed_hasher()),
+            most,
+            values: 0,
+        }
+    }
+
+    /// Counts one non-null value.
+    pub fn add(&mut self, v: &[u8]) {
+        // Past half the rows, the column is near-unique whatever comes next:
+        // more values would not change `wants_dictionary`.
+        if self.distinct.len() * 2 <= self.most {
+            self.distinct.insert(fixed_hasher().hash_one(v));
+        }
+        self.values += 1;
+    }
+
+    /// Whether a column of type `ty` with these values should be
+    /// dictionary-encoded (booleans never: they are bit-packed).
+    pub fn wants_dictionary(&self, ty: ColumnType) -> bool {
+        match ty {
+            ColumnType::Boolean => false,
+            _ => self.values < 1000 || self.distinct.len() * 2 <= self.values,
+        }
+    }
+}
+
 /// What processing one column of one piece gave.
 #[derive(Debug)]
 pub struct Built {

@@ -256,7 +256,8 @@ pub fn arrow_fields(root: &Shape) -> Vec<Field> {
         .collect()
 }
 
-fn scalar_bytes<'a>(v: Option<&'a Value<'_>>) -> Option<&'a [u8]> {
+/// The text of a scalar value (`None` for null, lists and objects).
+pub fn scalar_bytes<'a>(v: Option<&'a Value<'_>>) -> Option<&'a [u8]> {
     match v? {
         Value::Null | Value::List(_) | Value::Object(_) => None,
         Value::Bool(true) => Some(b"true"),

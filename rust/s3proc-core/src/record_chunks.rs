@@ -14,11 +14,12 @@ use std::sync::Arc;
 use arrow_array::ArrayRef;
 use rayon::prelude::*;
 
+use crate::columns::Repeats;
 use crate::convert::{ConvertOptions, Event};
 use crate::detect::Detected;
 use crate::error::{Error, Result};
 use crate::json::split::{JsonSplitter, Layout, TextPiece};
-use crate::nested::{arrow_fields, build_array, transpose, Shape};
+use crate::nested::{arrow_fields, build_array, field, scalar_bytes, transpose, Shape};
 use crate::pipeline::{Job, Pipeline};
 use crate::sink::ParquetSink;
 use crate::source::{open_text, Source, TextEncoding};
@@ -157,6 +158,9 @@ pub struct RecordPlan {
     pub reader: RecordReader,
     /// The schema of the records (a root struct; finalized once converting).
     pub schema: Shape,
+    /// Whether each top-level scalar column is dictionary-encoded, by name:
+    /// not when its sampled values are near-unique (as for CSV).
+    pub dictionary: Vec<(String, bool)>,
 }
 
 impl RecordPlan {
@@ -213,21 +217,38 @@ pub fn sample(
     let read_size = opts.read_size.unwrap_or(DEFAULT_READ_SIZE).max(4096);
     let mut pieces = reader.pieces(source, encoding, read_size, opts.csv.max_record_bytes)?;
     let mut schema = Shape::root();
+    let mut repeats: Vec<Repeats> = Vec::new();
     let (mut rows, mut bytes) = (0usize, 0usize);
     let limit = opts.csv.sample_rows.unwrap_or(usize::MAX);
     while rows < limit && bytes < SAMPLE_BYTES {
         let Some(piece) = pieces()? else { break };
         bytes += piece.bytes();
         let records = reader.parse(&piece, source.name())?;
-        let take = records.len().min(limit - rows);
-        schema.widen_records(&records[..take]);
-        rows += take;
+        let take = &records[..records.len().min(limit - rows)];
+        schema.widen_records(take);
+        repeats.resize_with(schema.fields().len(), || Repeats::new(limit));
+        for (j, ((name, _), counts)) in schema.fields().iter().zip(&mut repeats).enumerate() {
+            take.iter()
+                .filter_map(|r| scalar_bytes(field(&r.fields, name, j)))
+                .for_each(|v| counts.add(v));
+        }
+        rows += take.len();
     }
+    let dictionary = schema
+        .fields()
+        .iter()
+        .zip(&repeats)
+        .filter_map(|((name, shape), counts)| match shape.finalized() {
+            Shape::Scalar(t) => Some((name.clone(), counts.wants_dictionary(t))),
+            _ => None,
+        })
+        .collect();
     Ok(RecordPlan {
         detected,
         encoding,
         reader,
         schema,
+        dictionary,
     })
 }
 
@@ -287,8 +308,12 @@ impl RecordChunks {
             None
         } else {
             Some(
-                ParquetSink::with_fields(arrow_fields(&self.plan.schema), &[], &self.opts.parquet)
-                    .map_err(|e| Error::parquet(name, e))?,
+                ParquetSink::with_fields(
+                    arrow_fields(&self.plan.schema),
+                    &self.plan.dictionary,
+                    &self.opts.parquet,
+                )
+                .map_err(|e| Error::parquet(name, e))?,
             )
         };
         Ok(Pass {

@@ -6,7 +6,7 @@ use std::io::Read;
 use super::records::{self, Field, Trouble};
 use super::split::count_byte;
 use super::{CsvOptions, Dialect, Escape, NullMarkers};
-use crate::columns::{unique_names, Column};
+use crate::columns::{unique_names, Column, Repeats};
 use crate::error::{Error, Result};
 use crate::source::{open_text, utf8_lossless, Source, TextEncoding};
 use crate::types::ColumnType;
@@ -124,7 +124,7 @@ pub fn sniff(source: &dyn Source, opts: &CsvOptions) -> Result<CsvPlan> {
         .map(|(name, stats)| Column {
             name,
             ty: stats.ty,
-            dictionary: stats.wants_dictionary(),
+            dictionary: stats.repeats.wants_dictionary(stats.ty),
         })
         .collect();
     Ok(CsvPlan {
@@ -266,48 +266,28 @@ fn sample_input(text: &[u8], at_eof: bool, terminator: u8) -> std::borrow::Cow<'
 }
 
 /// What the sample says of one column.
-struct Stats<'a> {
+struct Stats {
     ty: ColumnType,
-    /// The sample's values, a fast hash (no attacker chooses what a sample
-    /// costs beyond its bounded size), until they are too many to matter.
-    distinct: HashSet<&'a [u8], ahash::RandomState>,
-    /// Most values the column can have in the sample (its rows).
-    most: usize,
-    values: usize,
+    repeats: Repeats,
 }
 
-impl<'a> Stats<'a> {
+impl Stats {
     fn new(rows: usize) -> Self {
         Self {
             ty: ColumnType::default(),
-            distinct: HashSet::default(),
-            most: rows,
-            values: 0,
+            repeats: Repeats::new(rows),
         }
     }
 
-    fn add(&mut self, v: &'a [u8]) {
+    fn add(&mut self, v: &[u8]) {
         self.ty = self.ty.widen_for(v);
-        // Past half the rows, the column is near-unique whatever comes next:
-        // more values would not change `wants_dictionary`.
-        if self.distinct.len() * 2 <= self.most {
-            self.distinct.insert(v);
-        }
-        self.values += 1;
-    }
-
-    /// Dictionary encoding pays for repeated values, not for near-unique ones.
-    fn wants_dictionary(&self) -> bool {
-        match self.ty {
-            ColumnType::Boolean => false,
-            _ => self.values < 1000 || self.distinct.len() * 2 <= self.values,
-        }
+        self.repeats.add(v);
     }
 }
 
 /// Whether the first record names the columns: it does when some column
 /// has typed values below and a first value that is not of that type.
-fn detect_header(first: &[Option<&[u8]>], below: &[Stats<'_>], limit: usize) -> bool {
+fn detect_header(first: &[Option<&[u8]>], below: &[Stats], limit: usize) -> bool {
     let all_text = first
         .iter()
         .all(|v| v.is_some_and(|v| ColumnType::Null.widen_for(v) == ColumnType::Utf8));
