@@ -81,11 +81,13 @@ pq.write_table(pj.read_json(IN), OUT, compression="zstd", compression_level=LEVE
 from lxml import etree
 import pyarrow as pa, pyarrow.parquet as pq
 writer, rows = None, []
-def flush():
+def flush():  # every value is text; the columns are the keys of the first batch's rows
     global writer
-    table = pa.Table.from_pylist(rows)
-    writer = writer or pq.ParquetWriter(OUT, table.schema, compression="zstd", compression_level=LEVEL)
-    writer.write_table(table.cast(writer.schema))
+    if writer is None:
+        names = dict.fromkeys(k for r in rows for k in r)
+        schema = pa.schema([(n, pa.string()) for n in names])
+        writer = pq.ParquetWriter(OUT, schema, compression="zstd", compression_level=LEVEL)
+    writer.write_table(pa.Table.from_pylist(rows, schema=writer.schema))
     rows.clear()
 for _, el in etree.iterparse(IN, events=("end",)):
     parent = el.getparent()

@@ -2,6 +2,7 @@
 //! when a value does not fit.
 
 use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use arrow_array::builder::BooleanBuilder;
@@ -60,21 +61,44 @@ pub fn unique_names(names: &[Option<String>]) -> Vec<String> {
 /// and only until there are too many of them to matter.
 #[derive(Debug)]
 pub struct Repeats {
-    distinct: HashSet<u64, ahash::RandomState>,
+    /// The 64-bit hashes of the values seen (hashed once: the set's own
+    /// hasher passes them through).
+    distinct: HashSet<u64, BuildHasherDefault<Prehashed>>,
+    hasher: ahash::RandomState,
     /// Most values the column can have in the sample (its rows).
     most: usize,
     values: usize,
 }
 
-fn fixed_hasher() -> ahash::RandomState {
-    ahash::RandomState::with_seeds(0x5e, 0x3a, 0x9c, 0x71)
+/// The hasher of a set of hashes: a `u64` key is its own hash.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 impl Repeats {
     /// Counts for a column of at most `most` values in the sample.
     pub fn new(most: usize) -> Self {
+        // Room for a low-cardinality column from the start (a wide table
+        // must not reserve much per column).
+        let room = (most / 2 + 1).min(1 << 10);
         Self {
-            distinct: HashSet::with_hasher(fixed_hasher()),
+            distinct: HashSet::with_capacity_and_hasher(room, BuildHasherDefault::default()),
+            hasher: ahash::RandomState::with_seeds(0x5e, 0x3a, 0x9c, 0x71),
             most,
             values: 0,
         }
@@ -85,7 +109,7 @@ impl Repeats {
         // Past half the rows, the column is near-unique whatever comes next:
         // more values would not change `wants_dictionary`.
         if self.distinct.len() * 2 <= self.most {
-            self.distinct.insert(fixed_hasher().hash_one(v));
+            self.distinct.insert(self.hasher.hash_one(v));
         }
         self.values += 1;
     }
