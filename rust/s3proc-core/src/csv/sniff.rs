@@ -37,14 +37,18 @@ pub struct CsvPlan {
 /// at the end of a short file.
 pub fn sniff(source: &dyn Source, opts: &CsvOptions) -> Result<CsvPlan> {
     let name = source.name();
-    let encoding = match opts.encoding {
-        Some(e) => e,
+    let (encoding, raw) = match opts.encoding {
+        Some(e) => (e, None),
         None => {
-            let raw = read_head(source.open().map_err(|e| Error::io(name, e))?, name)?;
-            detect_encoding(&raw.0, raw.1)
+            let (head, at_eof) = read_head(source.open().map_err(|e| Error::io(name, e))?, name)?;
+            (detect_encoding(&head, at_eof), Some((head, at_eof)))
         }
     };
-    let (text, at_eof) = read_head(open_text(source, encoding)?, name)?;
+    // Plain UTF-8 is its own text: the head already read is the sample.
+    let (text, at_eof) = match raw {
+        Some(head) if encoding == TextEncoding::Utf8 => head,
+        _ => read_head(open_text(source, encoding)?, name)?,
+    };
     check_text(&text, name)?;
     let terminator =
         if memchr::memchr(b'\n', &text).is_some() || memchr::memchr(b'\r', &text).is_none() {
