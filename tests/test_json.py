@@ -14,6 +14,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.json as pj
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from _util import CORPUS, GEN_DATA, convert_chunks, convert_table, parquet_metadata
 
 import s3proc
@@ -184,3 +186,81 @@ def test_json_test_suite_i_files_convert_or_are_parse_errors() -> None:
 def test_parquet_metadata_names_the_layout() -> None:
     md = parquet_metadata(convert_chunks(b'[{"a": 1}]', name="a.json").data)
     assert md["s3proc.json_layout"] == "one JSON array of objects"
+
+
+# ------------------------------------------------------------------ hypothesis: nested records
+# A random shape (scalars, lists, structs nested a few levels), then records that follow it,
+# any value null and any key absent. s3proc must give back every value: structs with the keys
+# seen anywhere (absent ones null), lists as written, ints as ints, floats exactly; objects
+# that never hold a key are JSON text.
+KEYS = st.from_regex(r"[a-z]{1,5}", fullmatch=True)
+SCALARS = {
+    "int": st.integers(-(2**63), 2**63 - 1),
+    "float": st.floats(allow_nan=False, allow_infinity=False),
+    "str": st.text(max_size=8).map(lambda s: "s" + s),  # never a date: strings stay strings
+    "bool": st.booleans(),
+}
+SHAPES = st.recursive(
+    st.sampled_from(sorted(SCALARS)),
+    lambda inner: st.one_of(
+        inner.map(lambda s: ("list", s)),
+        st.dictionaries(KEYS, inner, min_size=1, max_size=3).map(lambda d: ("struct", d)),
+    ),
+    max_leaves=6,
+)
+
+
+def values_of(shape: Any) -> st.SearchStrategy[Any]:
+    if isinstance(shape, str):
+        plain = SCALARS[shape]
+    elif shape[0] == "list":
+        plain = st.lists(values_of(shape[1]), max_size=3)
+    else:
+        plain = st.fixed_dictionaries({}, optional={k: values_of(v) for k, v in shape[1].items()})
+    return st.one_of(st.none(), plain, plain, plain)
+
+
+@st.composite
+def nested_records(draw: st.DrawFn) -> list[dict[str, Any]]:
+    top = draw(st.dictionaries(KEYS, SHAPES, min_size=1, max_size=5))
+    first = next(iter(top))
+    record = st.fixed_dictionaries(
+        {first: values_of(top[first]).filter(lambda v: v is not None)},
+        optional={k: values_of(s) for k, s in top.items() if k != first},
+    )
+    return draw(st.lists(record, min_size=1, max_size=40))
+
+
+def seen_keys(values: list[Any]) -> Any:
+    """The keys a struct column shows: every key seen in any of its objects, in order."""
+    dicts = [v for v in values if isinstance(v, dict)]
+    lists = [x for v in values if isinstance(v, list) for x in v]
+    if dicts:
+        keys = dict.fromkeys(k for d in dicts for k in d)
+        if not keys:
+            return "{}"  # objects that never hold a key: a struct needs a field, so JSON text
+        return {k: seen_keys([d[k] for d in dicts if k in d]) for k in keys}
+    if lists:
+        return [seen_keys(lists)]
+    return None
+
+
+def expected(value: Any, keys: Any) -> Any:
+    if value is None:
+        return None
+    if keys == "{}":
+        return json.dumps(value)
+    if isinstance(value, dict):
+        return {k: expected(value.get(k), sub) for k, sub in keys.items()}
+    if isinstance(value, list):
+        return [expected(x, keys[0] if keys else None) for x in value]
+    return value
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(nested_records())
+def test_random_nested_records_round_trip(records: list[dict[str, Any]]) -> None:
+    keys = seen_keys(records)
+    table = convert_table(ndjson(records), name="random.ndjson")
+    assert table.column_names == list(keys)
+    assert table.to_pylist() == [expected(r, keys) for r in records]
