@@ -14,9 +14,9 @@ import duckdb
 import pyarrow as pa
 import pyarrow.json as pj
 import pytest
+from _util import CORPUS, GEN_DATA, convert_chunks, convert_table, parquet_metadata
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from _util import CORPUS, GEN_DATA, convert_chunks, convert_table, parquet_metadata
 
 import s3proc
 
