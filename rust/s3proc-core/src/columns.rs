@@ -70,10 +70,17 @@ pub struct Repeats {
     /// Most values the column can have in the sample (its rows).
     most: usize,
     values: usize,
-    /// More distinct values than half of `most`: near-unique whatever
-    /// comes next, so nothing more is hashed.
+    /// More distinct values than [`NEAR_UNIQUE`] of `most`: near-unique
+    /// whatever comes next, so nothing more is hashed.
     unique: bool,
 }
+
+/// The share of distinct values from which a sample is near-unique. Below
+/// it a dictionary pays at the scale of a row group (a sample of 20,000
+/// with half its values distinct holds a few tens of thousands of distinct
+/// values in a row group of hundreds of thousands); a column whose
+/// dictionary outgrows its page there falls back to plain by itself.
+const NEAR_UNIQUE: f64 = 0.9;
 
 /// Bits of the sketch: its estimate stays within about 1% up to tens of
 /// thousands of distinct values (a sample has at most 20,000 by default).
@@ -100,7 +107,7 @@ impl Repeats {
         let h = self.hasher.hash_one(v) as usize;
         let words = self.bits.len();
         self.bits[(h >> 6) % words] |= 1 << (h & 63);
-        if self.values.is_multiple_of(1024) && self.distinct() * 2.0 > self.most as f64 {
+        if self.values.is_multiple_of(1024) && self.distinct() > NEAR_UNIQUE * self.most as f64 {
             self.unique = true;
         }
     }
@@ -122,7 +129,8 @@ impl Repeats {
         match ty {
             ColumnType::Boolean => false,
             _ => {
-                self.values < 1000 || (!self.unique && self.distinct() * 2.0 <= self.values as f64)
+                self.values < 1000
+                    || (!self.unique && self.distinct() <= NEAR_UNIQUE * self.values as f64)
             }
         }
     }
@@ -321,7 +329,8 @@ mod tests {
         };
         assert!(decide(100, 20_000));
         assert!(decide(8_000, 20_000));
-        assert!(!decide(12_000, 20_000));
+        assert!(decide(14_000, 20_000));
+        assert!(!decide(19_000, 20_000));
         assert!(!decide(20_000, 20_000));
         assert!(decide(900, 900)); // too few values to judge: the writer decides
         let mut flags = Repeats::new(20_000);

@@ -11,8 +11,8 @@ use parquet::arrow::arrow_writer::{
     compute_leaves, ArrowColumnChunk, ArrowColumnWriter, ArrowRowGroupWriterFactory,
     ArrowWriterOptions,
 };
-use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
+use parquet::basic::{Compression, Encoding, Type as PhysicalType, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -109,8 +109,15 @@ impl ParquetSink {
         let mut props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(opts.zstd_level)?))
             .set_statistics_enabled(EnabledStatistics::Chunk)
-            .set_writer_version(parquet::file::properties::WriterVersion::PARQUET_2_0)
+            .set_data_page_row_count_limit(1 << 20)
+            .set_data_page_size_limit(4 << 20)
+            .set_writer_version(parquet::file::properties::WriterVersion::PARQUET_1_0)
             .set_created_by(format!("s3proc {}", env!("CARGO_PKG_VERSION")));
+        for leaf in ArrowSchemaConverter::new().convert(&schema)?.columns() {
+            if let Some(encoding) = fallback_encoding(leaf.physical_type()) {
+                props = props.set_column_encoding(leaf.path().clone(), encoding);
+            }
+        }
         for (path, on) in dictionary {
             props = props.set_column_dictionary_enabled(ColumnPath::from(path.as_str()), *on);
         }
@@ -245,6 +252,18 @@ impl ParquetSink {
             chunks.push(out.pop(n));
         }
         Ok(chunks)
+    }
+}
+
+/// The encoding of a leaf column without a dictionary (or whose dictionary
+/// outgrew its page): deltas for integers, dates and timestamps and for
+/// byte arrays (near-unique strings share prefixes); plain otherwise
+/// (doubles; booleans bit-packed).
+fn fallback_encoding(t: PhysicalType) -> Option<Encoding> {
+    match t {
+        PhysicalType::INT32 | PhysicalType::INT64 => Some(Encoding::DELTA_BINARY_PACKED),
+        PhysicalType::BYTE_ARRAY => Some(Encoding::DELTA_BYTE_ARRAY),
+        _ => None,
     }
 }
 
