@@ -96,6 +96,23 @@ impl<'a> Parser<'a> {
         self.line
     }
 
+    /// Whether the whole input is valid UTF-8.
+    pub(super) fn is_utf8(&self) -> bool {
+        self.text.is_some()
+    }
+
+    /// The input from the cursor on (whitespace not skipped).
+    #[inline]
+    pub(super) fn rest(&self) -> &'a [u8] {
+        self.b.get(self.pos..).unwrap_or_default()
+    }
+
+    /// Moves the cursor `n` bytes on, within the line (never over a newline).
+    #[inline]
+    pub(super) fn skip(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.b.len());
+    }
+
     /// Whether only whitespace is left (after skipping it).
     pub fn at_end(&mut self) -> bool {
         self.ws();
@@ -302,6 +319,11 @@ impl<'a> Parser<'a> {
     }
 
     fn number(&mut self) -> PResult<Value<'a>> {
+        self.number_text().map(|t| Value::Number(Cow::Borrowed(t)))
+    }
+
+    /// A number's text, exactly as written (the cursor is on its first byte).
+    pub(super) fn number_text(&mut self) -> PResult<&'a str> {
         let b = self.b;
         let start = self.pos;
         let mut i = start;
@@ -344,10 +366,8 @@ impl<'a> Parser<'a> {
         }
         self.pos = i;
         // Only ASCII digits, signs, `.` and `e`: valid UTF-8, borrowed as is.
-        match self.slice(start, i) {
-            Some(text) => Ok(Value::Number(Cow::Borrowed(text))),
-            None => Err(self.error("a number that is not ASCII")),
-        }
+        self.slice(start, i)
+            .ok_or_else(|| self.error("a number that is not ASCII"))
     }
 
     /// The text of `b[start..end]`, when it is valid UTF-8.
