@@ -148,9 +148,11 @@ impl<'s, 'a> Direct<'s, 'a> {
                         ColumnType::TimestampTz => {
                             Values::Utc(TimestampMicrosecondBuilder::with_capacity(rows))
                         }
-                        ColumnType::Null | ColumnType::Utf8 => {
+                        ColumnType::Utf8 => {
                             Values::Text(StringBuilder::with_capacity(rows, rows * 8))
                         }
+                        // Not in a finalized schema: left to `build_array`.
+                        ColumnType::Null => Values::Tree(Vec::with_capacity(rows)),
                     },
                     _ => Values::Tree(Vec::with_capacity(rows)),
                 };
@@ -277,10 +279,44 @@ impl<'a> Lane<'_, 'a> {
     /// does not fit (the same judgement as [`build_array`]'s).
     #[inline]
     fn push(&mut self, p: &mut Parser<'a>) -> Option<()> {
-        if let Values::Tree(values) = &mut self.values {
-            values.push(p.value(2).ok()?);
-            return Some(());
+        let rest = p.rest();
+        // The usual pairs of column and value first, each as the general
+        // case below would judge it (`holds` is true for them).
+        match (&mut self.values, *rest.first()?) {
+            (Values::Tree(values), _) => values.push(p.value(2).ok()?),
+            (_, b'n') if rest.starts_with(b"null") => {
+                p.skip(4);
+                self.push_null();
+            }
+            (Values::Int(a), b'-' | b'0'..=b'9') => {
+                a.append_value(parse_i64(p.number_text().ok()?.as_bytes())?);
+            }
+            (Values::Float(a), b'-' | b'0'..=b'9') => {
+                let s = p.number_text().ok()?;
+                if !holds(ColumnType::Float64, &Value::Number(Cow::Borrowed(s))) {
+                    return None;
+                }
+                a.append_value(parse_f64(s.as_bytes())?);
+            }
+            (Values::Text(a), b'"') => {
+                p.string_into(a).ok()?;
+                a.append_value("");
+            }
+            (Values::Date(a), b'"') => a.append_value(parse_date(p.string().ok()?.as_bytes())?),
+            (Values::Naive(a), b'"') => {
+                a.append_value(parse_naive_timestamp(p.string().ok()?.as_bytes())?);
+            }
+            (Values::Utc(a), b'"') => {
+                let s = p.string().ok()?;
+                a.append_value(parse_timestamp(s.as_bytes()).filter(|t| t.1)?.0);
+            }
+            _ => return self.push_other(p),
         }
+        Some(())
+    }
+
+    /// Any other scalar value, judged as [`build_array`] judges it.
+    fn push_other(&mut self, p: &mut Parser<'a>) -> Option<()> {
         let v = scalar(p)?;
         if matches!(v, Value::Null) {
             self.push_null();
