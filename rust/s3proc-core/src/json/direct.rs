@@ -108,9 +108,8 @@ enum Values<'a> {
 /// One top-level column.
 struct Lane<'s, 'a> {
     name: &'s str,
-    /// The name is its own JSON text (no quote, backslash or control
-    /// character): a key can be matched on its raw bytes.
-    raw: bool,
+    /// The name as a key without escapes is written, if it can be.
+    raw: Option<RawKey>,
     shape: &'s Shape,
     /// The scalar type (for a tree, unused).
     ty: ColumnType,
@@ -158,7 +157,7 @@ impl<'s, 'a> Direct<'s, 'a> {
                 };
                 Lane {
                     name,
-                    raw: !name.bytes().any(|c| c == b'"' || c == b'\\' || c < 0x20),
+                    raw: RawKey::new(name),
                     shape,
                     ty,
                     values,
@@ -222,10 +221,7 @@ impl<'s, 'a> Direct<'s, 'a> {
     /// cursor past the key.
     fn column(&self, p: &mut Parser<'a>, hint: usize) -> Option<usize> {
         let key = p.rest().get(1..)?;
-        let is = |l: &Lane| {
-            let n = l.name.len();
-            l.raw && key.get(n) == Some(&b'"') && key[..n] == *l.name.as_bytes()
-        };
+        let is = |l: &Lane| l.raw.as_ref().is_some_and(|r| r.matches(key));
         let j = match self.lanes.get(hint) {
             Some(l) if is(l) => hint,
             _ => match self.lanes.iter().position(is) {
@@ -240,6 +236,82 @@ impl<'s, 'a> Direct<'s, 'a> {
         p.skip(self.lanes[j].name.len() + 2);
         Some(j)
     }
+}
+
+/// A column name as a key without escapes is written, closing quote
+/// included, in 8-byte words (the last one masked): most keys are matched
+/// with one or two compares.
+struct RawKey {
+    words: Box<[(u64, u64)]>,
+    text: Box<[u8]>,
+}
+
+impl RawKey {
+    /// `None` for a name that needs escapes (a quote, backslash or control
+    /// character): such keys are decoded and compared.
+    fn new(name: &str) -> Option<Self> {
+        if name.bytes().any(|c| c == b'"' || c == b'\\' || c < 0x20) {
+            return None;
+        }
+        let text: Box<[u8]> = name.bytes().chain([b'"']).collect();
+        let words = text
+            .chunks(8)
+            .map(|chunk| {
+                let mut word = [0u8; 8];
+                let mut mask = [0u8; 8];
+                word[..chunk.len()].copy_from_slice(chunk);
+                mask[..chunk.len()].fill(0xff);
+                (u64::from_le_bytes(word), u64::from_le_bytes(mask))
+            })
+            .collect();
+        Some(Self { words, text })
+    }
+
+    /// Whether `key` (the input after a key's opening quote) starts with
+    /// this name and its closing quote.
+    #[inline]
+    fn matches(&self, key: &[u8]) -> bool {
+        for (i, &(word, mask)) in self.words.iter().enumerate() {
+            let Some(bytes) = key.get(i * 8..i * 8 + 8) else {
+                // Near the end of the piece.
+                return key.starts_with(&self.text);
+            };
+            let Ok(bytes) = <[u8; 8]>::try_from(bytes) else {
+                return false;
+            };
+            if u64::from_le_bytes(bytes) & mask != word {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// The integer of at most 18 digits at the start of `b` and its length, in
+/// one pass; `None` for anything else (longer, a leading zero, a fraction,
+/// an exponent, not a number), which the full parser judges. What it
+/// accepts is a JSON number whose [`parse_i64`] is this value.
+#[inline]
+fn small_int(b: &[u8]) -> Option<(i64, usize)> {
+    let neg = b.first() == Some(&b'-');
+    let start = usize::from(neg);
+    let mut v: i64 = 0;
+    let mut i = start;
+    while let Some(d) = b.get(i).map(|c| c.wrapping_sub(b'0')).filter(|d| *d <= 9) {
+        if i - start == 18 {
+            return None;
+        }
+        v = v * 10 + i64::from(d);
+        i += 1;
+    }
+    let digits = i - start;
+    if digits == 0
+        || (digits > 1 && b[start] == b'0')
+        || matches!(b.get(i), Some(b'.' | b'e' | b'E'))
+    {
+        return None;
+    }
+    Some((if neg { -v } else { v }, i))
 }
 
 /// A scalar value (the cursor is on its first byte); `None` for an object,
@@ -289,7 +361,14 @@ impl<'a> Lane<'_, 'a> {
                 self.push_null();
             }
             (Values::Int(a), b'-' | b'0'..=b'9') => {
-                a.append_value(parse_i64(p.number_text().ok()?.as_bytes())?);
+                let v = match small_int(rest) {
+                    Some((v, n)) => {
+                        p.skip(n);
+                        v
+                    }
+                    None => parse_i64(p.number_text().ok()?.as_bytes())?,
+                };
+                a.append_value(v);
             }
             (Values::Float(a), b'-' | b'0'..=b'9') => {
                 let s = p.number_text().ok()?;
@@ -478,6 +557,60 @@ mod tests {
         };
         assert!(columns(&invalid, &Layout::Lines, &schema).is_none());
         assert!(fast("{\"a\":\n1}{\"a\": 2} {\"a\": 3}", &Layout::Values).is_some());
+    }
+
+    #[test]
+    fn small_ints_are_what_the_parser_and_parse_i64_make_of_them() {
+        for text in [
+            "0",
+            "-0",
+            "7,",
+            "-12}",
+            "123456789012345678 ",
+            "1234567890123456789",
+            "-999999999999999999",
+            "01",
+            "-",
+            "1.5",
+            "2e3",
+            "3E1",
+            "-x",
+            "",
+            "9223372036854775807",
+            "12x",
+        ] {
+            let full = Parser::new(text.as_bytes(), 1)
+                .number_text()
+                .ok()
+                .and_then(|t| Some((parse_i64(t.as_bytes())?, t.len())));
+            // `None` is always safe: the full parser then judges.
+            if let Some(got) = small_int(text.as_bytes()) {
+                assert_eq!(Some(got), full, "{text:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn small_ints_take_the_usual_ones() {
+        assert_eq!(small_int(b"7,"), Some((7, 1)));
+        assert_eq!(small_int(b"-12}"), Some((-12, 3)));
+        assert_eq!(small_int(b"0 "), Some((0, 1)));
+        assert_eq!(small_int(b"01"), None);
+    }
+
+    #[test]
+    fn raw_keys_match_whole_names() {
+        let k = RawKey::new("customer_id").expect("plain");
+        assert!(k.matches(b"customer_id\":1"));
+        assert!(k.matches(b"customer_id\""));
+        assert!(!k.matches(b"customer_id2\":1"));
+        assert!(!k.matches(b"customer_i\":1, \"x\": 2"));
+        assert!(!k.matches(b"customer_id"));
+        let k = RawKey::new("a").expect("plain");
+        assert!(k.matches(b"a\":"));
+        assert!(!k.matches(b"ab\":"));
+        assert!(RawKey::new("a\\b").is_none());
+        assert!(RawKey::new("a\"b").is_none());
     }
 
     #[test]
