@@ -272,7 +272,7 @@ fn is_null(v: Option<&Value<'_>>) -> bool {
 
 /// Whether a column of type `t` holds `v`'s kind, as widening would keep
 /// it; the value itself is checked when it is parsed.
-fn holds(t: ColumnType, v: &Value<'_>) -> bool {
+pub(crate) fn holds(t: ColumnType, v: &Value<'_>) -> bool {
     use ColumnType::*;
     match v {
         Value::Null | Value::Untyped(_) => true,

@@ -463,7 +463,9 @@ impl RecordChunks {
 
 /// Parses one piece and, when converting, builds its columns. Only when a
 /// value does not fit (or when scanning) is `schema` widened for the piece:
-/// a piece that fits the schema has nothing to widen it.
+/// a piece that fits the schema has nothing to widen it. A JSON piece is
+/// first tried on the fast path ([`crate::json::direct`]), which builds the
+/// columns with no tree of values, or gives up on the piece.
 fn parse_piece(
     reader: &RecordReader,
     piece: Piece,
@@ -471,6 +473,15 @@ fn parse_piece(
     convert: bool,
     name: &str,
 ) -> Result<Parsed> {
+    if let (true, RecordReader::Json(layout), Piece::Json(text)) = (convert, reader, &piece) {
+        if let Some((rows, arrays)) = crate::json::direct::columns(text, layout, schema) {
+            return Ok(Parsed {
+                rows,
+                schema: schema.clone(),
+                arrays: Some(arrays),
+            });
+        }
+    }
     let records = reader.parse(&piece, name)?;
     let rows = records.len();
     if convert {

@@ -1,6 +1,7 @@
 //! JSON: newline-delimited, concatenated, one array of objects or one
 //! object, streamed piece by piece into [`crate::value::Record`]s.
 
+pub mod direct;
 pub mod parse;
 pub mod split;
 

@@ -96,6 +96,23 @@ impl<'a> Parser<'a> {
         self.line
     }
 
+    /// Whether the whole input is valid UTF-8.
+    pub(super) fn is_utf8(&self) -> bool {
+        self.text.is_some()
+    }
+
+    /// The input from the cursor on (whitespace not skipped).
+    #[inline]
+    pub(super) fn rest(&self) -> &'a [u8] {
+        self.b.get(self.pos..).unwrap_or_default()
+    }
+
+    /// Moves the cursor `n` bytes on, within the line (never over a newline).
+    #[inline]
+    pub(super) fn skip(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.b.len());
+    }
+
     /// Whether only whitespace is left (after skipping it).
     pub fn at_end(&mut self) -> bool {
         self.ws();
@@ -302,6 +319,11 @@ impl<'a> Parser<'a> {
     }
 
     fn number(&mut self) -> PResult<Value<'a>> {
+        self.number_text().map(|t| Value::Number(Cow::Borrowed(t)))
+    }
+
+    /// A number's text, exactly as written (the cursor is on its first byte).
+    pub(super) fn number_text(&mut self) -> PResult<&'a str> {
         let b = self.b;
         let start = self.pos;
         let mut i = start;
@@ -344,10 +366,8 @@ impl<'a> Parser<'a> {
         }
         self.pos = i;
         // Only ASCII digits, signs, `.` and `e`: valid UTF-8, borrowed as is.
-        match self.slice(start, i) {
-            Some(text) => Ok(Value::Number(Cow::Borrowed(text))),
-            None => Err(self.error("a number that is not ASCII")),
-        }
+        self.slice(start, i)
+            .ok_or_else(|| self.error("a number that is not ASCII"))
     }
 
     /// The text of `b[start..end]`, when it is valid UTF-8.
@@ -374,18 +394,108 @@ impl<'a> Parser<'a> {
     /// A string (the cursor is on its opening quote), unescaped: borrowed
     /// from the input when it has no escape.
     pub fn string(&mut self) -> PResult<Cow<'a, str>> {
+        if let Some(text) = self.plain_string() {
+            return Ok(Cow::Borrowed(text));
+        }
+        if self.text.is_some() {
+            let mut out = String::new();
+            self.string_into(&mut out)?;
+            return Ok(Cow::Owned(out));
+        }
+        self.string_bytes()
+    }
+
+    /// A string with no escape (the cursor is on its opening quote): its
+    /// text, the cursor moved past it. `None`, the cursor unmoved, for a
+    /// string with an escape or anything [`Parser::string`] is to judge.
+    #[inline]
+    pub(super) fn plain_string(&mut self) -> Option<&'a str> {
+        let start = self.pos + 1;
+        let rest = self.b.get(start..)?;
+        let k = plain_run(rest);
+        if rest.get(k) != Some(&b'"') {
+            return None;
+        }
+        let text = self.slice(start, start + k)?;
+        self.pos = start + k + 1;
+        Some(text)
+    }
+
+    /// Decodes a string (the cursor is on its opening quote) onto `out`, in
+    /// an input that is valid UTF-8: each run between escapes is already
+    /// text (its ends are ASCII bytes), nothing is checked again.
+    ///
+    /// # Errors
+    /// As [`Parser::string`]; `out` then holds part of the string.
+    pub(super) fn string_into(&mut self, out: &mut impl std::fmt::Write) -> PResult<()> {
+        self.pos += 1;
+        loop {
+            let rest = &self.b[self.pos..];
+            let k = plain_run(rest);
+            let Some(run) = self.slice(self.pos, self.pos + k) else {
+                return Err(self.error("invalid UTF-8 in a string"));
+            };
+            let written = out.write_str(run);
+            self.pos += k;
+            match rest.get(k) {
+                Some(b'"') => {
+                    self.pos += 1;
+                    return written.map_err(|_| self.error("a string too long to hold"));
+                }
+                Some(b'\\') => {
+                    self.pos += 1;
+                    let c = self.escape()?;
+                    let _ = out.write_char(c);
+                }
+                _ => return Err(self.string_stop()),
+            }
+        }
+    }
+
+    /// The error at the cursor, on a control character or the end of the
+    /// input inside a string.
+    fn string_stop(&mut self) -> Syntax {
+        if memchr::memchr2(b'"', b'\\', &self.b[self.pos..]).is_none() {
+            self.pos = self.b.len();
+            return self.unexpected("the end of a string");
+        }
+        self.error("a control character inside a string (it must be escaped)")
+    }
+
+    /// The character of an escape (the cursor is after its backslash).
+    fn escape(&mut self) -> PResult<char> {
+        let Some(&e) = self.b.get(self.pos) else {
+            return Err(self.unexpected("an escape"));
+        };
+        self.pos += 1;
+        Ok(match e {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => return self.unicode_escape(),
+            _ => {
+                self.pos -= 1;
+                return Err(
+                    self.unexpected("a valid escape (\\\" \\\\ \\/ \\b \\f \\n \\r \\t \\u)")
+                );
+            }
+        })
+    }
+
+    /// [`Parser::string`] in an input that is not all valid UTF-8: each
+    /// string is checked, to name the first bad byte.
+    fn string_bytes(&mut self) -> PResult<Cow<'a, str>> {
         self.pos += 1;
         let mut out: Vec<u8> = Vec::new();
         loop {
             let rest = &self.b[self.pos..];
-            let Some(mut k) = memchr::memchr2(b'"', b'\\', rest) else {
-                self.pos = self.b.len();
-                return Err(self.unexpected("the end of a string"));
-            };
-            if let Some(c) = rest[..k].iter().position(|&c| c < 0x20) {
-                k = c;
-            }
-            if out.is_empty() && rest[k] == b'"' {
+            let k = plain_run(rest);
+            if out.is_empty() && rest.get(k) == Some(&b'"') {
                 // No escape: checked in place (an error is located below).
                 if let Some(text) = self.slice(self.pos, self.pos + k) {
                     self.pos += k + 1;
@@ -394,8 +504,8 @@ impl<'a> Parser<'a> {
             }
             out.extend_from_slice(&rest[..k]);
             self.pos += k;
-            match self.b[self.pos] {
-                b'"' => {
+            match rest.get(k) {
+                Some(b'"') => {
                     self.pos += 1;
                     return String::from_utf8(out).map(Cow::Owned).map_err(|e| {
                         let mut err = self.error("invalid UTF-8 in a string");
@@ -406,41 +516,13 @@ impl<'a> Parser<'a> {
                         err
                     });
                 }
-                b'\\' => {
+                Some(b'\\') => {
                     self.pos += 1;
-                    let Some(&e) = self.b.get(self.pos) else {
-                        return Err(self.unexpected("an escape"));
-                    };
-                    self.pos += 1;
-                    let c = match e {
-                        b'"' => b'"',
-                        b'\\' => b'\\',
-                        b'/' => b'/',
-                        b'b' => 8,
-                        b'f' => 12,
-                        b'n' => b'\n',
-                        b'r' => b'\r',
-                        b't' => b'\t',
-                        b'u' => {
-                            let ch = self.unicode_escape()?;
-                            let mut buf = [0u8; 4];
-                            out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
-                            continue;
-                        }
-                        _ => {
-                            self.pos -= 1;
-                            return Err(self.unexpected(
-                                "a valid escape (\\\" \\\\ \\/ \\b \\f \\n \\r \\t \\u)",
-                            ));
-                        }
-                    };
-                    out.push(c);
+                    let c = self.escape()?;
+                    let mut buf = [0u8; 4];
+                    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
                 }
-                _ => {
-                    return Err(
-                        self.error("a control character inside a string (it must be escaped)")
-                    )
-                }
+                _ => return Err(self.string_stop()),
             }
         }
     }
@@ -463,6 +545,36 @@ impl<'a> Parser<'a> {
         char::from_u32(code)
             .ok_or_else(|| self.error("a lone UTF-16 low surrogate escape (\\uDC00-\\uDFFF)"))
     }
+}
+
+/// Length of the run at the start of `b` before its first `"`, `\` or
+/// control character (all of `b` when there is none): eight bytes at a
+/// time, one pass (strings are mostly short, and all three stop a run).
+#[inline]
+fn plain_run(b: &[u8]) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGH: u64 = ONES << 7;
+    let mut i = 0;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let Ok(bytes) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let w = u64::from_le_bytes(bytes);
+        // A byte's high bit is set where it is zero (after the xor) or below
+        // 0x20; bits above the lowest set one may be wrong, never below.
+        let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+        let hits = zero(w ^ (ONES * u64::from(b'"')))
+            | zero(w ^ (ONES * u64::from(b'\\')))
+            | (w.wrapping_sub(ONES * 0x20) & !w & HIGH);
+        if hits != 0 {
+            return i + (hits.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    i + b[i..]
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+        .unwrap_or(b.len() - i)
 }
 
 /// The records of a piece of whitespace-separated top-level objects (NDJSON,
@@ -630,6 +742,49 @@ mod tests {
         let e = values(b"{\"a\":\n1}\n", 1, true).expect_err("spans");
         assert!(e.what.contains("one record per line"));
         assert_eq!(values(b"{\"a\":\n1}{}\n", 1, false).map(|r| r.len()), Ok(2));
+    }
+
+    #[test]
+    fn plain_runs_stop_where_a_byte_loop_stops() {
+        let naive = |b: &[u8]| {
+            b.iter()
+                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+                .unwrap_or(b.len())
+        };
+        let alphabet = [
+            b'a',
+            b'"',
+            b'\\',
+            0,
+            0x1f,
+            0x20,
+            0x21,
+            0x5c ^ 0x80,
+            0xe9,
+            0x7f,
+            0xff,
+            0x22 ^ 1,
+        ];
+        let mut seed = 7u64;
+        for len in 0..40 {
+            for _ in 0..200 {
+                let b: Vec<u8> = (0..len)
+                    .map(|_| {
+                        seed = seed
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        let r = (seed >> 33) as usize;
+                        // Mostly plain bytes, so that runs are long.
+                        if r.is_multiple_of(8) {
+                            alphabet[r / 8 % alphabet.len()]
+                        } else {
+                            b'a' + (r % 26) as u8
+                        }
+                    })
+                    .collect();
+                assert_eq!(plain_run(&b), naive(&b), "{b:?}");
+            }
+        }
     }
 
     #[test]
