@@ -3,6 +3,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::value::{Key, Value};
 
 fn u(s: &str) -> Value<'static> {
     Value::Untyped(s.to_owned().into())
