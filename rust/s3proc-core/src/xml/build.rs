@@ -18,6 +18,10 @@ use super::{
 use crate::error::{Error, Result};
 use crate::value::{Key, Record, Value};
 
+/// Most child names an element remembers from the last one read in its
+/// frame.
+const SEEN: usize = 256;
+
 /// Memory charged for each value besides its bytes.
 const VALUE_COST: usize = mem::size_of::<(String, Value<'static>)>();
 
@@ -177,12 +181,40 @@ impl<'p> Builder<'p, '_> {
         empty: bool,
     ) -> Result<Option<Vec<(Key, Value<'p>)>>> {
         let name = here.text(e.local_name().into_inner(), self.source_name)?;
-        let key = self.names.element(name);
+        // The record element's name is no key; a child's is most often the
+        // one its parent's frame had at this place in the last record.
+        let key = match self.open.checked_sub(1).map(|i| &mut self.frames[i]) {
+            None => None,
+            Some(parent) => {
+                let nth = parent.children;
+                // A child or two missing from this element is common.
+                let found = parent.seen[nth.min(parent.seen.len())..]
+                    .iter()
+                    .take(3)
+                    .position(|key| **key == *name);
+                Some(match found {
+                    Some(i) => {
+                        parent.children = nth + i + 1;
+                        Key::clone(&parent.seen[nth + i])
+                    }
+                    None => {
+                        let key = self.names.element(name);
+                        if parent.seen.len() < SEEN {
+                            let at = nth.min(parent.seen.len());
+                            parent.seen.insert(at, Key::clone(&key));
+                        }
+                        parent.children = nth + 1;
+                        key
+                    }
+                })
+            }
+        };
         if self.open == self.frames.len() {
             self.frames.push(Frame::default());
         }
         let frame = &mut self.frames[self.open];
-        frame.key = Some(key);
+        frame.key = key;
+        frame.children = 0;
         if self.open == 0 {
             frame.fields.reserve(self.fields_hint);
         }

@@ -175,8 +175,13 @@ impl<'p> Text<'p> {
 /// An element open inside a record.
 #[derive(Default)]
 pub(super) struct Frame<'p> {
-    /// The key in its parent.
+    /// The key in its parent (`None` for the record element).
     pub(super) key: Option<Key>,
+    /// Child elements so far.
+    pub(super) children: usize,
+    /// The keys of the children of the last element read in this frame,
+    /// in order (what the next one's children are most likely named).
+    pub(super) seen: Vec<Key>,
     /// Attributes and children so far.
     pub(super) fields: Fields<'p>,
     /// Text and CDATA so far, entities resolved.
