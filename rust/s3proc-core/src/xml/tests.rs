@@ -694,6 +694,69 @@ fn malformed_xml_is_a_parse_error_with_the_line() {
     }
 }
 
+/// The reader finds structural errors, the parser of pieces the others:
+/// whichever comes first in the document is the one reported.
+#[test]
+fn errors_come_in_document_order_whoever_finds_them() {
+    let small = XmlOptions {
+        max_record_bytes: 64 * 1024,
+        max_depth: 16,
+        ..XmlOptions::default()
+    };
+    let entity_then = |rest: &str| format!("<rs>\n<r>1</r>\n<r><a>&foo;</a>\n{rest}");
+    let cases = [
+        entity_then("</b></r></rs>"),
+        entity_then(&format!("<b>{}</b></r></rs>", "z".repeat(200_000))),
+        entity_then(&format!(
+            "{}{}</r></rs>",
+            "<a>".repeat(20),
+            "</a>".repeat(20)
+        )),
+        entity_then("<b>x"),
+        entity_then("<!DOCTYPE x></r></rs>"),
+    ];
+    for xml in &cases {
+        let (line, reason) = error_with(xml.as_bytes(), &small);
+        assert_eq!(line, 3, "{reason}");
+        assert!(reason.starts_with("undefined entity &foo;"), "{reason}");
+    }
+    // The same with the error in a piece after the one with the entity.
+    let mut xml = String::from("<rs>\n");
+    for i in 0..300 {
+        xml.push_str(if i == 5 {
+            "<r>&foo;</r>\n"
+        } else {
+            "<r>1</r>\n"
+        });
+    }
+    xml.push_str("<r></b></r></rs>");
+    let mut records = open(xml.as_bytes(), &small).expect("opens");
+    let first = records.next_piece(100).expect("a piece");
+    let later: Vec<_> = std::iter::from_fn(|| records.next_piece(100)).collect();
+    assert_eq!(later.len(), 3, "the error is in a piece of its own");
+    match parse_piece(&first, &small, "t.xml") {
+        Err(Error::Parse { line, reason, .. }) => {
+            assert_eq!(line, 7);
+            assert!(reason.starts_with("undefined entity &foo;"), "{reason}");
+        }
+        other => panic!(
+            "expected the entity's error, got {:?}",
+            other.map(|r| r.len())
+        ),
+    }
+    match parse_piece(&later[2], &small, "t.xml") {
+        Err(Error::Parse { line, reason, .. }) => {
+            assert_eq!((line, reason.as_str()), (302, "expected </r>, found </b>"));
+        }
+        other => panic!(
+            "expected the end tag's error, got {:?}",
+            other.map(|r| r.len())
+        ),
+    }
+    let (line, _) = error_with(xml.as_bytes(), &small);
+    assert_eq!(line, 7);
+}
+
 #[test]
 fn invalid_utf8_and_binary_are_parse_errors() {
     let cases: &[&[u8]] = &[
