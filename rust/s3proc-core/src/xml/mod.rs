@@ -60,6 +60,7 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, Read};
+use std::mem;
 use std::sync::{Arc, Mutex};
 
 use quick_xml::escape::{resolve_predefined_entity, EscapeError};
@@ -267,6 +268,9 @@ impl XmlRecords {
                 target: found.target,
                 outside: Vec::new(),
                 qnames: Vec::new(),
+                record_qname: Vec::new(),
+                fast: false,
+                ranges: Vec::new(),
                 open: 0,
                 record_line: 0,
                 root_seen: false,
@@ -303,9 +307,12 @@ impl XmlRecords {
         }
         let mut piece = XmlPiece::default();
         loop {
+            if self.fast(&mut piece, rows.max(1)) {
+                break;
+            }
             match self.pass(&mut piece, rows.max(1)) {
                 Ok(Pass::Stop) => break,
-                Ok(Pass::Refill) => {}
+                Ok(Pass::Refill | Pass::Fast) => {}
                 Ok(Pass::End) => {
                     self.done = true;
                     break;
@@ -318,6 +325,43 @@ impl XmlRecords {
             }
         }
         (!piece.is_empty()).then_some(piece)
+    }
+
+    /// Right after a record, cuts out the records that follow it as long as
+    /// they are plain (siblings of the same name, made of tags, text and
+    /// references only: nothing quick-xml could find wrong or read in
+    /// another way), moving the safe point past them; anything else is left
+    /// to [`XmlRecords::pass`]. Returns whether the piece is full.
+    fn fast(&mut self, piece: &mut XmlPiece, rows: usize) -> bool {
+        let Self { window, scan, .. } = self;
+        if !scan.fast || scan.outside.is_empty() || scan.root_closed {
+            return false;
+        }
+        let buf = &window.buf[..window.end];
+        let mut stack = mem::take(&mut scan.ranges);
+        loop {
+            let start = window.safe
+                + buf[window.safe..]
+                    .iter()
+                    .position(|b| !is_blank(&[*b]))
+                    .unwrap_or(buf.len() - window.safe);
+            let Some(end) = plain_record(buf, start, &scan.record_qname, scan, &mut stack) else {
+                break;
+            };
+            if end == buf.len() && !window.eof {
+                break;
+            }
+            let line = window.lines.at(&window.buf, start);
+            let span = piece.push(&buf[start..end], line);
+            piece.records.push(span);
+            window.safe = end;
+            if piece.records.len() >= rows {
+                scan.ranges = stack;
+                return true;
+            }
+        }
+        scan.ranges = stack;
+        false
     }
 
     /// Scans the window from its safe point to its end, adding the records
@@ -336,6 +380,7 @@ impl XmlRecords {
         let mut done = 0;
         let mut record_start = 0;
         let mut start;
+        scan.fast = false;
         let outcome = loop {
             start = reader.buffer_position() as usize;
             let here = Here {
@@ -379,6 +424,8 @@ impl XmlRecords {
                     if piece.records.len() >= rows {
                         break Ok(Pass::Stop);
                     }
+                    scan.fast = true;
+                    break Ok(Pass::Fast);
                 }
                 Ok(Step::End) => break Ok(Pass::End),
                 Err(e) => {
@@ -460,6 +507,8 @@ enum Pass {
     Refill,
     /// The document ended.
     End,
+    /// A record ended: [`XmlRecords::fast`] may take the next ones.
+    Fast,
 }
 
 /// What one event led to.
@@ -529,6 +578,12 @@ struct Scan {
     /// Qualified names of the elements open inside the record,
     /// `qnames[..open]` (the buffers kept for reuse), to check end tags.
     qnames: Vec<Vec<u8>>,
+    /// Qualified name of the last record's element.
+    record_qname: Vec<u8>,
+    /// The scan is right after a record (see [`XmlRecords::fast`]).
+    fast: bool,
+    /// Room for [`plain_record`]'s open elements.
+    ranges: Vec<(usize, usize)>,
     open: usize,
     record_line: u64,
     root_seen: bool,
@@ -592,6 +647,8 @@ impl Scan {
         };
         if is_record {
             self.record_line = here.line();
+            self.record_qname.clear();
+            self.record_qname.extend_from_slice(e.name().into_inner());
             if empty {
                 return Ok(self.record_end());
             }
@@ -758,6 +815,107 @@ impl Scan {
 
     fn error(&self, here: &Here<'_, '_>, e: impl Into<quick_xml::Error>) -> Error {
         xml_error(&self.source_name, here.line(), e.into())
+    }
+}
+
+/// The end of the record at `buf[start..]` if it is plain: its element is
+/// named `qname`; it has only start, end and empty-element tags, text, and
+/// references closed by `;`; its end tags repeat their start tag's name
+/// exactly; it is within `max_depth` and `max_record_bytes` and ends in
+/// `buf`. `None` for anything else (left to quick-xml).
+fn plain_record(
+    buf: &[u8],
+    start: usize,
+    qname: &[u8],
+    scan: &Scan,
+    stack: &mut Vec<(usize, usize)>,
+) -> Option<usize> {
+    stack.clear();
+    if buf.get(start) != Some(&b'<') {
+        return None;
+    }
+    let limit = start.saturating_add(scan.max_record_bytes);
+    let mut pos = start;
+    loop {
+        // At a `<`.
+        match *buf.get(pos + 1)? {
+            b'/' => {
+                let (at, len) = stack.pop()?;
+                let close = pos + 2 + len;
+                if buf.get(pos + 2..close)? != &buf[at..at + len] || *buf.get(close)? != b'>' {
+                    return None;
+                }
+                pos = close + 1;
+                if stack.is_empty() {
+                    return (pos <= limit).then_some(pos);
+                }
+            }
+            b'!' | b'?' => return None,
+            _ => {
+                if scan.outside.len() + stack.len() >= scan.max_depth {
+                    return None;
+                }
+                // quick-xml's rule: the first `>` outside quotes ends the tag.
+                let mut quote = None;
+                let gt = pos
+                    + 1
+                    + memchr::memchr3_iter(b'>', b'\'', b'"', &buf[pos + 1..]).find(|&i| {
+                        let b = buf[pos + 1 + i];
+                        match quote {
+                            None if b == b'>' => true,
+                            None => {
+                                quote = Some(b);
+                                false
+                            }
+                            Some(q) => {
+                                if q == b {
+                                    quote = None;
+                                }
+                                false
+                            }
+                        }
+                    })?;
+                let content = &buf[pos + 1..gt];
+                let (content, empty) = match content.strip_suffix(b"/") {
+                    Some(c) => (c, true),
+                    None => (content, false),
+                };
+                let name_len = content
+                    .iter()
+                    .position(|b| is_blank(&[*b]))
+                    .unwrap_or(content.len());
+                let name = &content[..name_len];
+                if name.is_empty()
+                    || !name
+                        .iter()
+                        .all(|&b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b) || b >= 0x80)
+                    || (pos == start && name != qname)
+                {
+                    return None;
+                }
+                if !empty {
+                    stack.push((pos + 1, name_len));
+                }
+                pos = gt + 1;
+                if stack.is_empty() {
+                    return (pos <= limit).then_some(pos);
+                }
+            }
+        }
+        if pos > limit {
+            return None;
+        }
+        // Text up to the next tag; each reference must end before another
+        // `&` (or the tag).
+        let lt = pos + memchr::memchr(b'<', &buf[pos..])?;
+        let text = &buf[pos..lt];
+        for amp in memchr::memchr_iter(b'&', text) {
+            let after = &text[amp + 1..];
+            if memchr::memchr2(b';', b'&', after).is_none_or(|i| after[i] != b';') {
+                return None;
+            }
+        }
+        pos = lt;
     }
 }
 

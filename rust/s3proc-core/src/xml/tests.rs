@@ -694,6 +694,35 @@ fn malformed_xml_is_a_parse_error_with_the_line() {
     }
 }
 
+/// Records after the first are cut out without quick-xml while they are
+/// plain; anything else among them is read as quick-xml reads it.
+#[test]
+fn plain_and_odd_records_read_alike() {
+    let xml = "<rs>\n<r>1</r>\n<r a='&gt;' b=\"/>\"><v>2</v></r>\n<r><a>3</a ></r>\n<r/>\n\
+               <!-- c -->\n<r>&amp;</r>\n<x/>\n<r>4</r>\n</rs>";
+    let mut records = open(xml.as_bytes(), &XmlOptions::default()).expect("opens");
+    let got: Vec<_> = records.by_ref().map(|r| r.expect("reads")).collect();
+    assert_eq!(
+        got.iter().map(|r| r.fields.clone()).collect::<Vec<_>>(),
+        vec![
+            fields(&[("#text", u("1"))]),
+            fields(&[("@a", u(">")), ("@b", u("/>")), ("v", u("2"))]),
+            fields(&[("a", u("3"))]),
+            fields(&[]),
+            fields(&[("#text", u("&"))]),
+            fields(&[("#text", u("4"))]),
+        ]
+    );
+    let lines: Vec<u64> = got.iter().map(|r| r.line).collect();
+    assert_eq!(lines, vec![2, 3, 4, 5, 7, 9]);
+    assert_eq!(records.skipped(), 1, "<x/>");
+    let (line, reason) = error("<rs>\n<r>1</r>\n<r><a>2</a ></b></r></rs>");
+    assert_eq!((line, reason.as_str()), (3, "expected </r>, found </b>"));
+    let (line, reason) = error("<rs><r>1</r><r>2</r></rs>\n<r>3</r>");
+    assert_eq!(line, 2);
+    assert!(reason.contains("a second root element <r>"), "{reason}");
+}
+
 /// The reader finds structural errors, the parser of pieces the others:
 /// whichever comes first in the document is the one reported.
 #[test]
