@@ -89,6 +89,22 @@ pub fn field<'a, 'v>(
     }
 }
 
+/// As [`field`], with the key found.
+#[inline]
+fn entry<'a, 'v>(
+    fields: &'a [(Key, Value<'v>)],
+    name: &str,
+    hint: usize,
+) -> Option<(&'a Key, &'a Value<'v>)> {
+    match fields.get(hint) {
+        Some((k, v)) if **k == *name => Some((k, v)),
+        _ => fields
+            .iter()
+            .find(|(k, _)| **k == *name)
+            .map(|(k, v)| (k, v)),
+    }
+}
+
 /// Widens `fields` (a struct's) to hold the object `kv`.
 fn widen_fields(fields: &mut Vec<(String, Shape)>, kv: &[(Key, Value)]) {
     for (j, (name, v)) in kv.iter().enumerate() {
@@ -300,11 +316,22 @@ pub fn transpose<'a, 'v>(
         .iter()
         .enumerate()
         .map(|(j, (name, _))| {
+            // The key found last: readers intern keys, so the same key in
+            // the next object is most often the same pointer, found with
+            // no text comparison.
+            let mut last: Option<&'a Key> = None;
             objects
                 .iter()
                 .zip(found.iter_mut())
                 .map(|(o, n)| {
-                    let v = o.and_then(|kv| field(kv, name, j));
+                    let v = o.and_then(|kv| match (kv.get(j), last) {
+                        (Some((k, v)), Some(l)) if Arc::ptr_eq(k, l) => Some(v),
+                        _ => {
+                            let (k, v) = entry(kv, name, j)?;
+                            last = Some(k);
+                            Some(v)
+                        }
+                    });
                     *n += usize::from(v.is_some());
                     v
                 })

@@ -24,13 +24,13 @@ use crate::pipeline::{Job, Pipeline};
 use crate::sink::ParquetSink;
 use crate::source::{open_text, Source, TextEncoding};
 use crate::value::Record;
-use crate::xml::{XmlOptions, XmlRecords};
+use crate::xml::{parse_piece as parse_xml, XmlOptions, XmlPiece, XmlRecords};
 
 /// Bytes of input per parsing piece unless `read_size` says otherwise:
 /// records take several times their text's size in memory.
 const DEFAULT_READ_SIZE: usize = 1 << 20;
 
-/// Records per piece of a serial record reader (see [`batched`]).
+/// Records per XML piece.
 pub const BATCH_ROWS: usize = 8192;
 
 /// Bytes read before the sample stops, whatever `sample_rows` says.
@@ -49,15 +49,16 @@ pub enum RecordReader {
 pub enum Piece {
     /// Text for the pool to parse.
     Json(TextPiece),
-    /// Records a serial reader (XML) has already parsed.
-    Records(Vec<Record<'static>>),
+    /// Whole XML records for the pool to parse.
+    Xml(XmlPiece),
 }
 
 impl Piece {
     fn bytes(&self) -> usize {
         match self {
             Piece::Json(t) => t.data.len(),
-            Piece::Records(r) => r.len() * 64,
+            // Counted by records (text takes a few times its size as values).
+            Piece::Xml(x) => x.rows() * 64,
         }
     }
 }
@@ -91,13 +92,14 @@ impl RecordReader {
                     JsonSplitter::new(text, source.name(), layout.clone(), read_size, max_record);
                 Ok(Box::new(move || Ok(s.next_piece()?.map(Piece::Json))))
             }
-            // XML finds its own encoding, and its reader is serial: batches of parsed records.
+            // XML finds its own encoding; its reader only cuts whole records
+            // out, the pool parses them.
             RecordReader::Xml(opts) => {
                 let raw = source.open().map_err(|e| Error::io(source.name(), e))?;
-                Ok(batched(
-                    XmlRecords::new(raw, source.name(), opts)?,
-                    BATCH_ROWS,
-                ))
+                let mut records = XmlRecords::new(raw, source.name(), opts)?;
+                Ok(Box::new(move || {
+                    Ok(records.next_piece(BATCH_ROWS).map(Piece::Xml))
+                }))
             }
         }
     }
@@ -105,12 +107,12 @@ impl RecordReader {
     /// The records of `piece`, borrowing from its text where they can.
     fn parse<'p>(&self, piece: &'p Piece, name: &str) -> Result<Cow<'p, [Record<'p>]>> {
         match (self, piece) {
-            (_, Piece::Records(r)) => Ok(Cow::Borrowed(r.as_slice())),
             (RecordReader::Json(layout), Piece::Json(t)) => {
                 crate::json::parse_piece(t, layout, name).map(Cow::Owned)
             }
-            (RecordReader::Xml(_), Piece::Json(_)) => {
-                Err(Error::internal(name, "a text piece from the XML reader"))
+            (RecordReader::Xml(opts), Piece::Xml(x)) => parse_xml(x, opts, name).map(Cow::Owned),
+            (RecordReader::Xml(_), Piece::Json(_)) | (RecordReader::Json(_), Piece::Xml(_)) => {
+                Err(Error::internal(name, "a piece of another format"))
             }
         }
     }
@@ -131,20 +133,6 @@ impl RecordReader {
                 .collect(),
         }
     }
-}
-
-/// Pieces of `rows` records from a serial record reader (such as XML's).
-pub fn batched(
-    mut records: impl Iterator<Item = Result<Record<'static>>> + Send + 'static,
-    rows: usize,
-) -> Pieces {
-    Box::new(move || {
-        let batch = records
-            .by_ref()
-            .take(rows.max(1))
-            .collect::<Result<Vec<_>>>()?;
-        Ok((!batch.is_empty()).then_some(Piece::Records(batch)))
-    })
 }
 
 /// What the converter knows of a record source.

@@ -47,3 +47,38 @@ pub struct Record<'a> {
     /// 1-based line of the input where the record starts (for errors).
     pub line: u64,
 }
+
+impl Value<'_> {
+    /// The value with its text copied where it was borrowed.
+    pub fn into_owned(self) -> Value<'static> {
+        let owned = |s: Cow<'_, str>| Cow::Owned(s.into_owned());
+        match self {
+            Value::Null => Value::Null,
+            Value::Bool(b) => Value::Bool(b),
+            Value::Number(s) => Value::Number(owned(s)),
+            Value::Text(s) => Value::Text(owned(s)),
+            Value::Untyped(s) => Value::Untyped(owned(s)),
+            Value::List(items) => Value::List(items.into_iter().map(Value::into_owned).collect()),
+            Value::Object(fields) => Value::Object(
+                fields
+                    .into_iter()
+                    .map(|(k, v)| (k, v.into_owned()))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+impl Record<'_> {
+    /// The record with its text copied where it was borrowed.
+    pub fn into_owned(self) -> Record<'static> {
+        Record {
+            fields: self
+                .fields
+                .into_iter()
+                .map(|(k, v)| (k, v.into_owned()))
+                .collect(),
+            line: self.line,
+        }
+    }
+}

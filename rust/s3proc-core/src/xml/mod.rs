@@ -48,6 +48,7 @@
 //! are read; UTF-32 and unknown names are errors, and so is invalid UTF-8 in
 //! a UTF-8 document.
 
+mod build;
 mod detect;
 mod input;
 #[cfg(test)]
@@ -55,22 +56,26 @@ mod tests;
 mod tree;
 mod window;
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, Read};
 use std::mem;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use quick_xml::escape::{resolve_predefined_entity, EscapeError};
 use quick_xml::events::{BytesEnd, BytesRef, BytesStart, Event};
-use quick_xml::{Reader, XmlVersion};
+use quick_xml::name::QName;
+use quick_xml::Reader;
 
 use crate::error::{Error, Result};
-use crate::value::{Key, Record, Value};
+use crate::value::Record;
 use detect::{detect, Target};
 use input::Input;
-use tree::{is_blank, Frame};
+use tree::is_blank;
 use window::{Lines, Window};
+
+pub use build::parse_piece;
 
 /// How to read an XML document.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -141,21 +146,74 @@ pub fn describe(
 
 /// The records of an XML document, read as a stream.
 ///
+/// Reading is in two steps, so that the costly one runs in parallel: this
+/// reader only finds where records start and end (quick-xml's tokens,
+/// checked for nesting, end tags, depth and size), and hands the bytes of
+/// whole records out in an [`XmlPiece`]; [`parse_piece`] turns a piece into
+/// records (names, attributes, text, references and their errors). The
+/// [`Iterator`] does both, one piece after the other.
+///
 /// # Memory
 /// A window of the input (1 MiB, more while a larger record passes, at
-/// most [`XmlOptions::max_record_bytes`] beyond it), the values of the
-/// records that end in it (read a window at a time), and, while the record
-/// element is detected, the start of the document (about 1 MiB, at most
-/// `max_record_bytes`); never the whole document.
+/// most [`XmlOptions::max_record_bytes`] beyond it), the bytes of the piece
+/// being gathered, and, while the record element is detected, the start of
+/// the document (about 1 MiB, at most `max_record_bytes`); never the whole
+/// document.
 pub struct XmlRecords {
     window: Window,
-    state: State,
+    scan: Scan,
     layout: XmlLayout,
-    /// Records read from the window, not yet handed out.
+    options: XmlOptions,
+    /// Records of the last piece, not yet handed out by the iterator.
     queue: VecDeque<Record<'static>>,
     /// The error that follows the queued records.
     error: Option<Error>,
+    /// No more pieces.
     done: bool,
+}
+
+/// The bytes of whole records, cut from the document by [`XmlRecords`], to
+/// be read by [`parse_piece`] (on any thread).
+#[derive(Default)]
+pub struct XmlPiece {
+    /// The records' bytes, one after the other (what lies between them is
+    /// not kept).
+    data: Vec<u8>,
+    records: Vec<Span>,
+    /// The start of a record that the error cut short: read for an error
+    /// of its own, which comes first in the document.
+    partial: Option<Span>,
+    /// The error that ends the document after these records (taken by the
+    /// piece's one parse).
+    error: Mutex<Option<Error>>,
+}
+
+/// One record's bytes in a piece, and the line of its first byte.
+struct Span {
+    start: usize,
+    end: usize,
+    line: u64,
+}
+
+impl XmlPiece {
+    /// Records in the piece (the one cut short not counted).
+    pub fn rows(&self) -> usize {
+        self.records.len()
+    }
+
+    fn push(&mut self, bytes: &[u8], line: u64) -> Span {
+        let start = self.data.len();
+        self.data.extend_from_slice(bytes);
+        Span {
+            start,
+            end: self.data.len(),
+            line,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.records.is_empty() && self.partial.is_none() && self.data.is_empty()
+    }
 }
 
 impl XmlRecords {
@@ -203,22 +261,24 @@ impl XmlRecords {
         };
         Ok(Self {
             window: Window::new(kept, rest, eof),
-            state: State {
+            scan: Scan {
                 source_name: source_name.to_owned(),
                 max_depth: options.max_depth,
                 max_record_bytes: options.max_record_bytes,
                 target: found.target,
                 outside: Vec::new(),
-                frames: Vec::new(),
+                qnames: Vec::new(),
+                record_qname: Vec::new(),
+                fast: false,
+                ranges: Vec::new(),
                 open: 0,
                 record_line: 0,
-                cost: 0,
-                fields_hint: 0,
                 root_seen: false,
                 root_closed: false,
                 skipped: 0,
             },
             layout,
+            options: options.clone(),
             queue: VecDeque::new(),
             error: None,
             done: false,
@@ -233,89 +293,180 @@ impl XmlRecords {
     /// Elements (with their content) and text runs outside records that
     /// held no record, so far (complete once the iterator has ended).
     pub fn skipped(&self) -> u64 {
-        self.state.skipped
+        self.scan.skipped
     }
 
-    /// Parses the window from its safe point to its end, queueing the
-    /// records that end in it; a record (or event) cut by the window's end
-    /// is dropped, the window refilled, and its bytes are parsed again by the
-    /// next pass. Returns whether there is more to read.
-    ///
-    /// A pass queues at most [`BATCH`] records (allocating many records
-    /// before freeing any slows the allocator down) and validates the first
-    /// [`VALIDATED`] bytes as UTF-8 at once, so that the names and text in
-    /// them need no check of their own.
-    fn pass(&mut self) -> Result<bool> {
-        let Self {
-            window,
-            state,
-            queue,
-            ..
-        } = self;
+    /// The next `rows` records' bytes (fewer at the end of the document);
+    /// `None` once the document and its error, if any, were handed out. An
+    /// error (of the document or of reading it) is the last piece's, after
+    /// its records: the pieces before it are read first, in order, and an
+    /// error among their records comes first.
+    pub fn next_piece(&mut self, rows: usize) -> Option<XmlPiece> {
+        if self.done {
+            return None;
+        }
+        let mut piece = XmlPiece::default();
+        loop {
+            if self.fast(&mut piece, rows.max(1)) {
+                break;
+            }
+            match self.pass(&mut piece, rows.max(1)) {
+                Ok(Pass::Stop) => break,
+                Ok(Pass::Refill | Pass::Fast) => {}
+                Ok(Pass::End) => {
+                    self.done = true;
+                    break;
+                }
+                Err(e) => {
+                    self.done = true;
+                    piece.error = Mutex::new(Some(e));
+                    return Some(piece);
+                }
+            }
+        }
+        (!piece.is_empty()).then_some(piece)
+    }
+
+    /// Right after a record, cuts out the records that follow it as long as
+    /// they are plain (siblings of the same name, made of tags, text and
+    /// references only: nothing quick-xml could find wrong or read in
+    /// another way), moving the safe point past them; anything else is left
+    /// to [`XmlRecords::pass`]. Returns whether the piece is full.
+    fn fast(&mut self, piece: &mut XmlPiece, rows: usize) -> bool {
+        let Self { window, scan, .. } = self;
+        if !scan.fast || scan.outside.is_empty() || scan.root_closed {
+            return false;
+        }
+        let buf = &window.buf[..window.end];
+        let mut stack = mem::take(&mut scan.ranges);
+        loop {
+            let start = window.safe
+                + buf[window.safe..]
+                    .iter()
+                    .position(|b| !is_blank(&[*b]))
+                    .unwrap_or(buf.len() - window.safe);
+            let Some(end) = plain_record(buf, start, &scan.record_qname, scan, &mut stack) else {
+                break;
+            };
+            if end == buf.len() && !window.eof {
+                break;
+            }
+            let line = window.lines.at(&window.buf, start);
+            let span = piece.push(&buf[start..end], line);
+            piece.records.push(span);
+            window.safe = end;
+            if piece.records.len() >= rows {
+                scan.ranges = stack;
+                return true;
+            }
+        }
+        scan.ranges = stack;
+        false
+    }
+
+    /// Scans the window from its safe point to its end, adding the records
+    /// that end in it to `piece`; a record (or event) cut by the window's
+    /// end is dropped, the window refilled, and its bytes are scanned again
+    /// by the next pass. On an error inside a record, the record's start is
+    /// the piece's partial record.
+    fn pass(&mut self, piece: &mut XmlPiece, rows: usize) -> Result<Pass> {
+        let Self { window, scan, .. } = self;
         let base = window.safe;
         let slice = &window.buf[base..window.end];
-        let valid = utf8_prefix(&slice[..slice.len().min(VALIDATED)]);
         let mut reader = Reader::from_reader(slice);
         configure(&mut reader);
-        // The state holds everything before `done`, the record being read
+        // The scan holds everything before `done`, the record being read
         // starts at `record_start` (both relative to `base`).
         let mut done = 0;
         let mut record_start = 0;
+        let mut start;
+        scan.fast = false;
         let outcome = loop {
-            let start = reader.buffer_position() as usize;
+            start = reader.buffer_position() as usize;
             let here = Here {
                 buf: &window.buf,
-                valid,
+                valid: "",
                 lines: &window.lines,
                 start: base + start,
             };
-            let event = match reader.read_event() {
+            let in_record = scan.open > 0;
+            let result = match reader.read_event() {
                 Ok(Event::Eof) if !window.eof => break Ok(Pass::Refill),
-                Ok(event) => event,
                 // quick-xml fails at the end of the slice when markup is
                 // cut: only more input tells whether it is really broken.
                 Err(_) if !window.eof && reader.buffer_position() as usize + 16 >= slice.len() => {
                     break Ok(Pass::Refill)
                 }
-                Err(e) => break Err(state.error(&here, e)),
-            };
-            let end = reader.buffer_position() as usize;
-            if end == slice.len() && !window.eof {
-                // Text (or a reference) may go on after the window.
-                break Ok(Pass::Refill);
-            }
-            let in_record = state.open > 0;
-            if end - if in_record { record_start } else { start } > state.max_record_bytes {
-                break Err(state.too_large(here.line()));
-            }
-            match state.event(event, &here) {
-                Ok(Step::More) if state.open > 0 && !in_record => record_start = start,
-                Ok(Step::More) if state.open == 0 => done = end,
-                Ok(Step::More) => {}
-                Ok(Step::Record(record)) => {
-                    done = end;
-                    queue.push_back(record);
-                    if queue.len() == BATCH {
-                        break Ok(Pass::Stop);
+                Err(e) => Err(scan.error(&here, e)),
+                Ok(event) => {
+                    let end = reader.buffer_position() as usize;
+                    if end == slice.len() && !window.eof {
+                        // Text (or a reference) may go on after the window.
+                        break Ok(Pass::Refill);
+                    }
+                    if end - if in_record { record_start } else { start } > scan.max_record_bytes {
+                        Err(scan.too_large(here.line()))
+                    } else {
+                        scan.event(event, &here)
                     }
                 }
+            };
+            let end = reader.buffer_position() as usize;
+            match result {
+                Ok(Step::More) if scan.open > 0 && !in_record => record_start = start,
+                Ok(Step::More) if scan.open == 0 => done = end,
+                Ok(Step::More) => {}
+                Ok(Step::Record) => {
+                    done = end;
+                    let from = if in_record { record_start } else { start };
+                    let span = piece.push(&slice[from..end], scan.record_line);
+                    piece.records.push(span);
+                    if piece.records.len() >= rows {
+                        break Ok(Pass::Stop);
+                    }
+                    scan.fast = true;
+                    break Ok(Pass::Fast);
+                }
                 Ok(Step::End) => break Ok(Pass::End),
-                Err(e) => break Err(e),
+                Err(e) => {
+                    if in_record {
+                        piece.partial =
+                            Some(piece.push(&slice[record_start..start], scan.record_line));
+                    }
+                    break Err(e);
+                }
             }
         };
         window.safe = base + done;
         let outcome = outcome?;
         if outcome == Pass::Refill {
-            let grew = window
-                .refill(state.max_record_bytes)
-                .map_err(|e| Error::io(&state.source_name, e))?;
-            if !grew {
-                let line = window.lines.at(&window.buf, window.safe);
-                return Err(state.too_large(line));
+            // Where the record being read is, from the safe point (which a
+            // refill moves the bytes with).
+            let cut = (
+                base + record_start - window.safe,
+                base + start - window.safe,
+            );
+            let refilled = window
+                .refill(scan.max_record_bytes)
+                .map_err(|e| Error::io(&scan.source_name, e));
+            let failed = match refilled {
+                Ok(true) => None,
+                Ok(false) => {
+                    let line = window.lines.at(&window.buf, window.safe);
+                    Some(scan.too_large(line))
+                }
+                Err(e) => Some(e),
+            };
+            if let Some(e) = failed {
+                if scan.open > 0 {
+                    let bytes = &window.buf[window.safe + cut.0..window.safe + cut.1];
+                    piece.partial = Some(piece.push(bytes, scan.record_line));
+                }
+                return Err(e);
             }
-            state.rollback();
+            scan.rollback();
         }
-        Ok(outcome != Pass::End)
+        Ok(outcome)
     }
 }
 
@@ -327,77 +478,78 @@ impl Iterator for XmlRecords {
             if let Some(record) = self.queue.pop_front() {
                 return Some(Ok(record));
             }
-            if self.done {
-                return self.error.take().map(Err);
+            if let Some(e) = self.error.take() {
+                return Some(Err(e));
             }
-            match self.pass() {
-                Ok(true) => {}
-                Ok(false) => self.done = true,
-                // The records before the error were handed out first.
-                Err(e) => {
-                    self.done = true;
-                    if self.queue.is_empty() {
-                        return Some(Err(e));
-                    }
-                    self.error = Some(e);
-                }
+            let piece = self.next_piece(BATCH)?;
+            let mut records = Vec::new();
+            // The records before the error are handed out first.
+            let parsed =
+                build::parse_into(&piece, &self.options, &self.scan.source_name, &mut records);
+            self.queue
+                .extend(records.into_iter().map(Record::into_owned));
+            if let Err(e) = parsed {
+                self.error = Some(e);
             }
         }
     }
 }
 
-/// Most records one pass queues.
+/// Records per piece of the iterator.
 const BATCH: usize = 128;
-/// Bytes of the window a pass validates as UTF-8 in one go (about
-/// [`BATCH`] records of common sizes).
-const VALIDATED: usize = 64 * 1024;
 
 /// How a pass ended.
 #[derive(PartialEq, Eq)]
 enum Pass {
-    /// The batch is full.
+    /// The piece is full.
     Stop,
     /// The window ends inside an event or a record: read more.
     Refill,
     /// The document ended.
     End,
+    /// A record ended: [`XmlRecords::fast`] may take the next ones.
+    Fast,
 }
 
 /// What one event led to.
 enum Step {
     More,
-    Record(Record<'static>),
+    /// A record ended.
+    Record,
     End,
 }
 
 /// Where the event being handled is: its line, and its bytes as text.
-struct Here<'a> {
+struct Here<'a, 'l> {
     buf: &'a [u8],
-    /// The window's bytes from the pass's start, up to the first that is
-    /// not UTF-8.
+    /// Of `buf`, a part known to be UTF-8 (from the first byte up to the
+    /// first that is not, or nothing).
     valid: &'a str,
-    lines: &'a Lines,
+    lines: &'l Lines,
     start: usize,
 }
 
-impl<'a> Here<'a> {
+impl<'a> Here<'a, '_> {
     fn line(&self) -> u64 {
         self.lines.at(self.buf, self.start)
     }
 
-    /// `bytes` (a part of the window) as the text it is, or an error.
-    fn text<'b>(&self, bytes: &'b [u8], source_name: &str) -> Result<&'b str>
-    where
-        'a: 'b,
-    {
+    /// `bytes` (a part of `buf`) as the text it is, borrowed from `buf`
+    /// when it is in the valid part; or an error.
+    fn text(&self, bytes: &[u8], source_name: &str) -> Result<Cow<'a, str>> {
         let offset = (bytes.as_ptr() as usize).wrapping_sub(self.valid.as_ptr() as usize);
         if let Some(text) = offset
             .checked_add(bytes.len())
             .and_then(|end| self.valid.get(offset..end))
         {
-            return Ok(text);
+            return Ok(Cow::Borrowed(text));
         }
         // Not in the valid part: owned (an unusual value), or invalid.
+        Ok(Cow::Owned(self.str(bytes, source_name)?.to_owned()))
+    }
+
+    /// `bytes` as text, or an error.
+    fn str<'b>(&self, bytes: &'b [u8], source_name: &str) -> Result<&'b str> {
         std::str::from_utf8(bytes)
             .map_err(|_| Error::parse(source_name, self.line(), "invalid UTF-8"))
     }
@@ -416,66 +568,44 @@ struct Outside {
     pending: u64,
 }
 
-/// Where the reader is in the document.
-struct State {
+/// Where the scan is in the document.
+struct Scan {
     source_name: String,
     max_depth: usize,
     max_record_bytes: usize,
     target: Target,
     outside: Vec<Outside>,
-    /// Elements open inside the record: `frames[..open]` (kept for reuse).
-    frames: Vec<Frame>,
+    /// Qualified names of the elements open inside the record,
+    /// `qnames[..open]` (the buffers kept for reuse), to check end tags.
+    qnames: Vec<Vec<u8>>,
+    /// Qualified name of the last record's element.
+    record_qname: Vec<u8>,
+    /// The scan is right after a record (see [`XmlRecords::fast`]).
+    fast: bool,
+    /// Room for [`plain_record`]'s open elements.
+    ranges: Vec<(usize, usize)>,
     open: usize,
     record_line: u64,
-    /// Estimated memory of the record's values so far.
-    cost: usize,
-    /// Most fields a record had so far (capacity for the next: growing the
-    /// vector costs more than a few spare slots; at most 64).
-    fields_hint: usize,
     root_seen: bool,
     root_closed: bool,
     skipped: u64,
 }
 
-/// Memory charged for each value besides its bytes.
-const VALUE_COST: usize = mem::size_of::<(String, Value<'static>)>();
-
-impl State {
-    fn event(&mut self, event: Event<'_>, here: &Here<'_>) -> Result<Step> {
+impl Scan {
+    fn event(&mut self, event: Event<'_>, here: &Here<'_, '_>) -> Result<Step> {
         match event {
             Event::Start(e) => self.start(&e, here, false),
             Event::Empty(e) => self.start(&e, here, true),
-            Event::End(e) => self.end(Some(&e), here),
-            Event::Text(t) => {
-                if self.open > 0 {
-                    let text = here.text(&t, &self.source_name)?;
-                    push_normalized(&mut self.frames[self.open - 1].text, text);
-                    Ok(Step::More)
-                } else {
-                    self.outside_text(&t, here)
-                }
+            Event::End(e) => self.end(&e, here),
+            // Inside records, text and references are the parser's.
+            Event::Text(_) | Event::CData(_) | Event::GeneralRef(_) if self.open > 0 => {
+                Ok(Step::More)
             }
-            Event::CData(c) => {
-                if self.open > 0 {
-                    let text = here.text(&c, &self.source_name)?;
-                    push_normalized(&mut self.frames[self.open - 1].text, text);
-                    Ok(Step::More)
-                } else {
-                    self.outside_text(b"CDATA", here)
-                }
-            }
+            Event::Text(t) => self.outside_text(&t, here),
+            Event::CData(_) => self.outside_text(b"CDATA", here),
             Event::GeneralRef(r) => {
-                let resolved = self.resolve(&r, here)?;
-                if self.open > 0 {
-                    let text = &mut self.frames[self.open - 1].text;
-                    match resolved {
-                        Resolved::Char(c) => text.push(c),
-                        Resolved::Str(s) => text.push_str(s),
-                    }
-                    Ok(Step::More)
-                } else {
-                    self.outside_text(b"&", here)
-                }
+                resolve(&r, here, &self.source_name)?;
+                self.outside_text(b"&", here)
             }
             Event::DocType(_) if self.root_seen => {
                 Err(self.parse_error(here.line(), "a DOCTYPE inside the document"))
@@ -485,7 +615,7 @@ impl State {
         }
     }
 
-    fn start(&mut self, e: &BytesStart<'_>, here: &Here<'_>, empty: bool) -> Result<Step> {
+    fn start(&mut self, e: &BytesStart<'_>, here: &Here<'_, '_>, empty: bool) -> Result<Step> {
         let depth = self.outside.len() + self.open;
         if depth >= self.max_depth {
             return Err(self.parse_error(
@@ -493,16 +623,13 @@ impl State {
                 format!("elements nested deeper than max_depth ({})", self.max_depth),
             ));
         }
-        let name = self.name(e.local_name().into_inner(), here)?;
         if self.open > 0 {
-            self.push_frame(name, e.name().into_inner());
-            self.attributes(e, here)?;
-            return if empty {
-                self.end(None, here)
-            } else {
-                Ok(Step::More)
-            };
+            if !empty {
+                self.push_qname(e.name().into_inner());
+            }
+            return Ok(Step::More);
         }
+        let name = here.str(e.local_name().into_inner(), &self.source_name)?;
         if self.root_closed {
             return Err(self.parse_error(
                 here.line(),
@@ -520,15 +647,13 @@ impl State {
         };
         if is_record {
             self.record_line = here.line();
-            self.cost = 0;
-            self.push_frame(name, e.name().into_inner());
-            self.frames[0].fields.reserve(self.fields_hint);
-            self.attributes(e, here)?;
-            return if empty {
-                self.end(None, here)
-            } else {
-                Ok(Step::More)
-            };
+            self.record_qname.clear();
+            self.record_qname.extend_from_slice(e.name().into_inner());
+            if empty {
+                return Ok(self.record_end());
+            }
+            self.push_qname(e.name().into_inner());
+            return Ok(Step::More);
         }
         if empty {
             match self.outside.last_mut() {
@@ -547,91 +672,42 @@ impl State {
         Ok(Step::More)
     }
 
-    fn push_frame(&mut self, name: &str, qname: &[u8]) {
-        if self.open == self.frames.len() {
-            self.frames.push(Frame::default());
+    fn push_qname(&mut self, qname: &[u8]) {
+        if self.open == self.qnames.len() {
+            self.qnames.push(Vec::new());
         }
-        let frame = &mut self.frames[self.open];
-        frame.name.clear();
-        frame.name.push_str(name);
-        frame.qname.clear();
-        frame.qname.extend_from_slice(qname);
+        let name = &mut self.qnames[self.open];
+        name.clear();
+        name.extend_from_slice(qname);
         self.open += 1;
     }
 
-    /// Adds the attributes of `e` to the innermost frame.
-    fn attributes(&mut self, e: &BytesStart<'_>, here: &Here<'_>) -> Result<()> {
-        for attr in e.attributes() {
-            let attr = attr.map_err(|err| self.parse_error(here.line(), format!("{err}")))?;
-            if attr.key.as_namespace_binding().is_some() {
-                continue;
-            }
-            let name = self.name(attr.key.local_name().into_inner(), here)?;
-            let raw = here.text(&attr.value, &self.source_name)?;
-            let value = if raw
-                .bytes()
-                .any(|b| matches!(b, b'&' | b'\t' | b'\n' | b'\r'))
-            {
-                // References to resolve, whitespace to normalise.
-                attr.normalized_value(XmlVersion::Implicit1_0)
-                    .map_err(|err| self.error(here, err))?
-            } else {
-                raw.into()
-            };
-            let mut key = String::with_capacity(name.len() + 1);
-            key.push('@');
-            key.push_str(name);
-            self.charge(key.len() + value.len())?;
-            self.frames[self.open - 1]
-                .fields
-                .add(key.into(), Value::Untyped(value.into_owned().into()));
-        }
-        Ok(())
-    }
-
-    /// An end tag (`None` after an empty-element tag, which needs no check).
-    fn end(&mut self, e: Option<&BytesEnd<'_>>, here: &Here<'_>) -> Result<Step> {
-        if let Some(e) = e {
-            let open = match self.open {
-                0 => self.outside.last().map(|o| o.qname.as_slice()),
-                n => Some(self.frames[n - 1].qname.as_slice()),
-            };
-            let found = e.name().into_inner();
-            if open != Some(found) {
-                let found = String::from_utf8_lossy(found);
-                return Err(self.parse_error(
-                    here.line(),
-                    match open {
-                        Some(open) => format!(
-                            "expected </{}>, found </{found}>",
-                            String::from_utf8_lossy(open)
-                        ),
-                        None => format!("</{found}> closes no open element"),
-                    },
-                ));
-            }
+    fn end(&mut self, e: &BytesEnd<'_>, here: &Here<'_, '_>) -> Result<Step> {
+        let open = match self.open {
+            0 => self.outside.last().map(|o| o.qname.as_slice()),
+            n => Some(self.qnames[n - 1].as_slice()),
+        };
+        let found = e.name().into_inner();
+        if open != Some(found) {
+            let found = String::from_utf8_lossy(found);
+            return Err(self.parse_error(
+                here.line(),
+                match open {
+                    Some(open) => format!(
+                        "expected </{}>, found </{found}>",
+                        String::from_utf8_lossy(open)
+                    ),
+                    None => format!("</{found}> closes no open element"),
+                },
+            ));
         }
         if self.open > 1 {
-            let frame = &mut self.frames[self.open - 1];
-            let value = frame.finish();
-            let key: Key = frame.name.as_str().into();
             self.open -= 1;
-            self.charge(key.len() + value_len(&value))?;
-            self.frames[self.open - 1].fields.add(key, value);
             return Ok(Step::More);
         }
         if self.open == 1 {
             self.open = 0;
-            let fields = self.frames[0].finish_record();
-            self.fields_hint = self.fields_hint.max(fields.len()).min(64);
-            match self.outside.last_mut() {
-                Some(parent) => parent.had_record = true,
-                None => self.root_closed = true,
-            }
-            return Ok(Step::Record(Record {
-                fields,
-                line: self.record_line,
-            }));
+            return Ok(self.record_end());
         }
         if let Some(closed) = self.outside.pop() {
             match self.outside.last_mut() {
@@ -649,18 +725,21 @@ impl State {
         Ok(Step::More)
     }
 
+    fn record_end(&mut self) -> Step {
+        match self.outside.last_mut() {
+            Some(parent) => parent.had_record = true,
+            None => self.root_closed = true,
+        }
+        Step::Record
+    }
+
     /// Forgets the record being read (it will be read again).
     fn rollback(&mut self) {
-        for frame in &mut self.frames[..self.open] {
-            frame.fields.take();
-            frame.text.clear();
-        }
         self.open = 0;
-        self.cost = 0;
     }
 
     /// Text, CDATA or a reference outside records.
-    fn outside_text(&mut self, text: &[u8], here: &Here<'_>) -> Result<Step> {
+    fn outside_text(&mut self, text: &[u8], here: &Here<'_, '_>) -> Result<Step> {
         let Some(first) = text.iter().position(|b| !is_blank(&[*b])) else {
             return Ok(Step::More);
         };
@@ -680,25 +759,15 @@ impl State {
         }
     }
 
-    fn resolve(&self, r: &BytesRef<'_>, here: &Here<'_>) -> Result<Resolved> {
-        if let Some(c) = r.resolve_char_ref().map_err(|e| self.error(here, e))? {
-            return Ok(Resolved::Char(c));
-        }
-        let name = r.decode().map_err(|_| self.utf8_error(here))?;
-        match resolve_predefined_entity(&name) {
-            Some(s) => Ok(Resolved::Str(s)),
-            None => Err(self.parse_error(here.line(), undefined_entity(&name))),
-        }
-    }
-
-    fn eof(&self, here: &Here<'_>) -> Result<Step> {
+    fn eof(&self, here: &Here<'_, '_>) -> Result<Step> {
         let line = here.line();
         if self.open > 0 {
+            let qname = &self.qnames[self.open - 1];
             return Err(self.parse_error(
                 line,
                 format!(
                     "the input ends inside <{}> in the record at line {}",
-                    self.frames[self.open - 1].name,
+                    String::from_utf8_lossy(QName(qname).local_name().into_inner()),
                     self.record_line
                 ),
             ));
@@ -717,20 +786,6 @@ impl State {
             return Err(self.parse_error(line, "no XML element: the input is empty or not XML"));
         }
         Ok(Step::End)
-    }
-
-    fn charge(&mut self, bytes: usize) -> Result<()> {
-        self.cost += VALUE_COST + bytes;
-        if self.cost / 4 > self.max_record_bytes {
-            return Err(self.parse_error(
-                self.record_line,
-                format!(
-                    "the record's values take more than 4 × max_record_bytes ({} bytes)",
-                    self.max_record_bytes
-                ),
-            ));
-        }
-        Ok(())
     }
 
     /// What must be read next is larger than max_record_bytes.
@@ -754,40 +809,113 @@ impl State {
         }
     }
 
-    fn name<'n>(&self, bytes: &'n [u8], here: &Here<'n>) -> Result<&'n str> {
-        here.text(bytes, &self.source_name)
-    }
-
     fn parse_error(&self, line: u64, reason: impl Into<String>) -> Error {
         Error::parse(&self.source_name, line, reason)
     }
 
-    fn utf8_error(&self, here: &Here<'_>) -> Error {
-        self.parse_error(here.line(), "invalid UTF-8")
-    }
-
-    fn error(&self, here: &Here<'_>, e: impl Into<quick_xml::Error>) -> Error {
+    fn error(&self, here: &Here<'_, '_>, e: impl Into<quick_xml::Error>) -> Error {
         xml_error(&self.source_name, here.line(), e.into())
     }
 }
 
-/// Appends `text` with its line ends normalised (`\r\n` and `\r` to `\n`).
-fn push_normalized(out: &mut String, text: &str) {
-    let mut rest = text;
-    while let Some(at) = memchr::memchr(b'\r', rest.as_bytes()) {
-        out.push_str(&rest[..at]);
-        out.push('\n');
-        rest = &rest[at + 1..];
-        rest = rest.strip_prefix('\n').unwrap_or(rest);
+/// The end of the record at `buf[start..]` if it is plain: its element is
+/// named `qname`; it has only start, end and empty-element tags, text, and
+/// references closed by `;`; its end tags repeat their start tag's name
+/// exactly; it is within `max_depth` and `max_record_bytes` and ends in
+/// `buf`. `None` for anything else (left to quick-xml).
+fn plain_record(
+    buf: &[u8],
+    start: usize,
+    qname: &[u8],
+    scan: &Scan,
+    stack: &mut Vec<(usize, usize)>,
+) -> Option<usize> {
+    stack.clear();
+    if buf.get(start) != Some(&b'<') {
+        return None;
     }
-    out.push_str(rest);
-}
-
-/// The longest valid UTF-8 start of `bytes`.
-fn utf8_prefix(bytes: &[u8]) -> &str {
-    match simdutf8::compat::from_utf8(bytes) {
-        Ok(text) => text,
-        Err(e) => simdutf8::basic::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default(),
+    let limit = start.saturating_add(scan.max_record_bytes);
+    let mut pos = start;
+    loop {
+        // At a `<`.
+        match *buf.get(pos + 1)? {
+            b'/' => {
+                let (at, len) = stack.pop()?;
+                let close = pos + 2 + len;
+                if buf.get(pos + 2..close)? != &buf[at..at + len] || *buf.get(close)? != b'>' {
+                    return None;
+                }
+                pos = close + 1;
+                if stack.is_empty() {
+                    return (pos <= limit).then_some(pos);
+                }
+            }
+            b'!' | b'?' => return None,
+            _ => {
+                if scan.outside.len() + stack.len() >= scan.max_depth {
+                    return None;
+                }
+                // quick-xml's rule: the first `>` outside quotes ends the tag.
+                let mut quote = None;
+                let gt = pos
+                    + 1
+                    + memchr::memchr3_iter(b'>', b'\'', b'"', &buf[pos + 1..]).find(|&i| {
+                        let b = buf[pos + 1 + i];
+                        match quote {
+                            None if b == b'>' => true,
+                            None => {
+                                quote = Some(b);
+                                false
+                            }
+                            Some(q) => {
+                                if q == b {
+                                    quote = None;
+                                }
+                                false
+                            }
+                        }
+                    })?;
+                let content = &buf[pos + 1..gt];
+                let (content, empty) = match content.strip_suffix(b"/") {
+                    Some(c) => (c, true),
+                    None => (content, false),
+                };
+                let name_len = content
+                    .iter()
+                    .position(|b| is_blank(&[*b]))
+                    .unwrap_or(content.len());
+                let name = &content[..name_len];
+                if name.is_empty()
+                    || !name
+                        .iter()
+                        .all(|&b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b) || b >= 0x80)
+                    || (pos == start && name != qname)
+                {
+                    return None;
+                }
+                if !empty {
+                    stack.push((pos + 1, name_len));
+                }
+                pos = gt + 1;
+                if stack.is_empty() {
+                    return (pos <= limit).then_some(pos);
+                }
+            }
+        }
+        if pos > limit {
+            return None;
+        }
+        // Text up to the next tag; each reference must end before another
+        // `&` (or the tag).
+        let lt = pos + memchr::memchr(b'<', &buf[pos..])?;
+        let text = &buf[pos..lt];
+        for amp in memchr::memchr_iter(b'&', text) {
+            let after = &text[amp + 1..];
+            if memchr::memchr2(b';', b'&', after).is_none_or(|i| after[i] != b';') {
+                return None;
+            }
+        }
+        pos = lt;
     }
 }
 
@@ -797,11 +925,33 @@ enum Resolved {
     Str(&'static str),
 }
 
-/// Bytes of text in a value (for the memory estimate).
-fn value_len(value: &Value<'_>) -> usize {
-    match value {
-        Value::Untyped(s) => s.len(),
-        _ => 0,
+/// A character reference or one of the predefined entities; any other
+/// entity is an error.
+fn resolve(r: &BytesRef<'_>, here: &Here<'_, '_>, source_name: &str) -> Result<Resolved> {
+    if let Some(c) = r
+        .resolve_char_ref()
+        .map_err(|e| xml_error(source_name, here.line(), e))?
+    {
+        return Ok(Resolved::Char(c));
+    }
+    let name = r
+        .decode()
+        .map_err(|_| Error::parse(source_name, here.line(), "invalid UTF-8"))?;
+    match resolve_predefined_entity(&name) {
+        Some(s) => Ok(Resolved::Str(s)),
+        None => Err(Error::parse(
+            source_name,
+            here.line(),
+            undefined_entity(&name),
+        )),
+    }
+}
+
+/// The longest valid UTF-8 start of `bytes`.
+fn utf8_prefix(bytes: &[u8]) -> &str {
+    match simdutf8::compat::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => simdutf8::basic::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default(),
     }
 }
 

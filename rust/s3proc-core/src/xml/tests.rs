@@ -3,6 +3,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::value::{Key, Value};
 
 fn u(s: &str) -> Value<'static> {
     Value::Untyped(s.to_owned().into())
@@ -691,6 +692,98 @@ fn malformed_xml_is_a_parse_error_with_the_line() {
         assert!(got.contains(reason), "{xml:?}: {got}");
         assert_eq!(got_line, *line, "{xml:?}: {got}");
     }
+}
+
+/// Records after the first are cut out without quick-xml while they are
+/// plain; anything else among them is read as quick-xml reads it.
+#[test]
+fn plain_and_odd_records_read_alike() {
+    let xml = "<rs>\n<r>1</r>\n<r a='&gt;' b=\"/>\"><v>2</v></r>\n<r><a>3</a ></r>\n<r/>\n\
+               <!-- c -->\n<r>&amp;</r>\n<x/>\n<r>4</r>\n</rs>";
+    let mut records = open(xml.as_bytes(), &XmlOptions::default()).expect("opens");
+    let got: Vec<_> = records.by_ref().map(|r| r.expect("reads")).collect();
+    assert_eq!(
+        got.iter().map(|r| r.fields.clone()).collect::<Vec<_>>(),
+        vec![
+            fields(&[("#text", u("1"))]),
+            fields(&[("@a", u(">")), ("@b", u("/>")), ("v", u("2"))]),
+            fields(&[("a", u("3"))]),
+            fields(&[]),
+            fields(&[("#text", u("&"))]),
+            fields(&[("#text", u("4"))]),
+        ]
+    );
+    let lines: Vec<u64> = got.iter().map(|r| r.line).collect();
+    assert_eq!(lines, vec![2, 3, 4, 5, 7, 9]);
+    assert_eq!(records.skipped(), 1, "<x/>");
+    let (line, reason) = error("<rs>\n<r>1</r>\n<r><a>2</a ></b></r></rs>");
+    assert_eq!((line, reason.as_str()), (3, "expected </r>, found </b>"));
+    let (line, reason) = error("<rs><r>1</r><r>2</r></rs>\n<r>3</r>");
+    assert_eq!(line, 2);
+    assert!(reason.contains("a second root element <r>"), "{reason}");
+}
+
+/// The reader finds structural errors, the parser of pieces the others:
+/// whichever comes first in the document is the one reported.
+#[test]
+fn errors_come_in_document_order_whoever_finds_them() {
+    let small = XmlOptions {
+        max_record_bytes: 64 * 1024,
+        max_depth: 16,
+        ..XmlOptions::default()
+    };
+    let entity_then = |rest: &str| format!("<rs>\n<r>1</r>\n<r><a>&foo;</a>\n{rest}");
+    let cases = [
+        entity_then("</b></r></rs>"),
+        entity_then(&format!("<b>{}</b></r></rs>", "z".repeat(200_000))),
+        entity_then(&format!(
+            "{}{}</r></rs>",
+            "<a>".repeat(20),
+            "</a>".repeat(20)
+        )),
+        entity_then("<b>x"),
+        entity_then("<!DOCTYPE x></r></rs>"),
+    ];
+    for xml in &cases {
+        let (line, reason) = error_with(xml.as_bytes(), &small);
+        assert_eq!(line, 3, "{reason}");
+        assert!(reason.starts_with("undefined entity &foo;"), "{reason}");
+    }
+    // The same with the error in a piece after the one with the entity.
+    let mut xml = String::from("<rs>\n");
+    for i in 0..300 {
+        xml.push_str(if i == 5 {
+            "<r>&foo;</r>\n"
+        } else {
+            "<r>1</r>\n"
+        });
+    }
+    xml.push_str("<r></b></r></rs>");
+    let mut records = open(xml.as_bytes(), &small).expect("opens");
+    let first = records.next_piece(100).expect("a piece");
+    let later: Vec<_> = std::iter::from_fn(|| records.next_piece(100)).collect();
+    assert_eq!(later.len(), 3, "the error is in a piece of its own");
+    match parse_piece(&first, &small, "t.xml") {
+        Err(Error::Parse { line, reason, .. }) => {
+            assert_eq!(line, 7);
+            assert!(reason.starts_with("undefined entity &foo;"), "{reason}");
+        }
+        other => panic!(
+            "expected the entity's error, got {:?}",
+            other.map(|r| r.len())
+        ),
+    }
+    match parse_piece(&later[2], &small, "t.xml") {
+        Err(Error::Parse { line, reason, .. }) => {
+            assert_eq!((line, reason.as_str()), (302, "expected </r>, found </b>"));
+        }
+        other => panic!(
+            "expected the end tag's error, got {:?}",
+            other.map(|r| r.len())
+        ),
+    }
+    let (line, _) = error_with(xml.as_bytes(), &small);
+    assert_eq!(line, 7);
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! Building one record's [`Value`] tree from its elements.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::mem;
+use std::sync::Arc;
 
 use crate::value::{Key, Value};
 
@@ -13,20 +15,70 @@ const INDEX_AT: usize = 24;
 /// and children.
 pub(super) const TEXT_KEY: &str = "#text";
 
+/// One [`Key`] per distinct name of a piece: equal names are one pointer,
+/// so [`Fields`] compares pointers, and a repeated name costs no
+/// allocation. Every key a [`Fields`] sees must come from one table.
+pub(super) struct Names<'p> {
+    /// Keys by their text (`name`, `@name`, `#text`): an odd element named
+    /// like an attribute or the text gets the same key, as text comparison
+    /// would.
+    keys: HashMap<Cow<'p, str>, Key, ahash::RandomState>,
+    text: Key,
+    scratch: String,
+}
+
+impl<'p> Names<'p> {
+    pub(super) fn new() -> Self {
+        let text: Key = TEXT_KEY.into();
+        let mut keys = HashMap::default();
+        keys.insert(Cow::Borrowed(TEXT_KEY), Key::clone(&text));
+        Self {
+            keys,
+            text,
+            scratch: String::new(),
+        }
+    }
+
+    /// The key of the element named `name`.
+    pub(super) fn element(&mut self, name: Cow<'p, str>) -> Key {
+        if let Some(key) = self.keys.get(name.as_ref()) {
+            return Key::clone(key);
+        }
+        let key: Key = name.as_ref().into();
+        self.keys.insert(name, Key::clone(&key));
+        key
+    }
+
+    /// The key of the attribute named `name` (`@name`).
+    pub(super) fn attribute(&mut self, name: &str) -> Key {
+        self.scratch.clear();
+        self.scratch.push('@');
+        self.scratch.push_str(name);
+        if let Some(key) = self.keys.get(self.scratch.as_str()) {
+            return Key::clone(key);
+        }
+        let key: Key = self.scratch.as_str().into();
+        self.keys
+            .insert(Cow::Owned(self.scratch.clone()), Key::clone(&key));
+        key
+    }
+}
+
 /// The fields of an element being read: names are unique, a repeated name
 /// turns its value into a [`Value::List`].
 #[derive(Default)]
-pub(super) struct Fields {
-    list: Vec<(Key, Value<'static>)>,
+pub(super) struct Fields<'p> {
+    list: Vec<(Key, Value<'p>)>,
     index: Option<HashMap<Key, usize>>,
 }
 
-impl Fields {
-    /// Adds `key`: a new field, or one more item of an existing one.
-    pub(super) fn add(&mut self, key: Key, value: Value<'static>) {
+impl<'p> Fields<'p> {
+    /// Adds `key` (from the piece's [`Names`]): a new field, or one more
+    /// item of an existing one.
+    pub(super) fn add(&mut self, key: Key, value: Value<'p>) {
         let found = match &self.index {
             Some(index) => index.get(&key).copied(),
-            None => self.list.iter().position(|(k, _)| *k == key),
+            None => self.list.iter().position(|(k, _)| Arc::ptr_eq(k, &key)),
         };
         match found {
             Some(i) => match &mut self.list[i].1 {
@@ -67,53 +119,107 @@ impl Fields {
     }
 
     /// The fields, leaving this empty.
-    pub(super) fn take(&mut self) -> Vec<(Key, Value<'static>)> {
+    pub(super) fn take(&mut self) -> Vec<(Key, Value<'p>)> {
         self.index = None;
         mem::take(&mut self.list)
     }
 }
 
-/// An element open inside a record.
+/// The text of an element so far: borrowed from the piece while it is one
+/// run that needs no decoding (most values), owned once runs are joined or
+/// decoded.
 #[derive(Default)]
-pub(super) struct Frame {
-    /// Local name (the key in its parent).
-    pub(super) name: String,
-    /// Qualified name, to check the end tag.
-    pub(super) qname: Vec<u8>,
-    /// Attributes and children so far.
-    pub(super) fields: Fields,
-    /// Text and CDATA so far, entities resolved.
-    pub(super) text: String,
+pub(super) struct Text<'p> {
+    run: &'p str,
+    owned: String,
+    is_owned: bool,
 }
 
-impl Frame {
+impl<'p> Text<'p> {
+    /// Appends `text` as written (line ends normalised).
+    pub(super) fn push(&mut self, text: Cow<'p, str>) {
+        if let (false, "", Cow::Borrowed(s)) = (self.is_owned, self.run, &text) {
+            if memchr::memchr(b'\r', s.as_bytes()).is_none() {
+                self.run = s;
+                return;
+            }
+        }
+        push_normalized(self.owned(), &text);
+    }
+
+    /// Appends decoded text (a reference's).
+    pub(super) fn push_decoded(&mut self, text: &str) {
+        self.owned().push_str(text);
+    }
+
+    fn owned(&mut self) -> &mut String {
+        if !self.is_owned {
+            self.owned.clear();
+            self.owned.push_str(self.run);
+            self.is_owned = true;
+        }
+        &mut self.owned
+    }
+
+    /// The text, leaving this empty.
+    fn take(&mut self) -> Cow<'p, str> {
+        let run = mem::take(&mut self.run);
+        if mem::take(&mut self.is_owned) {
+            Cow::Owned(mem::take(&mut self.owned))
+        } else {
+            Cow::Borrowed(run)
+        }
+    }
+}
+
+/// An element open inside a record.
+#[derive(Default)]
+pub(super) struct Frame<'p> {
+    /// The key in its parent (`None` for the record element).
+    pub(super) key: Option<Key>,
+    /// Child elements so far.
+    pub(super) children: usize,
+    /// The keys of the children of the last element read in this frame,
+    /// in order (what the next one's children are most likely named).
+    pub(super) seen: Vec<Key>,
+    /// Attributes and children so far.
+    pub(super) fields: Fields<'p>,
+    /// Text and CDATA so far, entities resolved.
+    pub(super) text: Text<'p>,
+}
+
+impl<'p> Frame<'p> {
     /// The element's value, leaving the frame ready for reuse: a leaf is its
     /// text ([`Value::Untyped`], `""` when empty); an element with
     /// attributes or children is an object, its text under [`TEXT_KEY`]
     /// unless it is only whitespace (indentation).
-    pub(super) fn finish(&mut self) -> Value<'static> {
-        let value = if self.fields.is_empty() {
-            Value::Untyped(String::from(self.text.as_str()).into())
+    pub(super) fn finish(&mut self, names: &Names<'p>) -> Value<'p> {
+        if self.fields.is_empty() {
+            Value::Untyped(self.text.take())
         } else {
-            self.text_field();
+            self.text_field(names);
             Value::Object(self.fields.take())
-        };
-        self.text.clear();
-        value
+        }
     }
 
     /// The fields of a record element: as [`Frame::finish`], with a leaf's
     /// text as a [`TEXT_KEY`] field.
-    pub(super) fn finish_record(&mut self) -> Vec<(Key, Value<'static>)> {
-        self.text_field();
-        self.text.clear();
+    pub(super) fn finish_record(&mut self, names: &Names<'p>) -> Vec<(Key, Value<'p>)> {
+        self.text_field(names);
         self.fields.take()
     }
 
-    fn text_field(&mut self) {
-        if !is_blank(self.text.as_bytes()) {
+    /// Forgets what the frame holds.
+    pub(super) fn clear(&mut self) {
+        self.fields.take();
+        self.text.take();
+    }
+
+    fn text_field(&mut self, names: &Names<'p>) {
+        let text = self.text.take();
+        if !is_blank(text.as_bytes()) {
             self.fields
-                .add(TEXT_KEY.into(), Value::Untyped(self.text.clone().into()));
+                .add(Key::clone(&names.text), Value::Untyped(text));
         }
     }
 }
@@ -123,4 +229,16 @@ pub(super) fn is_blank(bytes: &[u8]) -> bool {
     bytes
         .iter()
         .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+}
+
+/// Appends `text` with its line ends normalised (`\r\n` and `\r` to `\n`).
+pub(super) fn push_normalized(out: &mut String, text: &str) {
+    let mut rest = text;
+    while let Some(at) = memchr::memchr(b'\r', rest.as_bytes()) {
+        out.push_str(&rest[..at]);
+        out.push('\n');
+        rest = &rest[at + 1..];
+        rest = rest.strip_prefix('\n').unwrap_or(rest);
+    }
+    out.push_str(rest);
 }

@@ -16,6 +16,14 @@ pub(super) struct Lines {
 }
 
 impl Lines {
+    /// Lines from `buf[pos]`, which is on line `line`.
+    pub(super) fn new(pos: usize, line: u64) -> Self {
+        Self {
+            pos: Cell::new(pos),
+            line: Cell::new(line),
+        }
+    }
+
     /// 1-based line of `buf[pos]` (`buf` is the window's buffer).
     pub(super) fn at(&self, buf: &[u8], pos: usize) -> u64 {
         let (from, line) = (self.pos.get(), self.line.get());
@@ -56,10 +64,7 @@ impl Window {
             safe: 0,
             end,
             eof,
-            lines: Lines {
-                pos: Cell::new(0),
-                line: Cell::new(1),
-            },
+            lines: Lines::new(0, 1),
         }
     }
 
