@@ -110,7 +110,7 @@ impl ParquetSink {
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(opts.zstd_level)?))
             .set_statistics_enabled(EnabledStatistics::Chunk)
             .set_data_page_row_count_limit(1 << 20)
-            .set_data_page_size_limit(4 << 20)
+            .set_data_page_size_limit(2 << 20)
             .set_writer_version(parquet::file::properties::WriterVersion::PARQUET_1_0)
             .set_created_by(format!("s3proc {}", env!("CARGO_PKG_VERSION")));
         for leaf in ArrowSchemaConverter::new().convert(&schema)?.columns() {
