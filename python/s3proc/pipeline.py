@@ -171,7 +171,13 @@ def process(row: FileRow, s: Settings, state: State, uploader: Uploader) -> Outc
         if before:
             # Only a path that produced objects before can be unchanged: wait for the hash.
             log.set(sha=hashing.result()[:12])
-        if before and all(o.sha256 == hashing.result() for o in before):
+        # An archive's objects are all there only once its processing finished (a crash can
+        # leave some entries uploaded): it is unchanged only if that finish recorded this content.
+        if (
+            before
+            and all(o.sha256 == hashing.result() for o in before)
+            and (not is_archive(row.path) or row.sha256 == hashing.result())
+        ):
             sha = hashing.result()
             state.finish(row.path, row.size, row.mtime_ns, sha)
             log.info("unchanged content: already uploaded", extra={"stage": "decide"})
