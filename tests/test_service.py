@@ -718,3 +718,30 @@ def test_archives_entry_by_entry_and_a_broken_one_leaves_nothing(
     assert incomplete_uploads(client, bucket) == []
     owned = state_rows(watch, "SELECT key FROM objects WHERE path='pack.zip'")
     assert len(owned) == 3
+
+
+def test_an_archive_cut_short_by_a_crash_is_finished_at_restart(moto: S3Server, watch: Path) -> None:
+    """A kill -9 in the middle of an archive leaves some entries uploaded (each with the archive's
+    current SHA-256) and the archive ``processing``: the restart must ship the rest, not take the
+    archive as already uploaded."""
+    import zipfile
+
+    bucket = moto.new_bucket()
+    with zipfile.ZipFile(watch / "pack.zip", "w") as z:
+        for name in ("a.txt", "b.txt", "c.txt"):
+            z.writestr(name, f"entry {name}\n")
+    assert run_once(moto, bucket, watch).returncode == 0
+    client = moto.client()
+    assert set(objects(client, bucket)) == {"pack.zip/a.txt", "pack.zip/b.txt", "pack.zip/c.txt"}
+    # The state as a crash after a.txt and c.txt leaves it: b.txt never went out.
+    client.delete_object(Bucket=bucket, Key="pack.zip/b.txt")
+    db = sqlite3.connect(watch / ".s3proc" / "state.db")
+    with db:
+        db.execute("DELETE FROM objects WHERE key='pack.zip/b.txt'")
+        db.execute("UPDATE files SET status='processing', sha256=NULL WHERE path='pack.zip'")
+    db.close()
+    run = run_once(moto, bucket, watch)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.lines("unchanged content: already uploaded") == []
+    assert body(client, bucket, "pack.zip/b.txt") == b"entry b.txt\n"
+    assert set(objects(client, bucket)) == {"pack.zip/a.txt", "pack.zip/b.txt", "pack.zip/c.txt"}
