@@ -168,17 +168,17 @@ def process(row: FileRow, s: Settings, state: State, uploader: Uploader) -> Outc
     try:
         before = state.objects_of(row.path)
         hashing = _hash_in_background(path) if row.size > s.part_size else _done(sha256_file(path))
+        # Only a path that produced objects before can be unchanged: wait for the hash. An
+        # archive's objects are all there only once its processing finished (a crash can leave
+        # some entries uploaded): it is unchanged only if that finish recorded this content.
+        sha = hashing.result() if before else ""
         if before:
-            # Only a path that produced objects before can be unchanged: wait for the hash.
-            log.set(sha=hashing.result()[:12])
-        # An archive's objects are all there only once its processing finished (a crash can
-        # leave some entries uploaded): it is unchanged only if that finish recorded this content.
+            log.set(sha=sha[:12])
         if (
             before
-            and all(o.sha256 == hashing.result() for o in before)
-            and (not is_archive(row.path) or row.sha256 == hashing.result())
+            and all(o.sha256 == sha for o in before)
+            and (not is_archive(row.path) or row.sha256 == sha)
         ):
-            sha = hashing.result()
             state.finish(row.path, row.size, row.mtime_ns, sha)
             log.info("unchanged content: already uploaded", extra={"stage": "decide"})
             _after_upload(path, row.path, s, log)

@@ -79,7 +79,7 @@ pub struct Repeats {
 /// it a dictionary pays at the scale of a row group (a sample of 20,000
 /// with half its values distinct holds a few tens of thousands of distinct
 /// values in a row group of hundreds of thousands); a column whose
-/// dictionary outgrows its page there falls back to plain by itself.
+/// dictionary outgrows its page there falls back by itself.
 const NEAR_UNIQUE: f64 = 0.9;
 
 /// Bits of the sketch: its estimate stays within about 1% up to tens of

@@ -109,6 +109,8 @@ impl ParquetSink {
         let mut props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(opts.zstd_level)?))
             .set_statistics_enabled(EnabledStatistics::Chunk)
+            // v1 pages: definition levels are compressed with the values (v2 keeps them
+            // raw); the v2 delta encodings are kept per leaf below.
             .set_data_page_row_count_limit(1 << 20)
             .set_data_page_size_limit(2 << 20)
             .set_writer_version(parquet::file::properties::WriterVersion::PARQUET_1_0)
