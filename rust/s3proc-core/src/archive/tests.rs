@@ -183,6 +183,42 @@ fn limits_are_checked_on_bytes_produced() {
 }
 
 #[test]
+fn small_deflated_zip_entries_inflate_whole_and_are_checked() {
+    let deflated = ::zip::CompressionMethod::Deflated;
+    let small = b"id,v\n1,a\n".repeat(10_000);
+    // Past the bound of one-call inflation: streamed.
+    let large: Vec<u8> = (0..1_300_000u32)
+        .flat_map(|i| format!("{i:07}\n").into_bytes())
+        .collect();
+    let z = zip_of(&[("s.csv", &small), ("l.csv", &large)], deflated);
+    let got = list(src("z.zip", z).as_ref(), ArchiveOptions::default()).expect("walks");
+    assert_eq!((got[0].2 == small, got[1].2 == large), (true, true));
+    let central = |z: &[u8]| {
+        z.windows(4)
+            .position(|w| w == b"PK\x01\x02")
+            .expect("central")
+    };
+    let fails = |z: Vec<u8>, why: &str| {
+        let err = list(src("z.zip", z).as_ref(), ArchiveOptions::default()).expect_err(why);
+        assert!(
+            matches!(&err, Error::Archive { entry: Some(e), .. } if e == "s.csv"),
+            "{err}"
+        );
+        assert!(err.to_string().contains(why), "{err}");
+    };
+    let mut crc = zip_of(&[("s.csv", &small)], deflated);
+    let at = central(&crc) + 16;
+    crc[at] ^= 1;
+    fails(crc, "checksum");
+    // A declared size smaller than the data, in both headers.
+    let mut short = zip_of(&[("s.csv", &small)], deflated);
+    for at in [central(&short) + 24, 22] {
+        short[at..at + 4].copy_from_slice(&100u32.to_le_bytes());
+    }
+    fails(short, "past its declared size");
+}
+
+#[test]
 fn truncated_and_mislabelled_archives_fail() {
     let t = tar_of(&[("a.csv", &[b'x'; 5000]), ("b.csv", &[b'y'; 5000])]);
     let cut = gz(&t[..6000]);
