@@ -19,7 +19,7 @@ use rayon::prelude::*;
 
 use crate::columns::{build, Column};
 use crate::csv::records::{self, Field, Trouble};
-use crate::csv::sniff::{sniff, CsvPlan};
+use crate::csv::sniff::{sniff, sniff_then, CsvPlan};
 use crate::csv::split::{RawChunk, SplitMode, Splitter};
 use crate::csv::CsvOptions;
 use crate::detect::{detect, Detected, Format, FormatChoice};
@@ -275,8 +275,19 @@ impl CsvChunks {
     /// # Errors
     /// I/O errors; [`Error::Parse`] for empty or binary input.
     pub fn new(source: Arc<dyn Source>, opts: ConvertOptions) -> Result<Self> {
-        let mut plan = sniff(source.as_ref(), &opts.csv)?;
-        let scan_first = opts.csv.sample_rows.is_none();
+        // A file the sniffer read whole, every record of it, is converted
+        // from its parse, at once: the types it gave fit every value. (An
+        // explicit `read_size` asks for pieces of that size.)
+        let pieces = opts.read_size.is_some();
+        let (mut plan, whole) = sniff_then(source.as_ref(), &opts.csv, |plan, sample| {
+            let types: Vec<ColumnType> = plan.columns.iter().map(|c| c.ty.finalized()).collect();
+            sample
+                .filter(|_| !pieces)
+                .map(|records| build_piece(records, true, plan, &types, true, 0))
+                .filter(|p| p.arrays.is_some() && p.types.len() == types.len())
+                .filter(|p| describe_drift(&types, &p.types, &plan.columns, 0).is_none())
+        })?;
+        let scan_first = opts.csv.sample_rows.is_none() && whole.is_none();
         if !scan_first {
             for c in &mut plan.columns {
                 c.ty = c.ty.finalized();
@@ -293,8 +304,27 @@ impl CsvChunks {
             rows: None,
             pending: Vec::new().into_iter(),
         };
-        this.pass = Some(this.start_pass(scan_first)?);
+        match whole {
+            Some(parsed) => this.convert_whole(parsed)?,
+            None => this.pass = Some(this.start_pass(scan_first)?),
+        }
         Ok(this)
+    }
+
+    /// Writes the whole file from one parsed piece.
+    fn convert_whole(&mut self, parsed: Parsed) -> Result<()> {
+        let name = self.source.name();
+        let mut sink = ParquetSink::new(&self.plan.columns, &self.opts.parquet)
+            .map_err(|e| Error::parquet(name, e))?;
+        if let Some(arrays) = &parsed.arrays {
+            sink.write(arrays, parsed.rows)
+                .map_err(|e| Error::parquet(name, e))?;
+        }
+        let metadata = self.metadata(parsed.rows as u64, parsed.fallback_bytes);
+        let chunks = sink.finish(metadata).map_err(|e| Error::parquet(name, e))?;
+        self.pending = chunks.into_iter();
+        self.rows = Some(parsed.rows as u64);
+        Ok(())
     }
 
     /// The detected (and, after a restart, widened) shape of the source.
@@ -596,7 +626,28 @@ fn parse_piece(
         Ok(r) => r,
         Err(Trouble::UnfinishedRecord(_)) => return Ok(Err(Interrupt::Misaligned)),
     };
-    let skip = usize::from(raw.index == 0 && plan.dialect.header);
+    let first = raw.index == 0;
+    Ok(Ok(build_piece(
+        &records,
+        first,
+        plan,
+        types,
+        convert,
+        fallback_bytes,
+    )))
+}
+
+/// Turns a piece's records into columns of `types` (widened where a value
+/// does not fit), or only widens them when `convert` is off.
+fn build_piece(
+    records: &records::Records<'_>,
+    first: bool,
+    plan: &CsvPlan,
+    types: &[ColumnType],
+    convert: bool,
+    fallback_bytes: usize,
+) -> Parsed {
+    let skip = usize::from(first && plan.dialect.header);
     let rows = records.len().saturating_sub(skip);
     let width = types.len().max(records.max_width());
     let nulls = &plan.nulls;
@@ -621,12 +672,12 @@ fn parse_piece(
         .into_iter()
         .map(|b| b.array)
         .collect::<Option<Vec<_>>>();
-    Ok(Ok(Parsed {
+    Parsed {
         rows,
         arrays,
         types: new_types,
         fallback_bytes,
-    }))
+    }
 }
 
 /// Says what changed the physical schema, if anything did.

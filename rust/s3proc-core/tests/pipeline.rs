@@ -119,6 +119,25 @@ fn whole_file_inference_never_restarts() {
 }
 
 #[test]
+fn a_small_file_converted_from_its_sniff_equals_the_piecewise_one() {
+    // Under the sniffer's sample, read whole: converted from the sniff's parse.
+    let mut data = table(5000, Some((4990, "2.5")));
+    data.extend_from_slice(b"5000,,,\n5001,7\n");
+    let mut whole = ConvertOptions::default();
+    whole.parquet.row_group_rows = 700;
+    let (a, restarts) = convert(&data, whole).expect("whole");
+    assert_eq!(restarts, 0);
+    let (b, _) = convert(&data, small()).expect("pieces");
+    let (a, b) = (read(a), read(b));
+    assert_eq!(a.num_rows(), 5002);
+    assert_eq!(a.schema(), b.schema());
+    assert_eq!(a.columns(), b.columns());
+    let score = a.column(1).as_primitive::<Float64Type>();
+    assert_eq!((score.value(4990), score.value(5001)), (2.5, 7.0));
+    assert!(a.column(2).is_null(5001) && a.column(3).is_null(5000));
+}
+
+#[test]
 fn output_is_deterministic() {
     let data = table(20_000, Some((15_000, "x")));
     let a = convert(&data, small()).expect("a").0;

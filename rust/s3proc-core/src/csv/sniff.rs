@@ -36,6 +36,21 @@ pub struct CsvPlan {
 /// I/O errors; [`Error::Parse`] for an empty or binary file or an open quote
 /// at the end of a short file.
 pub fn sniff(source: &dyn Source, opts: &CsvOptions) -> Result<CsvPlan> {
+    Ok(sniff_then(source, opts, |_, _| ())?.0)
+}
+
+/// As [`sniff`], and then calls `then` with the plan and, when the sample
+/// was the whole input and every record of it was read for the types, its
+/// parsed records (valid UTF-8, terminated, the header record included): a
+/// small file needs no second parse.
+///
+/// # Errors
+/// As [`sniff`].
+pub fn sniff_then<T>(
+    source: &dyn Source,
+    opts: &CsvOptions,
+    then: impl FnOnce(&CsvPlan, Option<&records::Records<'_>>) -> T,
+) -> Result<(CsvPlan, T)> {
     let name = source.name();
     let (encoding, raw) = match opts.encoding {
         Some(e) => (e, None),
@@ -131,12 +146,15 @@ pub fn sniff(source: &dyn Source, opts: &CsvOptions) -> Result<CsvPlan> {
             dictionary: stats.repeats.wants_dictionary(stats.ty),
         })
         .collect();
-    Ok(CsvPlan {
+    let plan = CsvPlan {
         encoding,
         dialect,
         nulls,
         columns,
-    })
+    };
+    let whole = at_eof && limit == sample.len() && simdutf8::basic::from_utf8(&input).is_ok();
+    let out = then(&plan, whole.then_some(&sample));
+    Ok((plan, out))
 }
 
 /// Reads up to [`SAMPLE_BYTES`]; also tells whether that was the whole input.
