@@ -18,6 +18,7 @@ pub mod pipeline;
 pub mod record_chunks;
 pub mod sink;
 pub mod source;
+pub mod swar;
 pub mod types;
 pub mod value;
 pub mod xml;

@@ -9,6 +9,7 @@
 use csv_core::{ReadRecordResult, Reader, ReaderBuilder, Terminator};
 
 use super::{Dialect, Escape};
+use crate::swar;
 
 /// On a field's end: the field is an explicit null (`\N` in backslash TSV).
 const NULL_FLAG: u32 = 1 << 31;
@@ -223,10 +224,7 @@ pub fn parse<'a>(
 /// should judge (see the module docs).
 fn parse_fast(input: &[u8], delimiter: u8, quote: u8) -> Option<Records<'_>> {
     let mut recs = Records::new(input);
-    let mut stop = [false; 256];
-    for b in [delimiter, b'\n', b'\r'] {
-        stop[b as usize] = true;
-    }
+    let stops = Stops::new(delimiter);
     let n = input.len();
     let mut pos = 0;
     while pos < n {
@@ -279,10 +277,7 @@ fn parse_fast(input: &[u8], delimiter: u8, quote: u8) -> Option<Records<'_>> {
                     Some(_) => return None,
                 }
             } else {
-                let mut end = pos;
-                while end < n && !stop[input[end] as usize] {
-                    end += 1;
-                }
+                let end = stops.find(input, pos);
                 recs.push_input(pos, end);
                 match input.get(end) {
                     Some(&b) if b == delimiter => pos = end + 1,
@@ -305,6 +300,30 @@ fn parse_fast(input: &[u8], delimiter: u8, quote: u8) -> Option<Records<'_>> {
         recs.end_record();
     }
     Some(recs)
+}
+
+/// The bytes that end an unquoted field: the delimiter, `\n`, `\r`.
+struct Stops {
+    delimiter: u8,
+    table: [bool; 256],
+}
+
+impl Stops {
+    fn new(delimiter: u8) -> Self {
+        let mut table = [false; 256];
+        for b in [delimiter, b'\n', b'\r'] {
+            table[b as usize] = true;
+        }
+        Self { delimiter, table }
+    }
+
+    /// The position of the first stop at or after `from`, or the end.
+    #[inline]
+    fn find(&self, input: &[u8], from: usize) -> usize {
+        let flags =
+            |w| swar::equal(w, self.delimiter) | swar::equal(w, b'\n') | swar::equal(w, b'\r');
+        swar::find(input, from, flags, |c| self.table[c as usize])
+    }
 }
 
 fn parse_csv_core<'a>(
@@ -461,6 +480,37 @@ fn unescape_into(field: &[u8], out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stops_are_found_where_a_byte_loop_finds_them() {
+        // Every byte value around every stop, at every alignment.
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for delimiter in [b',', b'\t', b';', b'|', 0x80, 0xff] {
+            let stops = Stops::new(delimiter);
+            for _ in 0..2000 {
+                let len = (seed % 40) as usize;
+                let input: Vec<u8> = (0..len)
+                    .map(|_| {
+                        seed ^= seed << 13;
+                        seed ^= seed >> 7;
+                        seed ^= seed << 17;
+                        match seed % 16 {
+                            0 => delimiter,
+                            1 => b'\n',
+                            2 => b'\r',
+                            _ => (seed >> 8) as u8,
+                        }
+                    })
+                    .collect();
+                for from in 0..=len {
+                    let want = (from..len)
+                        .find(|&i| [delimiter, b'\n', b'\r'].contains(&input[i]))
+                        .unwrap_or(len);
+                    assert_eq!(stops.find(&input, from), want, "{input:?} from {from}");
+                }
+            }
+        }
+    }
 
     fn dialect(delimiter: u8, escape: Escape) -> Dialect {
         Dialect {

@@ -9,6 +9,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
+use crate::swar;
 use crate::value::{Key, Record, Value};
 
 /// Deepest nesting accepted (objects and arrays, the record itself is 1).
@@ -552,29 +553,9 @@ impl<'a> Parser<'a> {
 /// time, one pass (strings are mostly short, and all three stop a run).
 #[inline]
 fn plain_run(b: &[u8]) -> usize {
-    const ONES: u64 = u64::from_ne_bytes([1; 8]);
-    const HIGH: u64 = ONES << 7;
-    let mut i = 0;
-    while let Some(chunk) = b.get(i..i + 8) {
-        let Ok(bytes) = <[u8; 8]>::try_from(chunk) else {
-            break;
-        };
-        let w = u64::from_le_bytes(bytes);
-        // A byte's high bit is set where it is zero (after the xor) or below
-        // 0x20; bits above the lowest set one may be wrong, never below.
-        let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
-        let hits = zero(w ^ (ONES * u64::from(b'"')))
-            | zero(w ^ (ONES * u64::from(b'\\')))
-            | (w.wrapping_sub(ONES * 0x20) & !w & HIGH);
-        if hits != 0 {
-            return i + (hits.trailing_zeros() / 8) as usize;
-        }
-        i += 8;
-    }
-    i + b[i..]
-        .iter()
-        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
-        .unwrap_or(b.len() - i)
+    let stops = |c: u8| c == b'"' || c == b'\\' || c < 0x20;
+    let flags = |w| swar::equal(w, b'"') | swar::equal(w, b'\\') | swar::below(w, 0x20);
+    swar::find(b, 0, flags, stops)
 }
 
 /// The records of a piece of whitespace-separated top-level objects (NDJSON,
