@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-use arrow_array::ArrayRef;
+use arrow_array::{Array, ArrayRef, StringArray};
 use arrow_schema::{Schema, SchemaRef};
 use parquet::arrow::arrow_writer::{
     compute_leaves, ArrowColumnChunk, ArrowColumnWriter, ArrowRowGroupWriterFactory,
@@ -62,16 +62,47 @@ impl Default for ParquetOptions {
 /// `row_group_rows`), up to [`LANE_DEPTH`] queued batches per column, plus
 /// the chunks not yet taken.
 pub struct ParquetSink {
-    writer: SerializedFileWriter<ChunkQueue>,
-    factory: ArrowRowGroupWriterFactory,
+    /// The writer, set up at the first batch (see [`Self::open`]).
+    open: Option<Open>,
     schema: SchemaRef,
+    /// Dictionary encoding on or off, by column path (default: on).
+    dictionary: Vec<(String, bool)>,
     /// Parquet leaf columns of each top-level field.
     leaves: Vec<usize>,
-    lanes: Arc<Lanes>,
     rows_in_group: usize,
     bytes_in_group: usize,
     groups: usize,
     opts: ParquetOptions,
+}
+
+/// The file being written.
+struct Open {
+    writer: SerializedFileWriter<ChunkQueue>,
+    factory: ArrowRowGroupWriterFactory,
+    lanes: Arc<Lanes>,
+}
+
+/// Values of a column's first batch that judge its ZSTD level.
+const LEVEL_SAMPLE_BYTES: usize = 64 << 10;
+
+/// Whether ZSTD at `level` makes `sample` at least 1% smaller than level 1
+/// does. On near-unique text such as UUIDs it does not: level 3 then takes
+/// twice level 1's time for a slightly larger result.
+fn level_pays(sample: &[u8], level: i32) -> bool {
+    if level <= 1 || sample.len() < 4096 {
+        return true;
+    }
+    let size = |l| zstd::bulk::compress(sample, l).map_or(usize::MAX, |c| c.len());
+    (size(level) as f64) < 0.99 * size(1) as f64
+}
+
+/// The start of a string column's values, as one byte run.
+fn string_sample(array: &ArrayRef) -> Option<&[u8]> {
+    let a = array.as_any().downcast_ref::<StringArray>()?;
+    let offsets = a.value_offsets();
+    let (first, last) = (*offsets.first()? as usize, *offsets.last()? as usize);
+    let end = last.min(first + LEVEL_SAMPLE_BYTES);
+    a.value_data().get(first..end)
 }
 
 impl ParquetSink {
@@ -106,45 +137,73 @@ impl ParquetSink {
         }
         let leaves: Vec<usize> = fields.iter().map(|f| leaf_count(f.data_type())).collect();
         let schema: SchemaRef = Arc::new(Schema::new(fields));
-        let mut props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(opts.zstd_level)?))
-            .set_statistics_enabled(EnabledStatistics::Chunk)
-            // v1 pages: definition levels are compressed with the values (v2 keeps them
-            // raw); the v2 delta encodings are kept per leaf below.
-            .set_data_page_row_count_limit(1 << 20)
-            .set_data_page_size_limit(2 << 20)
-            .set_writer_version(parquet::file::properties::WriterVersion::PARQUET_1_0)
-            .set_created_by(format!("s3proc {}", env!("CARGO_PKG_VERSION")));
-        for leaf in ArrowSchemaConverter::new().convert(&schema)?.columns() {
-            if let Some(encoding) = fallback_encoding(leaf.physical_type()) {
-                props = props.set_column_encoding(leaf.path().clone(), encoding);
-            }
-        }
-        for (path, on) in dictionary {
-            props = props.set_column_dictionary_enabled(ColumnPath::from(path.as_str()), *on);
-        }
-        let options = ArrowWriterOptions::new().with_properties(props.build());
-        let writer = ArrowWriter::try_new_with_options(
-            ChunkQueue::new(opts.chunk_size),
-            schema.clone(),
-            options,
-        )?;
-        let (writer, factory) = writer.into_serialized_writer()?;
-        let lanes = Arc::new(Lanes::new(group_writers(
-            factory.create_column_writers(0)?,
-            &leaves,
-        )));
+        ZstdLevel::try_new(opts.zstd_level)?;
+        ArrowSchemaConverter::new().convert(&schema)?;
         Ok(Self {
+            open: None,
             leaves,
-            writer,
-            factory,
             schema,
-            lanes,
+            dictionary: dictionary.to_vec(),
             rows_in_group: 0,
             bytes_in_group: 0,
             groups: 0,
             opts: opts.clone(),
         })
+    }
+
+    /// Sets up the writer. A string column without a dictionary is
+    /// compressed at the ZSTD level asked for only where the start of its
+    /// `first` batch shows that this level pays (see [`level_pays`]);
+    /// elsewhere at level 1, faster and no larger.
+    fn open(&mut self, first: Option<&[ArrayRef]>) -> Result<&mut Open, ParquetError> {
+        if self.open.is_none() {
+            let level = self.opts.zstd_level;
+            let mut props = WriterProperties::builder()
+                .set_compression(Compression::ZSTD(ZstdLevel::try_new(level)?))
+                .set_statistics_enabled(EnabledStatistics::Chunk)
+                // v1 pages: definition levels are compressed with the values (v2 keeps them
+                // raw); the v2 delta encodings are kept per leaf below.
+                .set_data_page_row_count_limit(1 << 20)
+                .set_data_page_size_limit(2 << 20)
+                .set_writer_version(parquet::file::properties::WriterVersion::PARQUET_1_0)
+                .set_created_by(format!("s3proc {}", env!("CARGO_PKG_VERSION")));
+            for leaf in ArrowSchemaConverter::new().convert(&self.schema)?.columns() {
+                if let Some(encoding) = fallback_encoding(leaf.physical_type()) {
+                    props = props.set_column_encoding(leaf.path().clone(), encoding);
+                }
+            }
+            for (path, on) in &self.dictionary {
+                props = props.set_column_dictionary_enabled(ColumnPath::from(path.as_str()), *on);
+            }
+            for (j, field) in self.schema.fields().iter().enumerate() {
+                let name = field.name();
+                let plain = self.dictionary.iter().any(|(p, on)| p == name && !on);
+                let sample = first.and_then(|a| a.get(j)).and_then(string_sample);
+                if plain && sample.is_some_and(|s| !level_pays(s, level)) {
+                    let one = Compression::ZSTD(ZstdLevel::try_new(1)?);
+                    props = props.set_column_compression(ColumnPath::from(name.as_str()), one);
+                }
+            }
+            let options = ArrowWriterOptions::new().with_properties(props.build());
+            let writer = ArrowWriter::try_new_with_options(
+                ChunkQueue::new(self.opts.chunk_size),
+                self.schema.clone(),
+                options,
+            )?;
+            let (writer, factory) = writer.into_serialized_writer()?;
+            let lanes = Arc::new(Lanes::new(group_writers(
+                factory.create_column_writers(0)?,
+                &self.leaves,
+            )));
+            self.open = Some(Open {
+                writer,
+                factory,
+                lanes,
+            });
+        }
+        self.open
+            .as_mut()
+            .ok_or_else(|| ParquetError::General("the writer is not open".into()))
     }
 
     /// Queues one batch of columns (in schema order) of `rows` rows for
@@ -154,11 +213,12 @@ impl ParquetSink {
     /// # Errors
     /// Encoding errors of the Parquet writer (possibly of an earlier batch).
     pub fn write(&mut self, arrays: &[ArrayRef], rows: usize) -> Result<(), ParquetError> {
+        let lanes = Arc::clone(&self.open(Some(arrays))?.lanes);
         let mut offset = 0;
         while offset < rows {
             let take = (rows - offset).min(self.opts.row_group_rows - self.rows_in_group);
             let fields = self.schema.fields();
-            self.lanes.wait_until(|queued| queued < LANE_DEPTH)?;
+            lanes.wait_until(|queued| queued < LANE_DEPTH)?;
             for (j, (array, field)) in arrays.iter().zip(fields.iter()).enumerate() {
                 let slice = if take == rows {
                     array.clone()
@@ -166,7 +226,7 @@ impl ParquetSink {
                     array.slice(offset, take)
                 };
                 self.bytes_in_group += slice.to_data().get_slice_memory_size().unwrap_or(0);
-                Lanes::push(&self.lanes, j, Work::Batch(slice, field.clone()));
+                Lanes::push(&lanes, j, Work::Batch(slice, field.clone()));
             }
             offset += take;
             self.rows_in_group += take;
@@ -188,19 +248,19 @@ impl ParquetSink {
             return Ok(());
         }
         self.groups += 1;
+        let (groups, leaves, fields) =
+            (self.groups, self.leaves.clone(), self.schema.fields().len());
+        let open = self.open(None)?;
         let next: Vec<Option<Vec<ArrowColumnWriter>>> = if last {
-            (0..self.schema.fields().len()).map(|_| None).collect()
+            (0..fields).map(|_| None).collect()
         } else {
-            group_writers(
-                self.factory.create_column_writers(self.groups)?,
-                &self.leaves,
-            )
-            .into_iter()
-            .map(Some)
-            .collect()
+            group_writers(open.factory.create_column_writers(groups)?, &leaves)
+                .into_iter()
+                .map(Some)
+                .collect()
         };
         for (j, writer) in next.into_iter().enumerate() {
-            Lanes::push(&self.lanes, j, Work::Close(writer));
+            Lanes::push(&open.lanes, j, Work::Close(writer));
         }
         self.rows_in_group = 0;
         self.bytes_in_group = 0;
@@ -209,8 +269,11 @@ impl ParquetSink {
 
     /// Writes every row group whose columns are all closed, in order.
     fn append_closed_groups(&mut self) -> Result<(), ParquetError> {
-        while let Some(chunks) = self.lanes.take_closed_group()? {
-            let mut group = self.writer.next_row_group()?;
+        let Some(open) = self.open.as_mut() else {
+            return Ok(());
+        };
+        while let Some(chunks) = open.lanes.take_closed_group()? {
+            let mut group = open.writer.next_row_group()?;
             for chunk in chunks {
                 chunk.append_to_row_group(&mut group)?;
             }
@@ -225,8 +288,12 @@ impl ParquetSink {
     /// Encoding errors of the Parquet writer.
     pub fn take_chunk(&mut self) -> Result<Option<Vec<u8>>, ParquetError> {
         self.append_closed_groups()?;
-        let out = self.writer.inner_mut();
-        Ok((out.len() >= self.opts.chunk_size).then(|| out.pop(self.opts.chunk_size)))
+        let size = self.opts.chunk_size;
+        let Some(open) = self.open.as_mut() else {
+            return Ok(None);
+        };
+        let out = open.writer.inner_mut();
+        Ok((out.len() >= size).then(|| out.pop(size)))
     }
 
     /// Writes the last row group and the footer with `metadata`; returns
@@ -236,14 +303,16 @@ impl ParquetSink {
     /// Encoding errors of the Parquet writer.
     pub fn finish(mut self, metadata: Vec<(String, String)>) -> Result<Vec<Vec<u8>>, ParquetError> {
         self.end_group(true)?;
-        self.lanes.wait_until(|queued| queued == 0)?;
+        let lanes = Arc::clone(&self.open(None)?.lanes);
+        lanes.wait_until(|queued| queued == 0)?;
         self.append_closed_groups()?;
-        for (k, v) in metadata {
-            self.writer.append_key_value_metadata(KeyValue::new(k, v));
-        }
-        self.writer.finish()?;
         let size = self.opts.chunk_size;
-        let out = self.writer.inner_mut();
+        let open = self.open(None)?;
+        for (k, v) in metadata {
+            open.writer.append_key_value_metadata(KeyValue::new(k, v));
+        }
+        open.writer.finish()?;
+        let out = open.writer.inner_mut();
         let mut chunks = Vec::new();
         while out.len() > 0 {
             let n = if out.len() >= 2 * size {
@@ -272,7 +341,7 @@ fn fallback_encoding(t: PhysicalType) -> Option<Encoding> {
 impl Drop for ParquetSink {
     fn drop(&mut self) {
         // A sink dropped half-way (a restart) leaves no work queued behind.
-        for lane in &self.lanes.lanes {
+        for lane in self.open.iter().flat_map(|o| &o.lanes.lanes) {
             if let Ok(mut lane) = lane.try_lock() {
                 lane.queue.clear();
             }
@@ -567,5 +636,41 @@ impl ChunkQueue {
         }
         self.len -= out.len();
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Text from a small xorshift generator (fixed seed).
+    fn text(words: &[&str], n: usize) -> Vec<u8> {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut out = Vec::new();
+        for _ in 0..n {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            out.extend_from_slice(words[(seed % words.len() as u64) as usize].as_bytes());
+        }
+        out
+    }
+
+    #[test]
+    fn a_higher_level_is_kept_only_where_it_pays() {
+        // Random hex (UUIDs): level 3 is no smaller than level 1.
+        let hex: Vec<&str> = "0123456789abcdef-"
+            .split("")
+            .filter(|s| !s.is_empty())
+            .collect();
+        assert!(!level_pays(&text(&hex, 60_000), 3));
+        // Prose from a small vocabulary: level 3 is clearly smaller.
+        let prose = [
+            "the ", "parcel ", "arrived ", "late, ", "refund ", "ok. ", "size ",
+        ];
+        assert!(level_pays(&text(&prose, 12_000), 3));
+        // Too little to judge, or nothing above level 1 asked for.
+        assert!(level_pays(&text(&hex, 1000), 3));
+        assert!(level_pays(&text(&hex, 60_000), 1));
     }
 }
