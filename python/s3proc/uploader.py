@@ -53,7 +53,7 @@ META_WRITER = "s3proc-writer"  # the tag that marks uploads and objects s3proc m
 
 PARTS_PER_STEP = 1000  # parts of one size before the size doubles
 PREFETCH = 2  # chunks produced ahead of the upload
-EARLY_PREFETCH = 8  # … until the upload is created (it waits for the source's SHA-256)
+EARLY_PREFETCH = 4  # … until the upload is created (it waits for the source's SHA-256)
 PART_CONCURRENCY = 4  # parts of one multipart upload in flight at once
 MIN_PART = 5 << 20
 _MD5_ETAG = re.compile(r'^"?([0-9a-f]{32})"?$')
