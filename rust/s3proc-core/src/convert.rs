@@ -284,8 +284,10 @@ impl CsvChunks {
             sample
                 .filter(|_| !pieces)
                 .map(|records| build_piece(records, true, plan, &types, true, 0))
-                .filter(|p| p.arrays.is_some() && p.types.len() == types.len())
-                .filter(|p| describe_drift(&types, &p.types, &plan.columns, 0).is_none())
+                .filter(|p| {
+                    p.arrays.is_some()
+                        && describe_drift(&types, &p.types, &plan.columns, 0).is_none()
+                })
         })?;
         let scan_first = opts.csv.sample_rows.is_none() && whole.is_none();
         if !scan_first {

@@ -83,10 +83,7 @@ pub fn field<'a, 'v>(
     name: &str,
     hint: usize,
 ) -> Option<&'a Value<'v>> {
-    match fields.get(hint) {
-        Some((k, v)) if **k == *name => Some(v),
-        _ => fields.iter().find(|(k, _)| **k == *name).map(|(_, v)| v),
-    }
+    entry(fields, name, hint).map(|(_, v)| v)
 }
 
 /// As [`field`], with the key found.

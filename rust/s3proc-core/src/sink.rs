@@ -67,6 +67,8 @@ pub struct ParquetSink {
     schema: SchemaRef,
     /// Dictionary encoding on or off, by column path (default: on).
     dictionary: Vec<(String, bool)>,
+    /// The encoding of each leaf column that has one without a dictionary.
+    encodings: Vec<(ColumnPath, Encoding)>,
     /// Parquet leaf columns of each top-level field.
     leaves: Vec<usize>,
     rows_in_group: usize,
@@ -138,12 +140,23 @@ impl ParquetSink {
         let leaves: Vec<usize> = fields.iter().map(|f| leaf_count(f.data_type())).collect();
         let schema: SchemaRef = Arc::new(Schema::new(fields));
         ZstdLevel::try_new(opts.zstd_level)?;
-        ArrowSchemaConverter::new().convert(&schema)?;
+        let encodings = ArrowSchemaConverter::new()
+            .convert(&schema)?
+            .columns()
+            .iter()
+            .filter_map(|leaf| {
+                Some((
+                    leaf.path().clone(),
+                    fallback_encoding(leaf.physical_type())?,
+                ))
+            })
+            .collect();
         Ok(Self {
             open: None,
             leaves,
             schema,
             dictionary: dictionary.to_vec(),
+            encodings,
             rows_in_group: 0,
             bytes_in_group: 0,
             groups: 0,
@@ -151,59 +164,61 @@ impl ParquetSink {
         })
     }
 
+    /// The writer, set up by the first call (see [`Self::start`]).
+    fn open(&mut self, first: Option<&[ArrayRef]>) -> Result<&mut Open, ParquetError> {
+        let open = match self.open.take() {
+            Some(open) => open,
+            None => self.start(first)?,
+        };
+        Ok(self.open.insert(open))
+    }
+
     /// Sets up the writer. A string column without a dictionary is
     /// compressed at the ZSTD level asked for only where the start of its
     /// `first` batch shows that this level pays (see [`level_pays`]);
     /// elsewhere at level 1, faster and no larger.
-    fn open(&mut self, first: Option<&[ArrayRef]>) -> Result<&mut Open, ParquetError> {
-        if self.open.is_none() {
-            let level = self.opts.zstd_level;
-            let mut props = WriterProperties::builder()
-                .set_compression(Compression::ZSTD(ZstdLevel::try_new(level)?))
-                .set_statistics_enabled(EnabledStatistics::Chunk)
-                // v1 pages: definition levels are compressed with the values (v2 keeps them
-                // raw); the v2 delta encodings are kept per leaf below.
-                .set_data_page_row_count_limit(1 << 20)
-                .set_data_page_size_limit(2 << 20)
-                .set_writer_version(parquet::file::properties::WriterVersion::PARQUET_1_0)
-                .set_created_by(format!("s3proc {}", env!("CARGO_PKG_VERSION")));
-            for leaf in ArrowSchemaConverter::new().convert(&self.schema)?.columns() {
-                if let Some(encoding) = fallback_encoding(leaf.physical_type()) {
-                    props = props.set_column_encoding(leaf.path().clone(), encoding);
-                }
-            }
-            for (path, on) in &self.dictionary {
-                props = props.set_column_dictionary_enabled(ColumnPath::from(path.as_str()), *on);
-            }
-            for (j, field) in self.schema.fields().iter().enumerate() {
-                let name = field.name();
-                let plain = self.dictionary.iter().any(|(p, on)| p == name && !on);
-                let sample = first.and_then(|a| a.get(j)).and_then(string_sample);
-                if plain && sample.is_some_and(|s| !level_pays(s, level)) {
-                    let one = Compression::ZSTD(ZstdLevel::try_new(1)?);
-                    props = props.set_column_compression(ColumnPath::from(name.as_str()), one);
-                }
-            }
-            let options = ArrowWriterOptions::new().with_properties(props.build());
-            let writer = ArrowWriter::try_new_with_options(
-                ChunkQueue::new(self.opts.chunk_size),
-                self.schema.clone(),
-                options,
-            )?;
-            let (writer, factory) = writer.into_serialized_writer()?;
-            let lanes = Arc::new(Lanes::new(group_writers(
-                factory.create_column_writers(0)?,
-                &self.leaves,
-            )));
-            self.open = Some(Open {
-                writer,
-                factory,
-                lanes,
-            });
+    fn start(&self, first: Option<&[ArrayRef]>) -> Result<Open, ParquetError> {
+        let level = self.opts.zstd_level;
+        let mut props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(level)?))
+            .set_statistics_enabled(EnabledStatistics::Chunk)
+            // v1 pages: definition levels are compressed with the values (v2 keeps them
+            // raw); the v2 delta encodings are kept per leaf below.
+            .set_data_page_row_count_limit(1 << 20)
+            .set_data_page_size_limit(2 << 20)
+            .set_writer_version(parquet::file::properties::WriterVersion::PARQUET_1_0)
+            .set_created_by(format!("s3proc {}", env!("CARGO_PKG_VERSION")));
+        for (path, encoding) in &self.encodings {
+            props = props.set_column_encoding(path.clone(), *encoding);
         }
-        self.open
-            .as_mut()
-            .ok_or_else(|| ParquetError::General("the writer is not open".into()))
+        for (path, on) in &self.dictionary {
+            props = props.set_column_dictionary_enabled(ColumnPath::from(path.as_str()), *on);
+        }
+        for (j, field) in self.schema.fields().iter().enumerate() {
+            let name = field.name();
+            let plain = self.dictionary.iter().any(|(p, on)| p == name && !on);
+            let sample = first.and_then(|a| a.get(j)).and_then(string_sample);
+            if plain && sample.is_some_and(|s| !level_pays(s, level)) {
+                let one = Compression::ZSTD(ZstdLevel::try_new(1)?);
+                props = props.set_column_compression(ColumnPath::from(name.as_str()), one);
+            }
+        }
+        let options = ArrowWriterOptions::new().with_properties(props.build());
+        let writer = ArrowWriter::try_new_with_options(
+            ChunkQueue::new(self.opts.chunk_size),
+            self.schema.clone(),
+            options,
+        )?;
+        let (writer, factory) = writer.into_serialized_writer()?;
+        let lanes = Arc::new(Lanes::new(group_writers(
+            factory.create_column_writers(0)?,
+            &self.leaves,
+        )));
+        Ok(Open {
+            writer,
+            factory,
+            lanes,
+        })
     }
 
     /// Queues one batch of columns (in schema order) of `rows` rows for
@@ -247,17 +262,21 @@ impl ParquetSink {
         if self.rows_in_group == 0 {
             return Ok(());
         }
+        // Rows were written, so the writer is open.
+        let Some(open) = self.open.as_mut() else {
+            return Ok(());
+        };
         self.groups += 1;
-        let (groups, leaves, fields) =
-            (self.groups, self.leaves.clone(), self.schema.fields().len());
-        let open = self.open(None)?;
         let next: Vec<Option<Vec<ArrowColumnWriter>>> = if last {
-            (0..fields).map(|_| None).collect()
+            (0..self.leaves.len()).map(|_| None).collect()
         } else {
-            group_writers(open.factory.create_column_writers(groups)?, &leaves)
-                .into_iter()
-                .map(Some)
-                .collect()
+            group_writers(
+                open.factory.create_column_writers(self.groups)?,
+                &self.leaves,
+            )
+            .into_iter()
+            .map(Some)
+            .collect()
         };
         for (j, writer) in next.into_iter().enumerate() {
             Lanes::push(&open.lanes, j, Work::Close(writer));

@@ -32,20 +32,31 @@ fn zip_error(w: &Walker<'_>, entry: Option<&str>, e: ZipError) -> Error {
     }
 }
 
+/// The file-type bits of a zip entry's Unix mode (0 when it has none).
+fn file_type<R: Read + ?Sized>(file: &ZipFile<'_, R>) -> u32 {
+    file.unix_mode().unwrap_or(0) & 0o170_000
+}
+
+/// Whether an entry that is not a directory is a regular file.
+fn is_regular<R: Read + ?Sized>(file: &ZipFile<'_, R>) -> bool {
+    matches!(file_type(file), 0 | 0o100_000)
+}
+
 /// What a zip entry is, from its attributes.
 fn kind_of<R: Read + ?Sized>(file: &mut ZipFile<'_, R>) -> EntryKind {
     if file.is_dir() {
         return EntryKind::Dir;
     }
-    let mode = file.unix_mode().unwrap_or(0) & 0o170_000;
-    match mode {
+    if is_regular(file) {
+        return EntryKind::File;
+    }
+    match file_type(file) {
         0o120_000 => {
             let mut target = Vec::new();
             // The target is the entry's data; a long one is cut for the reason.
             let _ = file.by_ref().take(1024).read_to_end(&mut target);
             EntryKind::Symlink(name_from_bytes(&target))
         }
-        0 | 0o100_000 => EntryKind::File,
         0o020_000 => EntryKind::Special("character device".into()),
         0o060_000 => EntryKind::Special("block device".into()),
         0o010_000 => EntryKind::Special("FIFO".into()),
@@ -142,7 +153,7 @@ fn inflates_whole<R: Read + ?Sized>(file: &ZipFile<'_, R>) -> bool {
     file.compression() == CompressionMethod::Deflated
         && !file.encrypted()
         && !file.is_dir()
-        && matches!(file.unix_mode().unwrap_or(0) & 0o170_000, 0 | 0o100_000)
+        && is_regular(file)
         && file.size() <= WHOLE_BYTES
         && file.compressed_size() <= WHOLE_BYTES
 }
