@@ -100,6 +100,32 @@ def test_single_put_and_multipart_round_trip(seaweed: S3Server, checksum: str) -
     assert incomplete_uploads(c, bucket) == []
 
 
+def test_bodies_are_sent_unsigned_under_signed_content_md5_and_checksum(seaweed: S3Server) -> None:
+    # No SHA-256 of each body for the signature (botocore signs payloads over plain HTTP by
+    # default): the signed Content-MD5 and checksum headers protect it, and the server accepts it.
+    bucket = seaweed.new_bucket()
+    client = client_for(seaweed)
+    sent: list[dict[str, str]] = []
+
+    def capture(request: Any, **_: Any) -> None:
+        if request.body:
+            sent.append(
+                {k.lower(): v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()}
+            )
+
+    client.meta.events.register("before-send.s3", capture)
+    u = uploader_for(client, bucket)
+    upload(u, "one", chunks_of(b"hello"))
+    upload(u, "parts", chunks_of(os.urandom(5 * MiB), b"tail"))
+    bodies = [h for h in sent if "content-md5" in h]
+    assert len(bodies) == 3, sent  # PutObject, two UploadParts
+    for h in bodies:
+        assert h["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
+        signed = h["authorization"].split("SignedHeaders=")[1].split(",")[0].split(";")
+        assert {"content-md5", "x-amz-checksum-crc32"} <= set(signed)
+    assert body(seaweed.client(), bucket, "parts")[-4:] == b"tail"
+
+
 def _corrupt_once(ops: tuple[str, ...]) -> Callable[[str, dict[str, Any]], None]:
     done: list[str] = []
 

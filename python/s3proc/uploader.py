@@ -145,6 +145,10 @@ def make_client(
 
     ``compat`` (stores that reject botocore's newer default checksum headers and trailers) and
     ``--checksum none`` send checksums only where the operation requires one.
+
+    Bodies are not SHA-256 signed, even over plain HTTP: every body s3proc sends carries a
+    Content-MD5 (and, unless ``--checksum none``, an additional checksum) in signed headers,
+    which S3 verifies; the payload hash would read every byte once more for no extra safety.
     """
     when = "when_required" if compat or checksum_name == "none" else "when_supported"
     config = botocore.config.Config(
@@ -154,7 +158,7 @@ def make_client(
         read_timeout=120,
         request_checksum_calculation=when,
         response_checksum_validation=when,
-        s3={"addressing_style": "path"} if endpoint_url else None,
+        s3={"payload_signing_enabled": False, **({"addressing_style": "path"} if endpoint_url else {})},
         user_agent_extra=f"s3proc/{__version__}",
     )
     session = boto3.session.Session(
