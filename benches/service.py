@@ -18,7 +18,7 @@ fresh bucket; s3proc's state (``DIR/.s3proc``) is deleted before each run. The s
 and manages about 147 PUT/s and 90 MB/s on this project's machine, so the ratios say how close
 s3proc gets to what the server allows, not what it does against AWS. Nothing passes or fails.
 
-    python benches/service.py [--small-files 2000] [--big-rows 5500000] [--work-dir DIR]
+    python benches/service.py [--small-files 2000] [--big-rows 5500000] [--work-dir DIR] [--repeat N]
 """
 
 from __future__ import annotations
@@ -244,13 +244,30 @@ def describe_log(run: Run, files: int) -> str:
     )
 
 
-def table(title: str, unit: str, rows: list[tuple[Run, float, float]]) -> None:
+def median_run(runs: list[Run]) -> Run:
+    """One row for several rounds: the median run's log, median times, the highest peak."""
+    mid = sorted(runs, key=lambda r: r.wall)[(len(runs) - 1) // 2]
+    return Run(
+        mid.what,
+        statistics.median(r.wall for r in runs),
+        statistics.median(r.cpu for r in runs),
+        max(r.rss_mib for r in runs),
+        statistics.median(r.s3_cpu for r in runs),
+        mid.start,
+        mid.stdout,
+        mid.log,
+    )
+
+
+def table(title: str, unit: str, rows: list[tuple[Run, float, list[float]]]) -> None:
     print(
         f"\n{title}\n{'what':<34} {'wall s':>7} {'cpu s':>6} {unit:>8} {'peak MiB':>8} {'S3 cpu s':>8}  ratio"
     )
-    for r, rate, x in rows:
+    for r, rate, xs in rows:
+        each = f"  ({' '.join(f'{x:.2f}' for x in xs)})" if len(xs) > 1 and len(set(xs)) > 1 else ""
         print(
-            f"{r.what:<34} {r.wall:7.2f} {r.cpu:6.2f} {rate:8.1f} {r.rss_mib:8.0f} {r.s3_cpu:8.2f} {x:5.2f}x"
+            f"{r.what:<34} {r.wall:7.2f} {r.cpu:6.2f} {rate:8.1f} {r.rss_mib:8.0f} {r.s3_cpu:8.2f}"
+            f" {statistics.median(xs):5.2f}x{each}"
         )
 
 
@@ -262,6 +279,7 @@ def main() -> None:
     ap.add_argument("--work-dir", type=Path, help="Kept, and generated inputs reused (default: a temp dir).")
     ap.add_argument("--also", action="append", default=[], help="More s3proc run flags, for another row.")
     ap.add_argument("--only", choices=("small", "big"), help="Run one of the two measurements.")
+    ap.add_argument("--repeat", type=int, default=1, help="Rounds of every row, interleaved (default 1).")
     args = ap.parse_args()
     if _core.build_profile != "release":
         raise SystemExit(f"s3proc's core is a {_core.build_profile} build: benchmark a release build")
@@ -282,37 +300,51 @@ def main() -> None:
     mb = csv.stat().st_size / 1e6
     print(f"small: {n} files, {nbytes / 1e6:.1f} MB in {small}; big: {csv} ({mb:.1f} MB)")
     bench = Bench(work)
-    small_runs: list[Run] = []
+    # Each round runs every row once, peers next to s3proc: on a noisy machine a ratio is only
+    # meaningful between runs close in time, so each round gives its own ratios.
+    small_rounds: list[list[Run]] = []
+    big_rounds: list[tuple[Run, Run]] = []
     try:
         print(f"S3: moto.server at {bench.url} (pid {bench.proc.pid}); load {os.getloadavg()}", flush=True)
-        if args.only != "big":
-            loop = [sys.executable, "-c", PUT_LOOP, str(small), "put-loop", bench.url]
-            base = bench.measure("boto3 put_object loop (1 thread)", loop, "put-loop", n)
-            variants = [("s3proc run --once", []), ("s3proc --state-sync normal", ["--state-sync", "normal"])]
-            variants += [(f"s3proc {a}", shlex.split(a)) for a in args.also]
-            small_runs = [base] + [
-                bench.s3proc(w, small, f"small-{i}", x, n) for i, (w, x) in enumerate(variants)
-            ]
-        if args.only != "small":
-            out = work / "duck.parquet"
-            cmd = [sys.executable, "-c", DUCK_UPLOAD, str(csv), str(out), "duck", bench.url]
-            duck = bench.measure("DuckDB COPY + boto3 upload_file", cmd, "duck", 1)
-            out.unlink()
-            big_run = bench.s3proc("s3proc run --once", big, "big", [], 1)
+        for _ in range(args.repeat):
+            if args.only != "big":
+                loop = [sys.executable, "-c", PUT_LOOP, str(small), "put-loop", bench.url]
+                base = bench.measure("boto3 put_object loop (1 thread)", loop, "put-loop", n)
+                variants = [
+                    ("s3proc run --once", []),
+                    ("s3proc --state-sync normal", ["--state-sync", "normal"]),
+                ]
+                variants += [(f"s3proc {a}", shlex.split(a)) for a in args.also]
+                small_rounds.append(
+                    [base] + [bench.s3proc(w, small, f"small-{i}", x, n) for i, (w, x) in enumerate(variants)]
+                )
+            if args.only != "small":
+                out = work / "duck.parquet"
+                cmd = [sys.executable, "-c", DUCK_UPLOAD, str(csv), str(out), "duck", bench.url]
+                duck = bench.measure("DuckDB COPY + boto3 upload_file", cmd, "duck", 1)
+                out.unlink()
+                big_rounds.append((duck, bench.s3proc("s3proc run --once", big, "big", [], 1)))
     finally:
         bench.close()
 
     print(f"\nload average at the end {os.getloadavg()} ({os.cpu_count()} cores)")
+    if args.repeat > 1:
+        print(f"{args.repeat} rounds: wall, CPU and S3 CPU are medians, peak RSS the highest; each ratio is")
+        print("the median of the rounds' own ratios (listed after it)")
     speeds = []
-    if small_runs:
-        base, *mine = small_runs
+    if small_rounds:
+        rows = [median_run([r[i] for r in small_rounds]) for i in range(len(small_rounds[0]))]
+        ratios = [[r[0].wall / r[i].wall for r in small_rounds] for i in range(len(rows))]
         title = f"small files: {n} files, {nbytes / 1e6:.1f} MB (ratio: files/s against the boto3 loop)"
-        table(title, "files/s", [(r, n / r.wall, base.wall / r.wall) for r in small_runs])
+        table(title, "files/s", [(r, n / r.wall, x) for r, x in zip(rows, ratios, strict=True)])
+        base, *mine = rows
         speeds += [(r, "small files", "put_object loop", nbytes / base.wall) for r in mine]
-    if args.only != "small":
+    if big_rounds:
+        duck, big_run = median_run([d for d, _ in big_rounds]), median_run([b for _, b in big_rounds])
+        ratios = [[1.0] * len(big_rounds), [b.wall / d.wall for d, b in big_rounds]]
         d = json.loads(duck.stdout)
         title = f"one big CSV: {mb:.1f} MB, {args.big_rows:,} rows (ratio: seconds against DuckDB + upload)"
-        table(title, "MB/s in", [(r, mb / r.wall, r.wall / duck.wall) for r in (duck, big_run)])
+        table(title, "MB/s in", [(r, mb / r.wall, x) for r, x in zip((duck, big_run), ratios, strict=True)])
         print(
             f"  DuckDB: convert {d['convert']:.2f} s, upload_file {d['upload']:.2f} s "
             f"({d['bytes'] / 1e6:.1f} MB, {d['bytes'] / 1e6 / d['upload']:.1f} MB/s)"
