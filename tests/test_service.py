@@ -340,6 +340,40 @@ def test_daemon_waits_for_complete_files(moto: S3Server, watch: Path) -> None:
     assert len(uploads) == 3, "each file exactly once"
 
 
+def test_files_held_open_for_writing_are_found_among_the_candidates(tmp_path: Path) -> None:
+    from s3proc.watcher import open_for_writing
+
+    def key(p: Path) -> tuple[int, int]:
+        st = p.stat()
+        return st.st_dev, st.st_ino
+
+    writing, reading, other = (tmp_path / n for n in ("writing", "reading", "other"))
+    for p in (writing, reading, other):
+        p.write_bytes(b"x")
+    # Another process holds them (as a writer would), not this one.
+    holder = subprocess.Popen(
+        [
+            "python3",
+            "-c",
+            "import sys, time; w = open(sys.argv[1], 'ab'); o = open(sys.argv[3], 'ab');"
+            " r = open(sys.argv[2], 'rb'); print('open', flush=True); time.sleep(60)",
+            str(writing),
+            str(reading),
+            str(other),
+        ],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"open\n"
+        assert open_for_writing({key(writing), key(reading)}) == {key(writing)}
+        assert open_for_writing({key(reading)}) == set()
+        assert open_for_writing(set()) == set()
+    finally:
+        holder.kill()
+        holder.communicate()
+    assert open_for_writing({key(writing)}) == set()
+
+
 def test_a_folder_moved_in_whole_is_found_without_a_rescan(
     moto: S3Server, watch: Path, tmp_path: Path
 ) -> None:

@@ -238,14 +238,10 @@ class Service:
         rows = self.state.ready(now - self.sched.quiet_period, limit * 4)
         if not rows:
             return []
-        writers = open_for_writing()
-        claimed: list[FileRow] = []
+        current: list[tuple[FileRow, os.stat_result]] = []
         for row in rows:
-            if len(claimed) == limit:
-                break
-            path = self.s.root / row.path
             try:
-                st = os.lstat(path)
+                st = os.lstat(self.s.root / row.path)
             except FileNotFoundError:
                 self.state.forget_pending(row.path)
                 continue
@@ -254,6 +250,12 @@ class Service:
             if (st.st_size, st.st_mtime_ns) != (row.size, row.mtime_ns):
                 self.state.observe([(row.path, st.st_size, st.st_mtime_ns)], now)
                 continue
+            current.append((row, st))
+        writers = open_for_writing({(st.st_dev, st.st_ino) for _, st in current})
+        claimed: list[FileRow] = []
+        for row, st in current:
+            if len(claimed) == limit:
+                break
             if writers is not None and (st.st_dev, st.st_ino) in writers:
                 self.state.defer(row.path, now)
                 continue

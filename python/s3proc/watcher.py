@@ -199,12 +199,16 @@ class Watcher(threading.Thread):
             self.state.observe(seen, time.time())
 
 
-def open_for_writing() -> set[tuple[int, int]] | None:
-    """``(st_dev, st_ino)`` of every file some process holds open for writing.
+def open_for_writing(candidates: set[tuple[int, int]]) -> set[tuple[int, int]] | None:
+    """Those of ``candidates`` (``(st_dev, st_ino)``) that some process holds open for writing.
 
-    Read from ``/proc/*/fd`` and ``fdinfo`` flags; None where ``/proc`` cannot be read (the check
-    is then skipped). Processes whose fds this user cannot see are left out.
+    Read from ``/proc/*/fd``; an fd's ``fdinfo`` flags are read only when it is one of the
+    candidates, so a scan costs a readlink and a stat per open file. None where ``/proc``
+    cannot be read (the check is then skipped). Processes whose fds this user cannot see are
+    left out.
     """
+    if not candidates:
+        return set()
     try:
         pids = [p for p in os.listdir("/proc") if p.isdigit()]
     except OSError:
@@ -218,13 +222,14 @@ def open_for_writing() -> set[tuple[int, int]] | None:
             continue
         for fd in fds:
             try:
-                target = os.readlink(f"{fd_dir}/{fd}")
-                if not target.startswith("/"):
+                if not os.readlink(f"{fd_dir}/{fd}").startswith("/"):
                     continue  # sockets, pipes, anon inodes
+                st = os.stat(f"{fd_dir}/{fd}")
+                if (st.st_dev, st.st_ino) not in candidates:
+                    continue
                 with open(f"/proc/{pid}/fdinfo/{fd}") as info:
                     flags = next((line.split()[1] for line in info if line.startswith("flags:")), "0")
                 if int(flags, 8) & (os.O_WRONLY | os.O_RDWR):
-                    st = os.stat(f"{fd_dir}/{fd}")
                     found.add((st.st_dev, st.st_ino))
             except (OSError, ValueError, IndexError):
                 continue
