@@ -247,7 +247,8 @@ impl JsonSplitter {
     fn emit(&mut self, n: usize, last: bool) -> TextPiece {
         let rest = self.buf.split_off(n);
         let data = std::mem::replace(&mut self.buf, rest);
-        self.scan.at -= n;
+        // (The lines layout never scans: its `at` stays 0.)
+        self.scan.at = self.scan.at.saturating_sub(n);
         self.scan.cut -= n.min(self.scan.cut);
         let first_line = self.line;
         self.line += memchr::memchr_iter(b'\n', &data).count() as u64;

@@ -441,11 +441,14 @@ impl XmlRecords {
         let outcome = outcome?;
         if outcome == Pass::Refill {
             // Where the record being read is, from the safe point (which a
-            // refill moves the bytes with).
-            let cut = (
-                base + record_start - window.safe,
-                base + start - window.safe,
-            );
+            // refill moves the bytes with). Outside a record, `record_start`
+            // is an old one's, before the safe point.
+            let cut = (scan.open > 0).then(|| {
+                (
+                    base + record_start - window.safe,
+                    base + start - window.safe,
+                )
+            });
             let refilled = window
                 .refill(scan.max_record_bytes)
                 .map_err(|e| Error::io(&scan.source_name, e));
@@ -458,7 +461,7 @@ impl XmlRecords {
                 Err(e) => Some(e),
             };
             if let Some(e) = failed {
-                if scan.open > 0 {
+                if let Some(cut) = cut {
                     let bytes = &window.buf[window.safe + cut.0..window.safe + cut.1];
                     piece.partial = Some(piece.push(bytes, scan.record_line));
                 }
