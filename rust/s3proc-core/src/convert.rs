@@ -318,6 +318,9 @@ impl CsvChunks {
         let name = self.source.name();
         let mut sink = ParquetSink::new(&self.plan.columns, &self.opts.parquet)
             .map_err(|e| Error::parquet(name, e))?;
+        if is_small(parsed.rows, self.plan.columns.len()) {
+            sink = sink.inline();
+        }
         if let Some(arrays) = &parsed.arrays {
             sink.write(arrays, parsed.rows)
                 .map_err(|e| Error::parquet(name, e))?;
@@ -639,6 +642,15 @@ fn parse_piece(
     )))
 }
 
+/// Cells (rows × columns) of a piece small enough to build and encode in
+/// the calling thread: below about 1 MiB of CSV, the pool's hand-offs cost
+/// more than they save, and the service converts several files at once.
+const INLINE_CELLS: usize = 1 << 16;
+
+fn is_small(rows: usize, width: usize) -> bool {
+    rows.saturating_mul(width) < INLINE_CELLS
+}
+
 /// Turns a piece's records into columns of `types` (widened where a value
 /// does not fit), or only widens them when `convert` is off.
 fn build_piece(
@@ -653,22 +665,24 @@ fn build_piece(
     let rows = records.len().saturating_sub(skip);
     let width = types.len().max(records.max_width());
     let nulls = &plan.nulls;
-    let built: Vec<_> = (0..width)
-        .into_par_iter()
-        .map(|j| {
-            let ty = types.get(j).copied().unwrap_or(ColumnType::Null);
-            let column = records.column(j);
-            build(
-                ty,
-                rows,
-                |i| match column.get(i + skip) {
-                    Field::Value(v) if !nulls.is_null(v) => Some(v),
-                    _ => None,
-                },
-                convert,
-            )
-        })
-        .collect();
+    let one = |j: usize| {
+        let ty = types.get(j).copied().unwrap_or(ColumnType::Null);
+        let column = records.column(j);
+        build(
+            ty,
+            rows,
+            |i| match column.get(i + skip) {
+                Field::Value(v) if !nulls.is_null(v) => Some(v),
+                _ => None,
+            },
+            convert,
+        )
+    };
+    let built: Vec<_> = if is_small(rows, width) {
+        (0..width).map(one).collect()
+    } else {
+        (0..width).into_par_iter().map(one).collect()
+    };
     let new_types: Vec<ColumnType> = built.iter().map(|b| b.ty).collect();
     let arrays = built
         .into_iter()

@@ -75,6 +75,8 @@ pub struct ParquetSink {
     bytes_in_group: usize,
     groups: usize,
     opts: ParquetOptions,
+    /// Encode in the calling thread instead of on the pool (see [`Self::inline`]).
+    inline: bool,
 }
 
 /// The file being written.
@@ -161,7 +163,17 @@ impl ParquetSink {
             bytes_in_group: 0,
             groups: 0,
             opts: opts.clone(),
+            inline: false,
         })
+    }
+
+    /// Encodes every column in the calling thread: for a small input, where
+    /// handing each column to the pool and waiting for it costs more than
+    /// encoding it here (several files are converted at once anyway).
+    #[must_use]
+    pub fn inline(mut self) -> Self {
+        self.inline = true;
+        self
     }
 
     /// The writer, set up by the first call (see [`Self::start`]).
@@ -210,10 +222,10 @@ impl ParquetSink {
             options,
         )?;
         let (writer, factory) = writer.into_serialized_writer()?;
-        let lanes = Arc::new(Lanes::new(group_writers(
-            factory.create_column_writers(0)?,
-            &self.leaves,
-        )));
+        let lanes = Arc::new(Lanes::new(
+            group_writers(factory.create_column_writers(0)?, &self.leaves),
+            self.inline,
+        ));
         Ok(Open {
             writer,
             factory,
@@ -371,6 +383,8 @@ impl Drop for ParquetSink {
 /// The per-column encoding queues.
 struct Lanes {
     lanes: Vec<Mutex<Lane>>,
+    /// Work is done in the thread that queues it, not on the pool.
+    inline: bool,
     /// Signalled whenever a lane finishes a piece of work.
     progress: Condvar,
     progress_lock: Mutex<()>,
@@ -404,8 +418,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Lanes {
-    fn new(writers: Vec<Vec<ArrowColumnWriter>>) -> Self {
+    fn new(writers: Vec<Vec<ArrowColumnWriter>>, inline: bool) -> Self {
         Self {
+            inline,
             lanes: writers
                 .into_iter()
                 .map(|writer| {
@@ -428,14 +443,21 @@ impl Lanes {
         let mut lane = lock(&this.lanes[j]);
         lane.queue.push_back(work);
         lane.queued += 1;
-        if !lane.busy {
-            lane.busy = true;
+        if lane.busy {
+            return;
+        }
+        lane.busy = true;
+        drop(lane);
+        if this.inline {
+            this.drain(j);
+        } else {
             let lanes = Arc::clone(this);
             rayon::spawn(move || lanes.drain(j));
         }
     }
 
-    /// Works through lane `j`'s queue until it is empty (runs on the pool).
+    /// Works through lane `j`'s queue until it is empty (runs on the pool,
+    /// or in the caller's thread when inline).
     /// The writer is taken out of the lane while it works, so the driver can
     /// queue more work meanwhile.
     fn drain(&self, j: usize) {
@@ -673,6 +695,47 @@ mod tests {
             out.extend_from_slice(words[(seed % words.len() as u64) as usize].as_bytes());
         }
         out
+    }
+
+    #[test]
+    fn an_inline_sink_writes_what_the_pooled_one_writes() {
+        use arrow_array::{Int64Array, StringArray};
+        let fields = vec![
+            arrow_schema::Field::new("n", arrow_schema::DataType::Int64, true),
+            arrow_schema::Field::new("s", arrow_schema::DataType::Utf8, true),
+        ];
+        let opts = ParquetOptions {
+            row_group_rows: 1000,
+            chunk_size: 4096,
+            ..ParquetOptions::default()
+        };
+        let words = ["alpha ", "beta ", "gamma "];
+        let write = |sink: ParquetSink| {
+            let mut sink = sink;
+            let mut out = Vec::new();
+            for b in 0..5i64 {
+                let n: ArrayRef = Arc::new(Int64Array::from_iter_values((0..700).map(|i| i * b)));
+                let s: ArrayRef = Arc::new(StringArray::from_iter_values(
+                    (0..700).map(|i| words[(i + b as usize) % 3].repeat(i % 7)),
+                ));
+                sink.write(&[n, s], 700).expect("writes");
+                while let Some(chunk) = sink.take_chunk().expect("chunk") {
+                    out.extend(chunk);
+                }
+            }
+            for chunk in sink.finish(vec![]).expect("finishes") {
+                out.extend(chunk);
+            }
+            out
+        };
+        let pooled = write(ParquetSink::with_fields(fields.clone(), &[], &opts).expect("sink"));
+        let inline = write(
+            ParquetSink::with_fields(fields, &[], &opts)
+                .expect("sink")
+                .inline(),
+        );
+        assert!(pooled.len() > 4096 && pooled.starts_with(b"PAR1"));
+        assert_eq!(pooled, inline);
     }
 
     #[test]
