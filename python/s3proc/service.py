@@ -37,7 +37,7 @@ from s3proc.watcher import Filter, Watcher, open_for_writing, rescan
 log = logging.getLogger("s3proc.service")
 
 TICK = 0.2
-BACKLOG = 4  # files claimed ahead per worker slot
+BACKLOG = 16  # files claimed ahead per worker slot: one /proc scan claims up to this many
 PAUSE_MIN, PAUSE_MAX = 5.0, 60.0  # seconds without new files while S3 is unavailable
 
 
