@@ -2,11 +2,13 @@
 
 One small interface (``State``) with one backend today, SQLite in WAL mode. Every method is
 one transaction, committed (and, with ``synchronous=FULL``, on disk) before it returns, so
-the S3 call that depends on it comes after it is durable. Three changes that nothing in S3
+the S3 call that depends on it comes after it is durable. Four changes that nothing in S3
 depends on skip the disk flush (the next durable commit carries them, as the WAL is written
 in order): ``observe`` and ``claim`` (lost by a power cut, the file is simply seen and
-claimed again) and ``object_done`` (``finish`` follows; until then recovery asks S3 for the
-completed version). A PostgreSQL backend for several machines implements the same methods.
+claimed again), ``object_done`` and ``finish`` (lost, the file is processed again, and each
+of its objects is found already in S3 by its conditional write: a 412, then a HEAD that
+shows this source and content). A PostgreSQL backend for several machines implements the
+same methods.
 
 A file's life: ``pending`` (seen; waiting until it is quiet) → ``processing`` (claimed by a
 worker) → ``uploaded`` | ``failed``. An object row is a key in S3 that a source (a file, or an
@@ -308,7 +310,7 @@ class SqliteState:
     def finish(self, path: str, size: int, mtime_ns: int, sha256: str) -> bool:
         """Marks ``path`` uploaded; False (and queued again) if it changed meanwhile."""
         now = time.time()
-        with self._tx() as db:
+        with self._tx(durable=False) as db:
             cur = db.execute(
                 "UPDATE files SET status=?, sha256=?, error=NULL, updated_at=?"
                 " WHERE path=? AND size=? AND mtime_ns=?",
