@@ -37,8 +37,10 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +147,7 @@ class Bench:
     def measure(self, what: str, cmd: list[str], bucket: str, expect: int) -> Run:
         """Runs ``cmd`` against a fresh ``bucket``, sampling its process tree's RSS every 50 ms."""
         self.s3.create_bucket(Bucket=bucket)
+        os.sync()  # the last run's writes reach the disk before this one starts, not during it
         logfile = self.work / f"{bucket}.log"
         s3_before = sum(self.server.cpu_times()[:2])
         with open(logfile, "wb") as err, tempfile.TemporaryFile() as out:
@@ -244,6 +247,12 @@ def describe_log(run: Run, files: int) -> str:
     )
 
 
+def duck_upload(bench: Bench, cmd: list[str], out: Path) -> Run:
+    run = bench.measure("DuckDB COPY + boto3 upload_file", cmd, "duck", 1)
+    out.unlink()
+    return run
+
+
 def median_run(runs: list[Run]) -> Run:
     """One row for several rounds: the median run's log, median times, the highest peak."""
     mid = sorted(runs, key=lambda r: r.wall)[(len(runs) - 1) // 2]
@@ -304,26 +313,34 @@ def main() -> None:
     # meaningful between runs close in time, so each round gives its own ratios.
     small_rounds: list[list[Run]] = []
     big_rounds: list[tuple[Run, Run]] = []
+    small_rows: list[Callable[[], Run]] = []
+    if args.only != "big":
+        loop = [sys.executable, "-c", PUT_LOOP, str(small), "put-loop", bench.url]
+        variants = [("s3proc run --once", []), ("s3proc --state-sync normal", ["--state-sync", "normal"])]
+        variants += [(f"s3proc {a}", shlex.split(a)) for a in args.also]
+        small_rows = [partial(bench.measure, "boto3 put_object loop (1 thread)", loop, "put-loop", n)]
+        small_rows += [
+            partial(bench.s3proc, w, small, f"small-{i}", x, n) for i, (w, x) in enumerate(variants)
+        ]
+    big_rows: list[Callable[[], Run]] = []
+    if args.only != "small":
+        out = work / "duck.parquet"
+        cmd = [sys.executable, "-c", DUCK_UPLOAD, str(csv), str(out), "duck", bench.url]
+        big_rows = [
+            partial(duck_upload, bench, cmd, out),
+            partial(bench.s3proc, "s3proc run --once", big, "big", [], 1),
+        ]
     try:
         print(f"S3: moto.server at {bench.url} (pid {bench.proc.pid}); load {os.getloadavg()}", flush=True)
-        for _ in range(args.repeat):
-            if args.only != "big":
-                loop = [sys.executable, "-c", PUT_LOOP, str(small), "put-loop", bench.url]
-                base = bench.measure("boto3 put_object loop (1 thread)", loop, "put-loop", n)
-                variants = [
-                    ("s3proc run --once", []),
-                    ("s3proc --state-sync normal", ["--state-sync", "normal"]),
-                ]
-                variants += [(f"s3proc {a}", shlex.split(a)) for a in args.also]
-                small_rounds.append(
-                    [base] + [bench.s3proc(w, small, f"small-{i}", x, n) for i, (w, x) in enumerate(variants)]
-                )
-            if args.only != "small":
-                out = work / "duck.parquet"
-                cmd = [sys.executable, "-c", DUCK_UPLOAD, str(csv), str(out), "duck", bench.url]
-                duck = bench.measure("DuckDB COPY + boto3 upload_file", cmd, "duck", 1)
-                out.unlink()
-                big_rounds.append((duck, bench.s3proc("s3proc run --once", big, "big", [], 1)))
+        for r in range(args.repeat):
+            # Odd rounds run the rows in reverse order: whatever one run leaves behind (a warmer
+            # server, pages still to write back) then weighs on both sides alike.
+            step = 1 if r % 2 == 0 else -1
+            if small_rows:
+                small_rounds.append([run() for run in small_rows[::step]][::step])
+            if big_rows:
+                duck, mine = [run() for run in big_rows[::step]][::step]
+                big_rounds.append((duck, mine))
     finally:
         bench.close()
 
