@@ -340,6 +340,19 @@ def test_daemon_waits_for_complete_files(moto: S3Server, watch: Path) -> None:
     assert len(uploads) == 3, "each file exactly once"
 
 
+def test_the_service_caps_malloc_arenas_unless_the_environment_does() -> None:
+    import platform
+    import sys
+
+    code = "from s3proc.service import limit_malloc_arenas as f; print(f())"
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    capped = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert capped.stdout.strip() == str(platform.libc_ver()[0] == "glibc")
+    env["MALLOC_ARENA_MAX"] = "4"
+    left = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert left.stdout.strip() == "False"
+
+
 def test_files_held_open_for_writing_are_found_among_the_candidates(tmp_path: Path) -> None:
     from s3proc.watcher import open_for_writing
 

@@ -415,8 +415,9 @@ def _config(opts: dict[str, Any], **more: Any) -> RunConfig:
 def run(**opts: Any) -> None:
     """Watch a folder and ship every complete file to S3 (tables as Parquet), exactly once."""
     from s3proc.pipeline import Settings
-    from s3proc.service import Schedule, Service, rebuild_state
+    from s3proc.service import Schedule, Service, limit_malloc_arenas, rebuild_state
 
+    limit_malloc_arenas()  # before any thread starts
     logs.setup(opts.pop("log_format"), opts.pop("log_level"))
     once, embedded = opts.pop("once"), opts.pop("embedded_s3")
     convert = _pop_converter_options(opts)

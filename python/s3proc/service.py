@@ -17,8 +17,10 @@ uploads are abandoned (left ``processing``, so the next start redoes them).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
+import platform
 import signal
 import threading
 import time
@@ -37,6 +39,7 @@ from s3proc.watcher import Filter, Watcher, open_for_writing, rescan
 log = logging.getLogger("s3proc.service")
 
 TICK = 0.2
+M_ARENA_MAX = -8  # glibc's mallopt parameter
 BACKLOG = 16  # files claimed ahead per worker slot: one /proc scan claims up to this many
 PAUSE_MIN, PAUSE_MAX = 5.0, 60.0  # seconds without new files while S3 is unavailable
 
@@ -51,6 +54,23 @@ class Schedule:
     poll: bool = False
     grace: float = 30.0
     ignore: tuple[str, ...] = ()
+
+
+def limit_malloc_arenas() -> bool:
+    """Caps glibc's malloc arenas at the core count (``MALLOC_ARENA_MAX``), unless the
+    environment sets it; returns whether the cap was applied.
+
+    glibc gives each thread that allocates its own arena, up to eight per core, and memory
+    freed into one arena serves only the threads on it: chunks made on the converter's threads
+    and freed on the upload threads keep RSS some 20 MiB higher for the same work (1 GB CSV:
+    peak 232-253 MiB capped, 250-274 MiB not), and a long-running service creeps.
+    """
+    if "MALLOC_ARENA_MAX" in os.environ or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        return bool(ctypes.CDLL(None).mallopt(M_ARENA_MAX, os.cpu_count() or 2))
+    except (OSError, AttributeError):
+        return False
 
 
 def recover(state: State, uploader: Uploader, prefix: str) -> None:
