@@ -100,13 +100,17 @@ fn level_pays(sample: &[u8], level: i32) -> bool {
     (size(level) as f64) < 0.99 * size(1) as f64
 }
 
-/// The start of a string column's values, as one byte run.
+/// The start of a string column's values, as one byte run; None when the
+/// whole batch fits in the sample: judging would then cost more than any
+/// level could save (a small file keeps the level asked for).
 fn string_sample(array: &ArrayRef) -> Option<&[u8]> {
     let a = array.as_any().downcast_ref::<StringArray>()?;
     let offsets = a.value_offsets();
     let (first, last) = (*offsets.first()? as usize, *offsets.last()? as usize);
-    let end = last.min(first + LEVEL_SAMPLE_BYTES);
-    a.value_data().get(first..end)
+    if last - first <= LEVEL_SAMPLE_BYTES {
+        return None;
+    }
+    a.value_data().get(first..first + LEVEL_SAMPLE_BYTES)
 }
 
 impl ParquetSink {
@@ -754,5 +758,16 @@ mod tests {
         // Too little to judge, or nothing above level 1 asked for.
         assert!(level_pays(&text(&hex, 1000), 3));
         assert!(level_pays(&text(&hex, 60_000), 1));
+        // A column whose first batch fits in the sample is not judged at all.
+        let column = |n: usize| -> ArrayRef {
+            Arc::new(arrow_array::StringArray::from_iter_values(
+                (0..n).map(|i| format!("{i:08}")),
+            ))
+        };
+        assert!(string_sample(&column(1000)).is_none());
+        let large = column(20_000);
+        let sample = string_sample(&large).expect("a sample");
+        assert_eq!(sample.len(), LEVEL_SAMPLE_BYTES);
+        assert!(sample.starts_with(b"0000000000000001"));
     }
 }
