@@ -204,6 +204,15 @@ def test_claim_needs_the_same_size_and_mtime(state: SqliteState) -> None:
     assert (row.status, row.attempts) == (PENDING, 0)
 
 
+def test_claim_all_claims_in_one_go_what_claim_would(state: SqliteState) -> None:
+    state.observe([("a", 10, 5 * S), ("b", 20, 5 * S), ("c", 30, 5 * S)], T0)
+    assert state.claim("c", 30, 5 * S) is not None  # already processing
+    got = state.claim_all([("a", 10, 5 * S), ("b", 21, 5 * S), ("c", 30, 5 * S), ("missing", 1, S)])
+    assert [(r.path, r.status, r.attempts) for r in got] == [("a", PROCESSING, 1)]
+    assert _row(state, "b").status == PENDING  # changed since it was seen
+    assert state.claim_all([]) == []
+
+
 def test_claim_succeeds_once_and_counts_the_attempt(state: SqliteState) -> None:
     state.observe([("a", 10, 5 * S)], T0)
     row = state.claim("a", 10, 5 * S)

@@ -272,17 +272,15 @@ class Service:
                 continue
             current.append((row, st))
         writers = open_for_writing({(st.st_dev, st.st_ino) for _, st in current})
-        claimed: list[FileRow] = []
+        complete: list[tuple[str, int, int]] = []
         for row, st in current:
-            if len(claimed) == limit:
+            if len(complete) == limit:
                 break
             if writers is not None and (st.st_dev, st.st_ino) in writers:
                 self.state.defer(row.path, now)
                 continue
-            got = self.state.claim(row.path, row.size, row.mtime_ns)
-            if got is not None:
-                claimed.append(got)
-        return claimed
+            complete.append((row.path, row.size, row.mtime_ns))
+        return self.state.claim_all(complete)
 
     def _work(self, row: FileRow) -> Outcome:
         try:

@@ -82,6 +82,7 @@ class State(Protocol):
     def forget_pending(self, path: str) -> None: ...
     def ready(self, before: float, limit: int) -> list[FileRow]: ...
     def claim(self, path: str, size: int, mtime_ns: int) -> FileRow | None: ...
+    def claim_all(self, files: Iterable[tuple[str, int, int]]) -> list[FileRow]: ...
     def release(self, path: str) -> None: ...
     def get(self, path: str) -> FileRow | None: ...
     def finish(self, path: str, size: int, mtime_ns: int, sha256: str) -> bool: ...
@@ -283,17 +284,24 @@ class SqliteState:
 
     def claim(self, path: str, size: int, mtime_ns: int) -> FileRow | None:
         """Marks a pending file ``processing`` if it still has this size and mtime."""
+        got = self.claim_all([(path, size, mtime_ns)])
+        return got[0] if got else None
+
+    def claim_all(self, files: Iterable[tuple[str, int, int]]) -> list[FileRow]:
+        """``claim`` for ``(path, size, mtime_ns)`` each, in one transaction; the claimed rows."""
         now = time.time()
+        claimed = []
         with self._tx(durable=False) as db:
-            cur = db.execute(
-                "UPDATE files SET status=?, attempts=attempts+1, updated_at=?"
-                " WHERE path=? AND status=? AND size=? AND mtime_ns=?",
-                (PROCESSING, now, path, PENDING, size, mtime_ns),
-            )
-            if cur.rowcount != 1:
-                return None
-            row = db.execute(f"SELECT {_FILE_COLS} FROM files WHERE path=?", (path,)).fetchone()
-        return FileRow(*row)
+            for path, size, mtime_ns in files:
+                cur = db.execute(
+                    "UPDATE files SET status=?, attempts=attempts+1, updated_at=?"
+                    " WHERE path=? AND status=? AND size=? AND mtime_ns=?",
+                    (PROCESSING, now, path, PENDING, size, mtime_ns),
+                )
+                if cur.rowcount == 1:
+                    row = db.execute(f"SELECT {_FILE_COLS} FROM files WHERE path=?", (path,)).fetchone()
+                    claimed.append(FileRow(*row))
+        return claimed
 
     def release(self, path: str) -> None:
         """A claimed file that was never started goes back to the queue as it was."""
