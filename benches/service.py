@@ -268,6 +268,12 @@ def median_run(runs: list[Run]) -> Run:
     )
 
 
+def medians(rounds: list[list[Run]], ratio: Callable[[Run, Run], float]) -> list[tuple[Run, list[float]]]:
+    """Each row's median run, with its ratio to the peer (the first row) in every round."""
+    rows = [median_run([r[i] for r in rounds]) for i in range(len(rounds[0]))]
+    return [(row, [ratio(r[0], r[i]) for r in rounds]) for i, row in enumerate(rows)]
+
+
 def table(title: str, unit: str, rows: list[tuple[Run, float, list[float]]]) -> None:
     print(
         f"\n{title}\n{'what':<34} {'wall s':>7} {'cpu s':>6} {unit:>8} {'peak MiB':>8} {'S3 cpu s':>8}  ratio"
@@ -286,7 +292,9 @@ def main() -> None:
     ap.add_argument("--big-rows", type=int, default=5_500_000)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--work-dir", type=Path, help="Kept, and generated inputs reused (default: a temp dir).")
-    ap.add_argument("--also", action="append", default=[], help="More s3proc run flags, for another row.")
+    ap.add_argument(
+        "--also", action="append", default=[], help="More s3proc run flags, for another row of each."
+    )
     ap.add_argument("--only", choices=("small", "big"), help="Run one of the two measurements.")
     ap.add_argument("--repeat", type=int, default=1, help="Rounds of every row, interleaved (default 1).")
     args = ap.parse_args()
@@ -311,13 +319,15 @@ def main() -> None:
     bench = Bench(work)
     # Each round runs every row once, peers next to s3proc: on a noisy machine a ratio is only
     # meaningful between runs close in time, so each round gives its own ratios.
-    small_rounds: list[list[Run]] = []
-    big_rounds: list[tuple[Run, Run]] = []
+    also = [(f"s3proc {a}", shlex.split(a)) for a in args.also]
     small_rows: list[Callable[[], Run]] = []
     if args.only != "big":
         loop = [sys.executable, "-c", PUT_LOOP, str(small), "put-loop", bench.url]
-        variants = [("s3proc run --once", []), ("s3proc --state-sync normal", ["--state-sync", "normal"])]
-        variants += [(f"s3proc {a}", shlex.split(a)) for a in args.also]
+        variants = [
+            ("s3proc run --once", []),
+            ("s3proc --state-sync normal", ["--state-sync", "normal"]),
+            *also,
+        ]
         small_rows = [partial(bench.measure, "boto3 put_object loop (1 thread)", loop, "put-loop", n)]
         small_rows += [
             partial(bench.s3proc, w, small, f"small-{i}", x, n) for i, (w, x) in enumerate(variants)
@@ -326,21 +336,20 @@ def main() -> None:
     if args.only != "small":
         out = work / "duck.parquet"
         cmd = [sys.executable, "-c", DUCK_UPLOAD, str(csv), str(out), "duck", bench.url]
-        big_rows = [
-            partial(duck_upload, bench, cmd, out),
-            partial(bench.s3proc, "s3proc run --once", big, "big", [], 1),
-        ]
+        variants = [("s3proc run --once", []), *also]
+        big_rows = [partial(duck_upload, bench, cmd, out)]
+        big_rows += [partial(bench.s3proc, w, big, f"big-{i}", x, 1) for i, (w, x) in enumerate(variants)]
+    small_rounds: list[list[Run]] = []
+    big_rounds: list[list[Run]] = []
     try:
         print(f"S3: moto.server at {bench.url} (pid {bench.proc.pid}); load {os.getloadavg()}", flush=True)
         for r in range(args.repeat):
             # Odd rounds run the rows in reverse order: whatever one run leaves behind (a warmer
             # server, pages still to write back) then weighs on both sides alike.
             step = 1 if r % 2 == 0 else -1
-            if small_rows:
-                small_rounds.append([run() for run in small_rows[::step]][::step])
-            if big_rows:
-                duck, mine = [run() for run in big_rows[::step]][::step]
-                big_rounds.append((duck, mine))
+            for rows, rounds in ((small_rows, small_rounds), (big_rows, big_rounds)):
+                if rows:
+                    rounds.append([run() for run in rows[::step]][::step])
     finally:
         bench.close()
 
@@ -350,23 +359,22 @@ def main() -> None:
         print("the median of the rounds' own ratios (listed after it)")
     speeds = []
     if small_rounds:
-        rows = [median_run([r[i] for r in small_rounds]) for i in range(len(small_rounds[0]))]
-        ratios = [[r[0].wall / r[i].wall for r in small_rounds] for i in range(len(rows))]
+        rows = medians(small_rounds, lambda peer, r: peer.wall / r.wall)
         title = f"small files: {n} files, {nbytes / 1e6:.1f} MB (ratio: files/s against the boto3 loop)"
-        table(title, "files/s", [(r, n / r.wall, x) for r, x in zip(rows, ratios, strict=True)])
-        base, *mine = rows
+        table(title, "files/s", [(r, n / r.wall, x) for r, x in rows])
+        base, *mine = (r for r, _ in rows)
         speeds += [(r, "small files", "put_object loop", nbytes / base.wall) for r in mine]
     if big_rounds:
-        duck, big_run = median_run([d for d, _ in big_rounds]), median_run([b for _, b in big_rounds])
-        ratios = [[1.0] * len(big_rounds), [b.wall / d.wall for d, b in big_rounds]]
-        d = json.loads(duck.stdout)
+        rows = medians(big_rounds, lambda peer, r: r.wall / peer.wall)
         title = f"one big CSV: {mb:.1f} MB, {args.big_rows:,} rows (ratio: seconds against DuckDB + upload)"
-        table(title, "MB/s in", [(r, mb / r.wall, x) for r, x in zip((duck, big_run), ratios, strict=True)])
+        table(title, "MB/s in", [(r, mb / r.wall, x) for r, x in rows])
+        duck, *mine = (r for r, _ in rows)
+        d = json.loads(duck.stdout)
         print(
             f"  DuckDB: convert {d['convert']:.2f} s, upload_file {d['upload']:.2f} s "
             f"({d['bytes'] / 1e6:.1f} MB, {d['bytes'] / 1e6 / d['upload']:.1f} MB/s)"
         )
-        speeds.append((big_run, "big CSV", "upload_file", d["bytes"] / d["upload"]))
+        speeds += [(r, "big CSV", "upload_file", d["bytes"] / d["upload"]) for r in mine]
     print("\nupload speed of s3proc (bytes sent / wall) against bare boto3 on the same server")
     for r, what, peer, speed in speeds:
         rate = r.sent / r.wall
