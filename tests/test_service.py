@@ -356,9 +356,9 @@ def test_the_service_caps_malloc_arenas_unless_the_environment_does() -> None:
 def test_files_held_open_for_writing_are_found_among_the_candidates(tmp_path: Path) -> None:
     from s3proc.watcher import open_for_writing
 
-    def key(p: Path) -> tuple[int, int]:
+    def key(p: Path) -> dict[tuple[int, int], str]:
         st = p.stat()
-        return st.st_dev, st.st_ino
+        return {(st.st_dev, st.st_ino): p.name}
 
     writing, reading, other = (tmp_path / n for n in ("writing", "reading", "other"))
     for p in (writing, reading, other):
@@ -378,13 +378,16 @@ def test_files_held_open_for_writing_are_found_among_the_candidates(tmp_path: Pa
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline() == b"open\n"
-        assert open_for_writing({key(writing), key(reading)}) == {key(writing)}
-        assert open_for_writing({key(reading)}) == set()
-        assert open_for_writing(set()) == set()
+        assert open_for_writing(key(writing) | key(reading)) == set(key(writing))
+        assert open_for_writing(key(reading)) == set()
+        assert open_for_writing({}) == set()
+        # Known by another name (a hard link), the writer is not seen.
+        (st_key,) = key(writing)
+        assert open_for_writing({st_key: "another-name"}) == set()
     finally:
         holder.kill()
         holder.communicate()
-    assert open_for_writing({key(writing)}) == set()
+    assert open_for_writing(key(writing)) == set()
 
 
 def test_a_folder_moved_in_whole_is_found_without_a_rescan(

@@ -271,7 +271,9 @@ class Service:
                 self.state.observe([(row.path, st.st_size, st.st_mtime_ns)], now)
                 continue
             current.append((row, st))
-        writers = open_for_writing({(st.st_dev, st.st_ino) for _, st in current})
+        writers = open_for_writing(
+            {(st.st_dev, st.st_ino): row.path.rpartition("/")[2] for row, st in current}
+        )
         complete: list[tuple[str, int, int]] = []
         for row, st in current:
             if len(complete) == limit:

@@ -199,16 +199,20 @@ class Watcher(threading.Thread):
             self.state.observe(seen, time.time())
 
 
-def open_for_writing(candidates: set[tuple[int, int]]) -> set[tuple[int, int]] | None:
-    """Those of ``candidates`` (``(st_dev, st_ino)``) that some process holds open for writing.
+def open_for_writing(candidates: dict[tuple[int, int], str]) -> set[tuple[int, int]] | None:
+    """Those of ``candidates`` (``(st_dev, st_ino)`` → file name) that some process holds open
+    for writing.
 
-    Read from ``/proc/*/fd``; an fd's ``fdinfo`` flags are read only when it is one of the
-    candidates, so a scan costs a readlink and a stat per open file. None where ``/proc``
+    Read from ``/proc/*/fd``: an fd is looked at further (stat, then its ``fdinfo`` flags) only
+    when its path ends with a candidate's name, so the scan never touches unrelated files (a
+    stat can hang on a dead network mount) and costs a readlink per open file. A writer that
+    holds a candidate open under another hard link's name is not seen. None where ``/proc``
     cannot be read (the check is then skipped). Processes whose fds this user cannot see are
     left out.
     """
     if not candidates:
         return set()
+    names = set(candidates.values())
     try:
         pids = [p for p in os.listdir("/proc") if p.isdigit()]
     except OSError:
@@ -222,8 +226,9 @@ def open_for_writing(candidates: set[tuple[int, int]]) -> set[tuple[int, int]] |
             continue
         for fd in fds:
             try:
-                if not os.readlink(f"{fd_dir}/{fd}").startswith("/"):
-                    continue  # sockets, pipes, anon inodes
+                target = os.readlink(f"{fd_dir}/{fd}")
+                if not target.startswith("/") or target.rpartition("/")[2] not in names:
+                    continue  # sockets, pipes, anon inodes, other files
                 st = os.stat(f"{fd_dir}/{fd}")
                 if (st.st_dev, st.st_ino) not in candidates:
                     continue
