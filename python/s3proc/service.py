@@ -63,7 +63,7 @@ def limit_malloc_arenas() -> bool:
     glibc gives each thread that allocates its own arena, up to eight per core, and memory
     freed into one arena serves only the threads on it: chunks made on the converter's threads
     and freed on the upload threads keep RSS some 20 MiB higher for the same work (1 GB CSV:
-    peak 232-253 MiB capped, 250-274 MiB not), and a long-running service creeps.
+    peak 229-255 MiB capped, 250-281 MiB not, 7 runs each), and a long-running service creeps.
     """
     if "MALLOC_ARENA_MAX" in os.environ or platform.libc_ver()[0] != "glibc":
         return False
