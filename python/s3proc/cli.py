@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -487,6 +488,9 @@ def run(**opts: Any) -> None:
     finally:
         if server is not None:
             server.stop()
+    # Everything is closed and flushed: the collector's last pass at exit, over every object of
+    # botocore and the converter, would free nothing the process's end does not (50 ms).
+    gc.freeze()
     sys.exit(code)
 
 
