@@ -68,6 +68,7 @@ fn as_stored(obj: &Bound<'_, PyAny>, name: Option<String>) -> PyResult<Arc<dyn S
         return Ok(Arc::new(PyFileLike {
             stream: Arc::new(Stream {
                 obj: obj.clone().unbind(),
+                read1: obj.hasattr("read1")?,
                 state: Mutex::default(),
             }),
             name,
@@ -94,6 +95,9 @@ struct PyFileLike {
 
 struct Stream {
     obj: Py<PyAny>,
+    /// Read with `read1`, which returns what one read of the file gives
+    /// (a pipe's trickle), where `read(n)` waits until it has `n` bytes.
+    read1: bool,
     state: Mutex<Replay>,
 }
 
@@ -154,11 +158,11 @@ struct PyReader {
 impl PyReader {
     fn read_stream(&self, buf: &mut [u8]) -> io::Result<usize> {
         Python::attach(|py| {
-            let got = self
-                .stream
-                .obj
-                .bind(py)
-                .call_method1("read", (buf.len(),))?;
+            // A signal that came while no read was blocked (SIGTERM to `s3proc
+            // convert` on a FIFO) is handled now, not once the next read returns.
+            py.check_signals()?;
+            let read = if self.stream.read1 { "read1" } else { "read" };
+            let got = self.stream.obj.bind(py).call_method1(read, (buf.len(),))?;
             if got.is_none() {
                 return Ok(0);
             }
