@@ -96,19 +96,13 @@ class Unseekable(io.RawIOBase):
         return self._data.read(n)
 
 
-class Trickle(io.BufferedIOBase):
+class Trickle(Unseekable):
     """A pipe that has 100 bytes at a time: ``read1`` returns them; ``read(n)`` would wait for n."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = io.BytesIO(data)
-
-    def readable(self) -> bool:
-        return True
 
     def read1(self, n: int = -1) -> bytes:
         return self._data.read(100 if n < 0 else min(n, 100))
 
-    def read(self, n: int | None = -1) -> bytes:
+    def read(self, n: int = -1) -> bytes:
         raise AssertionError("read(n) would wait until n bytes came through the pipe")
 
 
