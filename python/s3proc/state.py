@@ -4,7 +4,7 @@ One small interface (``State``) with one backend today, SQLite in WAL mode. Ever
 one transaction, committed (and, with ``synchronous=FULL``, on disk) before it returns, so
 the S3 call that depends on it comes after it is durable. Four changes that nothing in S3
 depends on skip the disk flush (the next durable commit carries them, as the WAL is written
-in order): ``observe`` and ``claim`` (lost by a power cut, the file is simply seen and
+in order): ``observe`` and ``claim_all`` (lost by a power cut, the file is simply seen and
 claimed again), ``object_done`` and ``finish`` (lost, the file is processed again, and each
 of its objects is found already in S3 by its conditional write: a 412, then a HEAD that
 shows this source and content). A PostgreSQL backend for several machines implements the
@@ -81,7 +81,6 @@ class State(Protocol):
     def defer(self, path: str, until: float) -> None: ...
     def forget_pending(self, path: str) -> None: ...
     def ready(self, before: float, limit: int) -> list[FileRow]: ...
-    def claim(self, path: str, size: int, mtime_ns: int) -> FileRow | None: ...
     def claim_all(self, files: Iterable[tuple[str, int, int]]) -> list[FileRow]: ...
     def release(self, path: str) -> None: ...
     def get(self, path: str) -> FileRow | None: ...
@@ -283,12 +282,13 @@ class SqliteState:
         return [FileRow(*r) for r in rows]
 
     def claim(self, path: str, size: int, mtime_ns: int) -> FileRow | None:
-        """Marks a pending file ``processing`` if it still has this size and mtime."""
+        """One file's ``claim_all`` (not part of ``State``): its row, or None."""
         got = self.claim_all([(path, size, mtime_ns)])
         return got[0] if got else None
 
     def claim_all(self, files: Iterable[tuple[str, int, int]]) -> list[FileRow]:
-        """``claim`` for ``(path, size, mtime_ns)`` each, in one transaction; the claimed rows."""
+        """Marks each pending file ``(path, size, mtime_ns)`` ``processing`` if it still has this
+        size and mtime, all in one transaction; returns the claimed rows."""
         now = time.time()
         claimed = []
         with self._tx(durable=False) as db:

@@ -305,24 +305,19 @@ fn parse_fast(input: &[u8], delimiter: u8, quote: u8) -> Option<Records<'_>> {
 /// The bytes that end an unquoted field: the delimiter, `\n`, `\r`.
 struct Stops {
     delimiter: u8,
-    table: [bool; 256],
 }
 
 impl Stops {
     fn new(delimiter: u8) -> Self {
-        let mut table = [false; 256];
-        for b in [delimiter, b'\n', b'\r'] {
-            table[b as usize] = true;
-        }
-        Self { delimiter, table }
+        Self { delimiter }
     }
 
     /// The position of the first stop at or after `from`, or the end.
     #[inline]
     fn find(&self, input: &[u8], from: usize) -> usize {
-        let flags =
-            |w| swar::equal(w, self.delimiter) | swar::equal(w, b'\n') | swar::equal(w, b'\r');
-        swar::find(input, from, flags, |c| self.table[c as usize])
+        let d = self.delimiter;
+        let flags = |w| swar::equal(w, d) | swar::equal(w, b'\n') | swar::equal(w, b'\r');
+        swar::find(input, from, flags, |c| c == d || c == b'\n' || c == b'\r')
     }
 }
 
