@@ -72,6 +72,22 @@ def test_each_codec_converts_to_the_plain_table(codec: str, plain: Plain, tmp_pa
     assert s3proc.inspect(path)["columns"] == s3proc.inspect(csv)["columns"]
 
 
+@pytest.mark.parametrize(("fmt", "codec"), [("ndjson", "gzip"), ("json", "zstd"), ("xml", "xz")])
+def test_compressed_json_and_xml_convert_to_the_plain_table(fmt: str, codec: str, tmp_path: Path) -> None:
+    """The same table as the plain file; the metadata names the file as stored and its codec."""
+    plain = run_gen_data(fmt, 2_000, 7, tmp_path / f"orders.{fmt}")
+    want = convert_chunks(plain)
+    suffix, compress = COMPRESSORS[codec]
+    path = tmp_path / f"orders.{fmt}{suffix}"
+    path.write_bytes(compress(plain.read_bytes()))
+    out = convert_chunks(path)
+    assert_same_table(out.table, want.table)
+    assert out.metadata["s3proc.source"] == str(path)
+    assert out.metadata["s3proc.compression"] == codec
+    same = {k: v for k, v in out.metadata.items() if k not in ("s3proc.compression", "s3proc.source")}
+    assert same == {k: v for k, v in want.metadata.items() if k != "s3proc.source"}
+
+
 def test_bytes_and_file_like_sources_are_decompressed(plain: Plain, tmp_path: Path) -> None:
     csv, table, _ = plain
     data = COMPRESSORS["zstd"][1](csv.read_bytes())

@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::pipeline::{Job, Pipeline};
 use crate::record_chunks::{sample, RecordChunks, RecordPlan, RecordReader};
 use crate::sink::{ParquetOptions, ParquetSink};
-use crate::source::{open_text, utf8_lossless, Source, TextEncoding};
+use crate::source::{file_metadata, open_text, utf8_lossless, Source, TextEncoding};
 use crate::types::ColumnType;
 use crate::xml::XmlOptions;
 
@@ -581,16 +581,8 @@ impl CsvChunks {
                 self.plan.nulls.to_strings().iter().map(|s| json_str(s)).collect::<Vec<_>>().join(",")
             ),
         );
-        let mut out = vec![
-            ("s3proc.version".into(), env!("CARGO_PKG_VERSION").into()),
-            ("s3proc.source".into(), self.source.original_name().into()),
-            ("s3proc.format".into(), "csv".into()),
-            ("s3proc.dialect".into(), dialect),
-            ("s3proc.encoding".into(), encoding),
-            ("s3proc.rows".into(), rows.to_string()),
-        ];
-        out.extend(self.source.metadata());
-        out
+        let dialect = vec![("s3proc.dialect".into(), dialect)];
+        file_metadata(self.source.as_ref(), "csv", dialect, encoding, rows)
     }
 }
 

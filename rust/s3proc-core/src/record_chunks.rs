@@ -22,7 +22,7 @@ use crate::json::split::{JsonSplitter, Layout, TextPiece};
 use crate::nested::{arrow_fields, build_array, field, scalar_bytes, transpose, Shape};
 use crate::pipeline::{Job, Pipeline};
 use crate::sink::ParquetSink;
-use crate::source::{open_text, Source, TextEncoding};
+use crate::source::{file_metadata, open_text, Source, TextEncoding};
 use crate::value::Record;
 use crate::xml::{parse_piece as parse_xml, XmlOptions, XmlPiece, XmlRecords};
 
@@ -428,24 +428,13 @@ impl RecordChunks {
     }
 
     fn metadata(&self, rows: u64) -> Vec<(String, String)> {
-        let mut out = vec![
-            (
-                "s3proc.version".to_owned(),
-                env!("CARGO_PKG_VERSION").to_owned(),
-            ),
-            ("s3proc.source".to_owned(), self.source.name().to_owned()),
-            (
-                "s3proc.format".to_owned(),
-                self.plan.detected.format.name().to_owned(),
-            ),
-        ];
-        out.extend(self.plan.reader.metadata());
-        out.push((
-            "s3proc.encoding".to_owned(),
+        file_metadata(
+            self.source.as_ref(),
+            self.plan.detected.format.name(),
+            self.plan.reader.metadata(),
             self.plan.encoding.name().to_owned(),
-        ));
-        out.push(("s3proc.rows".to_owned(), rows.to_string()));
-        out
+            rows,
+        )
     }
 }
 

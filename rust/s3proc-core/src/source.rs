@@ -43,6 +43,28 @@ pub trait Source: Send + Sync {
     }
 }
 
+/// The key-value metadata of a converted file: version, source (its name as
+/// stored: `x.csv.gz`), format, the format's own pairs, encoding, rows, then
+/// what the source adds (`s3proc.compression`).
+pub(crate) fn file_metadata(
+    source: &dyn Source,
+    format: &str,
+    own: Vec<(String, String)>,
+    encoding: String,
+    rows: u64,
+) -> Vec<(String, String)> {
+    let mut out = vec![
+        ("s3proc.version".into(), env!("CARGO_PKG_VERSION").into()),
+        ("s3proc.source".into(), source.original_name().into()),
+        ("s3proc.format".into(), format.into()),
+    ];
+    out.extend(own);
+    out.push(("s3proc.encoding".into(), encoding));
+    out.push(("s3proc.rows".into(), rows.to_string()));
+    out.extend(source.metadata());
+    out
+}
+
 /// A reader that can seek (see [`Source::open_seekable`]).
 pub trait ReadSeek: Read + Seek + Send {}
 impl<T: Read + Seek + Send> ReadSeek for T {}
