@@ -36,7 +36,7 @@ from s3proc.archives import archive_results, is_archive
 from s3proc.errors import ParseError, S3procError
 from s3proc.keys import KeyMaker, alternative, is_tabular
 from s3proc.logs import FileLog, for_file
-from s3proc.state import FileRow, State
+from s3proc.state import FileRow, ObjectRow, State
 from s3proc.uploader import (
     META_FORMAT,
     META_ROWS,
@@ -154,10 +154,13 @@ def process(row: FileRow, s: Settings, state: State, uploader: Uploader) -> Outc
         st = os.stat(path)
     except FileNotFoundError:
         log.info("file vanished before processing")
-        for o in state.objects_of(row.path):
-            if o.upload_id:  # left in flight by a crash, for a file that is no more
-                uploader.abort(o.key, o.upload_id)
-                state.upload_ended(o.key)
+        try:
+            _end_uploads(state.objects_of(row.path), state, uploader)  # left by a crash: nothing to resume
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+            log.warning("S3 is unavailable (%s); the file waits", describe(e))
+            state.release(row.path)
+            return Outcome("unavailable", error=describe(e))
+        state.release(row.path)  # back to waiting, to be forgotten as any vanished waiting file
         state.forget_pending(row.path)
         return Outcome("gone")
     if (st.st_size, st.st_mtime_ns) != (row.size, row.mtime_ns):
@@ -179,7 +182,10 @@ def process(row: FileRow, s: Settings, state: State, uploader: Uploader) -> Outc
             and all(o.sha256 == sha for o in before)
             and (not is_archive(row.path) or row.sha256 == sha)
         ):
-            state.finish(row.path, row.size, row.mtime_ns, sha)
+            _end_uploads(before, state, uploader)  # of a change a crash cut short, now undone
+            if not _finish(path, row, st, sha, state):
+                log.info("changed while it was hashed; queued again", extra={"stage": "decide"})
+                return Outcome("requeued")
             log.info("unchanged content: already uploaded", extra={"stage": "decide"})
             _after_upload(path, row.path, s, log)
             return Outcome("unchanged", tuple(o.key for o in before))
@@ -194,10 +200,10 @@ def process(row: FileRow, s: Settings, state: State, uploader: Uploader) -> Outc
             if is_archive(row.path):
                 state.record_skipped(row.path, skipped)
         sha = hashing.result()
-        for stale in {o.key for o in before} - {u.key for u, _ in done}:
-            uploader.delete(stale)
-            state.drop_object(stale)
-            log.info("deleted an object the new content no longer produces", extra={"key": stale})
+        produced = {u.key for u, _ in done}
+        for stale in [o for o in before if o.key not in produced]:
+            if _remove_ours(stale, state, uploader):
+                log.info("deleted an object the new content no longer produces", extra={"key": stale.key})
     except Cancelled:
         log.warning("stopped before finishing; the file is redone at the next start")
         return Outcome("requeued")
@@ -219,13 +225,7 @@ def process(row: FileRow, s: Settings, state: State, uploader: Uploader) -> Outc
         state.fail(row.path, reason)
         _to_error_dir(path, row, reason, s, log)
         return Outcome("failed", error=reason)
-    # Changed since it was claimed (a watcher event may come late, or never with --once): what
-    # went up is replaced by the next pass. Deleted since: what went up is what it was.
-    with contextlib.suppress(FileNotFoundError):
-        now = os.stat(path)
-        if (now.st_size, now.st_mtime_ns, now.st_ino) != (st.st_size, st.st_mtime_ns, st.st_ino):
-            state.observe([(row.path, now.st_size, now.st_mtime_ns)], time.time())
-    if not state.finish(row.path, row.size, row.mtime_ns, sha):
+    if not _finish(path, row, st, sha, state):
         log.info("changed while it was processed; queued again")
         return Outcome("requeued", tuple(u.key for u, _ in done))
     rows = [r for _, r in done if r is not None]
@@ -246,17 +246,45 @@ def process(row: FileRow, s: Settings, state: State, uploader: Uploader) -> Outc
     return Outcome("uploaded", tuple(u.key for u, _ in done))
 
 
+def _finish(path: Path, row: FileRow, st: os.stat_result, sha: str, state: State) -> bool:
+    """Records the file as done with ``sha``; False (it is queued again) when it changed since
+    it was claimed: a watcher event may come late, or never with --once, and what went up is
+    replaced by the next pass. Deleted since: what went up is what it was."""
+    with contextlib.suppress(FileNotFoundError):
+        now = os.stat(path)
+        if (now.st_size, now.st_mtime_ns, now.st_ino) != (st.st_size, st.st_mtime_ns, st.st_ino):
+            state.observe([(row.path, now.st_size, now.st_mtime_ns)], time.time())
+    return state.finish(row.path, row.size, row.mtime_ns, sha)
+
+
+def _end_uploads(objs: Iterable[ObjectRow], state: State, uploader: Uploader) -> None:
+    """Aborts the multipart uploads the state has in flight for ``objs``."""
+    for o in objs:
+        if o.upload_id and uploader.abort(o.key, o.upload_id):
+            state.upload_ended(o.key)
+
+
+def _remove_ours(o: ObjectRow, state: State, uploader: Uploader) -> bool:
+    """Removes what s3proc made for the object row ``o``: its upload in flight, then the object
+    when it holds what s3proc wrote for this source (never another writer's object, such as the
+    one that made a claimed key fail); then the row. Returns whether an object was deleted."""
+    _end_uploads([o], state, uploader)
+    source = o.path + (f"!{o.entry}" if o.entry else "")
+    ours = uploader.stored_version(o.key, source) is not None
+    if ours:
+        uploader.delete(o.key)
+    state.drop_object(o.key)
+    return ours
+
+
 def _withdraw(rel: str, state: State, uploader: Uploader, log: FileLog) -> None:
     """An archive failed part-way: none of its objects stays in S3, lest a part of it pass for
     the whole."""
     objs = state.objects_of(rel)
     for o in objs:
-        if o.upload_id:
-            uploader.abort(o.key, o.upload_id)
-        if o.sha256 is not None or o.upload_id is None:
-            with contextlib.suppress(botocore.exceptions.ClientError):
-                uploader.delete(o.key)
-        state.drop_object(o.key)
+        with contextlib.suppress(botocore.exceptions.ClientError):
+            _remove_ours(o, state, uploader)
+        state.drop_object(o.key)  # S3 refusing a delete or a HEAD leaves nothing to redo
     if objs:
         log.info("withdrew the %d object(s) of the failed archive", len(objs))
 

@@ -259,11 +259,13 @@ class Service:
         if not rows:
             return []
         current: list[tuple[FileRow, os.stat_result]] = []
+        complete: list[tuple[str, int, int]] = []
         for row in rows:
             try:
                 st = os.lstat(self.s.root / row.path)
             except FileNotFoundError:
-                self.state.forget_pending(row.path)
+                if not self.state.forget_pending(row.path):  # a worker aborts its upload in flight
+                    complete.append((row.path, row.size, row.mtime_ns))
                 continue
             except OSError:
                 continue
@@ -274,9 +276,8 @@ class Service:
         writers = open_for_writing(
             {(st.st_dev, st.st_ino): row.path.rpartition("/")[2] for row, st in current}
         )
-        complete: list[tuple[str, int, int]] = []
         for row, st in current:
-            if len(complete) == limit:
+            if len(complete) >= limit:
                 break
             if writers is not None and (st.st_dev, st.st_ino) in writers:
                 self.state.defer(row.path, now)

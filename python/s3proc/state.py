@@ -79,7 +79,7 @@ class State(Protocol):
 
     def observe(self, seen: Iterable[tuple[str, int, int]], now: float) -> None: ...
     def defer(self, path: str, until: float) -> None: ...
-    def forget_pending(self, path: str) -> None: ...
+    def forget_pending(self, path: str) -> bool: ...
     def ready(self, before: float, limit: int) -> list[FileRow]: ...
     def claim_all(self, files: Iterable[tuple[str, int, int]]) -> list[FileRow]: ...
     def release(self, path: str) -> None: ...
@@ -256,19 +256,26 @@ class SqliteState:
         with self._tx() as db:
             db.execute("UPDATE files SET stable_since=? WHERE path=? AND status=?", (until, path, PENDING))
 
-    def forget_pending(self, path: str) -> None:
+    def forget_pending(self, path: str) -> bool:
         """``path`` is gone: drop it if it was only waiting (what was uploaded stays known).
 
         A file uploaded before and gone while its new content waited is ``uploaded`` again, as
         its last upload left it, with no size or mtime that a file can have: should it come back,
         it is queued and its content compared with what was uploaded.
+
+        A waiting file with a multipart upload in flight (kept by ``recover`` to be resumed)
+        stays, to be claimed: its processing aborts the upload. Returns whether it was forgotten.
         """
+        in_flight = "SELECT 1 FROM objects WHERE path=? AND upload_id IS NOT NULL"
         with self._tx() as db:
+            if db.execute(in_flight, (path,)).fetchone():
+                return False
             db.execute("DELETE FROM files WHERE path=? AND status=? AND sha256 IS NULL", (path, PENDING))
             db.execute(
                 "UPDATE files SET status=?, size=-1, mtime_ns=-1, updated_at=? WHERE path=? AND status=?",
                 (UPLOADED, time.time(), path, PENDING),
             )
+        return True
 
     def ready(self, before: float, limit: int) -> list[FileRow]:
         """Pending files quiet since ``before``, oldest first."""

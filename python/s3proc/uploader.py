@@ -546,8 +546,8 @@ class Uploader:
                         log.info("restarting the upload: %s", e, extra={"key": key, "stage": "upload"})
                     finally:
                         resume = None  # used (or aborted) by the first attempt
-            except _Precondition:
-                done = self._resolve_precondition(key, source, sha())
+            except _Precondition as p:
+                done = self._resolve_precondition(key, source, sha(), p.etag)
                 if isinstance(done, Uploaded):
                     return done
                 if_match = done or None
@@ -571,8 +571,14 @@ class Uploader:
     ) -> Uploaded:
         cond = {"IfMatch": if_match} if if_match else {"IfNoneMatch": "*"}
         parts = part_groups(chunks)
-        first = next(parts, b"")
-        second = next(parts, None)
+        try:
+            first = next(parts, b"")
+            second = next(parts, None)
+        except BaseException:
+            # A restart or a parse error before the upload could go on: nothing will resume it.
+            if resume is not None and self.abort(key, resume.upload_id):
+                on_aborted()
+            raise
         sent = _Sent()
         have: dict[int, tuple[int, str]] = {}  # parts already on the server: size, ETag
         upload_id: str | None = None
@@ -580,8 +586,7 @@ class Uploader:
             if second is not None and resume.sha256 == meta()[META_SHA256]:
                 have = self._parts_on_server(key, resume.upload_id) or {}
                 upload_id = resume.upload_id if have else None
-            if upload_id is None:
-                self.abort(key, resume.upload_id)
+            if upload_id is None and self.abort(key, resume.upload_id):
                 on_aborted()
         if second is None:
             try:
@@ -589,7 +594,7 @@ class Uploader:
                     "put_object", first, Bucket=self.bucket, Key=key, Metadata=meta(), **cond, **self._extra
                 )
             except botocore.exceptions.ClientError as e:
-                _raise_condition(e)
+                _raise_condition(e, etag=hashlib.md5(first).hexdigest() if self._etags_are_md5 else None)
                 raise
             sent.add(len(first), md5, digest)
             etag = _etag(got["ETag"])
@@ -669,15 +674,16 @@ class Uploader:
                     **cond,
                 )
             except botocore.exceptions.ClientError as e:
-                _raise_condition(e, upload_id)
+                multipart = hashlib.md5(b"".join(sent.md5s)).hexdigest() + f"-{len(sent.md5s)}"
+                _raise_condition(e, upload_id, multipart if self._etags_are_md5 else None)
                 got = self._completed_meanwhile(key, e, create["Metadata"])
             completed = True
         finally:
             if not completed:
                 # No part may land after the abort: wait for those already on their way.
                 wait(in_flight)
-                self.abort(key, upload_id)
-                on_aborted()
+                if self.abort(key, upload_id):
+                    on_aborted()
         return self._verify(
             key, sent, _etag(got["ETag"]), sha256=create["Metadata"][META_SHA256], parts=len(done)
         )
@@ -716,10 +722,14 @@ class Uploader:
             raise e
         return {"ETag": head["ETag"]}
 
-    def _resolve_precondition(self, key: str, source: str, sha256: str) -> Uploaded | str:
-        """After a 412: our result already there, or the ETag of an older version to replace.
+    def _resolve_precondition(self, key: str, source: str, sha256: str, sent: str | None) -> Uploaded | str:
+        """After a 412: our result already there, or the ETag of an object to replace.
 
-        The refused upload was aborted already; replacing means uploading again with If-Match.
+        ``sent`` is the ETag that what was just sent would have (None where ETags are not
+        MD5s). An object of this source and content whose ETag differs is replaced: a damaged
+        body that a server stored unverified (a crash, or retries spent, came before s3proc
+        could replace it), or the same content in other parts. The refused upload was aborted
+        already; replacing means uploading again with If-Match.
         """
         head = self._head(key)
         if head is None:
@@ -729,8 +739,16 @@ class Uploader:
         meta = head.get("Metadata", {})
         etag = _etag(head["ETag"])
         if unquote(meta.get(META_SOURCE, "")) == source and meta.get(META_SHA256) == sha256:
-            log.info("already uploaded (found by HEAD)", extra={"key": key, "stage": "upload"})
-            return Uploaded(key=key, etag=etag, size=int(head["ContentLength"]), parts=0, resumed=True)
+            if sent is None or etag == sent:
+                log.info("already uploaded (found by HEAD)", extra={"key": key, "stage": "upload"})
+                return Uploaded(key=key, etag=etag, size=int(head["ContentLength"]), parts=0, resumed=True)
+            log.warning(
+                "the object of this content has ETag %s, not %s as sent: replacing it",
+                etag,
+                sent,
+                extra={"key": key, "stage": "upload"},
+            )
+            return etag
         if meta.get(META_WRITER) == "s3proc" and unquote(meta.get(META_SOURCE, "")) == source:
             log.info("replacing an older version of this source", extra={"key": key, "stage": "upload"})
             return etag
@@ -801,15 +819,20 @@ class Uploader:
         composite = base64.b64encode(self.checksum.digest(b"".join(sent.sums))).decode()
         return {composite, f"{composite}-{parts}"}
 
-    def abort(self, key: str, upload_id: str) -> None:
-        """Aborts a multipart upload; one that is already gone (completed or aborted) is fine."""
+    def abort(self, key: str, upload_id: str) -> bool:
+        """Aborts a multipart upload; one that is already gone (completed or aborted) is fine.
+
+        Returns False when the service is stopping and the upload was left for the clean-up at
+        the next start (the state must keep its id until then).
+        """
         try:
             self.call("abort_multipart_upload", Bucket=self.bucket, Key=key, UploadId=upload_id)
         except botocore.exceptions.ClientError as e:
             if _error_code(e) not in ("NoSuchUpload", "404") and _status(e) != 404:
                 raise
         except Cancelled:
-            pass  # left for the clean-up at the next start
+            return False
+        return True
 
     def incomplete(self, prefix: str) -> Iterator[tuple[str, str, Any]]:
         """Every incomplete multipart upload under ``prefix``: ``(key, upload id, initiated)``."""
@@ -866,19 +889,25 @@ class Uploader:
 
 
 class _Precondition(Exception):
-    pass
+    """A conditional write was refused; ``etag`` is what the refused content's ETag would be."""
+
+    def __init__(self, etag: str | None = None):
+        super().__init__(etag)
+        self.etag = etag
 
 
 class _Conflict(Exception):
     pass
 
 
-def _raise_condition(e: botocore.exceptions.ClientError, upload_id: str | None = None) -> None:
+def _raise_condition(
+    e: botocore.exceptions.ClientError, upload_id: str | None = None, etag: str | None = None
+) -> None:
     code = _error_code(e)
     # If-Match on a key that is gone is a 404 NoSuchKey on AWS: the object to replace was
     # deleted behind our back; the HEAD that resolves a 412 finds the key empty.
     if _status(e) == 412 or code in ("PreconditionFailed", "NoSuchKey"):
-        raise _Precondition() from e
+        raise _Precondition(etag) from e
     if code == "ConditionalRequestConflict" or (_status(e) == 409 and upload_id):
         raise _Conflict() from e
 

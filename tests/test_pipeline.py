@@ -1,0 +1,239 @@
+"""The life of one file at its edges, against a real S3 server: what a crash, a writer or
+another writer's object leaves behind is cleaned up or left alone as the guarantees say.
+
+Each test calls ``process`` (or runs ``s3proc run --once``) on a state set up as a crash, a
+late write or a foreign object would leave it, then checks S3 and the state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _util import state_rows
+from s3servers import S3Server, body, incomplete_uploads, run_once
+
+from s3proc import pipeline
+from s3proc.config import RunConfig
+from s3proc.errors import SchemaRestart
+from s3proc.pipeline import Settings, process
+from s3proc.state import SqliteState
+from s3proc.uploader import META_SHA256, META_SOURCE, META_WRITER, Resume, Uploader
+
+MiB = 1 << 20
+
+
+class World:
+    """A watched folder, its state and an uploader against a fresh bucket."""
+
+    def __init__(self, server: S3Server, tmp_path: Path, **settings: Any):
+        self.watch = tmp_path / "inbox"
+        self.watch.mkdir()
+        self.bucket = server.new_bucket()
+        cfg = RunConfig(
+            watch_dir=self.watch,
+            bucket=self.bucket,
+            endpoint_url=server.endpoint,
+            quiet_period=0,
+            access_key=server.access_key,
+            secret_key=server.secret_key,
+        )
+        self.settings = Settings(
+            root=self.watch.resolve(), keys=cfg.check(), error_dir=cfg.error_folder.resolve(), **settings
+        )
+        self.state = SqliteState(cfg.state_location)
+        self.uploader: Uploader = cfg.uploader(cfg.client())
+        self.client = server.client()
+
+    def drop(self, rel: str, data: bytes) -> None:
+        (self.watch / rel).write_bytes(data)
+        st = os.stat(self.watch / rel)
+        self.state.observe([(rel, st.st_size, st.st_mtime_ns)], 0)
+
+    def claim(self, rel: str) -> Any:
+        row = self.state.get(rel)
+        assert row is not None
+        claimed = self.state.claim(rel, row.size, row.mtime_ns)
+        assert claimed is not None
+        return claimed
+
+    def process(self, rel: str) -> pipeline.Outcome:
+        return process(self.claim(rel), self.settings, self.state, self.uploader)
+
+    def start_upload(self, key: str, source: str, sha: str) -> str:
+        """A multipart upload of ours, as a crash leaves one in flight (one part sent)."""
+        meta = {META_WRITER: "s3proc", META_SOURCE: source, META_SHA256: sha}
+        upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=key, Metadata=meta)[
+            "UploadId"
+        ]
+        self.client.upload_part(
+            Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=1, Body=b"x" * MiB
+        )
+        return str(upload_id)
+
+
+@pytest.fixture
+def world(moto: S3Server, tmp_path: Path) -> Iterator[World]:
+    w = World(moto, tmp_path)
+    yield w
+    w.state.close()
+
+
+def test_a_claimed_file_that_vanishes_is_forgotten_and_found_again_when_it_returns(world: World) -> None:
+    world.drop("a.txt", b"first\n")
+    row = world.claim("a.txt")
+    (world.watch / "a.txt").unlink()
+    assert process(row, world.settings, world.state, world.uploader).status == "gone"
+    assert world.state.get("a.txt") is None, "a vanished file must not stay 'processing'"
+    world.drop("a.txt", b"back again\n")
+    assert [r.path for r in world.state.ready(1e12, 10)] == ["a.txt"]
+    assert world.process("a.txt").status == "uploaded"
+    assert body(world.client, world.bucket, "a.txt") == b"back again\n"
+
+
+def test_a_file_rewritten_while_its_unchanged_content_is_hashed_is_queued_not_deleted(
+    moto: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A touched file is hashed to see whether its content changed; a writer rewrites it
+    meanwhile. The hash says "unchanged", but the new content must be uploaded, not deleted."""
+    world = World(moto, tmp_path, after_upload="delete")
+    try:
+        world.drop("t.txt", b"old content\n")
+        assert world.process("t.txt").status == "uploaded"
+        (world.watch / "t.txt").write_bytes(b"old content\n")  # touched: the same content again
+        world.drop("t.txt", b"old content\n")
+        row = world.claim("t.txt")
+        hash_first = pipeline.sha256_file
+
+        def hash_then_rewrite(path: Path) -> str:
+            sha = hash_first(path)
+            path.write_bytes(b"new content, written while the old one was hashed\n")
+            return sha
+
+        monkeypatch.setattr(pipeline, "sha256_file", hash_then_rewrite)
+        outcome = process(row, world.settings, world.state, world.uploader)
+        assert outcome.status == "requeued"
+        assert (world.watch / "t.txt").exists(), "the new content was deleted without being uploaded"
+        again = world.state.get("t.txt")
+        assert again is not None and again.status == "pending"
+        assert again.size == len(b"new content, written while the old one was hashed\n")
+        monkeypatch.undo()
+        assert world.process("t.txt").status == "uploaded"
+        assert body(world.client, world.bucket, "t.txt").startswith(b"new content")
+    finally:
+        world.state.close()
+
+
+def test_an_upload_kept_for_resuming_is_aborted_when_the_content_is_back_to_what_s3_holds(
+    world: World,
+) -> None:
+    """A crash cut short the upload of a change; the file then went back to the content already
+    in S3. The file is unchanged, and the kept upload must not stay behind."""
+    data = b"the content in S3\n"
+    world.drop("u.txt", data)
+    assert world.process("u.txt").status == "uploaded"
+    upload_id = world.start_upload("u.txt", "u.txt", "f" * 64)
+    world.state.upload_started("u.txt", upload_id, "f" * 64)
+    (world.watch / "u.txt").write_bytes(data)
+    os.utime(world.watch / "u.txt", ns=(1, 1))  # touched: seen again
+    world.drop("u.txt", data)
+    assert world.process("u.txt").status == "unchanged"
+    assert incomplete_uploads(world.client, world.bucket) == []
+    assert [o.upload_id for o in world.state.objects_of("u.txt")] == [None]
+
+
+def test_an_upload_kept_for_resuming_is_aborted_when_its_file_is_gone(moto: S3Server, tmp_path: Path) -> None:
+    """A crash left a file processing with an upload in flight; the file is deleted while the
+    service is down. At the next start the upload is aborted, not left until the one after."""
+    world = World(moto, tmp_path)
+    try:
+        world.drop("big.bin", os.urandom(1000))
+        world.claim("big.bin")
+        world.state.claim_key("big.bin", "", "big.bin", "big.bin~x")
+        upload_id = world.start_upload("big.bin", "big.bin", "e" * 64)
+        world.state.upload_started("big.bin", upload_id, "e" * 64)
+    finally:
+        world.state.close()
+    (world.watch / "big.bin").unlink()
+    run = run_once(moto, world.bucket, world.watch)
+    assert run.returncode == 0, run.stderr
+    assert incomplete_uploads(world.client, world.bucket) == []
+    assert state_rows(world.watch, "SELECT path FROM files") == []
+
+
+def test_a_restart_before_the_first_parts_aborts_the_upload_it_was_to_resume(world: World) -> None:
+    """The kept upload cannot be resumed when the conversion restarts (a widened column) before
+    the upload goes on: it is aborted, and the new one completes."""
+    upload_id = world.start_upload("r.bin", "r.bin", "d" * 64)
+    data = [os.urandom(5 * MiB), b"tail"]
+
+    class Restarting:
+        """The converter's iterator: a restart voids what came before, then the new file."""
+
+        def __init__(self) -> None:
+            self.items: list[bytes | Exception] = [data[0], SchemaRestart("a column widened"), *data]
+
+        def __iter__(self) -> Restarting:
+            return self
+
+        def __next__(self) -> bytes:
+            if not self.items:
+                raise StopIteration
+            item = self.items.pop(0)
+            if isinstance(item, Exception):
+                raise item
+            return item
+
+    world.uploader.upload(
+        "r.bin", Restarting, source="r.bin", sha256="d" * 64, metadata=dict, if_match=None,
+        resume=Resume(upload_id, "d" * 64),
+    )  # fmt: skip
+    assert incomplete_uploads(world.client, world.bucket) == []
+    assert body(world.client, world.bucket, "r.bin") == b"".join(data)
+
+
+@pytest.mark.parametrize("parts", [1, 2])
+def test_a_damaged_object_of_this_content_found_behind_a_412_is_replaced(world: World, parts: int) -> None:
+    """A server that does not verify bodies (moto) stored a damaged one under s3proc's metadata,
+    and a crash came before s3proc replaced it. The next upload's 412 finds this source and
+    content in the metadata, but the ETag is not what is sent now: it is replaced, not accepted."""
+    data = [os.urandom(5 * MiB) for _ in range(parts - 1)] + [b"the last part"]
+    whole = b"".join(data)
+    sha = hashlib.sha256(whole).hexdigest()
+    damaged = whole[:-1] + bytes([whole[-1] ^ 1])
+    meta = {META_WRITER: "s3proc", META_SOURCE: "d.bin", META_SHA256: sha}
+    world.client.put_object(Bucket=world.bucket, Key="d.bin", Body=damaged, Metadata=meta)
+    up = world.uploader.upload(
+        "d.bin", lambda: iter(data), source="d.bin", sha256=sha, metadata=dict, if_match=None
+    )
+    assert up.parts == parts
+    assert body(world.client, world.bucket, "d.bin") == whole
+
+
+def test_a_failed_archive_never_deletes_an_object_another_writer_put_on_its_keys(
+    moto: S3Server, tmp_path: Path
+) -> None:
+    """An entry's key holds someone else's object: the archive fails (it is never overwritten)
+    and withdraws what it uploaded, but the foreign object stays as it was."""
+    watch = tmp_path / "inbox"
+    watch.mkdir()
+    bucket = moto.new_bucket()
+    client = moto.client()
+    client.put_object(Bucket=bucket, Key="pack.zip/b.txt", Body=b"not s3proc's")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("a.txt", "entry a\n")
+        z.writestr("b.txt", "entry b\n")
+        z.writestr("c.txt", "entry c\n")
+    (watch / "pack.zip").write_bytes(buf.getvalue())
+    run = run_once(moto, bucket, watch)
+    assert run.returncode == 1, run.stderr
+    assert body(client, bucket, "pack.zip/b.txt") == b"not s3proc's"
+    keys = {o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])}
+    assert keys == {"pack.zip/b.txt"}, "the archive's own objects are withdrawn"
