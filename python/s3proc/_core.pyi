@@ -33,7 +33,7 @@ class ConvertOptions(TypedDict, total=False):
     row_group_rows: int  # default 1,048,576
     row_group_bytes: int  # Arrow (decoded) bytes per row group, default 64 MiB
     chunk_size: int  # bytes per chunk (all but the last), default 8 MiB
-    read_size: int  # input bytes per parsing piece, default 2 MiB
+    read_size: int  # input bytes per parsing piece, default 2 MiB (CSV), 1 MiB (JSON, XML)
     name: str  # the source's name in errors and metadata
 
 Source = str | os.PathLike[str] | bytes | bytearray | IO[bytes]
