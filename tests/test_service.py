@@ -341,6 +341,45 @@ def test_daemon_waits_for_complete_files(moto: S3Server, watch: Path) -> None:
     assert len(uploads) == 3, "each file exactly once"
 
 
+def test_files_under_a_symlinked_folder_are_never_shipped(
+    moto: S3Server, watch: Path, tmp_path: Path
+) -> None:
+    """watchfiles follows a link to a folder and reports what is written behind it; such a file
+    is outside the watch dir: it is neither uploaded nor, with --after-upload delete, deleted."""
+    bucket = moto.new_bucket()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (watch / "link").symlink_to(elsewhere, target_is_directory=True)
+    d = Daemon(moto, bucket, watch, "--quiet-period", "0.2", "--after-upload", "delete")
+    try:
+        d.wait_for(lambda: any("scanned" in r["msg"] for r in d.lines()))
+        time.sleep(1.5)  # the watches are set
+        (elsewhere / "outside.txt").write_text("not in the watch dir\n")
+        (elsewhere / "newdir").mkdir()
+        (elsewhere / "newdir" / "deeper.txt").write_text("nor this\n")
+        (watch / "inside.txt").write_text("in the watch dir\n")
+        d.wait_for(lambda: "inside.txt" in d.uploaded())
+        time.sleep(1.5)
+    finally:
+        assert d.stop() == 0
+    assert set(objects(moto.client(), bucket)) == {"inside.txt"}
+    assert (elsewhere / "outside.txt").exists() and (elsewhere / "newdir" / "deeper.txt").exists()
+
+
+def test_a_name_that_is_not_utf8_is_left_alone_with_a_warning(moto: S3Server, watch: Path) -> None:
+    bucket = moto.new_bucket()
+    bad = os.fsdecode(b"caf\xe9.csv")
+    (watch / bad).write_text("a\n1\n")
+    (watch / "good.csv").write_text("a\n1\n")
+    run = run_once(moto, bucket, watch)
+    assert run.returncode == 0, run.stderr
+    assert set(objects(moto.client(), bucket)) == {"good.parquet"}
+    assert (watch / bad).exists()
+    assert [r["msg"] for r in run.logs if "not valid UTF-8" in r["msg"]] == [
+        "left alone: the name caf\\xe9.csv is not valid UTF-8, so it cannot be an S3 key"
+    ]
+
+
 def test_the_service_caps_malloc_arenas_unless_the_environment_does() -> None:
     import platform
     import sys

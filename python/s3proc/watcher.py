@@ -33,13 +33,17 @@ class Filter:
 
     Ignored: anything under a dot-folder, dotfiles, ``*.tmp``, ``*.part``, ``*.crdownload``,
     ``~$*`` (office lock files), the ``ignore`` globs (matched against the relative path and
-    the name), and the folders s3proc itself writes to (``excluded``).
+    the name), and the folders s3proc itself writes to (``excluded``). A name that is not valid
+    UTF-8 cannot become an S3 key (nor a row of the state): it is left where it is, with a
+    warning the first time it is seen.
     """
 
     def __init__(self, root: Path, ignore: Iterable[str] = (), excluded: Iterable[Path] = ()):
         self.root = root
+        self.real_root = os.path.realpath(root)
         self.ignore = tuple(ignore)
         self.excluded = tuple(os.path.abspath(p) for p in excluded)
+        self._warned: set[str] = set()
 
     def skip_dir(self, abspath: str) -> bool:
         name = os.path.basename(abspath)
@@ -67,7 +71,24 @@ class Filter:
         if rel.startswith(".." + os.sep) or rel == "..":
             return None
         rel = rel.replace(os.sep, "/")
-        return rel if self.wanted(rel) else None
+        if not self.wanted(rel):
+            return None
+        try:
+            rel.encode()
+        except UnicodeEncodeError:
+            if rel not in self._warned and len(self._warned) < 10_000:
+                self._warned.add(rel)
+                shown = os.fsencode(rel).decode("utf-8", "backslashreplace")
+                log.warning("left alone: the name %s is not valid UTF-8, so it cannot be an S3 key", shown)
+            return None
+        return rel
+
+    def linked(self, abspath: str) -> bool:
+        """Whether ``abspath`` lies under a symlink to a folder: an event path can (watchfiles
+        follows the tree's links), a scan never does."""
+        parent = os.path.dirname(abspath)
+        inside = os.path.normpath(os.path.join(self.real_root, os.path.relpath(parent, self.root)))
+        return os.path.realpath(parent) != inside
 
 
 def scan(root: Path, flt: Filter) -> Iterator[tuple[str, int, int]]:
@@ -178,7 +199,7 @@ class Watcher(threading.Thread):
         seen: list[tuple[str, int, int]] = []
         for change, abspath in changes:
             rel = self.flt.relative(abspath)
-            if rel is None:
+            if rel is None or self.flt.linked(abspath):
                 continue
             try:
                 st = os.lstat(abspath)
