@@ -645,7 +645,7 @@ def test_restart_after_a_crash_that_left_a_newer_upload_unrecorded(
     check_final(client, bucket, tree, [run.logs])
 
 
-@pytest.mark.parametrize("how", ["automatic", "command"])
+@pytest.mark.parametrize("how", ["automatic", "command", "after a failed start"])
 def test_a_lost_state_database_is_rebuilt_from_s3_without_uploading_again(
     seaweed: S3Server, tmp_path: Path, gen_data, how: str
 ) -> None:
@@ -668,11 +668,15 @@ def test_a_lost_state_database_is_rebuilt_from_s3_without_uploading_again(
             cmd[1] = "rebuild-state"
             done = subprocess.run(cmd, env=via.env(), capture_output=True, text=True, timeout=120)
             assert done.returncode == 0 and "3 object(s) recorded" in done.stdout, done.stderr
+        if how == "after a failed start":  # the empty state it creates is not a rebuilt one
+            down = S3Server("down", "http://127.0.0.1:9", seaweed.access_key, seaweed.secret_key)
+            assert run_once(down, bucket, watch, *ARGS).returncode == 2
+            assert (watch / ".s3proc" / "state.db").exists()
         run = run_once(via, bucket, watch, *ARGS)
     finally:
         proxy.close()
     assert run.returncode == 0, run.stderr
-    if how == "automatic":
+    if how != "command":
         assert run.lines("state rebuilt from S3: 3 object(s) recorded"), run.stderr
     unchanged = sorted(r["path"] for r in run.lines("unchanged content: already uploaded"))
     assert unchanged == ["big.bin", "small.txt", "t.csv"]

@@ -626,3 +626,25 @@ def test_a_database_locked_past_the_busy_timeout_is_a_state_failure_and_stays_co
     assert row is not None and row.status == PENDING, "the failed claim left nothing behind"
     assert state.claim("a.csv", 10, 1 * S) is not None
     state.close()
+
+
+def test_a_new_state_is_not_rebuilt_until_a_rebuild_ends(tmp_path: Path) -> None:
+    """A state that a failed start left empty still asks for a rebuild from S3; one an earlier
+    version used (rows, no record) does not."""
+    db = tmp_path / "state.db"
+    s = SqliteState(db)
+    assert not s.rebuilt()
+    s.close()
+    s = SqliteState(db)  # opened again: still not rebuilt
+    assert not s.rebuilt()
+    s.mark_rebuilt()
+    assert s.rebuilt()
+    s.observe([("a.csv", 1, 1)], 0)
+    s.close()
+    raw = sqlite3.connect(db)
+    raw.execute("DELETE FROM meta WHERE name='rebuilt'")  # as an earlier version left it
+    raw.commit()
+    raw.close()
+    s = SqliteState(db)
+    assert s.rebuilt()
+    s.close()

@@ -455,14 +455,15 @@ def run(**opts: Any) -> None:
         )
         keys = cfg.check()
         cfg.prepare_error_folder()
-        fresh = not Path(cfg.state_location).exists()
         state = open_state(cfg.state_location, exclusive=True, synchronous=cfg.state_sync.upper())
         try:
             uploader = cfg.uploader(cfg.client())
             if server is not None:
                 server.create_bucket(uploader.client, cfg.bucket)
             check_bucket(uploader, keys.prefix)
-            if fresh:  # a first start, or a lost state database: what s3proc wrote is not redone
+            if (
+                not state.rebuilt()
+            ):  # a first start, or a lost state database: what s3proc wrote is not redone
                 rebuild_state(state, uploader, keys.prefix, cfg.watch_dir)
             settings = Settings(
                 root=cfg.watch_dir.resolve(),

@@ -142,6 +142,7 @@ def rebuild_state(state: State, uploader: Uploader, prefix: str, root: Path) -> 
             continue  # the state already gives this key to another source
         state.object_done(key, sha, etag, size, rows)
         n += 1
+    state.mark_rebuilt()
     log.info("state rebuilt from S3: %d object(s) recorded", n, extra={"stage": "recover"})
     return n
 

@@ -100,6 +100,8 @@ class State(Protocol):
     def skipped(self, limit: int) -> list[tuple[str, str, str]]: ...
     def counts(self) -> dict[str, int]: ...
     def recent(self, status: str, limit: int) -> list[FileRow]: ...
+    def rebuilt(self) -> bool: ...
+    def mark_rebuilt(self) -> None: ...
     def close(self) -> None: ...
 
 
@@ -173,6 +175,11 @@ class SqliteState:
             columns = {r[1] for r in self._db.execute("PRAGMA table_info(objects)")}
             if "upload_sha256" not in columns:  # a state written by an earlier version
                 self._db.execute("ALTER TABLE objects ADD COLUMN upload_sha256 TEXT")
+            # A new state must be rebuilt from S3 before use; one an earlier version used knows.
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta SELECT 'rebuilt', CASE WHEN EXISTS (SELECT 1 FROM files)"
+                " OR EXISTS (SELECT 1 FROM objects) THEN '1' ELSE '0' END"
+            )
         except sqlite3.Error as e:
             raise StateError(f"cannot open the state database {self.path}: {e}") from None
         if exclusive:
@@ -456,6 +463,16 @@ class SqliteState:
             f"SELECT {_FILE_COLS} FROM files WHERE status=? ORDER BY updated_at DESC LIMIT ?", status, limit
         )
         return [FileRow(*r) for r in rows]
+
+    def rebuilt(self) -> bool:
+        """Whether the state knows what s3proc wrote under its prefix: it was rebuilt from S3
+        to the end (a first start, a lost database), or made by a version before this record.
+        A start that failed, or a rebuild cut short, leaves it False."""
+        return self._query("SELECT value FROM meta WHERE name='rebuilt'") == [("1",)]
+
+    def mark_rebuilt(self) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('rebuilt', '1')")
 
     def close(self) -> None:
         with self._lock:
