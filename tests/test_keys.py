@@ -390,8 +390,28 @@ def test_malformed_template_is_bad(template: str) -> None:
         KeyMaker("", template).key("a.csv", parquet=False)
 
 
-@pytest.mark.parametrize("template", ["{path}{path.nope}", "{path}-{name:%Y}", "{path}{date:{nope}}"])
-def test_template_that_fails_when_formatting_is_bad(template: str) -> None:
-    keys = KeyMaker("", template)
+@pytest.mark.parametrize(
+    "template",
+    ["{path}{path.nope}", "{path}-{name:%Y}", "{path}{date:{nope}}", "{path}{ext:d}", "{path}{date[0]}"],
+)
+def test_template_that_fails_when_formatting_is_refused_when_made(template: str) -> None:
+    """Found at start-up (a configuration error), not at the first file (which would fail)."""
     with pytest.raises(BadKey, match="key template"):
-        keys.key("a.csv", parquet=False)
+        KeyMaker("", template)
+
+
+@pytest.mark.parametrize(
+    ("prefix", "template", "scope"),
+    [
+        ("in%box", "{prefix}{path}", "in%25box/"),
+        ("a\tb/c", "{prefix}{date:%Y}/{path}", "a%09b/c/"),
+        ("p", "{date:%Y}/{prefix}{path}", ""),
+        ("", "{prefix}{path}", ""),
+    ],
+)
+def test_the_scope_is_what_every_key_begins_with(prefix: str, template: str, scope: str) -> None:
+    """Uploads and objects are listed under the prefix as keys hold it (escaped), or the whole
+    bucket when the template does not begin with the prefix."""
+    keys = KeyMaker(prefix, template)
+    assert keys.scope == scope
+    assert keys.key("x/y.csv", parquet=True, mtime=1e9).startswith(scope)

@@ -342,3 +342,14 @@ def test_a_failed_part_aborts_after_the_parts_in_flight_end(seaweed: S3Server) -
         upload(u, "k", chunks_of(*[os.urandom(5 * MiB) for _ in range(4)], b"end"))
     assert ended[-1] == "abort" and "part 1" in ended
     assert incomplete_uploads(seaweed.client(), bucket) == []
+
+
+def test_the_start_up_probe_creates_its_upload_as_every_upload_is_created(moto: S3Server) -> None:
+    """Encryption and storage class go with the probe: what S3 refuses for them shows at start-up."""
+    seen: list[dict[str, Any]] = []
+    client = Tampering(client_for(moto), lambda op, kw: seen.append({"op": op, **kw}))
+    u = uploader_for(client, moto.new_bucket(), sse="AES256", storage_class="STANDARD_IA")
+    u.probe("p/.s3proc-probe/x")
+    create = next(c for c in seen if c["op"] == "create_multipart_upload")
+    assert create["ServerSideEncryption"] == "AES256" and create["StorageClass"] == "STANDARD_IA"
+    assert [c["op"] for c in seen] == ["create_multipart_upload", "abort_multipart_upload"]

@@ -161,9 +161,23 @@ def cli() -> None:
 
 
 def main() -> None:
-    """The console script: ``.env`` fills the environment's gaps, then the commands run."""
+    """The console script: ``.env`` fills the environment's gaps, then the commands run. A
+    usage error (an unknown flag, a bad value) is one line and exit status 2, as every other
+    configuration error."""
     load_env()
-    cli()
+    try:
+        rv = cli.main(standalone_mode=False)
+    except click.UsageError as e:
+        hint = f" (see {e.ctx.command_path} --help)" if e.ctx else ""
+        click.echo(f"Error: {e.format_message()}{hint}".replace("\n", " "), err=True)
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.Abort:
+        click.echo("Aborted!", err=True)
+        sys.exit(1)
+    sys.exit(rv if isinstance(rv, int) else 0)
 
 
 @cli.command()
@@ -460,11 +474,11 @@ def run(**opts: Any) -> None:
             uploader = cfg.uploader(cfg.client())
             if server is not None:
                 server.create_bucket(uploader.client, cfg.bucket)
-            check_bucket(uploader, keys.prefix)
+            check_bucket(uploader, keys.scope)
             if (
                 not state.rebuilt()
             ):  # a first start, or a lost state database: what s3proc wrote is not redone
-                rebuild_state(state, uploader, keys.prefix, cfg.watch_dir)
+                rebuild_state(state, uploader, keys.scope, cfg.watch_dir)
             settings = Settings(
                 root=cfg.watch_dir.resolve(),
                 keys=keys,
@@ -481,9 +495,9 @@ def run(**opts: Any) -> None:
                 grace=cfg.grace,
                 ignore=cfg.ignore,
             )
-            code = Service(settings, schedule, state, uploader, keys.prefix).run(once=once)
+            code = Service(settings, schedule, state, uploader, keys.scope).run(once=once)
             if server is not None and once:
-                _print_listing(uploader, keys.prefix)
+                _print_listing(uploader, keys.scope)
         finally:
             state.close()
     finally:
@@ -535,7 +549,7 @@ def ls(**opts: Any) -> None:
     """List the objects under the prefix with their sizes and row counts."""
     cfg = _config({**opts, "watch_dir": Path.cwd()})
     keys = cfg.check()
-    _print_listing(cfg.uploader(cfg.client()), keys.prefix)
+    _print_listing(cfg.uploader(cfg.client()), keys.scope)
 
 
 @cli.command()
@@ -601,8 +615,8 @@ def rebuild_state_command(**opts: Any) -> None:
     state = open_state(cfg.state_location, exclusive=True)
     try:
         uploader = cfg.uploader(cfg.client())
-        check_bucket(uploader, keys.prefix)
-        n = rebuild_state(state, uploader, keys.prefix, cfg.watch_dir)
+        check_bucket(uploader, keys.scope)
+        n = rebuild_state(state, uploader, keys.scope, cfg.watch_dir)
     finally:
         state.close()
     click.echo(f"{n} object(s) recorded")
@@ -617,7 +631,7 @@ def cleanup(dry_run: bool, **opts: Any) -> None:
     keys = cfg.check()
     uploader = cfg.uploader(cfg.client())
     n = 0
-    for key, upload_id, initiated in list(uploader.incomplete(keys.prefix)):
+    for key, upload_id, initiated in list(uploader.incomplete(keys.scope)):
         n += 1
         click.echo(
             f"{'would abort' if dry_run else 'aborting'} {key} (upload {upload_id[:16]}…, {initiated})"

@@ -177,8 +177,7 @@ def check_bucket(uploader: Uploader, prefix: str) -> None:
         raise ConfigError(f"S3 cannot be reached: {e}") from None
     probe = f"{prefix}.s3proc-probe/{uuid.uuid4().hex}"
     try:
-        upload_id = uploader.call("create_multipart_upload", Bucket=bucket, Key=probe)["UploadId"]
-        uploader.call("abort_multipart_upload", Bucket=bucket, Key=probe, UploadId=upload_id)
+        uploader.probe(probe)
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
         raise ConfigError(
             f"bucket {bucket!r} is not writable under {prefix or '/'!r}: {describe(e)}"

@@ -121,6 +121,15 @@ class KeyMaker:
         # A field, not the text: '{{path}}' is the literal '{path}', the same key for every file.
         if not any(f in ("path", "name", "stem") and not s and not c for f, s, c in fields):
             raise BadKey(f"key template {self.template!r} must contain {{path}}, {{name}} or {{stem}}")
+        self.key("a/b.csv", parquet=True)  # a format spec that fits no field fails here, at start-up
+
+    @property
+    def scope(self) -> str:
+        """What every key begins with, to list them by: the prefix as keys hold it (``%`` and
+        control characters escaped) when the template begins with it, else the whole bucket."""
+        if not self.prefix or not self.template.startswith("{prefix}"):
+            return ""
+        return clean(self.prefix) + "/"
 
     def key(self, relpath: str, *, parquet: bool, mtime: float = 0.0, entry: str = "") -> str:
         """The key of ``relpath`` (or of ``entry`` inside the archive ``relpath``)."""
@@ -142,6 +151,6 @@ class KeyMaker:
                 date=when,
                 mtime=when,
             )
-        except (ValueError, KeyError, IndexError, AttributeError) as e:
+        except (ValueError, KeyError, IndexError, AttributeError, TypeError) as e:
             raise BadKey(f"key template {self.template!r}: {e}") from None
         return clean(key)

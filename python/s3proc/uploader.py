@@ -819,6 +819,14 @@ class Uploader:
         composite = base64.b64encode(self.checksum.digest(b"".join(sent.sums))).decode()
         return {composite, f"{composite}-{parts}"}
 
+    def probe(self, key: str) -> None:
+        """Creates a multipart upload of ``key`` as every upload is created (encryption and
+        storage class included), then aborts it: what S3 would refuse shows at start-up."""
+        upload_id = self.call("create_multipart_upload", Bucket=self.bucket, Key=key, **self._extra)[
+            "UploadId"
+        ]
+        self.call("abort_multipart_upload", Bucket=self.bucket, Key=key, UploadId=upload_id)
+
     def abort(self, key: str, upload_id: str) -> bool:
         """Aborts a multipart upload; one that is already gone (completed or aborted) is fine.
 
