@@ -506,6 +506,20 @@ def test_retry_puts_failed_files_back(moto: S3Server, watch: Path) -> None:
     assert set(objects(moto.client(), bucket)) == {"bad.parquet"}
 
 
+def test_the_latest_failure_of_a_path_is_the_one_retry_brings_back(moto: S3Server, watch: Path) -> None:
+    bucket = moto.new_bucket()
+    errors = watch / ".s3proc" / "errors"
+    (watch / "bad.csv").write_text('a\n"first, never closed\n')
+    assert run_once(moto, bucket, watch).returncode == 1
+    (watch / "bad.csv").write_text('a\n"second, never closed\n')
+    assert run_once(moto, bucket, watch).returncode == 1
+    assert "second" in (errors / "bad.csv").read_text() and "first" in (errors / "bad.csv.1").read_text()
+    assert (errors / "bad.csv.error.json").exists() and (errors / "bad.csv.1.error.json").exists()
+    proc = subprocess.run([_bin(), "retry", "--watch-dir", str(watch)], capture_output=True, check=True)
+    assert b"1 file(s) queued again" in proc.stdout
+    assert "second" in (watch / "bad.csv").read_text()
+
+
 def _bin() -> str:
     return str(Path(os.sys.executable).parent / "s3proc")
 

@@ -378,21 +378,41 @@ def _after_upload(path: Path, rel: str, s: Settings, log: FileLog) -> None:
         log.warning("after-upload %s failed: %s", s.after_upload, e)
 
 
-def _move(src: Path, dest: Path) -> Path:
-    """Moves ``src`` to ``dest`` (``dest.1``, ``dest.2``… if taken); across filesystems too."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
+def _free(dest: Path) -> Path:
+    """``dest``, or ``dest.1``, ``dest.2``… the first that is not taken."""
     target, n = dest, 0
     while target.exists():
         n += 1
         target = dest.with_name(f"{dest.name}.{n}")
+    return target
+
+
+def _move(src: Path, dest: Path) -> Path:
+    """Moves ``src`` to ``dest`` (``dest.1``, ``dest.2``… if taken); across filesystems too."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    target = _free(dest)
     shutil.move(src, target)
     return target
 
 
+def _note(path: Path) -> Path:
+    return path.with_name(path.name + ".error.json")
+
+
 def _to_error_dir(path: Path, row: FileRow, reason: str, s: Settings, log: FileLog) -> None:
-    """The file to the error folder, with ``<name>.error.json`` (reason, time, version) beside it."""
+    """The file to the error folder, with ``<name>.error.json`` (reason, time, version) beside it.
+
+    The latest failure of a path is at its own name, the one ``s3proc retry`` brings back: an
+    earlier one still there moves aside to ``<name>.1`` (its note with it).
+    """
+    dest = s.error_dir / row.path
     try:
-        target = _move(path, s.error_dir / row.path)
+        if dest.exists():
+            older = _free(dest)
+            dest.rename(older)
+            if _note(dest).exists():
+                _note(dest).rename(_note(older))
+        target = _move(path, dest)
     except OSError as e:
         log.error("cannot move the file to the error folder: %s", e)
         return
@@ -403,7 +423,7 @@ def _to_error_dir(path: Path, row: FileRow, reason: str, s: Settings, log: FileL
         "attempts": row.attempts,
         "s3proc_version": _core.__version__,
     }
-    target.with_name(target.name + ".error.json").write_text(json.dumps(note, indent=2) + "\n")
+    _note(target).write_text(json.dumps(note, indent=2) + "\n")
     log.info("moved to the error folder", extra={"error_path": str(target)})
 
 
@@ -422,6 +442,6 @@ def restore_failed(state: State, root: Path, error_dir: Path) -> tuple[int, int]
             continue
         if src.exists():
             _move(src, dest)
-            src.with_name(src.name + ".error.json").unlink(missing_ok=True)
+            _note(src).unlink(missing_ok=True)
         back += 1
     return back, kept
