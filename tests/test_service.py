@@ -556,6 +556,31 @@ def test_a_prefix_with_a_percent_sign_is_listed_as_keys_hold_it(moto: S3Server, 
     assert b"in%25box/t.txt" in ls.stdout, ls.stdout
 
 
+def test_cleanup_beside_a_service_refuses_and_keeps_what_the_state_resumes(
+    moto: S3Server, watch: Path
+) -> None:
+    bucket = moto.new_bucket()
+    client = moto.client()
+    (watch / "t.txt").write_text("x\n")
+    assert run_once(moto, bucket, watch).returncode == 0
+    from s3proc.state import SqliteState
+
+    kept = client.create_multipart_upload(Bucket=bucket, Key="t.txt")["UploadId"]
+    orphan = client.create_multipart_upload(Bucket=bucket, Key="orphan.bin")["UploadId"]
+    state = SqliteState(watch / ".s3proc" / "state.db", exclusive=True)  # as a running service holds it
+    common = ["--bucket", bucket, "--endpoint-url", moto.endpoint, "--watch-dir", str(watch)]
+    try:
+        state.upload_started("t.txt", kept, "a" * 64)
+        busy = subprocess.run([_bin(), "cleanup", *common], capture_output=True, env=moto.env())
+        assert busy.returncode == 2 and b"another s3proc run is using the state" in busy.stderr, busy.stderr
+    finally:
+        state.close()
+    done = subprocess.run([_bin(), "cleanup", *common], capture_output=True, env=moto.env(), check=True)
+    assert b"keeping t.txt" in done.stdout and b"1 incomplete upload(s) aborted" in done.stdout, done.stdout
+    assert incomplete_uploads(client, bucket) == [("t.txt", kept)]
+    assert orphan
+
+
 def test_embedded_s3_try_it(tmp_path: Path) -> None:
     cwd = tmp_path / "try"
     (cwd / "inbox").mkdir(parents=True)

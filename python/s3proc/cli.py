@@ -169,7 +169,7 @@ def main() -> None:
         rv = cli.main(standalone_mode=False)
     except click.UsageError as e:
         hint = f" (see {e.ctx.command_path} --help)" if e.ctx else ""
-        click.echo(f"Error: {e.format_message()}{hint}".replace("\n", " "), err=True)
+        click.echo(f"s3proc: error: {e.format_message()}{hint}".replace("\n", " "), err=True)
         sys.exit(e.exit_code)
     except click.ClickException as e:
         e.show()
@@ -624,14 +624,30 @@ def rebuild_state_command(**opts: Any) -> None:
 
 @cli.command()
 @s3_options
+@option("--watch-dir", type=click.Path(file_okay=False, path_type=Path), help="The service's folder.")
+@option("--state", help="Its state database (default: <watch-dir>/.s3proc/state.db).")
 @option("--dry-run", is_flag=True, help="Only list them.")
 def cleanup(dry_run: bool, **opts: Any) -> None:
-    """List and abort incomplete multipart uploads under the prefix (while s3proc is stopped)."""
-    cfg = _config({**opts, "watch_dir": Path.cwd()})
+    """List and abort incomplete multipart uploads under the prefix.
+
+    Given the service's watch dir or state, it refuses to run beside a running service, and
+    keeps the uploads that state will resume at its next start."""
+    located = bool(opts.get("watch_dir") or opts.get("state"))
+    cfg = _config({**opts, "watch_dir": opts.get("watch_dir") or Path.cwd()})
     keys = cfg.check()
     uploader = cfg.uploader(cfg.client())
+    kept: set[str] = set()
+    if located and Path(cfg.state_location).exists():
+        state = open_state(cfg.state_location, exclusive=True)  # fails while a service runs
+        try:
+            kept = {o.upload_id for o in state.uploads_in_flight() if o.upload_id}
+        finally:
+            state.close()
     n = 0
     for key, upload_id, initiated in list(uploader.incomplete(keys.scope)):
+        if upload_id in kept:
+            click.echo(f"keeping {key} (upload {upload_id[:16]}…): the state resumes it")
+            continue
         n += 1
         click.echo(
             f"{'would abort' if dry_run else 'aborting'} {key} (upload {upload_id[:16]}…, {initiated})"
