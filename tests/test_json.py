@@ -264,3 +264,19 @@ def test_random_nested_records_round_trip(records: list[dict[str, Any]]) -> None
     table = convert_table(ndjson(records), name="random.ndjson")
     assert table.column_names == list(keys)
     assert table.to_pylist() == [expected(r, keys) for r in records]
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "csv", "xml"])
+def test_a_number_no_float_holds_as_written_makes_the_column_text(fmt: str) -> None:
+    """Past the float range (1e400 is not infinity), below it (1e-400 is not 0) or a subnormal
+    that keeps fewer digits: the column widens to string, every value as written."""
+    values = ["1.5", "1e400", "-1e400", "1e-400", "1.23456789012345e-320"]
+    if fmt == "ndjson":
+        data = "".join(f'{{"x": {v}}}\n' for v in values)
+    elif fmt == "csv":
+        data = "x\n" + "".join(f"{v}\n" for v in values)
+    else:
+        data = "<r>" + "".join(f"<a><x>{v}</x></a>" for v in values) + "</r>"
+    table = convert_table(data.encode(), format=fmt)
+    assert table.column("x").type == pa.string()
+    assert table.column("x").to_pylist() == values

@@ -243,17 +243,23 @@ pub fn parse_f64(v: &[u8]) -> Option<f64> {
         return None;
     }
     let f = std::str::from_utf8(v).ok()?.parse::<f64>().ok()?;
-    // Few digits in all (the common case) are always exact; only long ones are compared.
-    if body.iter().filter(|b| b.is_ascii_digit()).count() > 15 {
-        let digits = significant_digits(body);
-        let shortest = format!("{:e}", f.abs());
-        if digits.len() > 15
-            && (!f.is_finite() || digits != significant_digits(shortest.as_bytes()))
-        {
-            return None;
-        }
+    if !f.is_finite() {
+        return None; // `1e400`: past any float; not the infinity it would become
     }
-    Some(f)
+    // Up to 15 significant digits, a normal float holds any decimal exactly: few
+    // digits in all (the common case) need no check. Zeros and subnormals are
+    // checked too: `1e-400` is not 0, `1.23456789012345e-320` keeps 5 digits.
+    if f.is_normal() && body.iter().filter(|b| b.is_ascii_digit()).count() <= 15 {
+        return Some(f);
+    }
+    let digits = significant_digits(body);
+    let exact = if f == 0.0 {
+        digits.is_empty()
+    } else {
+        (f.is_normal() && digits.len() <= 15)
+            || digits == significant_digits(format!("{:e}", f.abs()).as_bytes())
+    };
+    exact.then_some(f)
 }
 
 /// The significant digits of a decimal's mantissa: no sign, dot, exponent,
@@ -415,6 +421,12 @@ mod tests {
             "1.7976931348623157e308",
             "-2.5e-10",
             "1.50",
+            "0.0",
+            "-0e5",
+            "5e-324",
+            "2.2250738585072014e-308",
+            "0.00000000000000000000001",
+            "inf",
         ] {
             assert!(parse_f64(ok.as_bytes()).is_some(), "{ok}");
         }
@@ -422,6 +434,10 @@ mod tests {
             "0.1234567890123456789",
             "3.14159265358979323846",
             "0.30000000000000001",
+            "1e400",
+            "-1e400",
+            "1e-400",
+            "1.23456789012345e-320",
         ] {
             assert!(parse_f64(lost.as_bytes()).is_none(), "{lost}");
             assert_eq!(classify(lost.as_bytes()), Utf8, "{lost}");
