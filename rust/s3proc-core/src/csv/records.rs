@@ -406,7 +406,11 @@ fn parse_backslash(input: &[u8], delimiter: u8, terminator: u8) -> Records<'_> {
             line = &line[..line.len() - 1];
         }
         if !line.is_empty() {
-            for field in line.split(|&b| b == delimiter) {
+            let mut field_start = 0;
+            loop {
+                // `\<delimiter>` is a delimiter inside a value (MySQL, PostgreSQL).
+                let field_end = find_unescaped(line, field_start, delimiter).unwrap_or(line.len());
+                let field = &line[field_start..field_end];
                 if field == b"\\N" {
                     recs.push_null();
                 } else {
@@ -414,6 +418,10 @@ fn parse_backslash(input: &[u8], delimiter: u8, terminator: u8) -> Records<'_> {
                     unescape_into(field, &mut recs.side);
                     recs.push_side(start, recs.side.len());
                 }
+                if field_end == line.len() {
+                    break;
+                }
+                field_start = field_end + 1;
             }
             recs.end_record();
         }
@@ -616,5 +624,25 @@ mod tests {
         assert_eq!(r.field(0, 3), Field::Missing);
         assert_eq!(r.field(1, 0), Field::Value(b"A"));
         assert_eq!(r.field(1, 1), Field::Value(b"x\ny"));
+    }
+
+    #[test]
+    fn an_escaped_delimiter_is_part_of_the_value() {
+        // MySQL's INTO OUTFILE and PostgreSQL's COPY write a delimiter inside a
+        // value as a backslash and the delimiter; `\\` before one ends the value.
+        let r = parse(
+            b"1\ta\\\tb\t5\n2\tc\\\\\t6\n3,x\\,y,7\n",
+            &dialect(b'\t', Escape::Backslash),
+            false,
+        )
+        .expect("parses");
+        assert_eq!(r.field(0, 1), Field::Value(b"a\tb"));
+        assert_eq!(r.field(0, 2), Field::Value(b"5"));
+        assert_eq!(r.field(0, 3), Field::Missing);
+        assert_eq!(r.field(1, 1), Field::Value(b"c\\"));
+        assert_eq!(r.field(1, 2), Field::Value(b"6"));
+        let c = parse(b"x\\,y,7\n", &dialect(b',', Escape::Backslash), false).expect("parses");
+        assert_eq!(c.field(0, 0), Field::Value(b"x,y"));
+        assert_eq!(c.field(0, 1), Field::Value(b"7"));
     }
 }
