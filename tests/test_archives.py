@@ -295,6 +295,19 @@ def test_limits() -> None:
     assert files(read_all(nested)) == {"stream.zip/a.csv": ROWS}
 
 
+@pytest.mark.parametrize("codec", ["gz", "bz2", "xz", "zst"])
+def test_compression_ratio_of_a_compressed_tar_counts_its_compressed_bytes(tmp_path: Path, codec: str) -> None:
+    tar = tar_bytes({"ok.csv": ROWS, "bomb.bin": bytes(20 << 20)})
+    packed = {"gz": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress, "zst": zstd_compress}[codec](tar)
+    if packed is None:
+        pytest.skip("no zstd compressor")
+    path = tmp_path / f"b.tar.{codec}"
+    path.write_bytes(packed)
+    seen, err = expect_failure(path, "max_ratio", max_ratio=100)
+    assert err.entry == "bomb.bin" and seen[0] == ("ok.csv", "file", ROWS)
+    assert files(read_all(path, max_ratio=1 << 40)) == {"ok.csv": ROWS, "bomb.bin": bytes(20 << 20)}
+
+
 def test_lying_sizes_in_a_zip_header() -> None:
     data = bytearray(zip_bytes({"a.csv": ROWS}, zipfile.ZIP_STORED))
     # Claim a smaller size in both headers: zipfile and the central directory agree.

@@ -89,7 +89,7 @@ impl ArchiveReader {
     #[pyo3(signature = (source, **options))]
     fn new(source: &Bound<'_, PyAny>, options: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
         let (options, name) = parse(options)?;
-        let source = crate::source::from_py(source, name)?;
+        let source = crate::source::as_stored(source, name)?;
         let entries = ArchiveEntries::open(Arc::clone(&source), options);
         Ok(Self {
             entries,

@@ -30,8 +30,10 @@ pub fn sniff_compression(py: Python<'_>, path: PathBuf) -> PyResult<Option<&'sta
         .map_err(|e| crate::errors::to_py(py, e))
 }
 
-/// The `source` argument as it is stored, compressed or not.
-fn as_stored(obj: &Bound<'_, PyAny>, name: Option<String>) -> PyResult<Arc<dyn Source>> {
+/// The `source` argument as it is stored, compressed or not (an archive
+/// reader opens a compressed tar itself, and measures its compression
+/// ratio against the compressed bytes).
+pub fn as_stored(obj: &Bound<'_, PyAny>, name: Option<String>) -> PyResult<Arc<dyn Source>> {
     if obj.is_instance_of::<PyString>() || obj.hasattr("__fspath__")? {
         let file = FileSource::new(obj.extract::<PathBuf>()?);
         return Ok(Arc::new(match name {
