@@ -18,14 +18,17 @@
 //! `.` and empty segments are dropped, `..` removes the previous segment and
 //! is dropped at the root (`../../etc/passwd` → `etc/passwd`). When the name
 //! changed, [`EntryMeta::note`] says so. A name with a control character (NUL
-//! included) or nothing left once normalised is skipped, with the reason.
+//! included), longer than an S3 key (1024 bytes) or with nothing left once
+//! normalised is skipped, with the reason.
 //! Of two entries with the same name, the second is renamed with `~2` before
 //! its extension (`q1/orders.csv` → `q1/orders~2.csv`), the third `~3`, and
 //! so on (the first unused suffix), with a note.
 //!
 //! # Limits
 //! See [`ArchiveOptions`]: every limit is checked on bytes actually produced
-//! while reading, so a header that lies about sizes cannot bypass it.
+//! while reading, so a header that lies about sizes cannot bypass it, and on
+//! the bytes of entries the visitor skips as well. The metadata of one tar
+//! entry (GNU long names, PAX records) is at most 1 MiB.
 
 mod entries;
 mod tar;
@@ -34,7 +37,8 @@ mod zip;
 pub use entries::{ArchiveEntries, EntryReader, EntrySource};
 
 use std::cell::Cell;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::io::{self, Cursor, Read};
 use std::rc::Rc;
 
@@ -316,8 +320,10 @@ struct RawEntry {
     name: String,
     size: Option<u64>,
     kind: EntryKind,
-    /// The container needs the entry read to its end to go on (a zip entry
-    /// whose size comes after its data).
+    /// The container reads the entry to its end to go on (a tar entry, a
+    /// zip entry whose size comes after its data): what the visitor leaves
+    /// is read here, through the limits, and not by the container, where
+    /// the bytes would escape them.
     drain: bool,
 }
 
@@ -414,7 +420,10 @@ struct Walker<'v> {
     opts: ArchiveOptions,
     total: Rc<Cell<u64>>,
     count: u64,
-    seen: HashSet<String>,
+    /// Every name given so far (as [`name_key`]s: 16 bytes a name).
+    seen: HashSet<u128>,
+    /// For a duplicated name, the next suffix to try.
+    next_suffix: HashMap<u128, u64>,
     visit: &'v mut Visitor<'v>,
 }
 
@@ -436,6 +445,7 @@ pub fn walk(source: &dyn Source, opts: ArchiveOptions, visit: &mut Visitor<'_>) 
         total: Rc::new(Cell::new(0)),
         count: 0,
         seen: HashSet::new(),
+        next_suffix: HashMap::new(),
         visit,
     };
     let consumed = Rc::new(Cell::new(0));
@@ -523,21 +533,31 @@ impl Walker<'_> {
     }
 
     /// The first name not yet used: `name`, else `stem~2.ext`, `stem~3.ext`...
+    /// (each duplicated name remembers where its search stopped).
     fn unique(&mut self, name: String) -> (String, Option<String>) {
-        if self.seen.insert(name.clone()) {
+        let key = name_key(&name);
+        if self.seen.insert(key) {
             return (name, None);
         }
         let seg = name.rfind('/').map_or(0, |i| i + 1);
         let dot = name[seg..].rfind('.').filter(|&i| i > 0).map(|i| seg + i);
         let (stem, ext) = name.split_at(dot.unwrap_or(name.len()));
-        let mut n = 2u64;
+        let n = self.next_suffix.entry(key).or_insert(2);
         loop {
             let candidate = format!("{stem}~{n}{ext}");
-            if self.seen.insert(candidate.clone()) {
+            *n += 1;
+            if self.seen.insert(name_key(&candidate)) {
                 return (candidate, Some(format!("duplicate name {name:?}, renamed")));
             }
-            n += 1;
         }
+    }
+
+    /// Reads what is left of an entry whose container reads it to its end
+    /// anyway, so that its bytes count towards the limits.
+    fn drain(&self, r: &mut dyn Read, name: &str) -> Result<()> {
+        io::copy(r, &mut io::sink())
+            .map(drop)
+            .map_err(|e| self.fail(Some(name), &e))
     }
 
     fn emit(&mut self, meta: &EntryMeta, data: Option<&mut dyn Read>) -> Result<()> {
@@ -561,30 +581,6 @@ impl Walker<'_> {
                 ),
             ));
         }
-        let (name, mut note) = match normalise(&raw.name) {
-            Ok(n) => n,
-            Err(why) => {
-                let meta = EntryMeta {
-                    index,
-                    name: Self::join(c.prefix, &raw.name.escape_debug().to_string()),
-                    size: raw.size,
-                    kind: EntryKind::BadName(why),
-                    note: None,
-                };
-                return self.emit(&meta, None);
-            }
-        };
-        let full = Self::join(c.prefix, &name);
-        if raw.kind != EntryKind::File {
-            let meta = EntryMeta {
-                index,
-                name: full,
-                size: raw.size,
-                kind: raw.kind,
-                note,
-            };
-            return self.emit(&meta, None);
-        }
         let consumed = Rc::clone(&c.consumed);
         let start = consumed.get();
         let mut guard = Guard {
@@ -593,9 +589,35 @@ impl Walker<'_> {
             consumed,
             start,
             produced: 0,
-            expect: raw.size.filter(|_| !raw.drain),
+            expect: raw.size,
             opts: self.opts,
         };
+        let (name, kind, mut note) = match normalise(&raw.name) {
+            Ok((name, note)) => (name, raw.kind, note),
+            Err(why) => {
+                let shown: String = raw.name.chars().take(256).collect();
+                (
+                    shown.escape_debug().to_string(),
+                    EntryKind::BadName(why),
+                    None,
+                )
+            }
+        };
+        let full = Self::join(c.prefix, &name);
+        if kind != EntryKind::File {
+            let meta = EntryMeta {
+                index,
+                name: full,
+                size: raw.size,
+                kind,
+                note,
+            };
+            self.emit(&meta, None)?;
+            if raw.drain {
+                self.drain(&mut guard, &meta.name)?;
+            }
+            return Ok(());
+        }
         let inner_consumed = Rc::new(Cell::new(0));
         let counted = Box::new(Counting {
             inner: &mut guard,
@@ -619,8 +641,7 @@ impl Walker<'_> {
             Ok(Sniffed::Plain(mut r)) => {
                 self.emit(&meta, Some(&mut r))?;
                 if raw.drain {
-                    io::copy(&mut r, &mut io::sink())
-                        .map_err(|e| self.fail(Some(&meta.name), &e))?;
+                    self.drain(&mut r, &meta.name)?;
                 }
                 Ok(())
             }
@@ -648,8 +669,7 @@ impl Walker<'_> {
                     self.level(format, Box::new(&mut r), &inner)?;
                 }
                 if raw.drain {
-                    io::copy(&mut r, &mut io::sink())
-                        .map_err(|e| self.fail(Some(&meta.name), &e))?;
+                    self.drain(&mut r, &meta.name)?;
                 }
                 Ok(())
             }
@@ -661,6 +681,12 @@ impl Walker<'_> {
 /// documentation): the name and a note when it changed, or why the entry
 /// must be skipped.
 pub fn normalise(raw: &str) -> std::result::Result<(String, Option<String>), String> {
+    if raw.len() > MAX_NAME_BYTES {
+        return Err(format!(
+            "name of {} bytes is longer than an S3 key can be ({MAX_NAME_BYTES} bytes)",
+            raw.len()
+        ));
+    }
     if raw.chars().any(char::is_control) {
         return Err(format!(
             "name \"{}\" holds a control character",
@@ -700,6 +726,20 @@ pub fn normalise(raw: &str) -> std::result::Result<(String, Option<String>), Str
         None
     };
     Ok((clean, note))
+}
+
+/// The longest entry name (an S3 key's limit): a longer one is skipped.
+const MAX_NAME_BYTES: usize = 1024;
+
+/// A name's 128-bit hash: the set of names given holds these, so a million
+/// long names cost 16 MB, not their length.
+fn name_key(name: &str) -> u128 {
+    let half = |salt: u8| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (salt, name).hash(&mut h);
+        u128::from(h.finish())
+    };
+    half(0) << 64 | half(1)
 }
 
 /// Decodes a name that is not valid UTF-8 byte by byte (see

@@ -295,3 +295,132 @@ fn entries_on_a_thread_skip_and_report_failure_last() {
     };
     assert!(n > 0 && matches!(err, Error::Archive { .. }), "{n} {err}");
 }
+
+/// Walks `s`, reading no entry's bytes (a consumer that skips them all).
+fn skim(s: &dyn Source, opts: ArchiveOptions) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    walk(s, opts, &mut |m, _| {
+        names.push(m.name.clone());
+        Ok(())
+    })?;
+    Ok(names)
+}
+
+#[test]
+fn bytes_of_skipped_entries_count_towards_the_limits() {
+    let zeros = vec![0u8; 8 << 20];
+    let tgz = gz(&tar_of(&[("z.bin", &zeros), ("b.csv", b"1")]));
+    let total = ArchiveOptions {
+        max_total_bytes: 1 << 20,
+        ..Default::default()
+    };
+    let err = skim(src("t.tar.gz", tgz.clone()).as_ref(), total).expect_err("too big");
+    assert!(err.to_string().contains("max_total_bytes"), "{err}");
+    let ratio = ArchiveOptions {
+        max_ratio: 10,
+        ..Default::default()
+    };
+    let err = skim(src("t.tar.gz", tgz.clone()).as_ref(), ratio).expect_err("bomb");
+    assert!(err.to_string().contains("max_ratio"), "{err}");
+    // Skipped or not, a tar entry's bytes are checked the same way: a
+    // symlink that declares data counts too.
+    let mut h = ::tar::Header::new_gnu();
+    h.set_entry_type(::tar::EntryType::Symlink);
+    h.set_size(zeros.len() as u64);
+    h.set_path("l").expect("name");
+    h.set_link_name("x").expect("target");
+    h.set_cksum();
+    let mut b = ::tar::Builder::new(Vec::new());
+    b.append(&h, zeros.as_slice()).expect("appends");
+    let t = b.into_inner().expect("tar");
+    let err = skim(src("l.tar.gz", gz(&t)).as_ref(), total).expect_err("too big");
+    assert!(err.to_string().contains("max_total_bytes"), "{err}");
+    assert_eq!(
+        skim(src("t.tar.gz", tgz).as_ref(), ArchiveOptions::default()).expect("walks"),
+        ["z.bin", "b.csv"]
+    );
+}
+
+/// A GNU long-name entry holding `len` bytes, then a file.
+fn long_name_tar(len: usize) -> Vec<u8> {
+    let mut h = ::tar::Header::new_gnu();
+    h.as_old_mut().name[..13].copy_from_slice(b"././@LongLink");
+    h.set_entry_type(::tar::EntryType::GNULongName);
+    h.set_size(len as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    let mut b = ::tar::Builder::new(Vec::new());
+    b.append(&h, vec![b'n'; len].as_slice()).expect("appends");
+    let mut f = ::tar::Header::new_gnu();
+    f.set_size(1);
+    f.set_mode(0o644);
+    f.set_entry_type(::tar::EntryType::Regular);
+    f.as_old_mut().name[..5].copy_from_slice(b"x.csv");
+    f.set_cksum();
+    b.append(&f, &b"1"[..]).expect("appends");
+    b.into_inner().expect("tar")
+}
+
+#[test]
+fn long_names_and_pax_headers_are_bounded() {
+    // A 16 MiB name compresses to a few KB: it must not be read whole.
+    let err = skim(
+        src("n.tar.gz", gz(&long_name_tar(16 << 20))).as_ref(),
+        ArchiveOptions::default(),
+    )
+    .expect_err("a 16 MiB name");
+    assert!(err.to_string().contains("header"), "{err}");
+    // A name longer than an S3 key is skipped with the reason; the archive goes on.
+    let mut reasons = Vec::new();
+    walk(
+        src("n.tar", long_name_tar(5000)).as_ref(),
+        ArchiveOptions::default(),
+        &mut |m, _| {
+            reasons.push(m.kind.skip_reason());
+            Ok(())
+        },
+    )
+    .expect("walks");
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert!(
+        reasons[0].as_deref().unwrap_or("").contains("1024"),
+        "{reasons:?}"
+    );
+}
+
+#[test]
+fn many_duplicate_names_are_renamed_in_linear_time() {
+    let mut files: Vec<(&str, &[u8])> = vec![("a~3.csv", b"x")];
+    files.extend(std::iter::repeat_n(("a.csv", &b"1"[..]), 20_000));
+    files.push(("a~3.csv", b"y"));
+    let names = skim(
+        src("d.tar", tar_of(&files)).as_ref(),
+        ArchiveOptions::default(),
+    )
+    .expect("walks");
+    assert_eq!(names.len(), 20_002);
+    assert_eq!(
+        names[..5],
+        ["a~3.csv", "a.csv", "a~2.csv", "a~4.csv", "a~5.csv"]
+    );
+    assert_eq!(names[20_000], "a~20001.csv");
+    assert_eq!(names[20_001], "a~3~2.csv");
+}
+
+#[test]
+fn zip_entries_with_the_same_name_are_all_read() {
+    let stored = ::zip::CompressionMethod::Stored;
+    let mut z = zip_of(&[("a.csv", b"first"), ("b.csv", b"second")], stored);
+    // Same length: rename b.csv to a.csv in the local and central headers.
+    for at in 0..z.len() - 5 {
+        if &z[at..at + 5] == b"b.csv" {
+            z[at] = b'a';
+        }
+    }
+    let got = list(src("d.zip", z).as_ref(), ArchiveOptions::default()).expect("walks");
+    let got: Vec<(&str, &[u8])> = got
+        .iter()
+        .map(|(n, _, d)| (n.as_str(), d.as_slice()))
+        .collect();
+    assert_eq!(got, [("a.csv", &b"first"[..]), ("a~2.csv", &b"second"[..])]);
+}

@@ -107,6 +107,16 @@ pub(super) fn central<R: Read + Seek>(
     };
     let at = (!c.prefix.is_empty()).then_some(c.prefix);
     let mut archive = ZipArchive::new(counted).map_err(|e| zip_error(w, at, e))?;
+    if archive.has_duplicate_names() {
+        // The zip crate keeps one entry per name: read them all in order
+        // from their local headers instead.
+        let start = archive.offset();
+        let mut counted = archive.into_inner();
+        counted
+            .seek(io::SeekFrom::Start(start))
+            .map_err(|e| w.fail(at, &e))?;
+        return local(w, Box::new(counted), &c, false);
+    }
     for i in 0..archive.len() {
         let name = match archive.name_for_index(i) {
             Some(Ok(n)) => n.into_owned(),
@@ -229,6 +239,16 @@ fn has_zip64(extra: &[u8]) -> bool {
 /// the whole zip is read into memory (up to `max_nested_zip_bytes`) and
 /// walked through its central directory instead; later on, it is an error.
 pub(super) fn stream(w: &mut Walker<'_>, r: Box<dyn Read + '_>, c: &Container<'_>) -> Result<()> {
+    local(w, r, c, true)
+}
+
+/// [`stream`], and whether it may fall back to the central directory.
+fn local(
+    w: &mut Walker<'_>,
+    r: Box<dyn Read + '_>,
+    c: &Container<'_>,
+    central_ok: bool,
+) -> Result<()> {
     let mut input = BufReader::with_capacity(64 << 10, r);
     let at = (!c.prefix.is_empty()).then_some(c.prefix);
     let mut first = true;
@@ -267,7 +287,7 @@ pub(super) fn stream(w: &mut Walker<'_>, r: Box<dyn Read + '_>, c: &Container<'_
             };
         } else if method == 8 {
             described(w, c, &mut input, name, has_zip64(&rest[name_len..]))?;
-        } else if first {
+        } else if first && central_ok {
             let bound = w.opts.max_nested_zip_bytes;
             let mut whole = header;
             let room = bound.saturating_sub(whole.len() as u64).saturating_add(1);
