@@ -424,3 +424,21 @@ fn zip_entries_with_the_same_name_are_all_read() {
         .collect();
     assert_eq!(got, [("a.csv", &b"first"[..]), ("a~2.csv", &b"second"[..])]);
 }
+
+#[test]
+fn the_ratio_of_an_entry_is_not_misjudged_by_read_ahead() {
+    // Entries of 4.6 MB at about 50:1, well under the limit: they must
+    // read, though the decoder reads the compressed bytes of several of
+    // them ahead at once.
+    let block: Vec<u8> = (0..1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let dense = block.repeat(4500);
+    let names: Vec<String> = (0..6).map(|i| format!("d{i}.bin")).collect();
+    let files: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &dense[..])).collect();
+    let tgz = gz(&tar_of(&files));
+    assert!(6 * dense.len() > 30 * tgz.len(), "{}", tgz.len());
+    let got = list(src("t.tar.gz", tgz).as_ref(), ArchiveOptions::default()).expect("walks");
+    assert_eq!(got.len(), 6);
+    assert!(got.iter().all(|(_, _, d)| *d == dense));
+}
