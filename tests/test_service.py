@@ -15,6 +15,7 @@ import random
 import shutil
 import sqlite3
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -885,3 +886,48 @@ def test_an_archive_cut_short_by_a_crash_is_finished_at_restart(moto: S3Server, 
     assert run.lines("unchanged content: already uploaded") == []
     assert body(client, bucket, "pack.zip/b.txt") == b"entry b.txt\n"
     assert set(objects(client, bucket)) == {"pack.zip/a.txt", "pack.zip/b.txt", "pack.zip/c.txt"}
+
+
+def test_once_gives_up_while_s3_stays_unavailable_and_starts_no_file_meanwhile(
+    moto: S3Server, watch: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every upload answers 503: each refusal pauses new files (shortened here from 5-60 s), during
+    a pause no file starts (claimed ones included), and after the longest one ``--once`` gives up
+    with exit 1, leaving every file queued for the next run, none in the error folder."""
+    from faultproxy import FaultProxy, Rule
+
+    import s3proc.service as service
+    from s3proc.config import RunConfig
+    from s3proc.pipeline import Settings
+    from s3proc.service import Schedule, Service
+    from s3proc.state import SqliteState
+
+    monkeypatch.setattr(service, "PAUSE_MIN", 0.2)
+    monkeypatch.setattr(service, "PAUSE_MAX", 0.4)
+    bucket = moto.new_bucket()
+    for i in range(20):
+        (watch / f"f{i:02d}.txt").write_text(f"file {i}\n")
+    proxy = FaultProxy(moto.endpoint, [Rule("status", method="PUT", every=1, status=503)])
+    cfg = RunConfig(watch_dir=watch, bucket=bucket, endpoint_url=proxy.endpoint, quiet_period=0,
+                    access_key=moto.access_key, secret_key=moto.secret_key, retries=0)  # fmt: skip
+    settings = Settings(root=watch.resolve(), keys=cfg.check(), error_dir=cfg.error_folder.resolve())
+    state = SqliteState(cfg.state_location, exclusive=True)
+    try:
+        one = Schedule(concurrency=1, quiet_period=0)
+        svc = Service(settings, one, state, cfg.uploader(cfg.client()), "")
+        codes: list[int] = []
+        t = threading.Thread(target=lambda: codes.append(svc.run(once=True)), daemon=True)
+        t.start()
+        t.join(timeout=60)
+        if t.is_alive():
+            svc.request_stop()
+            t.join(timeout=30)
+            pytest.fail("--once did not give up")
+        assert codes == [1]
+        assert state.counts()["pending"] == 20 and state.counts()["failed"] == 0
+    finally:
+        state.close()
+        proxy.close()
+    started = {path for method, path in proxy.requests if method == "PUT"}
+    assert len(started) == 3, started  # one per pause: 0.2 s, 0.4 s, then it gives up
+    assert not cfg.error_folder.exists() or not any(cfg.error_folder.iterdir())

@@ -222,17 +222,21 @@ class Service:
                     # One /proc scan claims a batch; a batch at most every tick, more often
                     # only when workers would otherwise idle.
                     low = len(backlog) < self.sched.concurrency
-                    paused = time.monotonic() < self.paused_until
+                    # While S3 is unavailable no file starts, claimed ones included.
+                    paused = self.gave_up or time.monotonic() < self.paused_until
                     if low and not paused and (not backlog or time.monotonic() - last_claim >= TICK):
                         backlog.extend(self._ready(BACKLOG * self.sched.concurrency - len(backlog)))
                         last_claim = time.monotonic()
-                    while backlog and len(inflight) < self.sched.concurrency:
+                    while backlog and not paused and len(inflight) < self.sched.concurrency:
                         row = backlog.popleft()
                         fut = pool.submit(self._work, row)
                         fut.add_done_callback(lambda _f: self._wake.set())
                         inflight[fut] = row.path
-                    idle = not inflight and not backlog
-                    if once and idle and (self.gave_up or self.state.counts()["pending"] == 0):
+                    if (
+                        once
+                        and not inflight
+                        and (self.gave_up or (not backlog and self.state.counts()["pending"] == 0))
+                    ):
                         break
                     if time.monotonic() - last_scan >= self.sched.rescan_interval:
                         rescan(self.s.root, self.flt, self.state)
