@@ -296,7 +296,7 @@ def test_limits() -> None:
 
 
 @pytest.mark.parametrize("codec", ["gz", "bz2", "xz", "zst"])
-def test_compression_ratio_of_a_compressed_tar_counts_its_compressed_bytes(tmp_path: Path, codec: str) -> None:
+def test_ratio_of_a_compressed_tar_counts_its_compressed_bytes(tmp_path: Path, codec: str) -> None:
     tar = tar_bytes({"ok.csv": ROWS, "bomb.bin": bytes(20 << 20)})
     packed = {"gz": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress, "zst": zstd_compress}[codec](tar)
     if packed is None:
