@@ -525,6 +525,34 @@ def _bin() -> str:
     return str(Path(os.sys.executable).parent / "s3proc")
 
 
+def test_status_and_retry_need_an_existing_state_and_retry_a_watch_dir(
+    moto: S3Server, watch: Path, tmp_path: Path
+) -> None:
+    """A mistyped watch dir or state is an error that creates nothing; retry without the watch dir
+    would put the files back in the current directory (or nowhere) and is refused; a failed file
+    that is nowhere any more stays failed (queued, the next run would forget it)."""
+    typo = tmp_path / "inbx"
+    typo.mkdir()
+    for args in (["status", "--watch-dir", str(typo)], ["retry", "--watch-dir", str(typo)]):
+        proc = subprocess.run([_bin(), *args], capture_output=True, text=True)
+        assert proc.returncode == 2 and "no state database" in proc.stderr, proc.stderr
+    assert not any(typo.iterdir())
+    bucket = moto.new_bucket()
+    (watch / "bad.csv").write_text('a\n"open\n')
+    (watch / "gone.csv").write_text('a\n"open\n')
+    assert run_once(moto, bucket, watch).returncode == 1
+    state = str(watch / ".s3proc" / "state.db")
+    proc = subprocess.run([_bin(), "retry", "--state", state], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2 and "--watch-dir" in proc.stderr, proc.stderr
+    (watch / ".s3proc" / "errors" / "gone.csv").unlink()
+    proc = subprocess.run([_bin(), "retry", "--watch-dir", str(watch)], capture_output=True, text=True)
+    assert "1 file(s) queued again" in proc.stdout and "1 not found" in proc.stdout, proc.stdout
+    status = json.loads(
+        subprocess.run([_bin(), "status", "--watch-dir", str(watch), "--json"], capture_output=True).stdout
+    )
+    assert status["counts"]["pending"] == 1 and [f["path"] for f in status["failures"]] == ["gone.csv"]
+
+
 def test_cleanup_and_ls(moto: S3Server, watch: Path) -> None:
     bucket = moto.new_bucket()
     client = moto.client()

@@ -19,7 +19,7 @@ from s3proc import _core, logs
 from s3proc.config import DEFAULT_CONCURRENCY, ConfigError, RunConfig, check_bucket, load_env, parse_size
 from s3proc.convert import convert as convert_to
 from s3proc.errors import S3procError
-from s3proc.state import FAILED, PROCESSING, StateError, open_state
+from s3proc.state import FAILED, PROCESSING, State, StateError, open_state
 from s3proc.uploader import PART_CONCURRENCY
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -322,6 +322,14 @@ def s3_options(f: F) -> F:
     return f
 
 
+def _existing_state(cfg: RunConfig, exclusive: bool = False) -> State:
+    """The state of a watch dir that s3proc has run on: a mistyped path is an error, not a new,
+    empty state."""
+    if not Path(cfg.state_location.removeprefix("sqlite://")).exists():
+        raise ConfigError(f"no state database at {cfg.state_location} (has s3proc run used it?)")
+    return open_state(cfg.state_location, exclusive=exclusive)
+
+
 def _config(opts: dict[str, Any], **more: Any) -> RunConfig:
     watch = opts.get("watch_dir")
     if watch is None:
@@ -560,7 +568,7 @@ def status(as_json: bool, limit: int, **opts: Any) -> None:
     """Counts per status, files in flight, recent failures and skipped archive entries with their
     reasons."""
     cfg = _config(opts)
-    state = open_state(cfg.state_location)
+    state = _existing_state(cfg)
     try:
         report: dict[str, Any] = {
             "counts": state.counts(),
@@ -591,14 +599,22 @@ def retry(**opts: Any) -> None:
     """Put failed files back in the queue (moved back from the error folder)."""
     from s3proc.pipeline import restore_failed
 
+    if opts.get("watch_dir") is None:
+        raise ConfigError("no watch dir: give --watch-dir or S3PROC_WATCH_DIR (failed files go back there)")
     cfg = _config(opts)
-    state = open_state(cfg.state_location, exclusive=True)
+    state = _existing_state(cfg, exclusive=True)
     try:
-        back, kept = restore_failed(state, cfg.watch_dir, cfg.error_folder)
+        back, kept, missing = restore_failed(state, cfg.watch_dir, cfg.error_folder)
     finally:
         state.close()
     click.echo(
-        f"{back} file(s) queued again" + (f"; {kept} left in the error folder (path taken)" if kept else "")
+        f"{back} file(s) queued again"
+        + (f"; {kept} left in the error folder (path taken)" if kept else "")
+        + (
+            f"; {missing} not found in {cfg.error_folder} nor in the watch dir (left failed)"
+            if missing
+            else ""
+        )
     )
 
 

@@ -427,21 +427,26 @@ def _to_error_dir(path: Path, row: FileRow, reason: str, s: Settings, log: FileL
     log.info("moved to the error folder", extra={"error_path": str(target)})
 
 
-def restore_failed(state: State, root: Path, error_dir: Path) -> tuple[int, int]:
+def restore_failed(state: State, root: Path, error_dir: Path) -> tuple[int, int, int]:
     """Failed files back to the queue, moved back from the error folder where their path is free.
 
     Returns:
-        How many were queued again, and how many stay in the error folder because a new file
-        now has their path (that one is queued instead).
+        How many were queued again; how many stay in the error folder because a new file now has
+        their path (that one is queued instead); how many are in neither place (they stay
+        failed: queued, they would be forgotten as deleted).
     """
-    back = kept = 0
+    back = kept = missing = 0
     for row in state.retry_failed():
         src, dest = error_dir / row.path, root / row.path
         if src.exists() and dest.exists():
             kept += 1
-            continue
-        if src.exists():
+        elif src.exists():
             _move(src, dest)
             _note(src).unlink(missing_ok=True)
-        back += 1
-    return back, kept
+            back += 1
+        elif dest.exists():
+            back += 1
+        else:
+            state.fail(row.path, row.error or "not found in the error folder at s3proc retry")
+            missing += 1
+    return back, kept, missing
