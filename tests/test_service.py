@@ -959,3 +959,33 @@ def test_once_gives_up_while_s3_stays_unavailable_and_starts_no_file_meanwhile(
     started = {path for method, path in proxy.requests if method == "PUT"}
     assert len(started) == 3, started  # one per pause: 0.2 s, 0.4 s, then it gives up
     assert not cfg.error_folder.exists() or not any(cfg.error_folder.iterdir())
+
+
+@pytest.mark.parametrize("kind", ["put_object", "upload_part"])
+def test_sigterm_ends_within_the_grace_period_while_s3_does_not_answer(
+    moto: S3Server, watch: Path, kind: str
+) -> None:
+    """S3 takes 30 s to answer an upload: SIGTERM with ``--grace 1`` ends the service in a few
+    seconds, not when the answer comes; the next start uploads the file once."""
+    from faultproxy import FaultProxy, Rule
+
+    bucket = moto.new_bucket()
+    path = r"partNumber=" if kind == "upload_part" else r"/f\.bin$"
+    proxy = FaultProxy(moto.endpoint, [Rule("stall", method="PUT", path=path, seconds=30)])
+    via = S3Server("proxy", proxy.endpoint, moto.access_key, moto.secret_key)
+    d = Daemon(via, bucket, watch, "--grace", "1", "--part-size", "5MiB")
+    data = os.urandom(12 << 20 if kind == "upload_part" else 1000)
+    try:
+        d.wait_for(lambda: any("scanned" in r["msg"] for r in d.lines()))
+        (watch / "f.bin").write_bytes(data)
+        d.wait_for(lambda: any(r.seen for r in proxy.rules))  # the request is at the proxy
+        time.sleep(0.5)
+        sent = time.monotonic()
+        assert d.stop() == 0
+        took = time.monotonic() - sent
+    finally:
+        proxy.close()
+    assert took < 8, f"SIGTERM with --grace 1 took {took:.1f} s"
+    assert run_once(moto, bucket, watch).returncode == 0
+    assert body(moto.client(), bucket, "f.bin") == data
+    assert incomplete_uploads(moto.client(), bucket) == []

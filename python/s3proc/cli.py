@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
+import logging
 import os
 import signal
 import stat
@@ -445,6 +446,7 @@ def run(**opts: Any) -> None:
     once, embedded = opts.pop("once"), opts.pop("embedded_s3")
     convert = _pop_converter_options(opts)
     server = None
+    service: Service | None = None
     if embedded:
         server = _start_embedded(opts, once)
     try:
@@ -503,7 +505,8 @@ def run(**opts: Any) -> None:
                 grace=cfg.grace,
                 ignore=cfg.ignore,
             )
-            code = Service(settings, schedule, state, uploader, keys.scope).run(once=once)
+            service = Service(settings, schedule, state, uploader, keys.scope)
+            code = service.run(once=once)
             if server is not None and once:
                 _print_listing(uploader, keys.scope)
         finally:
@@ -514,6 +517,12 @@ def run(**opts: Any) -> None:
     # Everything is closed and flushed: the collector's last pass at exit, over every object of
     # botocore and the converter, would free nothing the process's end does not (50 ms).
     gc.freeze()
+    if service is not None and service.stuck:
+        # Workers still wait for S3 and the interpreter's exit would wait for them (up to the read
+        # timeout); what they leave, the next start redoes, as after a kill -9.
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(code)
     sys.exit(code)
 
 

@@ -40,6 +40,7 @@ log = logging.getLogger("s3proc.service")
 
 TICK = 0.2
 M_ARENA_MAX = -8  # glibc's mallopt parameter
+STUCK_WAIT = 2.0  # seconds for abandoned workers to stop, past the grace period
 BACKLOG = 16  # files claimed ahead per worker slot: one /proc scan claims up to this many
 PAUSE_MIN, PAUSE_MAX = 5.0, 60.0  # seconds without new files while S3 is unavailable
 
@@ -168,6 +169,7 @@ class Service:
         self.pause = 0.0  # S3 unavailable: seconds of the current pause (0: none)
         self.paused_until = 0.0
         self.gave_up = False  # --once: S3 stayed unavailable through every pause
+        self.stuck = 0  # files whose worker still waited for S3 past the grace period
         self.once = False
 
     def _own_dirs(self) -> list[Path]:
@@ -215,7 +217,8 @@ class Service:
         backlog: deque[FileRow] = deque()  # claimed, waiting for a worker
         last_scan = time.monotonic()
         last_claim = 0.0
-        with ThreadPoolExecutor(self.sched.concurrency, thread_name_prefix="worker") as pool:
+        pool = ThreadPoolExecutor(self.sched.concurrency, thread_name_prefix="worker")
+        try:
             try:
                 while not self.stopping.is_set():
                     self._reap(inflight)
@@ -251,6 +254,9 @@ class Service:
                     for row in backlog:
                         self.state.release(row.path)
                 self._drain(inflight)
+        finally:
+            # A worker still waiting for S3 past the grace period is not waited for.
+            pool.shutdown(wait=not self.stuck, cancel_futures=True)
         if watcher:
             watcher.join(timeout=5)
         if self.fatal is not None:
@@ -329,7 +335,8 @@ class Service:
         log.warning("S3 is unavailable (%s): no new file for %.0f s", why, self.pause)
 
     def _drain(self, inflight: dict[Future[Outcome], str]) -> None:
-        """Waits up to the grace period for files in flight, then abandons their uploads."""
+        """Waits up to the grace period for files in flight, then abandons their uploads; a worker
+        waiting for an answer from S3 cannot be stopped, and is left behind (``stuck``)."""
         deadline = time.monotonic() + self.sched.grace
         while inflight and time.monotonic() < deadline:
             self._reap(inflight)
@@ -337,6 +344,10 @@ class Service:
         if inflight:
             log.warning("grace period over: abandoning %d file(s) in flight", len(inflight))
             self.uploader.stop.set()
-            while inflight:
+            deadline = time.monotonic() + STUCK_WAIT
+            while inflight and time.monotonic() < deadline:
                 self._reap(inflight)
                 time.sleep(TICK / 2)
+        if inflight:
+            self.stuck = len(inflight)
+            log.warning("%d file(s) still waiting for an answer from S3: left for the next start", self.stuck)
