@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import botocore.exceptions
@@ -20,7 +22,7 @@ from s3servers import S3Server, body, incomplete_uploads
 
 from s3proc import uploader as up
 from s3proc.errors import SchemaRestart
-from s3proc.uploader import Cancelled, KeyTaken, Uploader, make_client, part_groups
+from s3proc.uploader import Cancelled, KeyTaken, Uploader, make_client, part_groups, unavailable
 
 MiB = 1 << 20
 
@@ -78,6 +80,54 @@ def test_part_sizes_grow_so_10000_parts_are_never_reached(monkeypatch: pytest.Mo
     # At the real step, 10,000 parts of 8 MiB chunks reach past 5 TiB (S3's object limit).
     total = sum(8 * MiB * (1 << (n // 1000)) for n in range(10_000))
     assert total > 5 * (1 << 40)
+
+
+CREDENTIAL_PROCESS = """\
+import datetime as dt, json, os, sys
+if os.path.exists(sys.argv[1]):
+    sys.exit("the credential source is down for a moment")
+expires = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=5)  # refreshed at every request
+print(json.dumps({"Version": 1, "AccessKeyId": "testing", "SecretAccessKey": "testing",
+                  "SessionToken": "t", "Expiration": expires.strftime("%Y-%m-%dT%H:%M:%SZ")}))
+"""
+
+
+def test_credentials_that_cannot_be_had_for_a_moment_mean_s3_is_unavailable(
+    moto: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # They were taken for the file's fault: the file went to the error folder.
+    bucket = moto.new_bucket()
+    down = tmp_path / "down"
+    (tmp_path / "creds.py").write_text(CREDENTIAL_PROCESS)
+    config = tmp_path / "config"
+    config.write_text(f"[default]\ncredential_process = {sys.executable} {tmp_path / 'creds.py'} {down}\n")
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    client = make_client(
+        endpoint_url=moto.endpoint, region="us-east-1", compat=True, checksum_name="crc32", concurrency=2
+    )
+    u = uploader_for(client, bucket)
+    upload(u, "before", chunks_of(b"x"))
+    down.touch()
+    with pytest.raises(botocore.exceptions.CredentialRetrievalError) as failed:
+        upload(u, "during", chunks_of(b"x"))
+    assert unavailable(failed.value)
+    down.unlink()
+    assert upload(u, "after", chunks_of(b"x")).parts == 1
+    e = botocore.exceptions
+    for error in [
+        e.NoCredentialsError(),
+        e.PartialCredentialsError(provider="env", cred_var="AWS_SECRET_ACCESS_KEY"),
+        e.TokenRetrievalError(provider="sso", error_msg="timed out"),
+        e.SSOTokenLoadError(error_msg="no token"),
+        e.UnauthorizedSSOTokenError(),
+        e.MetadataRetrievalError(error_msg="IMDS timed out"),
+    ]:
+        assert unavailable(error), error
+    assert not unavailable(e.ParamValidationError(report="bad"))
 
 
 @pytest.mark.parametrize("checksum", ["crc32", "sha256", "none"])

@@ -224,13 +224,36 @@ _UNAVAILABLE_CODES = {
 }
 
 
+# Credentials that cannot be had right now (a credential_process, SSO, the instance metadata
+# service or STS failing for a moment; none configured yet): botocore raises these before any
+# request is sent. Looked up by name: some are newer than the oldest botocore s3proc supports.
+_CREDENTIAL_ERRORS: tuple[type[Exception], ...] = tuple(
+    getattr(botocore.exceptions, name)
+    for name in (
+        "NoCredentialsError",
+        "PartialCredentialsError",
+        "CredentialRetrievalError",
+        "TokenRetrievalError",
+        "NoAuthTokenError",
+        "SSOError",  # SSOTokenLoadError, UnauthorizedSSOTokenError
+        "LoginError",  # `aws login` sessions
+        "RefreshWithMFAUnsupportedError",
+        "MetadataRetrievalError",
+    )
+    if hasattr(botocore.exceptions, name)
+)
+
+
 def unavailable(e: BaseException) -> bool:
     """S3 cannot be used right now (retries spent on throttling, 5xx or connection trouble; the
-    bucket gone; credentials refused): nothing is wrong with the file being uploaded."""
+    bucket gone; credentials refused or not to be had): nothing is wrong with the file being
+    uploaded."""
     if isinstance(e, IntegrityError):
         return False
     if isinstance(e, botocore.exceptions.ClientError):
         return _error_code(e) in _UNAVAILABLE_CODES or retryable(e)
+    if isinstance(e, _CREDENTIAL_ERRORS):
+        return True
     return isinstance(e, botocore.exceptions.BotoCoreError) and retryable(e)
 
 
