@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
-_ERRORS = {500: "InternalError", 503: "SlowDown", 404: "NoSuchUpload"}
+_ERRORS = {500: "InternalError", 503: "SlowDown", 404: "NoSuchUpload", 403: "AccessDenied"}
 
 
 @dataclass

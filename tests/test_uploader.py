@@ -376,8 +376,8 @@ def test_a_failed_part_aborts_after_the_parts_in_flight_end(seaweed: S3Server) -
         if op == "upload_part" and kw["PartNumber"] == 2:
             raise botocore.exceptions.ClientError(
                 {
-                    "Error": {"Code": "AccessDenied", "Message": "no"},
-                    "ResponseMetadata": {"HTTPStatusCode": 403},
+                    "Error": {"Code": "InvalidArgument", "Message": "no"},
+                    "ResponseMetadata": {"HTTPStatusCode": 400},
                 },
                 "UploadPart",
             )

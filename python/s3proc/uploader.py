@@ -25,6 +25,7 @@ import logging
 import random
 import re
 import threading
+import uuid
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -448,6 +449,9 @@ class Uploader:
             self._extra["StorageClass"] = storage_class
         # SSE-KMS ETags are not MD5s of the content.
         self._etags_are_md5 = sse != "aws:kms"
+        # Where the start-up probe wrote (see ``probe``): probed again to tell an AccessDenied
+        # for one key from a bucket that refuses everything.
+        self._probe_folder = ".s3proc-probe"
 
     # -------------------------------------------------------------- requests
     def call(self, op: str, **kwargs: Any) -> Any:
@@ -557,30 +561,40 @@ class Uploader:
                 **metadata(),
             }
 
-        # Each round reads the stream afresh: after a 409 conflict, or to replace an older
-        # version of this source found behind a 412.
-        for _round in range(5):
-            chunks = _Inline(open_chunks()) if inline else _Prefetch(open_chunks(), key)
-            try:
-                while True:
-                    try:
-                        return self._upload(key, chunks, meta, if_match, on_created, on_aborted, resume)
-                    except SchemaRestart as e:
-                        log.info("restarting the upload: %s", e, extra={"key": key, "stage": "upload"})
-                    finally:
-                        resume = None  # used (or aborted) by the first attempt
-            except _Precondition as p:
-                done = self._resolve_precondition(key, source, sha(), p.etag)
-                if isinstance(done, Uploaded):
-                    return done
-                if_match = done or None
-            except _Conflict:
-                log.info(
-                    "conflicting write to the key; uploading again", extra={"key": key, "stage": "upload"}
-                )
-            finally:
-                chunks.close()
-        raise UploadError(f"{key}: conditional writes kept conflicting")
+        try:
+            # Each round reads the stream afresh: after a 409 conflict, or to replace an older
+            # version of this source found behind a 412.
+            for _round in range(5):
+                chunks = _Inline(open_chunks()) if inline else _Prefetch(open_chunks(), key)
+                try:
+                    while True:
+                        try:
+                            return self._upload(key, chunks, meta, if_match, on_created, on_aborted, resume)
+                        except SchemaRestart as e:
+                            log.info("restarting the upload: %s", e, extra={"key": key, "stage": "upload"})
+                        finally:
+                            resume = None  # used (or aborted) by the first attempt
+                except _Precondition as p:
+                    done = self._resolve_precondition(key, source, sha(), p.etag)
+                    if isinstance(done, Uploaded):
+                        return done
+                    if_match = done or None
+                except _Conflict:
+                    log.info(
+                        "conflicting write to the key; uploading again", extra={"key": key, "stage": "upload"}
+                    )
+                finally:
+                    chunks.close()
+            raise UploadError(f"{key}: conditional writes kept conflicting")
+        except botocore.exceptions.ClientError as e:
+            # A policy can deny some keys only (a bucket policy on a prefix, a KMS key policy):
+            # retrying, or pausing the service for it, would never end. The bucket answering
+            # the start-up probe again tells that case from a bucket that refuses everything.
+            if _error_code(e) == "AccessDenied" and self._writable():
+                raise UploadError(
+                    f"access denied for this key (the bucket itself is writable): {describe(e)}"
+                ) from e
+            raise
 
     def _upload(
         self,
@@ -844,11 +858,26 @@ class Uploader:
 
     def probe(self, key: str) -> None:
         """Creates a multipart upload of ``key`` as every upload is created (encryption and
-        storage class included), then aborts it: what S3 would refuse shows at start-up."""
+        storage class included), then aborts it: what S3 would refuse shows at start-up.
+
+        The folder of ``key`` is remembered: an upload refused with AccessDenied probes there
+        again (``_writable``).
+        """
+        self._probe_folder = key.rpartition("/")[0]
         upload_id = self.call("create_multipart_upload", Bucket=self.bucket, Key=key, **self._extra)[
             "UploadId"
         ]
         self.call("abort_multipart_upload", Bucket=self.bucket, Key=key, UploadId=upload_id)
+
+    def _writable(self) -> bool:
+        """Whether the probe succeeds now, in the folder of the last one (the start-up probe's)."""
+        folder = f"{self._probe_folder}/" if self._probe_folder else ""
+        try:
+            self.probe(f"{folder}{uuid.uuid4().hex}")
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
+            log.info("the bucket probe failed too: %s", describe(e), extra={"stage": "upload"})
+            return False
+        return True
 
     def abort(self, key: str, upload_id: str) -> bool:
         """Aborts a multipart upload; one that is already gone (completed or aborted) is fine.
