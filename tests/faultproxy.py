@@ -14,19 +14,86 @@ keeps; the test servers do not check it against their own port) unless a rule pi
 
 Rules apply to the n-th request (counted from 1, by each rule on its own) whose method and path
 match, so a test says exactly which requests fail.
+
+``translate`` changes every forwarded request and answer: ``SseKmsByDefault`` makes the server
+answer as a bucket whose default encryption is SSE-KMS does (ETags that are not MD5s).
 """
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import http.server
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 from urllib.parse import urlparse
 
 _ERRORS = {500: "InternalError", 503: "SlowDown", 404: "NoSuchUpload", 403: "AccessDenied"}
+
+Headers = list[tuple[str, str]]
+
+
+class Translation(Protocol):
+    """Changes what passes the proxy: a request before it is forwarded, an answer after."""
+
+    def request(self, method: str, path: str, headers: dict[str, str], body: bytes) -> bytes: ...
+
+    def answer(
+        self, method: str, path: str, status: int, headers: Headers, body: bytes
+    ) -> tuple[Headers, bytes]: ...
+
+
+class SseKmsByDefault:
+    """Answers as a bucket whose default encryption is SSE-KMS (or ``algorithm`` in ``header``:
+    ``x-amz-server-side-encryption-customer-algorithm`` for SSE-C): the header on every answer
+    that carries an ETag or creates an upload, and every ETag (header, or ``<ETag>`` in an XML
+    body) an opaque one, not the MD5 of the content (a ``-N`` suffix kept). The opaque ETags a
+    client sends back (``If-Match``, CompleteMultipartUpload's parts) reach the server as its own.
+    """
+
+    _HEX = re.compile(r"[0-9a-f]{32}")
+
+    def __init__(self, algorithm: str = "aws:kms", header: str = "x-amz-server-side-encryption"):
+        self.algorithm, self.header = algorithm, header
+        self._real: dict[str, str] = {}  # opaque ETag -> the server's (same length: bodies keep theirs)
+        self._lock = threading.Lock()
+
+    def _opaque(self, m: re.Match[str]) -> str:
+        fake = hashlib.md5(b"opaque " + m.group().encode()).hexdigest()
+        with self._lock:
+            self._real[fake] = m.group()
+        return fake
+
+    def _back(self, m: re.Match[str]) -> str:
+        with self._lock:
+            return self._real.get(m.group(), m.group())
+
+    def _etags(self, body: bytes, swap: Callable[[re.Match[str]], str]) -> bytes:
+        return re.sub(
+            rb"<ETag>(.*?)</ETag>",
+            lambda m: b"<ETag>" + self._HEX.sub(swap, m.group(1).decode()).encode() + b"</ETag>",
+            body,
+        )
+
+    def request(self, method: str, path: str, headers: dict[str, str], body: bytes) -> bytes:
+        for k, v in headers.items():
+            if k.lower() in ("if-match", "if-none-match"):
+                headers[k] = self._HEX.sub(self._back, v)
+        return self._etags(body, self._back) if method == "POST" else body  # not through parts' bytes
+
+    def answer(
+        self, method: str, path: str, status: int, headers: Headers, body: bytes
+    ) -> tuple[Headers, bytes]:
+        if status >= 300:
+            return headers, body
+        out = [(k, self._HEX.sub(self._opaque, v) if k.lower() == "etag" else v) for k, v in headers]
+        if any(k.lower() == "etag" for k, _ in out) or (method == "POST" and path.endswith("?uploads")):
+            out.append((self.header, self.algorithm))
+        return out, self._etags(body, self._opaque)
 
 
 @dataclass
@@ -61,6 +128,7 @@ class FaultProxy:
     log: list[tuple[str, str, str]] = field(default_factory=list)  # faults: (action, method, path)
     requests: list[tuple[str, str]] = field(default_factory=list)  # every request: (method, path)
     outage: bool = False  # while set, every request's connection is reset: S3 is gone
+    translate: Translation | None = None  # changes what is forwarded (see ``SseKmsByDefault``)
 
     def __post_init__(self) -> None:
         up = urlparse(self.upstream)
@@ -111,6 +179,8 @@ class FaultProxy:
                 conn = http.client.HTTPConnection(up.hostname, up.port, timeout=60)
                 try:
                     headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+                    if proxy.translate is not None:
+                        body = proxy.translate.request(self.command, self.path, headers, body)
                     conn.request(self.command, self.path, body=body or None, headers=headers)
                     resp = conn.getresponse()
                     data = resp.read()
@@ -120,8 +190,11 @@ class FaultProxy:
                     self.close_connection = True
                     self.connection.shutdown(2)
                     return
+                answer = resp.getheaders()
+                if proxy.translate is not None:
+                    answer, data = proxy.translate.answer(self.command, self.path, resp.status, answer, data)
                 self.send_response(resp.status)
-                for k, v in resp.getheaders():
+                for k, v in answer:
                     if k.lower() not in (
                         "transfer-encoding",
                         "connection",

@@ -1,4 +1,5 @@
-"""The uploader behind the fault proxy: what S3 answers for one key only."""
+"""The uploader behind the fault proxy: what S3 answers for one key only, answers it rewrites,
+and answers it loses."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from collections.abc import Iterator
 
 import botocore.exceptions
 import pytest
-from faultproxy import FaultProxy, Rule
-from s3servers import S3Server, incomplete_uploads
+from faultproxy import FaultProxy, Rule, SseKmsByDefault
+from s3servers import S3Server, body, incomplete_uploads
 from test_uploader import chunks_of, client_for, upload, uploader_for
 
 from s3proc import uploader as up
@@ -23,7 +24,7 @@ def through(proxy: FaultProxy, server: S3Server) -> S3Server:
 
 @pytest.fixture
 def proxied(moto: S3Server) -> Iterator[tuple[FaultProxy, S3Server, str]]:
-    """A proxy in front of moto (rules set by the test), the server through it, a bucket."""
+    """A proxy in front of moto (rules and rewrite set by the test), the server through it, a bucket."""
     proxy = FaultProxy(moto.endpoint)
     yield proxy, through(proxy, moto), moto.new_bucket()
     proxy.close()
@@ -57,3 +58,30 @@ def test_access_denied_everywhere_is_s3_unavailable(proxied: tuple[FaultProxy, S
     with pytest.raises(botocore.exceptions.ClientError) as refused:
         upload(u, "in/a.txt", chunks_of(b"x"))
     assert up._error_code(refused.value) == "AccessDenied" and unavailable(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "header"),
+    [
+        ("aws:kms", "x-amz-server-side-encryption"),
+        ("aws:kms:dsse", "x-amz-server-side-encryption"),
+        ("AES256", "x-amz-server-side-encryption-customer-algorithm"),  # SSE-C
+    ],
+)
+def test_etags_of_objects_encrypted_by_default_with_kms_are_not_taken_for_md5s(
+    moto: S3Server, proxied: tuple[FaultProxy, S3Server, str], algorithm: str, header: str
+) -> None:
+    # A bucket whose default encryption is SSE-KMS (no --sse given) answers with ETags that are
+    # not MD5s: every PUT and part failed the ETag check and was retried until the file failed.
+    proxy, via, bucket = proxied
+    proxy.translate = SseKmsByDefault(algorithm, header)
+    u = uploader_for(client_for(via), bucket, retries=1)
+    big = [os.urandom(5 * MiB), b"tail"]
+    assert upload(u, "small", chunks_of(b"hello")).parts == 1
+    assert upload(u, "big", chunks_of(*big), sha="ab" * 32).parts == 2
+    # Sent again (a crash after completing): found by HEAD after the 412, not sent a third time.
+    assert upload(u, "small", chunks_of(b"hello")).resumed
+    assert upload(u, "big", chunks_of(*big), sha="ab" * 32).resumed
+    assert [m for m, _ in proxy.requests].count("PUT") == 6, "nothing was sent twice"
+    assert body(moto.client(), bucket, "big") == b"".join(big)
+    assert incomplete_uploads(moto.client(), bucket) == []

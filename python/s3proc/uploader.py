@@ -262,6 +262,14 @@ def _etag(value: str) -> str:
     return value.strip('"')
 
 
+def _etag_is_md5(response: dict[str, Any]) -> bool:
+    """Whether the ETag of this answer (PUT, part, HEAD) can be the MD5 of the content: not
+    for SSE-KMS or DSSE-KMS (``aws:kms``, ``aws:kms:dsse``; a bucket's default encryption
+    applies it without s3proc asking) nor for SSE-C."""
+    sse = str(response.get("ServerSideEncryption") or "")
+    return not sse.startswith("aws:kms") and not response.get("SSECustomerAlgorithm")
+
+
 # ------------------------------------------------------------------ one object
 @dataclass(frozen=True)
 class Resume:
@@ -447,8 +455,9 @@ class Uploader:
             self._extra["SSEKMSKeyId"] = kms_key_id
         if storage_class:
             self._extra["StorageClass"] = storage_class
-        # SSE-KMS ETags are not MD5s of the content.
-        self._etags_are_md5 = sse != "aws:kms"
+        # SSE-KMS and DSSE-KMS ETags are not MD5s of the content (asked for here; a bucket's
+        # default encryption shows in each answer instead, see ``_etag_is_md5``).
+        self._etags_are_md5 = not (sse or "").startswith("aws:kms")
         # Where the start-up probe wrote (see ``probe``): probed again to tell an AccessDenied
         # for one key from a bucket that refuses everything.
         self._probe_folder = ".s3proc-probe"
@@ -495,7 +504,7 @@ class Uploader:
         def send(**kw: Any) -> dict[str, Any]:
             got: dict[str, Any] = getattr(self.client, op)(Body=body, **kw)
             m = _MD5_ETAG.match(got.get("ETag", ""))
-            if self._etags_are_md5 and m and m.group(1) != md5.hex():
+            if self._etags_are_md5 and _etag_is_md5(got) and m and m.group(1) != md5.hex():
                 if op == "put_object":
                     # A server that does not check Content-MD5 stored a damaged body under our
                     # metadata: the next attempt replaces exactly that object.
@@ -635,7 +644,7 @@ class Uploader:
                 raise
             sent.add(len(first), md5, digest)
             etag = _etag(got["ETag"])
-            if self._etags_are_md5 and etag == sent.md5s[0].hex():
+            if self._etags_are_md5 and _etag_is_md5(got) and etag == sent.md5s[0].hex():
                 # The response already proves it: S3's MD5 of what it stored is ours, and the
                 # write was atomic with our metadata. A HEAD would add a round trip, no facts.
                 echoed = got.get(self.checksum.field) if self.checksum else None
@@ -763,7 +772,8 @@ class Uploader:
         """After a 412: our result already there, or the ETag of an object to replace.
 
         ``sent`` is the ETag that what was just sent would have (None where ETags are not
-        MD5s). An object of this source and content whose ETag differs is replaced: a damaged
+        MD5s, as for an object the HEAD shows encrypted with SSE-KMS or SSE-C). An object of
+        this source and content whose ETag differs is replaced: a damaged
         body that a server stored unverified (a crash, or retries spent, came before s3proc
         could replace it), or the same content in other parts. The refused upload was aborted
         already; replacing means uploading again with If-Match.
@@ -776,7 +786,7 @@ class Uploader:
         meta = head.get("Metadata", {})
         etag = _etag(head["ETag"])
         if unquote(meta.get(META_SOURCE, "")) == source and meta.get(META_SHA256) == sha256:
-            if sent is None or etag == sent:
+            if sent is None or etag == sent or not _etag_is_md5(head):
                 log.info("already uploaded (found by HEAD)", extra={"key": key, "stage": "upload"})
                 return Uploaded(key=key, etag=etag, size=int(head["ContentLength"]), parts=0, resumed=True)
             log.warning(
