@@ -4,6 +4,7 @@ and answers it loses."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 
 import botocore.exceptions
@@ -85,3 +86,35 @@ def test_etags_of_objects_encrypted_by_default_with_kms_are_not_taken_for_md5s(
     assert [m for m, _ in proxy.requests].count("PUT") == 6, "nothing was sent twice"
     assert body(moto.client(), bucket, "big") == b"".join(big)
     assert incomplete_uploads(moto.client(), bucket) == []
+
+
+def test_an_upload_made_by_a_create_whose_answer_was_lost_is_aborted(
+    moto: S3Server, proxied: tuple[FaultProxy, S3Server, str]
+) -> None:
+    # It stayed incomplete (and billed) until the next start-up's recovery.
+    proxy, via, bucket = proxied
+    proxy.rules = [Rule("drop", method="POST", path=r"\?uploads$")]
+    created: list[str] = []
+    u = uploader_for(client_for(via), bucket)
+    got = upload(u, "big.bin", chunks_of(os.urandom(5 * MiB), b"tail"), on_created=created.append)
+    assert proxy.fired("drop") == 1 and got.parts == 2 and len(created) == 1
+    assert incomplete_uploads(moto.client(), bucket) == []
+
+
+def test_an_older_upload_of_the_key_is_not_taken_for_a_lost_create(
+    seaweed: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Only uploads S3 initiated while the attempts went on are aborted (SeaweedFS gives real
+    # times, to the second: moto gives every upload the same).
+    monkeypatch.setattr(up, "LOST_CREATE_SLACK", 1.0)
+    bucket = seaweed.new_bucket()
+    older = seaweed.client().create_multipart_upload(Bucket=bucket, Key="big.bin")["UploadId"]
+    proxy = FaultProxy(seaweed.endpoint, [Rule("drop", method="POST", path=r"\?uploads$")])
+    try:
+        u = uploader_for(client_for(through(proxy, seaweed)), bucket)
+        time.sleep(2.2)  # the older upload is 2 s older, as S3 times it
+        upload(u, "big.bin", chunks_of(os.urandom(5 * MiB), b"tail"))
+    finally:
+        proxy.close()
+    assert proxy.fired("drop") == 1
+    assert incomplete_uploads(seaweed.client(), bucket) == [("big.bin", older)]

@@ -25,6 +25,7 @@ import logging
 import random
 import re
 import threading
+import time
 import uuid
 import zlib
 from collections import deque
@@ -59,6 +60,7 @@ EARLY_PREFETCH = 4  # … until the upload is created (it waits for the source's
 PART_CONCURRENCY = 4  # parts of one multipart upload in flight at once
 MIN_PART = 5 << 20
 EXPECT_CONTINUE_BYTES = 2 << 20  # smaller bodies are sent without waiting for 100 Continue
+LOST_CREATE_SLACK = 2.0  # seconds: precision of an upload's Initiated time, and some more
 _MD5_ETAG = re.compile(r'^"?([0-9a-f]{32})"?$')
 _RETRY_CODES = {
     "SlowDown",
@@ -155,7 +157,9 @@ def make_client(
     """
     when = "when_required" if compat or checksum_name == "none" else "when_supported"
     config = botocore.config.Config(
-        retries={"max_attempts": 1, "mode": "standard"},
+        # One attempt in all (botocore's ``max_attempts`` counts retries: 1 was a second
+        # attempt that s3proc never saw, e.g. a CreateMultipartUpload sent again).
+        retries={"total_max_attempts": 1, "mode": "standard"},
         max_pool_connections=max(10, 2 * concurrency),
         connect_timeout=10,
         read_timeout=120,
@@ -656,8 +660,19 @@ class Uploader:
         if self.checksum:
             create["ChecksumAlgorithm"] = self.checksum.name.upper()
         if upload_id is None:
-            upload_id = str(self.call("create_multipart_upload", **create)["UploadId"])
+            attempts = 0
+            began = time.monotonic()
+
+            def create_upload(**kw: Any) -> dict[str, Any]:
+                nonlocal attempts
+                attempts += 1
+                got: dict[str, Any] = self.client.create_multipart_upload(**kw)
+                return got
+
+            upload_id = str(self._retry("create_multipart_upload", create_upload, create)["UploadId"])
             on_created(upload_id)
+            if attempts > 1:
+                self._abort_lost_creates(key, upload_id, time.monotonic() - began)
         chunks.narrow()
         skipped = 0
         completed = False
@@ -888,6 +903,43 @@ class Uploader:
             log.info("the bucket probe failed too: %s", describe(e), extra={"stage": "upload"})
             return False
         return True
+
+    def _abort_lost_creates(self, key: str, upload_id: str, took: float) -> None:
+        """After a CreateMultipartUpload that needed more than one attempt, aborts the uploads
+        of exactly ``key`` that an earlier attempt created although its answer was lost.
+
+        Those are the other uploads of ``key`` that S3 initiated at most ``took`` seconds (how
+        long the attempts took, plus ``LOST_CREATE_SLACK`` for the timestamps' precision)
+        before ``upload_id``: an older upload of the key (someone else's) is left alone.
+        Trouble here is only logged: the start-up recovery aborts what is left.
+        """
+        try:
+            mine = [u for u in self.incomplete(key) if u[0] == key]
+            initiated = {uid: when for _key, uid, when in mine}
+            ours = initiated.get(upload_id)
+            lost = 0
+            for _key, other, when in mine:
+                if other == upload_id:
+                    continue
+                if ours is not None and when is not None:
+                    gap = (ours - when).total_seconds()
+                    if not -LOST_CREATE_SLACK <= gap <= took + LOST_CREATE_SLACK:
+                        continue
+                if self.abort(key, other):
+                    lost += 1
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
+            log.warning(
+                "could not look for uploads of lost CreateMultipartUpload answers: %s",
+                describe(e),
+                extra={"key": key, "stage": "upload"},
+            )
+            return
+        if lost:
+            log.info(
+                "aborted %d upload(s) created by an attempt whose answer was lost",
+                lost,
+                extra={"key": key, "stage": "upload"},
+            )
 
     def abort(self, key: str, upload_id: str) -> bool:
         """Aborts a multipart upload; one that is already gone (completed or aborted) is fine.
