@@ -82,6 +82,47 @@ def test_part_sizes_grow_so_10000_parts_are_never_reached(monkeypatch: pytest.Mo
     assert total > 5 * (1 << 40)
 
 
+def _extra_refs(items: list[bytes], n: int) -> list[int]:
+    """References to ``items[:n]`` beyond the list's own, calibrated on an object only the list
+    holds (bytes take no weak references)."""
+    control = [*items[:n], bytes(1)]  # the last one is referenced by this list alone
+    counts = [sys.getrefcount(control[i]) for i in range(n + 1)]
+    return [c - counts[-1] - 1 for c in counts[:-1]]  # -1: `items` holds each of them too
+
+
+def test_parts_sent_are_not_kept_in_memory(moto: S3Server) -> None:
+    # Parts 1 and 2 were held (by the uploader's names for them and by the chain of parts) until
+    # the whole upload ended: two parts more in memory per large file in flight.
+    bucket = moto.new_bucket()
+    u = uploader_for(client_for(moto), bucket, part_concurrency=1)
+    mine: list[bytes] = []
+    held: list[int] = []
+
+    def stream() -> Iterator[bytes]:
+        for n in range(8):
+            if n == 7:  # parts 1..5 are sent and settled by now (one part in flight at a time)
+                held.extend(_extra_refs(mine, 5))
+            chunk = bytes([n]) * (5 * MiB)
+            mine.append(chunk)
+            yield chunk
+            del chunk
+        yield b"tail"
+
+    u.upload("k", stream, source="k", sha256="0" * 64, metadata=lambda: {}, if_match=None, inline=True)
+    assert held == [0] * 5, "parts already uploaded are still referenced by the uploader"
+
+
+def test_a_joined_part_is_the_only_copy_of_its_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(up, "PARTS_PER_STEP", 2)  # parts 3 and 4 join two chunks (as parts 1,001+)
+    chunks = [bytes([n]) * (3 * MiB) for n in range(6)]
+    groups = part_groups(iter(chunks))
+    first, second, third = next(groups), next(groups), next(groups)
+    assert third == chunks[2] + chunks[3]
+    assert _extra_refs(chunks, 4) == [1, 1, 0, 0], "part_groups holds the chunks of the part it handed out"
+    del first, second
+    assert _extra_refs(chunks, 2) == [0, 0]
+
+
 CREDENTIAL_PROCESS = """\
 import datetime as dt, json, os, sys
 if os.path.exists(sys.argv[1]):

@@ -310,17 +310,29 @@ class _Sent:
 
 
 def part_groups(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """Chunks joined into parts: one chunk each for 1,000 parts, then two, four, …"""
+    """Chunks joined into parts: one chunk each for 1,000 parts, then two, four, …
+
+    Nothing of a part is kept here once it is handed out: neither the part nor its chunks.
+    """
     number = 0
     pending: list[bytes] = []
     for chunk in chunks:
         pending.append(chunk)
-        if len(pending) >= 1 << (number // PARTS_PER_STEP):
+        full = len(pending) >= 1 << (number // PARTS_PER_STEP)
+        del chunk  # the part may be all this chunk: not held while the consumer sends it
+        if full:
             number += 1
-            yield pending[0] if len(pending) == 1 else b"".join(pending)
-            pending = []
+            yield _take(pending)
     if pending:
-        yield b"".join(pending)
+        yield _take(pending)
+
+
+def _take(pending: list[bytes]) -> bytes:
+    """The chunks in ``pending`` as one part; ``pending`` is emptied (a joined part is then
+    the only copy of its bytes)."""
+    part = pending[0] if len(pending) == 1 else b"".join(pending)
+    pending.clear()
+    return part
 
 
 class _Prefetch:
@@ -365,6 +377,7 @@ class _Prefetch:
                 return
             if not self._put(item):
                 return
+            del item  # queued: not kept while the next one is produced
 
     def narrow(self) -> None:
         """From now on only ``PREFETCH`` items ahead."""
@@ -690,8 +703,12 @@ class Uploader:
             done.append(part)
 
         sizes: deque[int] = deque()
+        # From here on a part is referenced only until it is sent: not by these names, nor by
+        # the chain (parts 1 and 2 would stay in memory for the whole upload).
+        ahead = [first, second]
+        del first, second
         try:
-            for number, body in enumerate(_chain(first, second, parts), start=1):
+            for number, body in enumerate(_chain(ahead, parts), start=1):
                 while len(in_flight) >= self.part_concurrency:
                     settle()
                 sizes.append(len(body))
@@ -703,6 +720,7 @@ class Uploader:
                         done_before.set_result(({"ETag": f'"{md5.hex()}"'}, md5, digest))
                         in_flight.append(done_before)
                         skipped += 1
+                        del body
                         continue
                 in_flight.append(
                     _in_thread(
@@ -716,6 +734,7 @@ class Uploader:
                         PartNumber=number,
                     )
                 )
+                del body  # its request holds it until sent; not this loop while the next is made
             while in_flight:
                 settle()
             if skipped:
@@ -1050,9 +1069,10 @@ def _in_thread(name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> 
     return future
 
 
-def _chain(first: bytes, second: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
-    yield first
-    yield second
+def _chain(ahead: list[bytes], rest: Iterator[bytes]) -> Iterator[bytes]:
+    """The parts in ``ahead``, then ``rest``; a part of ``ahead`` is let go once handed out."""
+    while ahead:
+        yield ahead.pop(0)
     yield from rest
 
 
