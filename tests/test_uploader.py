@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 import botocore.exceptions
 import pytest
@@ -121,6 +122,42 @@ def test_a_joined_part_is_the_only_copy_of_its_chunks(monkeypatch: pytest.Monkey
     assert _extra_refs(chunks, 4) == [1, 1, 0, 0], "part_groups holds the chunks of the part it handed out"
     del first, second
     assert _extra_refs(chunks, 2) == [0, 0]
+
+
+def test_a_long_source_path_is_cut_to_keep_the_metadata_within_2_kb(moto: S3Server) -> None:
+    # S3 refuses more than 2 KB of user metadata (MetadataTooLarge); percent-encoded, a path
+    # of 700 bytes of non-ASCII characters is 2,100.
+    bucket = moto.new_bucket()
+    u = uploader_for(client_for(moto), bucket)
+    long = "données/" + "é" * 200 + "/" + "数据" * 60 + ".csv"
+    short = "données/orders 2024.csv"
+    assert len(quote(long, safe="/")) > 2048
+    sha = hashlib.sha256(b"x").hexdigest()
+
+    def put(key: str, source: str) -> up.Uploaded:
+        more = {up.META_FORMAT: "parquet", up.META_ROWS: "1234567"}
+        return u.upload(key, chunks_of(b"x"), source=source, sha256=sha, metadata=lambda: more, if_match=None)
+
+    put("long", long)
+    put("short", short)
+    c = moto.client()
+    meta = c.head_object(Bucket=bucket, Key="long")["Metadata"]
+    size = sum(len(k.encode()) + len(v.encode()) for k, v in meta.items())
+    assert size <= 2048
+    cut = unquote(meta[up.META_SOURCE])
+    assert long.startswith(cut) and quote(cut, safe="/") == meta[up.META_SOURCE]  # whole characters
+    assert size + len(quote(long[len(cut)])) > 2048, "cut as far as it fits, no further"
+    assert meta[up.META_SOURCE_CUT] == hashlib.sha256(long.encode()).hexdigest()
+    meta = c.head_object(Bucket=bucket, Key="short")["Metadata"]
+    assert meta[up.META_SOURCE] == quote(short, safe="/") and up.META_SOURCE_CUT not in meta
+    # s3proc still tells its object of this source (by the SHA-256 of the path) from others.
+    assert u.stored_version("long", long) is not None
+    assert u.stored_version("long", long[:-1]) is None
+    assert put("long", long).resumed  # found by HEAD after a 412: not an object of another source
+    with pytest.raises(KeyTaken):
+        put("long", long + "x")
+    # A state rebuild cannot know the path of a cut one: it records only the other.
+    assert [o[:2] for o in u.ours("")] == [("short", short)]
 
 
 CREDENTIAL_PROCESS = """\

@@ -53,6 +53,8 @@ META_VERSION = "s3proc-version"
 META_ROWS = "s3proc-rows"
 META_FORMAT = "s3proc-format"
 META_WRITER = "s3proc-writer"  # the tag that marks uploads and objects s3proc made
+META_SOURCE_CUT = "s3proc-source-cut"  # the source path's SHA-256, where s3proc-source is cut
+MAX_METADATA = 2048  # S3's limit on user metadata: UTF-8 bytes of every key (no x-amz-meta-) and value
 
 PARTS_PER_STEP = 1000  # parts of one size before the size doubles
 PREFETCH = 2  # chunks produced ahead of the upload
@@ -272,6 +274,41 @@ def _etag_is_md5(response: dict[str, Any]) -> bool:
     applies it without s3proc asking) nor for SSE-C."""
     sse = str(response.get("ServerSideEncryption") or "")
     return not sse.startswith("aws:kms") and not response.get("SSECustomerAlgorithm")
+
+
+# ------------------------------------------------------------------ metadata
+def _metadata_size(meta: dict[str, str]) -> int:
+    """Size as S3 counts it against ``MAX_METADATA``: UTF-8 bytes of the keys and values."""
+    return sum(len(k.encode()) + len(v.encode()) for k, v in meta.items())
+
+
+def source_metadata(source: str, room: int) -> dict[str, str]:
+    """The ``s3proc-source`` entry for ``source`` in at most ``room`` bytes of metadata.
+
+    The path is percent-encoded (UTF-8, ``/`` kept). When that does not fit, it is cut after
+    the last whole character that leaves room for ``s3proc-source-cut``, which holds the
+    SHA-256 (hex) of the whole path's UTF-8: s3proc still knows its object by it.
+    """
+    whole = quote(source, safe="/")
+    if len(META_SOURCE) + len(whole) <= room:
+        return {META_SOURCE: whole}
+    room -= len(META_SOURCE) + len(META_SOURCE_CUT) + 64
+    cut, used = [], 0
+    for ch in source:  # one character at a time: an escape or a UTF-8 sequence is never split
+        piece = quote(ch, safe="/")
+        if used + len(piece) > room:
+            break
+        cut.append(piece)
+        used += len(piece)
+    return {META_SOURCE: "".join(cut), META_SOURCE_CUT: hashlib.sha256(source.encode()).hexdigest()}
+
+
+def _is_source(meta: dict[str, str], source: str) -> bool:
+    """Whether an object's metadata names ``source`` (whole, or cut with its SHA-256)."""
+    cut = meta.get(META_SOURCE_CUT)
+    if cut is not None:
+        return cut == hashlib.sha256(source.encode()).hexdigest()
+    return unquote(meta.get(META_SOURCE, "")) == source
 
 
 # ------------------------------------------------------------------ one object
@@ -579,13 +616,8 @@ class Uploader:
         sha = sha256 if callable(sha256) else lambda: sha256
 
         def meta() -> dict[str, str]:
-            return {
-                META_WRITER: "s3proc",
-                META_VERSION: __version__,
-                META_SOURCE: quote(source, safe="/"),
-                META_SHA256: sha(),
-                **metadata(),
-            }
+            rest = {META_WRITER: "s3proc", META_VERSION: __version__, META_SHA256: sha(), **metadata()}
+            return {**source_metadata(source, MAX_METADATA - _metadata_size(rest)), **rest}
 
         try:
             # Each round reads the stream afresh: after a 409 conflict, or to replace an older
@@ -798,7 +830,7 @@ class Uploader:
             raise e
         head = self._head(key)
         stored = head.get("Metadata", {}) if head else {}
-        if not head or any(stored.get(k) != meta[k] for k in (META_SOURCE, META_SHA256)):
+        if not head or any(stored.get(k) != meta.get(k) for k in (META_SOURCE, META_SOURCE_CUT, META_SHA256)):
             raise e
         return {"ETag": head["ETag"]}
 
@@ -819,7 +851,7 @@ class Uploader:
             return ""
         meta = head.get("Metadata", {})
         etag = _etag(head["ETag"])
-        if unquote(meta.get(META_SOURCE, "")) == source and meta.get(META_SHA256) == sha256:
+        if _is_source(meta, source) and meta.get(META_SHA256) == sha256:
             if sent is None or etag == sent or not _etag_is_md5(head):
                 log.info("already uploaded (found by HEAD)", extra={"key": key, "stage": "upload"})
                 return Uploaded(key=key, etag=etag, size=int(head["ContentLength"]), parts=0, resumed=True)
@@ -830,7 +862,7 @@ class Uploader:
                 extra={"key": key, "stage": "upload"},
             )
             return etag
-        if meta.get(META_WRITER) == "s3proc" and unquote(meta.get(META_SOURCE, "")) == source:
+        if meta.get(META_WRITER) == "s3proc" and _is_source(meta, source):
             log.info("replacing an older version of this source", extra={"key": key, "stage": "upload"})
             return etag
         raise KeyTaken(
@@ -847,7 +879,7 @@ class Uploader:
             return None
         meta = head.get("Metadata", {})
         sha = meta.get(META_SHA256)
-        if meta.get(META_WRITER) != "s3proc" or unquote(meta.get(META_SOURCE, "")) != source or not sha:
+        if meta.get(META_WRITER) != "s3proc" or not _is_source(meta, source) or not sha:
             return None
         rows = meta.get(META_ROWS)
         return sha, _etag(head["ETag"]), int(head["ContentLength"]), int(rows) if rows else None
@@ -989,12 +1021,15 @@ class Uploader:
 
     def ours(self, prefix: str, threads: int = 16) -> Iterator[tuple[str, str, str, str, int, int | None]]:
         """Every object under ``prefix`` that s3proc wrote: ``(key, source, source SHA-256, ETag,
-        size, rows)``, from its metadata (one HEAD per object, ``threads`` at a time)."""
+        size, rows)``, from its metadata (one HEAD per object, ``threads`` at a time). An object
+        whose source path was cut (see ``source_metadata``) is left out: its path is unknown."""
 
         def one(key: str) -> tuple[str, str, str, str, int, int | None] | None:
             head = self._head(key)
             meta = (head or {}).get("Metadata", {})
             if not head or meta.get(META_WRITER) != "s3proc" or not meta.get(META_SHA256):
+                return None
+            if META_SOURCE_CUT in meta:
                 return None
             rows = meta.get(META_ROWS)
             source = unquote(meta.get(META_SOURCE, ""))
