@@ -83,6 +83,20 @@ def test_part_sizes_grow_so_10000_parts_are_never_reached(monkeypatch: pytest.Mo
     assert total > 5 * (1 << 40)
 
 
+def test_a_part_never_grows_past_the_largest_part_s3_takes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As with --part-size 4 GiB from part 1,001 on: two chunks would be 8 GiB, S3 takes 5.
+    assert up.MAX_PART == 5 << 30 and up.part_groups.__defaults__ == (up.MAX_PART,)
+    monkeypatch.setattr(up, "PARTS_PER_STEP", 2)
+    parts = [len(p) for p in part_groups(iter([b"x" * 3] * 20), max_part=10)]
+    assert parts == [3, 3, 6, 6, 9, 9, 9, 9, 6]  # 4 and 8 chunks are 12 and 24 bytes: 3 fit
+    # Chunks of other sizes (Parquet chunks are at least the chunk size): a part ends before a
+    # chunk that does not fit (3 + 3 + 5 > 10); a chunk over the maximum is a part of its own.
+    monkeypatch.setattr(up, "PARTS_PER_STEP", 1)
+    sizes = [1, 2, 2, 3, 3, 5, 1, 12]
+    parts = [len(p) for p in part_groups(iter([b"y" * n for n in sizes]), max_part=10)]
+    assert parts == [1, 4, 6, 6, 12]
+
+
 def _extra_refs(items: list[bytes], n: int) -> list[int]:
     """References to ``items[:n]`` beyond the list's own, calibrated on an object only the list
     holds (bytes take no weak references)."""

@@ -2,8 +2,8 @@
 
 A stream whose first part is also its last goes up in one ``PutObject``; a longer one as a
 multipart upload, each part sent as soon as it is produced (the next is produced meanwhile).
-Parts are the chunk size up to part 1,000, then twice that up to part 2,000, and so on, so
-the 10,000-part limit is never met below ~8 TB (at 8 MiB chunks).
+Parts are the chunk size up to part 1,000, then twice that up to part 2,000, and so on (never
+past S3's 5 GiB), so the 10,000-part limit is never met below ~8 TB (at 8 MiB chunks).
 
 Integrity: every part and object carries ``Content-MD5`` and an additional checksum that the
 server verifies (``crc32`` by default); s3proc also compares each returned ETag with the MD5 it
@@ -61,6 +61,7 @@ PREFETCH = 2  # chunks produced ahead of the upload
 EARLY_PREFETCH = 4  # … until the upload is created (it waits for the source's SHA-256)
 PART_CONCURRENCY = 4  # parts of one multipart upload in flight at once
 MIN_PART = 5 << 20
+MAX_PART = 5 << 30
 EXPECT_CONTINUE_BYTES = 2 << 20  # smaller bodies are sent without waiting for 100 Continue
 LOST_CREATE_SLACK = 2.0  # seconds: precision of an upload's Initiated time, and some more
 _MD5_ETAG = re.compile(r'^"?([0-9a-f]{32})"?$')
@@ -346,19 +347,27 @@ class _Sent:
             self.sums.append(digest)
 
 
-def part_groups(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """Chunks joined into parts: one chunk each for 1,000 parts, then two, four, …
+def part_groups(chunks: Iterator[bytes], max_part: int = MAX_PART) -> Iterator[bytes]:
+    """Chunks joined into parts: one chunk each for 1,000 parts, then two, four, …, but never
+    past ``max_part`` bytes (S3's maximum part): a part ends where one more chunk of the size
+    of its last would not fit, or before a chunk that does not fit (a chunk larger than
+    ``max_part`` is a part of its own).
 
     Nothing of a part is kept here once it is handed out: neither the part nor its chunks.
     """
     number = 0
     pending: list[bytes] = []
+    size = 0
     for chunk in chunks:
+        if pending and size + len(chunk) > max_part:
+            number, size = number + 1, 0
+            yield _take(pending)
         pending.append(chunk)
-        full = len(pending) >= 1 << (number // PARTS_PER_STEP)
+        size += len(chunk)
+        full = len(pending) >= 1 << (number // PARTS_PER_STEP) or size + len(chunk) > max_part
         del chunk  # the part may be all this chunk: not held while the consumer sends it
         if full:
-            number += 1
+            number, size = number + 1, 0
             yield _take(pending)
     if pending:
         yield _take(pending)
