@@ -19,9 +19,8 @@ from urllib.parse import urlparse
 import botocore.exceptions
 
 from s3proc.keys import BadKey, KeyMaker
-from s3proc.uploader import MIN_PART, PART_CONCURRENCY, Uploader, checksum, describe, make_client
+from s3proc.uploader import MAX_PART, MIN_PART, PART_CONCURRENCY, Uploader, checksum, describe, make_client
 
-MAX_PART = 5 << 30
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 
 
