@@ -153,3 +153,48 @@ def test_truncated_utf16_is_not_a_crash(data: bytes) -> None:
     if len(data) > 8:
         assert table.column_names[:2] == ["a", "b"]
         assert [str(v) for v in table.to_pylist()[0].values()][:2] == ["1", "2"]
+
+
+LONE_LE = b"\x00\xd8"  # a high surrogate without its low half, in UTF-16LE
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "line"),
+    [
+        (
+            codecs.BOM_UTF16_LE + "a,b\n1,x".encode("utf-16-le") + LONE_LE + "y\n".encode("utf-16-le"),
+            "x.csv",
+            2,
+        ),
+        (
+            codecs.BOM_UTF16_LE + '[{"a":"x'.encode("utf-16-le") + LONE_LE + '"}]'.encode("utf-16-le"),
+            "x.json",
+            1,
+        ),
+        (
+            codecs.BOM_UTF16_LE
+            + '{"a":1}\n{"a":"x'.encode("utf-16-le")
+            + LONE_LE
+            + '"}\n'.encode("utf-16-le"),
+            "x.ndjson",
+            2,
+        ),
+        (
+            codecs.BOM_UTF16_LE
+            + "<r>\n<i>a".encode("utf-16-le")
+            + LONE_LE
+            + "</i><i>x</i></r>".encode("utf-16-le"),
+            "x.xml",
+            2,
+        ),
+        (b'<?xml version="1.0" encoding="shift_jis"?><r><i>\x82\xff</i><i>x</i></r>', "x.xml", 1),
+        (codecs.BOM_UTF16_BE + "a,b\n1,2\n".encode("utf-16-be") + b"\xd8", "x.csv", 3),  # an odd last byte
+    ],
+    ids=["csv", "json", "ndjson", "xml", "xml-shift_jis", "csv-odd-tail"],
+)
+def test_malformed_text_in_another_encoding_is_a_parse_error(data: bytes, name: str, line: int) -> None:
+    """Bytes that are no character of the file's encoding are an error with the line, as invalid
+    UTF-8 is: they used to become U+FFFD, a value changed without a word."""
+    with pytest.raises(s3proc.ParseError, match="malformed") as err:
+        convert_table(data, name=name)
+    assert err.value.line == line and err.value.source == name

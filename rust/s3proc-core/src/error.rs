@@ -104,11 +104,32 @@ impl Error {
         }
     }
 
-    /// An [`Error::Io`] for `source_name`.
-    pub fn io(source_name: &str, error: io::Error) -> Self {
+    /// An [`Error::Io`] for `source_name`; a [`Malformed`] read is the
+    /// [`Error::Parse`] it stands for.
+    pub fn io(source_name: &str, mut error: io::Error) -> Self {
+        if error.get_ref().is_some_and(|e| e.is::<Malformed>()) {
+            let kind = error.kind();
+            match error.into_inner().map(|e| e.downcast::<Malformed>()) {
+                Some(Ok(m)) => return Error::parse(source_name, m.line, m.reason),
+                Some(Err(other)) => error = io::Error::new(kind, other),
+                None => error = io::Error::from(kind),
+            }
+        }
         Error::Io {
             source_name: source_name.to_owned(),
             error,
         }
     }
+}
+
+/// Text that a reader (a transcoder) cannot read: carried in an
+/// [`io::Error`] through readers that know nothing of lines, it becomes an
+/// [`Error::Parse`] in [`Error::io`].
+#[derive(Debug, thiserror::Error)]
+#[error("line {line}: {reason}")]
+pub struct Malformed {
+    /// 1-based line of the text where it is.
+    pub line: u64,
+    /// What is wrong.
+    pub reason: String,
 }

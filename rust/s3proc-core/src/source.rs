@@ -5,9 +5,11 @@ use std::fs::File;
 use std::io::{self, Read, Seek};
 use std::path::PathBuf;
 
-use encoding_rs::{Decoder, Encoding as RsEncoding, UTF_16BE, UTF_16LE, WINDOWS_1252};
+use encoding_rs::{
+    Decoder, DecoderResult, Encoding as RsEncoding, UTF_16BE, UTF_16LE, WINDOWS_1252,
+};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Malformed, Result};
 
 /// A byte source the converter can open again from the start.
 ///
@@ -251,6 +253,8 @@ struct Transcoder {
     eof: bool,
     /// The decoder has seen the end of the input; it must not be called again.
     finished: bool,
+    /// 1-based line of the text decoded so far.
+    line: u64,
     decoded: Vec<u8>,
     decoded_start: usize,
 }
@@ -265,6 +269,7 @@ impl Transcoder {
             raw_end: 0,
             eof: false,
             finished: false,
+            line: 1,
             decoded: Vec::with_capacity(3 * 64 * 1024 + 16),
             decoded_start: 0,
         }
@@ -286,16 +291,32 @@ impl Transcoder {
             self.decoded.clear();
             self.decoded.resize(room.max(16), 0);
             self.decoded_start = 0;
-            // Malformed input (a lone surrogate, an odd final byte) becomes
-            // U+FFFD: the only bytes s3proc cannot keep as they were.
-            let (result, read, written, _) =
+            let (result, read, written) =
                 self.decoder
-                    .decode_to_utf8(input, &mut self.decoded, self.eof);
+                    .decode_to_utf8_without_replacement(input, &mut self.decoded, self.eof);
             self.raw_start += read;
             self.decoded.truncate(written);
-            if self.eof && result == encoding_rs::CoderResult::InputEmpty {
-                self.finished = true;
+            let lines = memchr::memchr_iter(b'\n', &self.decoded).count() as u64;
+            match result {
+                // A lone surrogate, a cut character, a byte of no character: no
+                // UTF-8 keeps it, and U+FFFD would change the value unseen.
+                DecoderResult::Malformed(..) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        Malformed {
+                            line: self.line + lines,
+                            reason: format!(
+                                "malformed {} text (a lone surrogate, a cut character or a \
+                                 byte that is no character of it)",
+                                self.decoder.encoding().name()
+                            ),
+                        },
+                    ))
+                }
+                DecoderResult::InputEmpty if self.eof => self.finished = true,
+                _ => {}
             }
+            self.line += lines;
         }
         Ok(())
     }
@@ -376,10 +397,28 @@ mod tests {
     }
 
     #[test]
-    fn odd_utf16_tail_is_replaced_not_a_panic() {
-        assert_eq!(
-            decode(b"\xff\xfea", TextEncoding::Utf16Le, 16),
-            "\u{fffd}".as_bytes()
-        );
+    fn malformed_utf16_is_an_error_with_its_line_not_a_replacement() {
+        let src = |data: &[u8]| BytesSource {
+            data: data.to_vec().into(),
+            name: "t".into(),
+        };
+        let mut lone: Vec<u8> = "a\nb\nc"
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        lone.extend_from_slice(&[0x00, 0xd8, b'x', 0]); // a high surrogate alone
+        for (data, line) in [(&b"\xff\xfea"[..], 1), (&lone[..], 3)] {
+            let mut r = open_text(&src(data), TextEncoding::Utf16Le).expect("opens");
+            let err = r.read_to_end(&mut Vec::new()).expect_err("malformed");
+            match Error::io("t", err) {
+                Error::Parse {
+                    line: at, reason, ..
+                } => {
+                    assert_eq!(at, line);
+                    assert!(reason.contains("malformed UTF-16LE"), "{reason}");
+                }
+                other => panic!("{other}"),
+            }
+        }
     }
 }
