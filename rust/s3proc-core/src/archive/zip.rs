@@ -362,7 +362,6 @@ fn described<R: BufRead>(
         drain: true,
     };
     w.entry(c, raw, &mut data)?;
-    io::copy(&mut data, &mut io::sink()).map_err(|e| w.fail(Some(&full), &e))?;
     let (crc, size) = (data.crc.finalize(), data.size);
     let mut d = [0u8; 24];
     let len = if zip64 { 20 } else { 12 };
