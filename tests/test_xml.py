@@ -4,11 +4,12 @@ is found or named, hostile documents end in bounded time with records or a Parse
 from __future__ import annotations
 
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from _util import convert_table
+from _util import convert_bytes, convert_table, parquet_metadata, read_parquet
 
 import s3proc
 
@@ -40,6 +41,56 @@ def test_attributes_lists_nesting_and_the_record_element_option() -> None:
     assert t.column("tag").to_pylist() == [["x", "y"], ["z", "w"]]  # repeated children: a list
     assert t.column("dim").to_pylist() == [{"w": 2, "h": 3}, {"w": 4, "h": 5}]
     assert convert_table(doc).column("@id").to_pylist() == [1, 2]  # found without the option
+
+
+OUTSIDE_RECORDS = [
+    # 3 tags outnumber the 2 rows at the same depth: the tags are the records
+    b"<export><meta><tag>a</tag><tag>b</tag><tag>c</tag></meta>"
+    b"<rows><row><id>1</id><v>x</v></row><row><id>2</id><v>y</v></row></rows></export>",
+    # two repeated kinds under the root: the more repeated one wins
+    b"<catalog><book>A</book><book>B</book><magazine>M1</magazine><magazine>M2</magazine>"
+    b"<magazine>M3</magazine></catalog>",
+    # interleaved, a tie: the first seen wins
+    b"<r><i>1</i><j>2</j><i>3</i><j>4</j></r>",
+    # the record name under a second parent is off the path found
+    b"<r><x><i>1</i><i>2</i></x><y><i>3</i><i>4</i></y></r>",
+    # a header, attributes on the root
+    b'<feed v="2"><generated>2024-01-01</generated><e><n>1</n></e><e><n>2</n></e></feed>',
+]
+
+
+@pytest.mark.parametrize("doc", OUTSIDE_RECORDS)
+def test_every_value_outside_the_records_is_kept_in_the_metadata(doc: bytes) -> None:
+    def values(root: ET.Element) -> list[str]:
+        return [v for e in root.iter() for v in [*e.attrib.values(), e.text] if v and v.strip()]
+
+    data = convert_bytes(doc, name="x.xml")
+    t, metadata = read_parquet(data), parquet_metadata(data)
+    outside = ET.fromstring(metadata["s3proc.xml_outside"])
+    in_columns = {str(v) for c in t.columns for v in c.to_pylist() if v is not None}
+    lost = [v for v in values(ET.fromstring(doc)) if v not in in_columns and v not in values(outside)]
+    assert not lost, (t.to_pylist(), metadata)
+
+
+def test_a_document_of_records_only_has_no_outside_metadata() -> None:
+    data = convert_bytes(
+        b"<rows>\n  <row><a>1</a></row><!-- c -->\n  <row><a>2</a></row>\n</rows>", name="x.xml"
+    )
+    assert read_parquet(data).num_rows == 2
+    assert not [k for k in parquet_metadata(data) if k.startswith("s3proc.xml_outside")]
+
+
+def test_more_than_a_mib_outside_records_is_an_error_unless_the_record_element_is_named() -> None:
+    doc = b"<d><notes>" + b"a long note " * 100_000 + b"</notes><rows><r>1</r><r>2</r></rows></d>"
+    with pytest.raises(
+        s3proc.ParseError, match="line 1: more than 1024 KiB outside the records would be lost"
+    ):
+        convert_table(doc, name="x.xml")
+    data = convert_bytes(doc, name="x.xml", record_element="r")
+    assert read_parquet(data).column("#text").to_pylist() == [1, 2]
+    assert int(parquet_metadata(data)["s3proc.xml_outside_dropped"]) == len(doc) - len(
+        b"<rows><r>1</r><r>2</r></rows>"
+    )
 
 
 def test_malformed_xml_names_the_line() -> None:

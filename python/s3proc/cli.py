@@ -101,6 +101,11 @@ def converter_options(f: F) -> F:
         ),
         option("--encoding", help="utf-8, windows-1252, latin-1, utf-16le, utf-16be (default: detected)."),
         option(
+            "--record-element",
+            help="XML: local name of the record elements, at any depth (default: detected). What lies "
+            "outside them is kept in the Parquet metadata, up to 1 MiB; past that it is dropped.",
+        ),
+        option(
             "--sample-rows",
             callback=_sample_rows,
             help="Rows read to infer types, or 'all' (default: 20000).",
@@ -127,6 +132,7 @@ CONVERTER_OPTIONS = (
     "header",
     "null_values",
     "encoding",
+    "record_element",
     "sample_rows",
     "zstd_level",
     "row_group_rows",

@@ -9,7 +9,7 @@
 //! ([`Event::Restart`]).
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arrow_array::ArrayRef;
 use rayon::prelude::*;
@@ -66,6 +66,9 @@ impl Piece {
 /// The source of pieces of one pass.
 pub type Pieces = Box<dyn FnMut() -> Result<Option<Piece>> + Send>;
 
+/// Metadata a pass finds while reading (complete once its pieces ended).
+type Found = Arc<Mutex<Vec<(String, String)>>>;
+
 impl RecordReader {
     /// How the records are laid out, in words (for `inspect`).
     pub fn describe(&self) -> String {
@@ -84,24 +87,31 @@ impl RecordReader {
         encoding: TextEncoding,
         read_size: usize,
         max_record: usize,
-    ) -> Result<Pieces> {
-        match self {
+    ) -> Result<(Pieces, Found)> {
+        let found = Found::default();
+        let pieces: Pieces = match self {
             RecordReader::Json(layout) => {
                 let text = open_text(source, encoding)?;
                 let mut s =
                     JsonSplitter::new(text, source.name(), layout.clone(), read_size, max_record);
-                Ok(Box::new(move || Ok(s.next_piece()?.map(Piece::Json))))
+                Box::new(move || Ok(s.next_piece()?.map(Piece::Json)))
             }
             // XML finds its own encoding; its reader only cuts whole records
             // out, the pool parses them.
             RecordReader::Xml(opts) => {
                 let raw = source.open().map_err(|e| Error::io(source.name(), e))?;
                 let mut records = XmlRecords::new(raw, source.name(), opts)?;
-                Ok(Box::new(move || {
-                    Ok(records.next_piece(BATCH_ROWS).map(Piece::Xml))
-                }))
+                let found = Arc::clone(&found);
+                Box::new(move || {
+                    let piece = records.next_piece(BATCH_ROWS);
+                    if piece.is_none() {
+                        *found.lock().unwrap_or_else(PoisonError::into_inner) = outside(&records);
+                    }
+                    Ok(piece.map(Piece::Xml))
+                })
             }
-        }
+        };
+        Ok((pieces, found))
     }
 
     /// The records of `piece`, borrowing from its text where they can.
@@ -132,6 +142,17 @@ impl RecordReader {
                 .map(|e| ("s3proc.xml_record_element".to_owned(), e.clone()))
                 .collect(),
         }
+    }
+}
+
+/// What an XML document holds outside its records, as metadata:
+/// `s3proc.xml_outside`, or `s3proc.xml_outside_dropped` (bytes) when it was
+/// too large to keep.
+fn outside(records: &XmlRecords) -> Vec<(String, String)> {
+    match (records.outside(), records.dropped()) {
+        (_, n @ 1..) => vec![("s3proc.xml_outside_dropped".into(), n.to_string())],
+        (Some(xml), _) => vec![("s3proc.xml_outside".into(), xml.to_owned())],
+        (None, _) => Vec::new(),
     }
 }
 
@@ -181,6 +202,7 @@ struct Pass {
     sink: Option<ParquetSink>,
     pipeline: Pipeline<Piece, Parsed>,
     rows: u64,
+    found: Found,
 }
 
 struct Parsed {
@@ -203,7 +225,7 @@ pub fn sample(
     opts: &ConvertOptions,
 ) -> Result<RecordPlan> {
     let read_size = opts.read_size.unwrap_or(DEFAULT_READ_SIZE).max(4096);
-    let mut pieces = reader.pieces(source, encoding, read_size, opts.csv.max_record_bytes)?;
+    let (mut pieces, _) = reader.pieces(source, encoding, read_size, opts.csv.max_record_bytes)?;
     let mut schema = Shape::root();
     let mut repeats: Vec<Repeats> = Vec::new();
     let (mut rows, mut bytes) = (0usize, 0usize);
@@ -286,7 +308,7 @@ impl RecordChunks {
     fn start_pass(&self, scanning: bool) -> Result<Pass> {
         let name = self.source.name();
         let read_size = self.opts.read_size.unwrap_or(DEFAULT_READ_SIZE).max(4096);
-        let pieces = self.plan.reader.pieces(
+        let (pieces, found) = self.plan.reader.pieces(
             self.source.as_ref(),
             self.plan.encoding,
             read_size,
@@ -311,6 +333,7 @@ impl RecordChunks {
             sink,
             pipeline: Pipeline::start(name, pieces)?,
             rows: 0,
+            found,
         })
     }
 
@@ -375,7 +398,7 @@ impl RecordChunks {
                 .sink
                 .ok_or_else(|| Error::internal(&name, "a converting pass without a sink"))?;
             let chunks = sink
-                .finish(self.metadata(pass.rows))
+                .finish(self.metadata(pass.rows, &pass.found))
                 .map_err(|e| Error::parquet(&name, e))?;
             self.pending = chunks.into_iter();
         }
@@ -427,11 +450,13 @@ impl RecordChunks {
             .map_err(|e| Error::parquet(&name, e))
     }
 
-    fn metadata(&self, rows: u64) -> Vec<(String, String)> {
+    fn metadata(&self, rows: u64, found: &Found) -> Vec<(String, String)> {
+        let mut own = self.plan.reader.metadata();
+        own.append(&mut found.lock().unwrap_or_else(PoisonError::into_inner));
         file_metadata(
             self.source.as_ref(),
             self.plan.detected.format.name(),
-            self.plan.reader.metadata(),
+            own,
             self.plan.encoding.name().to_owned(),
             rows,
         )

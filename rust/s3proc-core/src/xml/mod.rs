@@ -10,7 +10,8 @@
 //! repeated name wins. When nothing repeats, the root's only child is the one
 //! record if it has attributes or children (a one-row export), else the root
 //! itself is. Elements outside records that hold no record are skipped and
-//! counted ([`XmlRecords::skipped`]), as is text between records.
+//! counted ([`XmlRecords::skipped`]), as is text between records; what
+//! holds a value among them is kept ([`XmlRecords::outside`]).
 //!
 //! # How an element becomes a value
 //! - A record's fields are its attributes, as `@name`, then its children by
@@ -276,6 +277,8 @@ impl XmlRecords {
                 root_seen: false,
                 root_closed: false,
                 skipped: 0,
+                kept: Vec::new(),
+                dropped: 0,
             },
             layout,
             options: options.clone(),
@@ -294,6 +297,28 @@ impl XmlRecords {
     /// held no record, so far (complete once the iterator has ended).
     pub fn skipped(&self) -> u64 {
         self.scan.skipped
+    }
+
+    /// What lies outside the records and holds a value, as XML: the
+    /// document with its records taken out, and with them the elements
+    /// that hold nothing else, comments, processing instructions and blank
+    /// text (`<export><meta><tag>a</tag></meta></export>`). A value is text
+    /// (a reference, CDATA), an attribute, or an element with nothing in
+    /// it. `None` when nothing holds a value. Complete once the document
+    /// has ended; at most [`MAX_OUTSIDE_BYTES`]: past that, a document
+    /// whose record element was found is an error, and one whose record
+    /// element was named keeps nothing of it (see [`Self::dropped`]).
+    pub fn outside(&self) -> Option<&str> {
+        let kept =
+            (self.scan.dropped == 0 && !self.scan.kept.is_empty()).then_some(&self.scan.kept);
+        // Every piece was checked as UTF-8 when kept.
+        kept.and_then(|k| std::str::from_utf8(k).ok())
+    }
+
+    /// Bytes outside the records, holding values, not kept by
+    /// [`Self::outside`] because they were more than [`MAX_OUTSIDE_BYTES`].
+    pub fn dropped(&self) -> u64 {
+        self.scan.dropped
     }
 
     /// The next `rows` records' bytes (fewer at the end of the document);
@@ -407,7 +432,7 @@ impl XmlRecords {
                     if end - if in_record { record_start } else { start } > scan.max_record_bytes {
                         Err(scan.too_large(here.line()))
                     } else {
-                        scan.event(event, &here)
+                        scan.event(event, &here, &slice[start..end])
                     }
                 }
             };
@@ -501,6 +526,9 @@ impl Iterator for XmlRecords {
 /// Records per piece of the iterator.
 const BATCH: usize = 128;
 
+/// Most bytes of [`XmlRecords::outside`].
+pub const MAX_OUTSIDE_BYTES: usize = 1 << 20;
+
 /// How a pass ended.
 #[derive(PartialEq, Eq)]
 enum Pass {
@@ -569,6 +597,8 @@ struct Outside {
     had_record: bool,
     /// Children (and text runs) that held no record.
     pending: u64,
+    /// Its start tag is in [`Scan::kept`].
+    kept: bool,
 }
 
 /// Where the scan is in the document.
@@ -592,23 +622,30 @@ struct Scan {
     root_seen: bool,
     root_closed: bool,
     skipped: u64,
+    /// The document without its records, cut to what holds a value (see
+    /// [`XmlRecords::outside`]).
+    kept: Vec<u8>,
+    /// Bytes of it over [`MAX_OUTSIDE_BYTES`], not kept (when the record
+    /// element was named; found, it is an error).
+    dropped: u64,
 }
 
 impl Scan {
-    fn event(&mut self, event: Event<'_>, here: &Here<'_, '_>) -> Result<Step> {
+    /// Takes in one event, `raw` its bytes.
+    fn event(&mut self, event: Event<'_>, here: &Here<'_, '_>, raw: &[u8]) -> Result<Step> {
         match event {
-            Event::Start(e) => self.start(&e, here, false),
-            Event::Empty(e) => self.start(&e, here, true),
-            Event::End(e) => self.end(&e, here),
+            Event::Start(e) => self.start(&e, here, false, raw),
+            Event::Empty(e) => self.start(&e, here, true, raw),
+            Event::End(e) => self.end(&e, here, raw),
             // Inside records, text and references are the parser's.
             Event::Text(_) | Event::CData(_) | Event::GeneralRef(_) if self.open > 0 => {
                 Ok(Step::More)
             }
-            Event::Text(t) => self.outside_text(&t, here),
-            Event::CData(_) => self.outside_text(b"CDATA", here),
+            Event::Text(t) => self.outside_text(&t, here, raw),
+            Event::CData(_) => self.outside_text(b"CDATA", here, raw),
             Event::GeneralRef(r) => {
                 resolve(&r, here, &self.source_name)?;
-                self.outside_text(b"&", here)
+                self.outside_text(b"&", here, raw)
             }
             Event::DocType(_) if self.root_seen => {
                 Err(self.parse_error(here.line(), "a DOCTYPE inside the document"))
@@ -618,7 +655,13 @@ impl Scan {
         }
     }
 
-    fn start(&mut self, e: &BytesStart<'_>, here: &Here<'_, '_>, empty: bool) -> Result<Step> {
+    fn start(
+        &mut self,
+        e: &BytesStart<'_>,
+        here: &Here<'_, '_>,
+        empty: bool,
+        raw: &[u8],
+    ) -> Result<Step> {
         let depth = self.outside.len() + self.open;
         if depth >= self.max_depth {
             return Err(self.parse_error(
@@ -658,6 +701,11 @@ impl Scan {
             self.push_qname(e.name().into_inner());
             return Ok(Step::More);
         }
+        // An empty element is a value; so are attributes.
+        let value = empty || e.attributes().next().is_some();
+        if value {
+            self.keep(raw, here)?;
+        }
         if empty {
             match self.outside.last_mut() {
                 Some(parent) => parent.pending += 1,
@@ -670,9 +718,44 @@ impl Scan {
                 on_path,
                 had_record: false,
                 pending: 0,
+                kept: value,
             });
         }
         Ok(Step::More)
+    }
+
+    /// Adds `raw` (markup or text outside records that holds a value) to
+    /// [`Scan::kept`], after the start tags of the elements it is in that
+    /// are not yet there.
+    fn keep(&mut self, raw: &[u8], here: &Here<'_, '_>) -> Result<()> {
+        let raw = here.str(raw, &self.source_name)?.as_bytes();
+        let mut kept = mem::take(&mut self.kept);
+        let mut add = |bytes: &[&[u8]]| {
+            let len: usize = bytes.iter().map(|b| b.len()).sum();
+            if self.dropped == 0 && kept.len() + len <= MAX_OUTSIDE_BYTES {
+                bytes.iter().for_each(|b| kept.extend_from_slice(b));
+            } else {
+                self.dropped += (mem::take(&mut kept).len() + len) as u64;
+            }
+        };
+        for open in self.outside.iter_mut().filter(|o| !o.kept) {
+            open.kept = true;
+            add(&[b"<", &open.qname, b">"]);
+        }
+        add(&[raw]);
+        self.kept = kept;
+        if self.dropped > 0 && matches!(self.target, Target::Path(_)) {
+            return Err(self.parse_error(
+                here.line(),
+                format!(
+                    "more than {} KiB outside the records would be lost (this and what comes \
+                     before); name the record element (record_element) to convert the records \
+                     without it",
+                    MAX_OUTSIDE_BYTES >> 10
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn push_qname(&mut self, qname: &[u8]) {
@@ -685,7 +768,7 @@ impl Scan {
         self.open += 1;
     }
 
-    fn end(&mut self, e: &BytesEnd<'_>, here: &Here<'_, '_>) -> Result<Step> {
+    fn end(&mut self, e: &BytesEnd<'_>, here: &Here<'_, '_>, raw: &[u8]) -> Result<Step> {
         let open = match self.open {
             0 => self.outside.last().map(|o| o.qname.as_slice()),
             n => Some(self.qnames[n - 1].as_slice()),
@@ -712,7 +795,16 @@ impl Scan {
             self.open = 0;
             return Ok(self.record_end());
         }
+        // An element with nothing in it is a value, as if empty: its start
+        // tag is kept.
+        let last = self.outside.last();
+        if last.is_some_and(|o| !o.had_record && o.pending == 0 && !o.kept) {
+            self.keep(b"", here)?;
+        }
         if let Some(closed) = self.outside.pop() {
+            if closed.kept {
+                self.keep(raw, here)?;
+            }
             match self.outside.last_mut() {
                 Some(parent) if closed.had_record => {
                     parent.had_record = true;
@@ -742,13 +834,14 @@ impl Scan {
     }
 
     /// Text, CDATA or a reference outside records.
-    fn outside_text(&mut self, text: &[u8], here: &Here<'_, '_>) -> Result<Step> {
+    fn outside_text(&mut self, text: &[u8], here: &Here<'_, '_>, raw: &[u8]) -> Result<Step> {
         let Some(first) = text.iter().position(|b| !is_blank(&[*b])) else {
             return Ok(Step::More);
         };
         match self.outside.last_mut() {
             Some(parent) => {
                 parent.pending += 1;
+                self.keep(raw, here)?;
                 Ok(Step::More)
             }
             None => Err(self.parse_error(

@@ -891,3 +891,74 @@ fn throughput() {
         );
     }
 }
+
+// ------------------------------------------------------------ outside records
+
+/// `xml`'s records counted, and what it holds outside them.
+fn outside_of(xml: &str, options: &XmlOptions) -> Result<(usize, Option<String>, u64)> {
+    let mut records = open(xml.as_bytes(), options)?;
+    let n = records.by_ref().collect::<Result<Vec<_>>>()?.len();
+    Ok((n, records.outside().map(str::to_owned), records.dropped()))
+}
+
+#[test]
+fn what_lies_outside_records_and_holds_a_value_is_kept_as_xml() {
+    let auto = XmlOptions::default();
+    let keep = |xml: &str| outside_of(xml, &auto).expect("reads");
+    // Wrappers, blank text and comments hold nothing.
+    assert_eq!(
+        keep("<rs>\n <r>1</r>\n <!-- c --><r>2</r>\n</rs>"),
+        (2, None, 0)
+    );
+    let named = XmlOptions {
+        record_element: Some("r".into()),
+        ..XmlOptions::default()
+    };
+    let groups = "<d><p><r>1</r><r>2</r></p><p><r>3</r><r>4</r></p></d>";
+    assert_eq!(outside_of(groups, &named).expect("reads"), (4, None, 0));
+    // Three tags outnumber two rows: the rows are kept, whole.
+    let (n, kept, _) = keep(
+        "<export v=\"2\"><meta>\n  <tag>a</tag><tag>b</tag><tag>c</tag></meta>\
+         <rows><row><id>1</id><v>x &amp; y</v></row><row><id>2</id><v/></row></rows></export>",
+    );
+    assert_eq!(n, 3);
+    assert_eq!(
+        kept.as_deref(),
+        Some(
+            "<export v=\"2\"><rows><row><id>1</id><v>x &amp; y</v></row>\
+             <row><id>2</id><v/></row></rows></export>"
+        )
+    );
+    // An element with nothing in it is a value; so is text, an attribute,
+    // CDATA; a second parent of the record name is outside the path.
+    let (n, kept, _) = keep(
+        "<r><x><i>1</i><i>2</i></x><n></n><y><i>3</i><i a='1'/></y><c><![CDATA[<z>]]></c>t</r>",
+    );
+    assert_eq!(n, 2);
+    assert_eq!(
+        kept.as_deref(),
+        Some("<r><n></n><y><i>3</i><i a='1'/></y><c><![CDATA[<z>]]></c>t</r>")
+    );
+}
+
+#[test]
+fn more_than_a_mib_outside_records_is_an_error_unless_the_record_element_is_named() {
+    let big = "0123456789abcdef ".repeat(65_000);
+    let xml = format!("<d><big>{big}</big><rows><r>1</r><r>2</r></rows></d>");
+    let e = outside_of(&xml, &XmlOptions::default()).expect_err("too much to keep");
+    assert!(
+        e.to_string()
+            .contains("1024 KiB outside the records would be lost"),
+        "{e}"
+    );
+    let named = XmlOptions {
+        record_element: Some("r".into()),
+        ..XmlOptions::default()
+    };
+    let (n, kept, dropped) = outside_of(&xml, &named).expect("named: the rest is dropped");
+    assert_eq!((n, kept), (2, None));
+    assert_eq!(
+        dropped,
+        big.len() as u64 + "<d><big></big></d>".len() as u64
+    );
+}
