@@ -280,3 +280,21 @@ def test_a_number_no_float_holds_as_written_makes_the_column_text(fmt: str) -> N
     table = convert_table(data.encode(), format=fmt)
     assert table.column("x").type == pa.string()
     assert table.column("x").to_pylist() == values
+
+
+@pytest.mark.parametrize(
+    ("data", "name"),
+    [
+        (b'{"\\u0001":1}\n{"\x01":2}\n', "x.ndjson"),
+        (b'[{"a\\u0009b":1},{"a\tb":2}]', "x.json"),
+        (b'[{"c":[{"k\\u0000":1},{"k\x00":2}]}]', "x.json"),
+        (b'[{"a\\nb":1},{"a\nb":2}]', "x.json"),
+    ],
+)
+def test_a_raw_control_character_in_a_key_is_an_error_even_after_the_key_escaped(
+    data: bytes, name: str
+) -> None:
+    with pytest.raises(ValueError):  # as for Python's reader
+        [json.loads(line) for line in (data.splitlines() if name.endswith(".ndjson") else [data])]
+    with pytest.raises(s3proc.ParseError, match="control character"):
+        convert_table(data, name=name)

@@ -254,7 +254,10 @@ impl<'a> Parser<'a> {
             return Ok((Key::clone(key), true));
         }
         let key = Key::from(text);
-        if self.keys.len() >= MAX_INTERNED {
+        // Keys are matched by their raw bytes, which must then be what they
+        // decode to: not a key with a control character, which raw would be
+        // an error.
+        if self.keys.len() >= MAX_INTERNED || key.bytes().any(|c| c < 0x20) {
             return Ok((key, false));
         }
         self.keys.insert(key.as_bytes().into(), Key::clone(&key));
@@ -679,6 +682,13 @@ mod tests {
             kv[MAX_INTERNED + 1],
             ("y".into(), Value::Number("4".into()))
         );
+    }
+
+    #[test]
+    fn a_raw_control_character_in_a_key_is_an_error_after_the_key_escaped() {
+        assert!(one("[{\"a\\u0001\":1},{\"a\\u0001\":2}]").is_ok());
+        assert!(one("[{\"a\\u0001\":1},{\"a\u{1}\":2}]").is_err());
+        assert!(one("[{\"a\\nb\":1},{\"a\nb\":2}]").is_err());
     }
 
     #[test]
