@@ -93,6 +93,22 @@ def test_more_than_a_mib_outside_records_is_an_error_unless_the_record_element_i
     )
 
 
+@pytest.mark.parametrize(
+    "doc",
+    [
+        b"<r><i>\x01</i><i>x</i></r>",  # a control character in text
+        b"<r><i>1</i>\x00<i>2</i></r>",  # a NUL byte between records
+        b"<r><i>&#x1;</i><i>2</i></r>",  # a reference to a character XML does not allow
+        b' <?xml version="1.0"?><r><i>1</i><i>2</i></r>',  # the declaration not at the start
+    ],
+)
+def test_what_xml_does_not_allow_is_a_parse_error_as_for_an_independent_reader(doc: bytes) -> None:
+    with pytest.raises(ET.ParseError):
+        ET.fromstring(doc)
+    with pytest.raises(s3proc.ParseError, match=r"line 1: .*(control character|not at the very start)"):
+        convert_table(doc, name="x.xml")
+
+
 def test_malformed_xml_names_the_line() -> None:
     with pytest.raises(s3proc.ParseError, match="line 3"):
         convert_table(b"<r>\n<a>1</a>\n<a>2</b>\n</r>\n", format="xml")

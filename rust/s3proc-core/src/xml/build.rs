@@ -10,10 +10,11 @@ use std::mem;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::{Reader, XmlVersion};
 
-use super::tree::{Frame, Names};
+use super::tree::{first_control, Frame, Names};
 use super::window::Lines;
 use super::{
-    configure, resolve, utf8_prefix, xml_error, Here, Resolved, Span, XmlOptions, XmlPiece,
+    configure, control_error, resolve, utf8_prefix, xml_error, Here, Resolved, Span, XmlOptions,
+    XmlPiece,
 };
 use crate::error::{Error, Result};
 use crate::value::{Key, Record, Value};
@@ -62,7 +63,18 @@ pub(super) fn parse_into<'p>(
         cost: 0,
         fields_hint: 0,
     };
+    // XML allows no control character other than tab and line ends, not
+    // even as a reference; one in a record is an error of that record.
+    let control = first_control(&piece.data);
+    let check = |span: &Span| match control {
+        Some(at) if (span.start..span.end).contains(&at) => {
+            let line = Lines::new(span.start, span.line).at(&piece.data, at);
+            Err(control_error(source_name, line, piece.data[at]))
+        }
+        _ => Ok(()),
+    };
     for span in &piece.records {
+        check(span)?;
         match builder.record(span)? {
             Some(fields) => out.push(Record {
                 fields,
@@ -77,6 +89,7 @@ pub(super) fn parse_into<'p>(
         }
     }
     if let Some(span) = &piece.partial {
+        check(span)?;
         builder.record(span)?;
     }
     let error = match piece.error.lock() {

@@ -73,7 +73,7 @@ use crate::error::{Error, Result};
 use crate::value::Record;
 use detect::{detect, Target};
 use input::Input;
-use tree::is_blank;
+use tree::{first_control, is_blank};
 use window::{Lines, Window};
 
 pub use build::parse_piece;
@@ -276,6 +276,7 @@ impl XmlRecords {
                 record_line: 0,
                 root_seen: false,
                 root_closed: false,
+                seen: false,
                 skipped: 0,
                 kept: Vec::new(),
                 dropped: 0,
@@ -621,6 +622,8 @@ struct Scan {
     record_line: u64,
     root_seen: bool,
     root_closed: bool,
+    /// An event was read.
+    seen: bool,
     skipped: u64,
     /// The document without its records, cut to what holds a value (see
     /// [`XmlRecords::outside`]).
@@ -633,6 +636,7 @@ struct Scan {
 impl Scan {
     /// Takes in one event, `raw` its bytes.
     fn event(&mut self, event: Event<'_>, here: &Here<'_, '_>, raw: &[u8]) -> Result<Step> {
+        let first = !mem::replace(&mut self.seen, true);
         match event {
             Event::Start(e) => self.start(&e, here, false, raw),
             Event::Empty(e) => self.start(&e, here, true, raw),
@@ -647,6 +651,10 @@ impl Scan {
                 resolve(&r, here, &self.source_name)?;
                 self.outside_text(b"&", here, raw)
             }
+            Event::Decl(_) if !(first && here.start == 0) => Err(self.parse_error(
+                here.line(),
+                "an XML declaration that is not at the very start of the document",
+            )),
             Event::DocType(_) if self.root_seen => {
                 Err(self.parse_error(here.line(), "a DOCTYPE inside the document"))
             }
@@ -838,6 +846,10 @@ impl Scan {
         let Some(first) = text.iter().position(|b| !is_blank(&[*b])) else {
             return Ok(Step::More);
         };
+        if let Some(at) = first_control(raw) {
+            let line = here.lines.at(here.buf, here.start + at);
+            return Err(control_error(&self.source_name, line, raw[at]));
+        }
         match self.outside.last_mut() {
             Some(parent) => {
                 parent.pending += 1;
@@ -1028,6 +1040,20 @@ fn resolve(r: &BytesRef<'_>, here: &Here<'_, '_>, source_name: &str) -> Result<R
         .resolve_char_ref()
         .map_err(|e| xml_error(source_name, here.line(), e))?
     {
+        // Neither a control character nor U+FFFE, U+FFFF is an XML Char.
+        if let Some(b) = u8::try_from(c)
+            .ok()
+            .filter(|&b| first_control(&[b]).is_some())
+        {
+            return Err(control_error(source_name, here.line(), b));
+        }
+        if matches!(c, '\u{fffe}' | '\u{ffff}') {
+            let why = format!(
+                "a reference to U+{:04X}, which XML does not allow",
+                u32::from(c)
+            );
+            return Err(Error::parse(source_name, here.line(), why));
+        }
         return Ok(Resolved::Char(c));
     }
     let name = r
@@ -1061,6 +1087,15 @@ fn configure<R>(reader: &mut Reader<R>) {
     config.allow_dangling_amp = false;
     config.expand_empty_elements = false;
     config.trim_text(false);
+}
+
+/// The error for a control character XML does not allow.
+fn control_error(source_name: &str, line: u64, c: u8) -> Error {
+    Error::parse(
+        source_name,
+        line,
+        format!("control character U+{c:04X}, which XML does not allow"),
+    )
 }
 
 fn undefined_entity(name: &str) -> String {

@@ -962,3 +962,64 @@ fn more_than_a_mib_outside_records_is_an_error_unless_the_record_element_is_name
         big.len() as u64 + "<d><big></big></d>".len() as u64
     );
 }
+
+#[test]
+fn control_characters_and_a_late_declaration_are_errors() {
+    for (xml, line, why) in [
+        ("<r><i>\u{1}</i><i>x</i></r>", 1, "control character U+0001"),
+        (
+            "<r>\n<i>1</i>\u{0}<i>2</i></r>",
+            2,
+            "control character U+0000",
+        ),
+        (
+            "<r><i>1</i>\n<i a='\u{1f}'>2</i></r>",
+            2,
+            "control character U+001F",
+        ),
+        ("<r><i>&#x1;</i><i>2</i></r>", 1, "control character U+0001"),
+        (
+            "<r><i>&#xFFFE;</i><i>2</i></r>",
+            1,
+            "U+FFFE, which XML does not allow",
+        ),
+        (
+            " <?xml version=\"1.0\"?><r><i>1</i><i>2</i></r>",
+            1,
+            "not at the very start",
+        ),
+        (
+            "<!-- c --><?xml version=\"1.0\"?><r><i>1</i><i>2</i></r>",
+            1,
+            "not at the very start",
+        ),
+    ] {
+        let (got, reason) = error(xml);
+        assert_eq!(got, line, "{xml:?}: {reason}");
+        assert!(reason.contains(why), "{xml:?}: {reason}");
+    }
+    // Tab, line ends and their references are text.
+    let got = read("<?xml version=\"1.0\"?><r><i>a\t&#9;&#xA;\r\nb</i><i>2</i></r>");
+    assert_eq!(got[0].fields, fields(&[("#text", u("a\t\t\n\nb"))]));
+}
+
+#[test]
+fn first_control_finds_what_a_byte_at_a_time_scan_finds() {
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    for len in 0..200 {
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                // Mostly text and allowed controls, sometimes one that is not.
+                [b'a', b'\t', b'\n', b'\r', 0xe9, 0x80, 0x20][(state % 7) as usize]
+                    .wrapping_sub(u8::from(state.is_multiple_of(97)))
+            })
+            .collect();
+        let naive = bytes
+            .iter()
+            .position(|&c| c < 0x20 && !matches!(c, b'\t' | b'\n' | b'\r'));
+        assert_eq!(tree::first_control(&bytes), naive, "{bytes:?}");
+    }
+}

@@ -224,6 +224,23 @@ impl<'p> Frame<'p> {
     }
 }
 
+/// The first control character XML does not allow (below U+0020, other
+/// than tab, line feed and carriage return) in `bytes`, eight bytes at a
+/// time: the flags are exact, as a byte never carries into the next.
+pub(super) fn first_control(bytes: &[u8]) -> Option<usize> {
+    const LOW: u64 = u64::from_ne_bytes([0x7f; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let zero = |x: u64| !(((x & LOW) + LOW) | x) & HIGH;
+    let byte = |b: u8| u64::from_ne_bytes([b; 8]);
+    let bad = |w: u64| {
+        let allowed = zero(w ^ byte(b'\t')) | zero(w ^ byte(b'\n')) | zero(w ^ byte(b'\r'));
+        zero(w & byte(0xe0)) & !allowed
+    };
+    let is_bad = |c: u8| c < 0x20 && !matches!(c, b'\t' | b'\n' | b'\r');
+    let at = crate::swar::find(bytes, 0, bad, is_bad);
+    (at < bytes.len()).then_some(at)
+}
+
 /// Whether `bytes` is only XML whitespace.
 pub(super) fn is_blank(bytes: &[u8]) -> bool {
     bytes
