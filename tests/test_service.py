@@ -142,6 +142,32 @@ def test_bad_inputs_go_to_the_error_folder_and_the_service_goes_on(moto: S3Serve
     assert {f["path"] for f in report["failures"]} == set(failed)
 
 
+def test_files_deleted_after_upload_are_forgotten_and_found_unchanged_if_they_come_back(
+    moto: S3Server, watch: Path
+) -> None:
+    # A service that deletes what it uploaded kept a row per file for ever.
+    bucket = moto.new_bucket()
+    (watch / "t.csv").write_text("id,name\n1,a\n2,b\n")
+    (watch / "raw.txt").write_text("version 1\n")
+    args = ("--after-upload", "delete", "--forget-after", "0.001")
+    assert run_once(moto, bucket, watch, *args).returncode == 0
+    first = objects(moto.client(), bucket)
+    assert sorted(first) == ["raw.txt", "t.parquet"] and not (watch / "raw.txt").exists()
+    time.sleep(0.05)
+
+    again = run_once(moto, bucket, watch, *args)
+    assert again.returncode == 0, again.stderr
+    assert len(again.lines("forgot 2 uploaded file(s) gone from the watch dir")) == 1
+    assert state_rows(watch, "SELECT path FROM files") == []
+    assert sorted(k for (k,) in state_rows(watch, "SELECT key FROM objects")) == sorted(first)
+
+    (watch / "raw.txt").write_text("version 1\n")
+    back = run_once(moto, bucket, watch, *args)
+    assert back.returncode == 0, back.stderr
+    assert [r["path"] for r in back.lines("unchanged content: already uploaded")] == ["raw.txt"]
+    assert objects(moto.client(), bucket) == first, "nothing written again"
+
+
 def test_rerun_uploads_nothing_and_changed_files_are_replaced(moto: S3Server, watch: Path) -> None:
     bucket = moto.new_bucket()
     (watch / "t.csv").write_text("id,name\n1,a\n2,b\n")

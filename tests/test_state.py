@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -346,6 +347,32 @@ def test_forget_pending_removes_only_never_uploaded_pending_files(state: SqliteS
     assert state.get("new") is None
     for path in ("busy", "bad", "done", "changed"):
         assert state.get(path) is not None, path
+
+
+def test_uploaded_files_are_paged_in_path_order_and_forgotten_only_while_uploaded_and_old(
+    state: SqliteState,
+) -> None:
+    for path in ("d", "b", "a", "c", "e"):
+        _uploaded(state, path)
+    state.observe([("p", 1, S)], T0)  # pending
+    state.observe([("x", 1, S)], T0)
+    state.claim("x", 1, S)
+    state.fail("x", "bad")
+    state.record_skipped("b", [("link", "a symlink")])
+    state.claim_key("b", "", "k/b", "k/b~2")
+    state.object_done("k/b", "s1", "etag", 10, None)
+    later, earlier = time.time() + 60, time.time() - 60
+    assert state.uploaded_before(earlier, "", 10) == [], "uploaded since"
+    assert state.uploaded_before(later, "", 2) == ["a", "b"]
+    assert state.uploaded_before(later, "b", 2) == ["c", "d"]
+    assert state.uploaded_before(later, "d", 2) == ["e"]
+
+    state.observe([("c", 11, S)], T0)  # changed since it was listed: pending again
+    assert state.forget(["a", "c", "p", "x", "missing"], earlier) == 0, "too recent"
+    assert state.forget(["b", "c", "p", "x", "missing"], later) == 1
+    assert state.get("b") is None and state.skipped(10) == []
+    assert _owner(state, "k/b").sha256 == "s1", "what it put in S3 stays known"
+    assert [state.get(p) is not None for p in ("a", "c", "d", "e", "p", "x")] == [True] * 6
 
 
 def test_defer_pushes_a_pending_file_out_of_ready(state: SqliteState) -> None:

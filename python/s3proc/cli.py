@@ -17,7 +17,15 @@ from typing import Any, TypeVar
 import click
 
 from s3proc import _core, logs
-from s3proc.config import DEFAULT_CONCURRENCY, ConfigError, RunConfig, check_bucket, load_env, parse_size
+from s3proc.config import (
+    DEFAULT_CONCURRENCY,
+    FORGET_AFTER,
+    ConfigError,
+    RunConfig,
+    check_bucket,
+    load_env,
+    parse_size,
+)
 from s3proc.convert import convert as convert_to
 from s3proc.errors import S3procError
 from s3proc.state import FAILED, PROCESSING, State, StateError, open_state
@@ -423,6 +431,15 @@ def _config(opts: dict[str, Any], **more: Any) -> RunConfig:
     help="Seconds files in flight get to finish on SIGTERM.",
 )
 @option(
+    "--forget-after",
+    type=click.FloatRange(0),
+    default=FORGET_AFTER,
+    show_default=True,
+    help="Seconds after its upload that a file gone from the watch dir (deleted, moved) is "
+    "forgotten by the state, which would otherwise grow for ever; what it put in S3 stays known. "
+    "0: never.",
+)
+@option(
     "--state-sync",
     type=click.Choice(["full", "normal"]),
     default="full",
@@ -472,6 +489,7 @@ def run(**opts: Any) -> None:
                 "storage_class",
                 "key_template",
                 "grace",
+                "forget_after",
                 "state_sync",
             )
         }
@@ -510,6 +528,7 @@ def run(**opts: Any) -> None:
                 poll=cfg.poll,
                 grace=cfg.grace,
                 ignore=cfg.ignore,
+                forget_after=cfg.forget_after,
             )
             service = Service(settings, schedule, state, uploader, keys.scope)
             code = service.run(once=once)

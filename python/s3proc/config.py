@@ -59,6 +59,9 @@ def is_aws(endpoint_url: str | None) -> bool:
 DEFAULT_CONCURRENCY = max(4, os.cpu_count() or 1)
 
 
+FORGET_AFTER = 7 * 86400.0  # seconds after its upload that a file gone from the watch dir is forgotten
+
+
 @dataclass
 class RunConfig:
     """Everything ``s3proc run`` was told, after defaults."""
@@ -86,6 +89,7 @@ class RunConfig:
     storage_class: str | None = None
     key_template: str = "{prefix}{path}"
     grace: float = 30.0
+    forget_after: float = FORGET_AFTER
     state_sync: str = "full"
     convert: dict[str, Any] = field(default_factory=dict)
     access_key: str | None = None  # only for the embedded server; otherwise the AWS chain

@@ -31,6 +31,7 @@ from pathlib import Path
 from types import FrameType
 
 from s3proc import logs
+from s3proc.config import FORGET_AFTER
 from s3proc.pipeline import Outcome, Settings, process
 from s3proc.state import FileRow, State, StateError, StateUnavailable
 from s3proc.uploader import Uploader, describe
@@ -41,6 +42,7 @@ log = logging.getLogger("s3proc.service")
 TICK = 0.2
 M_ARENA_MAX = -8  # glibc's mallopt parameter
 STUCK_WAIT = 2.0  # seconds for abandoned workers to stop, past the grace period
+FORGET_PAGE = 10_000  # files looked at per rescan for being gone
 BACKLOG = 16  # files claimed ahead per worker slot: one /proc scan claims up to this many
 PAUSE_MIN, PAUSE_MAX = 5.0, 60.0  # seconds without new files while S3 is unavailable
 
@@ -55,6 +57,7 @@ class Schedule:
     poll: bool = False
     grace: float = 30.0
     ignore: tuple[str, ...] = ()
+    forget_after: float = FORGET_AFTER  # 0: never
 
 
 def limit_malloc_arenas() -> bool:
@@ -171,6 +174,20 @@ class Service:
         self.gave_up = False  # --once: S3 stayed unavailable through every pause
         self.stuck = 0  # files whose worker still waited for S3 past the grace period
         self.once = False
+        self._forget_from = ""  # where the next look for gone files starts, in path order
+
+    def _forget_gone(self) -> None:
+        """Forgets uploaded files gone from the watch dir for ``forget_after``, a page of
+        ``FORGET_PAGE`` rows at a time (one per rescan, going round the table), so that the
+        state of a service that deletes or moves what it uploaded stays bounded."""
+        if not self.sched.forget_after:
+            return
+        before = time.time() - self.sched.forget_after
+        page = self.state.uploaded_before(before, self._forget_from, FORGET_PAGE)
+        self._forget_from = page[-1] if len(page) == FORGET_PAGE else ""
+        gone = [p for p in page if not os.path.lexists(self.s.root / p)]
+        if gone and (n := self.state.forget(gone, before)):
+            log.info("forgot %d uploaded file(s) gone from the watch dir", n, extra={"stage": "forget"})
 
     def _own_dirs(self) -> list[Path]:
         dirs = [self.s.error_dir]
@@ -207,6 +224,7 @@ class Service:
         recover(self.state, self.uploader, self.prefix)
         found = rescan(self.s.root, self.flt, self.state)
         log.info("scanned %s: %d file(s)", self.s.root, found, extra={"stage": "detect"})
+        self._forget_gone()
         watcher = None
         if not once:
             watcher = Watcher(
@@ -243,6 +261,7 @@ class Service:
                         break
                     if time.monotonic() - last_scan >= self.sched.rescan_interval:
                         rescan(self.s.root, self.flt, self.state)
+                        self._forget_gone()
                         last_scan = time.monotonic()
                     self._wake.wait(TICK)
                     self._wake.clear()

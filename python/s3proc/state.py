@@ -2,13 +2,13 @@
 
 One small interface (``State``) with one backend today, SQLite in WAL mode. Every method is
 one transaction, committed (and, with ``synchronous=FULL``, on disk) before it returns, so
-the S3 call that depends on it comes after it is durable. Four changes that nothing in S3
+the S3 call that depends on it comes after it is durable. Five changes that nothing in S3
 depends on skip the disk flush (the next durable commit carries them, as the WAL is written
 in order): ``observe`` and ``claim_all`` (lost by a power cut, the file is simply seen and
 claimed again), ``object_done`` and ``finish`` (lost, the file is processed again, and each
 of its objects is found already in S3 by its conditional write: a 412, then a HEAD that
-shows this source and content). A PostgreSQL backend for several machines implements the
-same methods.
+shows this source and content), ``forget`` (lost, the rows are forgotten again). A
+PostgreSQL backend for several machines implements the same methods.
 
 A file's life: ``pending`` (seen; waiting until it is quiet) → ``processing`` (claimed by a
 worker) → ``uploaded`` | ``failed``. An object row is a key in S3 that a source (a file, or an
@@ -97,6 +97,8 @@ class State(Protocol):
     def drop_object(self, key: str) -> None: ...
     def uploads_in_flight(self) -> list[ObjectRow]: ...
     def record_skipped(self, path: str, skipped: Iterable[tuple[str, str]]) -> None: ...
+    def uploaded_before(self, before: float, after: str, limit: int) -> list[str]: ...
+    def forget(self, paths: Iterable[str], before: float) -> int: ...
     def skipped(self, limit: int) -> list[tuple[str, str, str]]: ...
     def counts(self) -> dict[str, int]: ...
     def recent(self, status: str, limit: int) -> list[FileRow]: ...
@@ -445,6 +447,34 @@ class SqliteState:
                 "INSERT OR REPLACE INTO skipped VALUES (?, ?, ?, ?)",
                 [(path, entry, reason, now) for entry, reason in skipped],
             )
+
+    def uploaded_before(self, before: float, after: str, limit: int) -> list[str]:
+        """Up to ``limit`` paths of uploaded files last changed before ``before``, in path order
+        from after ``after`` (a page: the next starts after the last path of this one)."""
+        rows = self._query(
+            "SELECT path FROM files WHERE path>? AND status=? AND updated_at<? ORDER BY path LIMIT ?",
+            after,
+            UPLOADED,
+            before,
+            limit,
+        )
+        return [str(p) for (p,) in rows]
+
+    def forget(self, paths: Iterable[str], before: float) -> int:
+        """Drops the rows of the files in ``paths`` (gone from the watch dir) that are still
+        uploaded and last changed before ``before``, with their archive's skipped entries; the
+        objects they put in S3 stay known (a file that comes back with that content is found
+        unchanged by its objects). Returns how many were dropped."""
+        dropped = 0
+        with self._tx(durable=False) as db:
+            for path in paths:
+                cur = db.execute(
+                    "DELETE FROM files WHERE path=? AND status=? AND updated_at<?", (path, UPLOADED, before)
+                )
+                if cur.rowcount:
+                    dropped += 1
+                    db.execute("DELETE FROM skipped WHERE path=?", (path,))
+        return dropped
 
     # ------------------------------------------------------------------ reports
     def skipped(self, limit: int) -> list[tuple[str, str, str]]:
