@@ -72,6 +72,22 @@ def test_every_value_outside_the_records_is_kept_in_the_metadata(doc: bytes) -> 
     assert not lost, (t.to_pylist(), metadata)
 
 
+@pytest.mark.parametrize(
+    ("inner", "text"),
+    [
+        (b"&lt; &gt;", "< >"),  # blank text between references
+        (b"<![CDATA[a]]> <![CDATA[b]]>", "a b"),
+        (b" &#233;\n", " \u00e9\n"),  # before the first value, before the end tag
+        (b"]]<r>3</r>>", "]]>"),  # a record taken out between `]]` and `>`
+        (b"]]<!-- c -->>", "]]>"),
+    ],
+)
+def test_text_outside_the_records_keeps_its_value_and_stays_well_formed(inner: bytes, text: str) -> None:
+    data = convert_bytes(b"<d><m>" + inner + b"</m><r>1</r><r>2</r></d>", name="x.xml", record_element="r")
+    outside = ET.fromstring(parquet_metadata(data)["s3proc.xml_outside"])
+    assert outside.find("m").text == text
+
+
 def test_a_document_of_records_only_has_no_outside_metadata() -> None:
     data = convert_bytes(
         b"<rows>\n  <row><a>1</a></row><!-- c -->\n  <row><a>2</a></row>\n</rows>", name="x.xml"
@@ -100,6 +116,11 @@ def test_more_than_a_mib_outside_records_is_an_error_unless_the_record_element_i
         b"<r><i>1</i>\x00<i>2</i></r>",  # a NUL byte between records
         b"<r><i>&#x1;</i><i>2</i></r>",  # a reference to a character XML does not allow
         b' <?xml version="1.0"?><r><i>1</i><i>2</i></r>',  # the declaration not at the start
+        b'<r><i a="&#1;">1</i><i>2</i></r>',  # a record's attribute
+        b'<d a="&#x1f;"><r>1</r><r>2</r></d>',  # an attribute outside records
+        b'<d><m k="x\x1fy"/><r>1</r><r>2</r></d>',
+        b"<d><m\x01/><r>1</r><r>2</r></d>",  # in a name
+        b"<d><!-- \x01 --><r>1</r><r>2</r></d>",  # in a comment
     ],
 )
 def test_what_xml_does_not_allow_is_a_parse_error_as_for_an_independent_reader(doc: bytes) -> None:

@@ -13,8 +13,8 @@ use quick_xml::{Reader, XmlVersion};
 use super::tree::{first_control, Frame, Names};
 use super::window::Lines;
 use super::{
-    configure, control_error, resolve, utf8_prefix, xml_error, Here, Resolved, Span, XmlOptions,
-    XmlPiece,
+    check_chars, configure, control_error, resolve, utf8_prefix, xml_error, Here, Resolved, Span,
+    XmlOptions, XmlPiece,
 };
 use crate::error::{Error, Result};
 use crate::value::{Key, Record, Value};
@@ -254,11 +254,12 @@ impl<'p> Builder<'p, '_> {
                 .any(|b| matches!(b, b'&' | b'\t' | b'\n' | b'\r'))
             {
                 // References to resolve, whitespace to normalise.
-                Cow::Owned(
-                    attr.normalized_value(XmlVersion::Implicit1_0)
-                        .map_err(|err| xml_error(self.source_name, here.line(), err))?
-                        .into_owned(),
-                )
+                let value = attr
+                    .normalized_value(XmlVersion::Implicit1_0)
+                    .map_err(|err| xml_error(self.source_name, here.line(), err))?
+                    .into_owned();
+                check_chars(&value, self.source_name, here.line())?;
+                Cow::Owned(value)
             } else {
                 raw
             };

@@ -67,7 +67,7 @@ use std::sync::{Arc, Mutex};
 use quick_xml::escape::{resolve_predefined_entity, EscapeError};
 use quick_xml::events::{BytesEnd, BytesRef, BytesStart, Event};
 use quick_xml::name::QName;
-use quick_xml::Reader;
+use quick_xml::{Reader, XmlVersion};
 
 use crate::error::{Error, Result};
 use crate::value::Record;
@@ -279,6 +279,7 @@ impl XmlRecords {
                 seen: false,
                 skipped: 0,
                 kept: Vec::new(),
+                blank: Vec::new(),
                 dropped: 0,
             },
             layout,
@@ -628,6 +629,8 @@ struct Scan {
     /// The document without its records, cut to what holds a value (see
     /// [`XmlRecords::outside`]).
     kept: Vec<u8>,
+    /// Blank text outside records not yet kept (see [`Scan::outside_text`]).
+    blank: Vec<u8>,
     /// Bytes of it over [`MAX_OUTSIDE_BYTES`], not kept (when the record
     /// element was named; found, it is an error).
     dropped: u64,
@@ -638,18 +641,23 @@ impl Scan {
     fn event(&mut self, event: Event<'_>, here: &Here<'_, '_>, raw: &[u8]) -> Result<Step> {
         let first = !mem::replace(&mut self.seen, true);
         match event {
-            Event::Start(e) => self.start(&e, here, false, raw),
-            Event::Empty(e) => self.start(&e, here, true, raw),
-            Event::End(e) => self.end(&e, here, raw),
+            // Blank text before a tag not kept is not kept either.
+            Event::Start(e) => self
+                .start(&e, here, false, raw)
+                .inspect(|_| self.blank.clear()),
+            Event::Empty(e) => self
+                .start(&e, here, true, raw)
+                .inspect(|_| self.blank.clear()),
+            Event::End(e) => self.end(&e, here, raw).inspect(|_| self.blank.clear()),
             // Inside records, text and references are the parser's.
             Event::Text(_) | Event::CData(_) | Event::GeneralRef(_) if self.open > 0 => {
                 Ok(Step::More)
             }
-            Event::Text(t) => self.outside_text(&t, here, raw),
-            Event::CData(_) => self.outside_text(b"CDATA", here, raw),
+            Event::Text(t) => self.outside_text(&t, here, raw, true),
+            Event::CData(_) => self.outside_text(b"CDATA", here, raw, false),
             Event::GeneralRef(r) => {
                 resolve(&r, here, &self.source_name)?;
-                self.outside_text(b"&", here, raw)
+                self.outside_text(b"&", here, raw, false)
             }
             Event::Decl(_) if !(first && here.start == 0) => Err(self.parse_error(
                 here.line(),
@@ -659,6 +667,14 @@ impl Scan {
                 Err(self.parse_error(here.line(), "a DOCTYPE inside the document"))
             }
             Event::Eof => self.eof(here),
+            Event::PI(_) | Event::Comment(_) if self.open == 0 => match first_control(raw) {
+                Some(at) => Err(control_error(
+                    &self.source_name,
+                    here.lines.at(here.buf, here.start + at),
+                    raw[at],
+                )),
+                None => Ok(Step::More),
+            },
             Event::Decl(_) | Event::PI(_) | Event::Comment(_) | Event::DocType(_) => Ok(Step::More),
         }
     }
@@ -709,10 +725,25 @@ impl Scan {
             self.push_qname(e.name().into_inner());
             return Ok(Step::More);
         }
-        // An empty element is a value; so are attributes.
-        let value = empty || e.attributes().next().is_some();
+        // Markup kept outside records is checked as records are. An empty
+        // element is a value; so are attributes.
+        if let Some(at) = first_control(raw) {
+            let line = here.lines.at(here.buf, here.start + at);
+            return Err(control_error(&self.source_name, line, raw[at]));
+        }
+        let mut value = empty;
+        for attr in e.attributes() {
+            let attr = attr.map_err(|err| self.parse_error(here.line(), format!("{err}")))?;
+            value = true;
+            if attr.value.contains(&b'&') {
+                let v = attr
+                    .normalized_value(XmlVersion::Implicit1_0)
+                    .map_err(|err| xml_error(&self.source_name, here.line(), err))?;
+                check_chars(&v, &self.source_name, here.line())?;
+            }
+        }
         if value {
-            self.keep(raw, here)?;
+            self.keep(raw, here, false)?;
         }
         if empty {
             match self.outside.last_mut() {
@@ -734,9 +765,24 @@ impl Scan {
 
     /// Adds `raw` (markup or text outside records that holds a value) to
     /// [`Scan::kept`], after the start tags of the elements it is in that
-    /// are not yet there.
-    fn keep(&mut self, raw: &[u8], here: &Here<'_, '_>) -> Result<()> {
+    /// are not yet there, and the blank text before it in its element.
+    /// The `>` of a text is escaped: taking records (or comments) out may
+    /// have put it right after `]]`.
+    fn keep(&mut self, raw: &[u8], here: &Here<'_, '_>, text: bool) -> Result<()> {
         let raw = here.str(raw, &self.source_name)?.as_bytes();
+        let escaped;
+        let raw = if text && raw.contains(&b'>') {
+            escaped = raw.iter().fold(Vec::new(), |mut out, &b| {
+                match b {
+                    b'>' => out.extend_from_slice(b"&gt;"),
+                    _ => out.push(b),
+                }
+                out
+            });
+            &escaped
+        } else {
+            raw
+        };
         let mut kept = mem::take(&mut self.kept);
         let mut add = |bytes: &[&[u8]]| {
             let len: usize = bytes.iter().map(|b| b.len()).sum();
@@ -746,11 +792,19 @@ impl Scan {
                 self.dropped += (mem::take(&mut kept).len() + len) as u64;
             }
         };
-        for open in self.outside.iter_mut().filter(|o| !o.kept) {
+        // The elements kept are the outermost ones: the first not kept is
+        // found from the innermost (most often kept already).
+        let from = self
+            .outside
+            .iter()
+            .rposition(|o| o.kept)
+            .map_or(0, |i| i + 1);
+        for open in &mut self.outside[from..] {
             open.kept = true;
             add(&[b"<", &open.qname, b">"]);
         }
-        add(&[raw]);
+        add(&[&self.blank, raw]);
+        self.blank.clear();
         self.kept = kept;
         if self.dropped > 0 && matches!(self.target, Target::Path(_)) {
             return Err(self.parse_error(
@@ -807,11 +861,11 @@ impl Scan {
         // tag is kept.
         let last = self.outside.last();
         if last.is_some_and(|o| !o.had_record && o.pending == 0 && !o.kept) {
-            self.keep(b"", here)?;
+            self.keep(b"", here, false)?;
         }
         if let Some(closed) = self.outside.pop() {
             if closed.kept {
-                self.keep(raw, here)?;
+                self.keep(raw, here, false)?;
             }
             match self.outside.last_mut() {
                 Some(parent) if closed.had_record => {
@@ -841,9 +895,26 @@ impl Scan {
         self.open = 0;
     }
 
-    /// Text, CDATA or a reference outside records.
-    fn outside_text(&mut self, text: &[u8], here: &Here<'_, '_>, raw: &[u8]) -> Result<Step> {
+    /// Text (`is_text`), CDATA or a reference outside records.
+    fn outside_text(
+        &mut self,
+        text: &[u8],
+        here: &Here<'_, '_>,
+        raw: &[u8],
+        is_text: bool,
+    ) -> Result<Step> {
         let Some(first) = text.iter().position(|b| !is_blank(&[*b])) else {
+            // Blank text is kept when a value or an end tag kept follows it
+            // in its element (`&lt; &gt;` is not `<>`), not before a tag
+            // (records, indentation). Past the most that is kept, it is
+            // kept, and so too much.
+            if !self.outside.is_empty() {
+                if self.blank.len() + raw.len() > MAX_OUTSIDE_BYTES {
+                    self.keep(raw, here, false)?;
+                } else {
+                    self.blank.extend_from_slice(raw);
+                }
+            }
             return Ok(Step::More);
         };
         if let Some(at) = first_control(raw) {
@@ -853,7 +924,7 @@ impl Scan {
         match self.outside.last_mut() {
             Some(parent) => {
                 parent.pending += 1;
-                self.keep(raw, here)?;
+                self.keep(raw, here, is_text)?;
                 Ok(Step::More)
             }
             None => Err(self.parse_error(
@@ -1041,19 +1112,7 @@ fn resolve(r: &BytesRef<'_>, here: &Here<'_, '_>, source_name: &str) -> Result<R
         .map_err(|e| xml_error(source_name, here.line(), e))?
     {
         // Neither a control character nor U+FFFE, U+FFFF is an XML Char.
-        if let Some(b) = u8::try_from(c)
-            .ok()
-            .filter(|&b| first_control(&[b]).is_some())
-        {
-            return Err(control_error(source_name, here.line(), b));
-        }
-        if matches!(c, '\u{fffe}' | '\u{ffff}') {
-            let why = format!(
-                "a reference to U+{:04X}, which XML does not allow",
-                u32::from(c)
-            );
-            return Err(Error::parse(source_name, here.line(), why));
-        }
+        check_chars(c.encode_utf8(&mut [0; 4]), source_name, here.line())?;
         return Ok(Resolved::Char(c));
     }
     let name = r
@@ -1087,6 +1146,22 @@ fn configure<R>(reader: &mut Reader<R>) {
     config.allow_dangling_amp = false;
     config.expand_empty_elements = false;
     config.trim_text(false);
+}
+
+/// An error for a character XML does not allow in `text` (resolved from
+/// references: a control character, U+FFFE, U+FFFF).
+fn check_chars(text: &str, source_name: &str, line: u64) -> Result<()> {
+    if let Some(at) = first_control(text.as_bytes()) {
+        return Err(control_error(source_name, line, text.as_bytes()[at]));
+    }
+    if let Some(c) = text.chars().find(|c| matches!(c, '\u{fffe}' | '\u{ffff}')) {
+        let why = format!(
+            "a reference to U+{:04X}, which XML does not allow",
+            u32::from(c)
+        );
+        return Err(Error::parse(source_name, line, why));
+    }
+    Ok(())
 }
 
 /// The error for a control character XML does not allow.
