@@ -142,6 +142,24 @@ def test_bad_inputs_go_to_the_error_folder_and_the_service_goes_on(moto: S3Serve
     assert {f["path"] for f in report["failures"]} == set(failed)
 
 
+def test_values_outside_the_xml_records_are_a_warning_in_the_log(moto: S3Server, watch: Path) -> None:
+    # Three <tag>s outnumber two <row>s: the tags become the records and the rows are kept in the
+    # file's metadata; the log says so, or nobody would look there.
+    bucket = moto.new_bucket()
+    (watch / "export.xml").write_bytes(
+        b"<export><meta><tag>a</tag><tag>b</tag><tag>c</tag></meta>"
+        b"<rows><row><id>1</id></row><row><id>2</id></row></rows></export>"
+    )
+    run = run_once(moto, bucket, watch)
+    assert run.returncode == 0, run.stderr
+    [warning] = [r for r in run.logs if r["level"] == "warning"]
+    assert warning["path"] == "export.xml" and warning["key"] == "export.parquet"
+    assert "outside the <tag> records kept in the metadata (s3proc.xml_outside)" in warning["msg"]
+    data = body(moto.client(), bucket, "export.parquet")
+    outside = pq.ParquetFile(io.BytesIO(data)).metadata.metadata[b"s3proc.xml_outside"]
+    assert outside == b"<export><rows><row><id>1</id></row><row><id>2</id></row></rows></export>"
+
+
 def test_files_deleted_after_upload_are_forgotten_and_found_unchanged_if_they_come_back(
     moto: S3Server, watch: Path
 ) -> None:

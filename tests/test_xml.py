@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from _util import convert_bytes, convert_table, parquet_metadata, read_parquet
+from _util import convert_bytes, convert_chunks, convert_table, parquet_metadata, read_parquet
 
 import s3proc
 
@@ -64,8 +64,12 @@ def test_every_value_outside_the_records_is_kept_in_the_metadata(doc: bytes) -> 
     def values(root: ET.Element) -> list[str]:
         return [v for e in root.iter() for v in [*e.attrib.values(), e.text] if v and v.strip()]
 
-    data = convert_bytes(doc, name="x.xml")
+    converted = convert_chunks(doc, name="x.xml")
+    data = converted.data
     t, metadata = read_parquet(data), parquet_metadata(data)
+    size = len(metadata["s3proc.xml_outside"].encode())
+    [warning] = converted.iterator.warnings
+    assert warning.startswith(f"{size} bytes of values outside the <") and "kept in the metadata" in warning
     outside = ET.fromstring(metadata["s3proc.xml_outside"])
     in_columns = {str(v) for c in t.columns for v in c.to_pylist() if v is not None}
     lost = [v for v in values(ET.fromstring(doc)) if v not in in_columns and v not in values(outside)]
@@ -89,10 +93,11 @@ def test_text_outside_the_records_keeps_its_value_and_stays_well_formed(inner: b
 
 
 def test_a_document_of_records_only_has_no_outside_metadata() -> None:
-    data = convert_bytes(
+    converted = convert_chunks(
         b"<rows>\n  <row><a>1</a></row><!-- c -->\n  <row><a>2</a></row>\n</rows>", name="x.xml"
     )
-    assert read_parquet(data).num_rows == 2
+    data = converted.data
+    assert read_parquet(data).num_rows == 2 and converted.iterator.warnings == []
     assert not [k for k in parquet_metadata(data) if k.startswith("s3proc.xml_outside")]
 
 

@@ -168,7 +168,14 @@ def _result(
             latest[:] = [_core.ParquetChunks(cast(IO[bytes], source()), **options)]
             return latest[0]
 
-        return make(entry, True, parquet, lambda: latest[0].rows if latest else None, detached=detached)
+        return make(
+            entry,
+            True,
+            parquet,
+            lambda: latest[0].rows if latest else None,
+            detached=detached,
+            warnings=lambda: latest[0].warnings if latest else [],
+        )
 
     def raw() -> Iterator[bytes]:
         whole = source()

@@ -75,6 +75,7 @@ class Result:
     open_chunks: Callable[[], Iterator[bytes]]
     rows: Callable[[], int | None] = lambda: None
     detached: bool = False  # its bytes are in memory: it can be shipped beside the next ones
+    warnings: Callable[[], list[str]] = list  # what the conversion found worth a warning
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,15 @@ def results(path: Path, rel: str, s: Settings, skipped: list[tuple[str, str]]) -
             latest[:] = [_core.ParquetChunks(path, **{**s.convert, "chunk_size": s.part_size, "name": rel})]
             return latest[0]
 
-        return [Result("", True, parquet, rows=lambda: latest[0].rows if latest else None)]
+        return [
+            Result(
+                "",
+                True,
+                parquet,
+                rows=lambda: latest[0].rows if latest else None,
+                warnings=lambda: latest[0].warnings if latest else [],
+            )
+        ]
 
     def raw() -> Iterator[bytes]:
         with open(path, "rb") as f:
@@ -354,6 +363,8 @@ def _ship(
             log.warning("integrity check failed, uploading again: %s", e, extra={"key": obj.key})
             if_match = None  # the bad object was removed
     rows = r.rows()
+    for warning in r.warnings():
+        log.warning(warning, extra={"key": obj.key})
     state.object_done(obj.key, hashing.result(), up.etag, up.size, rows)
     return up, rows
 

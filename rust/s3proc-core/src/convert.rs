@@ -210,6 +210,15 @@ impl ParquetChunks {
         }
     }
 
+    /// What the conversion found worth a warning (values outside XML
+    /// records), once the last chunk has been handed out.
+    pub fn warnings(&self) -> &[String] {
+        match &self.inner {
+            Driver::Csv(..) => &[],
+            Driver::Records(r) => r.warnings(),
+        }
+    }
+
     /// The next event, or `None` when the file is complete.
     ///
     /// # Errors

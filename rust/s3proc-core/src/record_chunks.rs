@@ -9,6 +9,7 @@
 //! ([`Event::Restart`]).
 
 use std::borrow::Cow;
+use std::mem;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arrow_array::ArrayRef;
@@ -66,8 +67,15 @@ impl Piece {
 /// The source of pieces of one pass.
 pub type Pieces = Box<dyn FnMut() -> Result<Option<Piece>> + Send>;
 
-/// Metadata a pass finds while reading (complete once its pieces ended).
-type Found = Arc<Mutex<Vec<(String, String)>>>;
+/// What a pass finds while reading (complete once its pieces ended).
+type Found = Arc<Mutex<Notes>>;
+
+/// Metadata for the file, and warnings for whoever ships it.
+#[derive(Default)]
+struct Notes {
+    metadata: Vec<(String, String)>,
+    warnings: Vec<String>,
+}
 
 impl RecordReader {
     /// How the records are laid out, in words (for `inspect`).
@@ -145,14 +153,27 @@ impl RecordReader {
     }
 }
 
-/// What an XML document holds outside its records, as metadata:
-/// `s3proc.xml_outside`, or `s3proc.xml_outside_dropped` (bytes) when it was
-/// too large to keep.
-fn outside(records: &XmlRecords) -> Vec<(String, String)> {
-    match (records.outside(), records.dropped()) {
-        (_, n @ 1..) => vec![("s3proc.xml_outside_dropped".into(), n.to_string())],
-        (Some(xml), _) => vec![("s3proc.xml_outside".into(), xml.to_owned())],
-        (None, _) => Vec::new(),
+/// What an XML document holds outside its records, as metadata
+/// (`s3proc.xml_outside`, or `s3proc.xml_outside_dropped`, in bytes, when it
+/// was too large to keep) and a warning: it may be what was meant as records.
+fn outside(records: &XmlRecords) -> Notes {
+    let element = &records.layout().record_element;
+    let (key, value, what) = match (records.outside(), records.dropped()) {
+        (_, n @ 1..) => ("s3proc.xml_outside_dropped", n.to_string(), "dropped"),
+        (Some(xml), _) => ("s3proc.xml_outside", xml.to_owned(), "kept in the metadata"),
+        (None, _) => return Notes::default(),
+    };
+    let size = if records.dropped() > 0 {
+        records.dropped()
+    } else {
+        value.len() as u64
+    };
+    Notes {
+        warnings: vec![format!(
+            "{size} bytes of values outside the <{element}> records {what} ({key}); \
+             if the records are other elements, name them (record_element)"
+        )],
+        metadata: vec![(key.into(), value)],
     }
 }
 
@@ -192,6 +213,7 @@ pub struct RecordChunks {
     emitted: bool,
     restarts: u32,
     rows: Option<u64>,
+    warnings: Vec<String>,
     pending: std::vec::IntoIter<Vec<u8>>,
 }
 
@@ -284,6 +306,7 @@ impl RecordChunks {
             emitted: false,
             restarts: 0,
             rows: None,
+            warnings: Vec::new(),
             pending: Vec::new().into_iter(),
         };
         this.pass = Some(this.start_pass(scan_first)?);
@@ -303,6 +326,12 @@ impl RecordChunks {
     /// Rows written, once the last chunk has been handed out.
     pub fn rows(&self) -> Option<u64> {
         self.rows
+    }
+
+    /// What the reading found worth a warning (values outside XML
+    /// records), once the last chunk has been handed out.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     fn start_pass(&self, scanning: bool) -> Result<Pass> {
@@ -450,9 +479,12 @@ impl RecordChunks {
             .map_err(|e| Error::parquet(&name, e))
     }
 
-    fn metadata(&self, rows: u64, found: &Found) -> Vec<(String, String)> {
+    fn metadata(&mut self, rows: u64, found: &Found) -> Vec<(String, String)> {
         let mut own = self.plan.reader.metadata();
-        own.append(&mut found.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut notes = found.lock().unwrap_or_else(PoisonError::into_inner);
+        own.append(&mut notes.metadata);
+        self.warnings = mem::take(&mut notes.warnings);
+        drop(notes);
         file_metadata(
             self.source.as_ref(),
             self.plan.detected.format.name(),

@@ -104,6 +104,13 @@ impl ParquetChunks {
     fn rows(&self, py: Python<'_>) -> PyResult<Option<u64>> {
         self.with(py, Core::rows)
     }
+
+    /// What the conversion found worth a warning (values outside XML
+    /// records), once iteration has finished.
+    #[getter]
+    fn warnings(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        self.with(py, |core| core.warnings().to_vec())
+    }
 }
 
 /// Detects a source's format, encoding, dialect or layout and column types without converting it.
