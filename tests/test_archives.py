@@ -544,7 +544,7 @@ def test_entries_convert_with_one_walk_and_a_late_drift_walks_again(
     monkeypatch.setattr(_core, "ArchiveReader", counting)
     got: dict[str, bytes] = {}
 
-    def make(name: str, tabular: bool, open_chunks: Any, rows: Any, detached: bool) -> None:
+    def make(name: str, tabular: bool, open_chunks: Any, rows: Any, detached: bool, **_: Any) -> None:
         assert detached == (name != "late.csv")
         got[name] = b"".join(open_chunks())
 

@@ -65,6 +65,8 @@ def test_late_cp1252_bytes_in_utf8_file_are_kept(tmp_path: Path) -> None:
     assert table.column("text")[-1].as_py() == "café €"
     assert "utf-8" in out.metadata["s3proc.encoding"]
     assert "windows-1252" in out.metadata["s3proc.encoding"]
+    # The service logs it: "café €" took 2 bytes that are not UTF-8.
+    assert out.iterator.warnings == ["2 bytes that are not utf-8 read as windows-1252 (s3proc.encoding)"]
 
 
 @pytest.mark.parametrize(

@@ -214,7 +214,7 @@ impl ParquetChunks {
     /// records), once the last chunk has been handed out.
     pub fn warnings(&self) -> &[String] {
         match &self.inner {
-            Driver::Csv(..) => &[],
+            Driver::Csv(_, c) => &c.warnings,
             Driver::Records(r) => r.warnings(),
         }
     }
@@ -251,6 +251,7 @@ pub struct CsvChunks {
     emitted: bool,
     restarts: u32,
     rows: Option<u64>,
+    warnings: Vec<String>,
     pending: std::vec::IntoIter<Vec<u8>>,
 }
 
@@ -313,6 +314,7 @@ impl CsvChunks {
             emitted: false,
             restarts: 0,
             rows: None,
+            warnings: Vec::new(),
             pending: Vec::new().into_iter(),
         };
         match whole {
@@ -335,7 +337,9 @@ impl CsvChunks {
                 .map_err(|e| Error::parquet(name, e))?;
         }
         let metadata = self.metadata(parsed.rows as u64, parsed.fallback_bytes);
-        let chunks = sink.finish(metadata).map_err(|e| Error::parquet(name, e))?;
+        let chunks = sink
+            .finish(metadata)
+            .map_err(|e| Error::parquet(self.source.name(), e))?;
         self.pending = chunks.into_iter();
         self.rows = Some(parsed.rows as u64);
         Ok(())
@@ -567,7 +571,14 @@ impl CsvChunks {
         Ok(None)
     }
 
-    fn metadata(&self, rows: u64, fallback: usize) -> Vec<(String, String)> {
+    /// The file's metadata; a warning when bytes were read as Windows-1252.
+    fn metadata(&mut self, rows: u64, fallback: usize) -> Vec<(String, String)> {
+        if fallback > 0 {
+            self.warnings = vec![format!(
+                "{fallback} bytes that are not {} read as windows-1252 (s3proc.encoding)",
+                self.plan.encoding.name()
+            )];
+        }
         let d = &self.plan.dialect;
         let encoding = if fallback > 0 {
             format!(
