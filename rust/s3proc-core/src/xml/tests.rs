@@ -686,6 +686,34 @@ fn malformed_xml_is_a_parse_error_with_the_line() {
         ("", 1, "no XML element"),
         ("  \n ", 2, "no XML element"),
         ("<!-- only a comment -->", 1, "no XML element"),
+        // Characters XML does not allow; a declaration that is not first.
+        ("<r><i>\u{1}</i><i>x</i></r>", 1, "control character U+0001"),
+        (
+            "<r>\n<i>1</i>\u{0}<i>2</i></r>",
+            2,
+            "control character U+0000",
+        ),
+        (
+            "<r><i>1</i>\n<i a='\u{1f}'>2</i></r>",
+            2,
+            "control character U+001F",
+        ),
+        ("<r><i>&#x1;</i><i>2</i></r>", 1, "control character U+0001"),
+        (
+            "<r><i>&#xFFFE;</i><i>2</i></r>",
+            1,
+            "U+FFFE, which XML does not allow",
+        ),
+        (
+            " <?xml version=\"1.0\"?><r><i>1</i><i>2</i></r>",
+            1,
+            "not at the very start",
+        ),
+        (
+            "<!-- c --><?xml version=\"1.0\"?><r><i>1</i><i>2</i></r>",
+            1,
+            "not at the very start",
+        ),
     ];
     for (xml, line, reason) in cases {
         let (got_line, got) = error(xml);
@@ -964,41 +992,7 @@ fn more_than_a_mib_outside_records_is_an_error_unless_the_record_element_is_name
 }
 
 #[test]
-fn control_characters_and_a_late_declaration_are_errors() {
-    for (xml, line, why) in [
-        ("<r><i>\u{1}</i><i>x</i></r>", 1, "control character U+0001"),
-        (
-            "<r>\n<i>1</i>\u{0}<i>2</i></r>",
-            2,
-            "control character U+0000",
-        ),
-        (
-            "<r><i>1</i>\n<i a='\u{1f}'>2</i></r>",
-            2,
-            "control character U+001F",
-        ),
-        ("<r><i>&#x1;</i><i>2</i></r>", 1, "control character U+0001"),
-        (
-            "<r><i>&#xFFFE;</i><i>2</i></r>",
-            1,
-            "U+FFFE, which XML does not allow",
-        ),
-        (
-            " <?xml version=\"1.0\"?><r><i>1</i><i>2</i></r>",
-            1,
-            "not at the very start",
-        ),
-        (
-            "<!-- c --><?xml version=\"1.0\"?><r><i>1</i><i>2</i></r>",
-            1,
-            "not at the very start",
-        ),
-    ] {
-        let (got, reason) = error(xml);
-        assert_eq!(got, line, "{xml:?}: {reason}");
-        assert!(reason.contains(why), "{xml:?}: {reason}");
-    }
-    // Tab, line ends and their references are text.
+fn tab_and_line_ends_are_text_also_as_references() {
     let got = read("<?xml version=\"1.0\"?><r><i>a\t&#9;&#xA;\r\nb</i><i>2</i></r>");
     assert_eq!(got[0].fields, fields(&[("#text", u("a\t\t\n\nb"))]));
 }
