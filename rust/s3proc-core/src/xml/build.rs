@@ -10,10 +10,10 @@ use std::mem;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::{Reader, XmlVersion};
 
-use super::tree::{first_control, Frame, Names};
+use super::tree::{first_forbidden, Frame, Names};
 use super::window::Lines;
 use super::{
-    check_chars, configure, control_error, resolve, utf8_prefix, xml_error, Here, Resolved, Span,
+    check_chars, configure, forbidden_error, resolve, utf8_prefix, xml_error, Here, Resolved, Span,
     XmlOptions, XmlPiece,
 };
 use crate::error::{Error, Result};
@@ -63,13 +63,14 @@ pub(super) fn parse_into<'p>(
         cost: 0,
         fields_hint: 0,
     };
-    // XML allows no control character other than tab and line ends, not
-    // even as a reference; one in a record is an error of that record.
-    let control = first_control(&piece.data);
-    let check = |span: &Span| match control {
-        Some(at) if (span.start..span.end).contains(&at) => {
+    // XML allows no control character other than tab and line ends, and
+    // neither U+FFFE nor U+FFFF, not even as references; one in a record is
+    // an error of that record.
+    let forbidden = first_forbidden(&piece.data);
+    let check = |span: &Span| match forbidden {
+        Some((at, c)) if (span.start..span.end).contains(&at) => {
             let line = Lines::new(span.start, span.line).at(&piece.data, at);
-            Err(control_error(source_name, line, piece.data[at]))
+            Err(forbidden_error(source_name, line, c))
         }
         _ => Ok(()),
     };

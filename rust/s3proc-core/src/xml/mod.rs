@@ -73,7 +73,7 @@ use crate::error::{Error, Result};
 use crate::value::Record;
 use detect::{detect, Target};
 use input::Input;
-use tree::{first_control, is_blank};
+use tree::{first_forbidden, is_blank};
 use window::{Lines, Window};
 
 pub use build::parse_piece;
@@ -667,11 +667,11 @@ impl Scan {
                 Err(self.parse_error(here.line(), "a DOCTYPE inside the document"))
             }
             Event::Eof => self.eof(here),
-            Event::PI(_) | Event::Comment(_) if self.open == 0 => match first_control(raw) {
-                Some(at) => Err(control_error(
+            Event::PI(_) | Event::Comment(_) if self.open == 0 => match first_forbidden(raw) {
+                Some((at, c)) => Err(forbidden_error(
                     &self.source_name,
                     here.lines.at(here.buf, here.start + at),
-                    raw[at],
+                    c,
                 )),
                 None => Ok(Step::More),
             },
@@ -727,9 +727,9 @@ impl Scan {
         }
         // Markup kept outside records is checked as records are. An empty
         // element is a value; so are attributes.
-        if let Some(at) = first_control(raw) {
+        if let Some((at, c)) = first_forbidden(raw) {
             let line = here.lines.at(here.buf, here.start + at);
-            return Err(control_error(&self.source_name, line, raw[at]));
+            return Err(forbidden_error(&self.source_name, line, c));
         }
         let mut value = empty;
         for attr in e.attributes() {
@@ -917,9 +917,9 @@ impl Scan {
             }
             return Ok(Step::More);
         };
-        if let Some(at) = first_control(raw) {
+        if let Some((at, c)) = first_forbidden(raw) {
             let line = here.lines.at(here.buf, here.start + at);
-            return Err(control_error(&self.source_name, line, raw[at]));
+            return Err(forbidden_error(&self.source_name, line, c));
         }
         match self.outside.last_mut() {
             Some(parent) => {
@@ -1149,28 +1149,24 @@ fn configure<R>(reader: &mut Reader<R>) {
 }
 
 /// An error for a character XML does not allow in `text` (resolved from
-/// references: a control character, U+FFFE, U+FFFF).
+/// references).
 fn check_chars(text: &str, source_name: &str, line: u64) -> Result<()> {
-    if let Some(at) = first_control(text.as_bytes()) {
-        return Err(control_error(source_name, line, text.as_bytes()[at]));
+    match first_forbidden(text.as_bytes()) {
+        Some((_, c)) => Err(forbidden_error(source_name, line, c)),
+        None => Ok(()),
     }
-    if let Some(c) = text.chars().find(|c| matches!(c, '\u{fffe}' | '\u{ffff}')) {
-        let why = format!(
-            "a reference to U+{:04X}, which XML does not allow",
-            u32::from(c)
-        );
-        return Err(Error::parse(source_name, line, why));
-    }
-    Ok(())
 }
 
-/// The error for a control character XML does not allow.
-fn control_error(source_name: &str, line: u64, c: u8) -> Error {
-    Error::parse(
-        source_name,
-        line,
-        format!("control character U+{c:04X}, which XML does not allow"),
-    )
+/// The error for a character XML does not allow (a control character,
+/// U+FFFE, U+FFFF).
+fn forbidden_error(source_name: &str, line: u64, c: char) -> Error {
+    let what = if c < ' ' {
+        "control character"
+    } else {
+        "character"
+    };
+    let why = format!("{what} U+{:04X}, which XML does not allow", u32::from(c));
+    Error::parse(source_name, line, why)
 }
 
 fn undefined_entity(name: &str) -> String {

@@ -699,6 +699,17 @@ fn malformed_xml_is_a_parse_error_with_the_line() {
             "control character U+001F",
         ),
         ("<r><i>&#x1;</i><i>2</i></r>", 1, "control character U+0001"),
+        ("<r><i>1</i><i>\u{fffe}</i></r>", 1, "character U+FFFE"),
+        (
+            "<r><m>\n\u{ffff}</m><i>1</i><i>2</i></r>",
+            2,
+            "character U+FFFF",
+        ),
+        (
+            "<r a='\u{fffe}'><i>1</i><i>2</i></r>",
+            1,
+            "character U+FFFE",
+        ),
         (
             "<r><i>&#xFFFE;</i><i>2</i></r>",
             1,

@@ -241,6 +241,21 @@ pub(super) fn first_control(bytes: &[u8]) -> Option<usize> {
     (at < bytes.len()).then_some(at)
 }
 
+/// The first character XML does not allow in `bytes` (UTF-8): a control
+/// character (see [`first_control`]) or U+FFFE, U+FFFF; and where it is.
+pub(super) fn first_forbidden(bytes: &[u8]) -> Option<(usize, char)> {
+    let control = first_control(bytes).map(|at| (at, char::from(bytes[at])));
+    let end = control.map_or(bytes.len(), |(at, _)| at);
+    let nonchar = memchr::memmem::find_iter(&bytes[..end], b"\xef\xbf").find_map(|at| match bytes
+        .get(at + 2)
+    {
+        Some(0xbe) => Some((at, '\u{fffe}')),
+        Some(0xbf) => Some((at, '\u{ffff}')),
+        _ => None,
+    });
+    nonchar.or(control)
+}
+
 /// Whether `bytes` is only XML whitespace.
 pub(super) fn is_blank(bytes: &[u8]) -> bool {
     bytes
