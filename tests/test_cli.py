@@ -91,6 +91,15 @@ def test_convert_writes_readable_file(s3proc_bin: Path, small_csv: Path, tmp_pat
     assert parquet_metadata(data)["s3proc.source"] == small_csv.name
 
 
+def test_convert_prints_the_warnings_of_the_conversion(s3proc_bin: Path, tmp_path: Path) -> None:
+    doc = tmp_path / "export.xml"
+    doc.write_bytes(b"<d><made>2024-01-01</made><r>1</r><r>2</r></d>")
+    proc = run(s3proc_bin, "convert", str(doc), str(tmp_path / "out.parquet"))
+    assert proc.returncode == 0, proc.stderr
+    last = proc.stderr.decode().splitlines()[-1]
+    assert last.startswith(f"{doc}: warning: ") and "outside the <r> records kept" in last, last
+
+
 def test_convert_to_stdout(s3proc_bin: Path, small_csv: Path, tmp_path: Path) -> None:
     proc = run(s3proc_bin, "convert", str(small_csv), "-")
     assert proc.returncode == 0, proc.stderr

@@ -249,6 +249,8 @@ def convert(input: str, output: str, **opts: Any) -> None:
         + (f" ({result.restarts} restarts)" if result.restarts else ""),
         err=True,
     )
+    for warning in result.warnings:
+        click.echo(f"{input}: warning: {warning}", err=True)
 
 
 def _interrupt(_signum: int, _frame: Any) -> None:

@@ -27,6 +27,7 @@ class ConvertResult:
     bytes: int
     restarts: int
     plan: dict[str, Any]
+    warnings: tuple[str, ...] = ()  # what the conversion found worth a warning
 
 
 def convert(source: str | os.PathLike[str] | IO[bytes], out: IO[bytes], **options: Any) -> ConvertResult:
@@ -44,7 +45,7 @@ def convert(source: str | os.PathLike[str] | IO[bytes], out: IO[bytes], **option
         **options: The converter's options (see ``ParquetChunks``).
 
     Returns:
-        The row count, bytes written, restarts and the detected plan.
+        The row count, bytes written, restarts, the detected plan and the warnings.
     """
     seekable = _is_regular_file(out)
     rereadable = isinstance(source, str | os.PathLike) or source.seekable()
@@ -66,4 +67,10 @@ def convert(source: str | os.PathLike[str] | IO[bytes], out: IO[bytes], **option
             out.truncate()
             written = 0
     out.flush()
-    return ConvertResult(rows=chunks.rows or 0, bytes=written, restarts=chunks.restarts, plan=chunks.plan)
+    return ConvertResult(
+        rows=chunks.rows or 0,
+        bytes=written,
+        restarts=chunks.restarts,
+        plan=chunks.plan,
+        warnings=tuple(chunks.warnings),
+    )
