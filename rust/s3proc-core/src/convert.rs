@@ -573,22 +573,14 @@ impl CsvChunks {
 
     /// The file's metadata; a warning when bytes were read as Windows-1252.
     fn metadata(&mut self, rows: u64, fallback: usize) -> Vec<(String, String)> {
+        let mut encoding = self.plan.encoding.name().to_owned();
         if fallback > 0 {
             self.warnings = vec![format!(
-                "{fallback} bytes that are not {} read as windows-1252 (s3proc.encoding)",
-                self.plan.encoding.name()
+                "{fallback} bytes that are not {encoding} read as windows-1252 (s3proc.encoding)"
             )];
+            encoding = format!("{encoding} (with {fallback} bytes read as windows-1252)");
         }
         let d = &self.plan.dialect;
-        let encoding = if fallback > 0 {
-            format!(
-                "{} (with {} bytes read as windows-1252)",
-                self.plan.encoding.name(),
-                fallback
-            )
-        } else {
-            self.plan.encoding.name().to_owned()
-        };
         let dialect = format!(
             "{{\"delimiter\":{},\"quote\":{},\"escape\":\"{}\",\"terminator\":{},\"header\":{},\"null_values\":{}}}",
             json_str(&(d.delimiter as char).to_string()),

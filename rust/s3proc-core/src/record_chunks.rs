@@ -158,15 +158,18 @@ impl RecordReader {
 /// was too large to keep) and a warning: it may be what was meant as records.
 fn outside(records: &XmlRecords) -> Notes {
     let element = &records.layout().record_element;
-    let (key, value, what) = match (records.outside(), records.dropped()) {
-        (_, n @ 1..) => ("s3proc.xml_outside_dropped", n.to_string(), "dropped"),
-        (Some(xml), _) => ("s3proc.xml_outside", xml.to_owned(), "kept in the metadata"),
+    let (key, value, what, size) = match (records.outside(), records.dropped()) {
+        (_, n @ 1..) => ("s3proc.xml_outside_dropped", n.to_string(), "dropped", n),
+        (Some(xml), _) => {
+            let size = xml.len() as u64;
+            (
+                "s3proc.xml_outside",
+                xml.to_owned(),
+                "kept in the metadata",
+                size,
+            )
+        }
         (None, _) => return Notes::default(),
-    };
-    let size = if records.dropped() > 0 {
-        records.dropped()
-    } else {
-        value.len() as u64
     };
     Notes {
         warnings: vec![format!(

@@ -8,13 +8,13 @@ use std::borrow::Cow;
 use std::mem;
 
 use quick_xml::events::{BytesStart, Event};
-use quick_xml::{Reader, XmlVersion};
+use quick_xml::Reader;
 
 use super::tree::{first_forbidden, Frame, Names};
 use super::window::Lines;
 use super::{
-    check_chars, configure, forbidden_error, resolve, utf8_prefix, xml_error, Here, Resolved, Span,
-    XmlOptions, XmlPiece,
+    configure, forbidden_error, normalized_value, resolve, utf8_prefix, xml_error, Here, Resolved,
+    Span, XmlOptions, XmlPiece,
 };
 use crate::error::{Error, Result};
 use crate::value::{Key, Record, Value};
@@ -255,12 +255,7 @@ impl<'p> Builder<'p, '_> {
                 .any(|b| matches!(b, b'&' | b'\t' | b'\n' | b'\r'))
             {
                 // References to resolve, whitespace to normalise.
-                let value = attr
-                    .normalized_value(XmlVersion::Implicit1_0)
-                    .map_err(|err| xml_error(self.source_name, here.line(), err))?
-                    .into_owned();
-                check_chars(&value, self.source_name, here.line())?;
-                Cow::Owned(value)
+                Cow::Owned(normalized_value(&attr, self.source_name, here.line())?)
             } else {
                 raw
             };

@@ -65,6 +65,7 @@ use std::mem;
 use std::sync::{Arc, Mutex};
 
 use quick_xml::escape::{resolve_predefined_entity, EscapeError};
+use quick_xml::events::attributes::Attribute;
 use quick_xml::events::{BytesEnd, BytesRef, BytesStart, Event};
 use quick_xml::name::QName;
 use quick_xml::{Reader, XmlVersion};
@@ -667,14 +668,9 @@ impl Scan {
                 Err(self.parse_error(here.line(), "a DOCTYPE inside the document"))
             }
             Event::Eof => self.eof(here),
-            Event::PI(_) | Event::Comment(_) if self.open == 0 => match first_forbidden(raw) {
-                Some((at, c)) => Err(forbidden_error(
-                    &self.source_name,
-                    here.lines.at(here.buf, here.start + at),
-                    c,
-                )),
-                None => Ok(Step::More),
-            },
+            Event::PI(_) | Event::Comment(_) if self.open == 0 => {
+                self.check(raw, here).map(|()| Step::More)
+            }
             Event::Decl(_) | Event::PI(_) | Event::Comment(_) | Event::DocType(_) => Ok(Step::More),
         }
     }
@@ -727,19 +723,13 @@ impl Scan {
         }
         // Markup kept outside records is checked as records are. An empty
         // element is a value; so are attributes.
-        if let Some((at, c)) = first_forbidden(raw) {
-            let line = here.lines.at(here.buf, here.start + at);
-            return Err(forbidden_error(&self.source_name, line, c));
-        }
+        self.check(raw, here)?;
         let mut value = empty;
         for attr in e.attributes() {
             let attr = attr.map_err(|err| self.parse_error(here.line(), format!("{err}")))?;
             value = true;
             if attr.value.contains(&b'&') {
-                let v = attr
-                    .normalized_value(XmlVersion::Implicit1_0)
-                    .map_err(|err| xml_error(&self.source_name, here.line(), err))?;
-                check_chars(&v, &self.source_name, here.line())?;
+                normalized_value(&attr, &self.source_name, here.line())?;
             }
         }
         if value {
@@ -818,6 +808,18 @@ impl Scan {
             ));
         }
         Ok(())
+    }
+
+    /// An error for a character XML does not allow in `raw` (the bytes of
+    /// an event outside records), at its line.
+    fn check(&self, raw: &[u8], here: &Here<'_, '_>) -> Result<()> {
+        match first_forbidden(raw) {
+            Some((at, c)) => {
+                let line = here.lines.at(here.buf, here.start + at);
+                Err(forbidden_error(&self.source_name, line, c))
+            }
+            None => Ok(()),
+        }
     }
 
     fn push_qname(&mut self, qname: &[u8]) {
@@ -917,10 +919,7 @@ impl Scan {
             }
             return Ok(Step::More);
         };
-        if let Some((at, c)) = first_forbidden(raw) {
-            let line = here.lines.at(here.buf, here.start + at);
-            return Err(forbidden_error(&self.source_name, line, c));
-        }
+        self.check(raw, here)?;
         match self.outside.last_mut() {
             Some(parent) => {
                 parent.pending += 1;
@@ -1146,6 +1145,17 @@ fn configure<R>(reader: &mut Reader<R>) {
     config.allow_dangling_amp = false;
     config.expand_empty_elements = false;
     config.trim_text(false);
+}
+
+/// An attribute's value with its references resolved and its whitespace
+/// normalised; an error for a character XML does not allow in it.
+fn normalized_value(attr: &Attribute<'_>, source_name: &str, line: u64) -> Result<String> {
+    let value = attr
+        .normalized_value(XmlVersion::Implicit1_0)
+        .map_err(|err| xml_error(source_name, line, err))?
+        .into_owned();
+    check_chars(&value, source_name, line)?;
+    Ok(value)
 }
 
 /// An error for a character XML does not allow in `text` (resolved from
