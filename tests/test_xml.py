@@ -3,6 +3,7 @@ is found or named, hostile documents end in bounded time with records or a Parse
 
 from __future__ import annotations
 
+import re
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -132,6 +133,26 @@ def test_what_xml_does_not_allow_is_a_parse_error_as_for_an_independent_reader(d
     with pytest.raises(ET.ParseError):
         ET.fromstring(doc)
     with pytest.raises(s3proc.ParseError, match=r"line 1: .*(control character|not at the very start)"):
+        convert_table(doc, name="x.xml")
+
+
+@pytest.mark.parametrize(
+    ("doc", "reason"),
+    [
+        (b"<r><i><1a>x</1a></i><i>2</i></r>", "element name `1a`"),
+        (b"<r><i 1a='x'>1</i><i>2</i></r>", "attribute name `1a`"),
+        (b"<d><-m>x</-m><r>1</r><r>2</r></d>", "element name `-m`"),
+        (b"<r><i a='x<y'>1</i><i>2</i></r>", "`<` in the value of attribute `a`"),
+        (b"<d v='<'><r>1</r><r>2</r></d>", "`<` in the value of attribute `v`"),
+        (b"<r><i a='1'b='2'>1</i><i>2</i></r>", "no whitespace before attribute `b`"),
+        (b"<r><i>x]]>y</i><i>2</i></r>", "`]]>` in text"),
+        (b"<d>x]]><r>1</r><r>2</r></d>", "`]]>` in text"),
+    ],
+)
+def test_names_attributes_and_text_xml_does_not_allow_are_parse_errors(doc: bytes, reason: str) -> None:
+    with pytest.raises(ET.ParseError):
+        ET.fromstring(doc)
+    with pytest.raises(s3proc.ParseError, match=f"line 1: {re.escape(reason)}"):
         convert_table(doc, name="x.xml")
 
 

@@ -10,7 +10,8 @@ use std::mem;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
 
-use super::tree::{first_forbidden, Frame, Names};
+use super::syntax::{attribute_error, cdata_end, first_forbidden, name_error, CDATA_END};
+use super::tree::{Frame, Names};
 use super::window::Lines;
 use super::{
     configure, forbidden_error, normalized_value, resolve, utf8_prefix, xml_error, Here, Resolved,
@@ -164,6 +165,9 @@ impl<'p> Builder<'p, '_> {
             Event::Empty(e) => self.start(&e, here, true),
             Event::End(_) => self.end(),
             Event::Text(t) if self.open > 0 => {
+                if let Some(at) = cdata_end(&t) {
+                    return Err(self.parse_error(here.line_at(at), CDATA_END));
+                }
                 let text = here.text(&t, self.source_name)?;
                 self.frames[self.open - 1].text.push(text);
                 Ok(None)
@@ -195,8 +199,12 @@ impl<'p> Builder<'p, '_> {
         empty: bool,
     ) -> Result<Option<Vec<(Key, Value<'p>)>>> {
         let name = here.text(e.local_name().into_inner(), self.source_name)?;
-        // The record element's name is no key; a child's is most often the
-        // one its parent's frame had at this place in the last record.
+        if let Some(prefix) = e.name().prefix() {
+            self.check_name(prefix.into_inner(), "element prefix", here)?;
+        }
+        // The record element's name is no key (the reader checked it); a
+        // child's is most often the one its parent's frame had at this place
+        // in the last record.
         let key = match self.open.checked_sub(1).map(|i| &mut self.frames[i]) {
             None => None,
             Some(parent) => {
@@ -212,7 +220,11 @@ impl<'p> Builder<'p, '_> {
                         Key::clone(&parent.seen[nth + i])
                     }
                     None => {
-                        let key = self.names.element(name);
+                        let source_name = self.source_name;
+                        let key = self
+                            .names
+                            .element(name)
+                            .map_err(|why| Error::parse(source_name, here.line(), why))?;
                         if parent.seen.len() < SEEN {
                             let at = nth.min(parent.seen.len());
                             parent.seen.insert(at, Key::clone(&key));
@@ -245,7 +257,14 @@ impl<'p> Builder<'p, '_> {
     fn attributes(&mut self, e: &BytesStart<'p>, here: &Here<'p, '_>) -> Result<()> {
         for attr in e.attributes() {
             let attr = attr.map_err(|err| self.parse_error(here.line(), format!("{err}")))?;
+            if let Some(prefix) = attr.key.prefix() {
+                self.check_name(prefix.into_inner(), "attribute prefix", here)?;
+            }
+            if let Some(why) = attribute_error(e, attr.key.into_inner(), &attr.value) {
+                return Err(self.parse_error(here.line(), why));
+            }
             if attr.key.as_namespace_binding().is_some() {
+                self.check_name(attr.key.local_name().into_inner(), "namespace prefix", here)?;
                 continue;
             }
             let name = here.text(attr.key.local_name().into_inner(), self.source_name)?;
@@ -259,7 +278,10 @@ impl<'p> Builder<'p, '_> {
             } else {
                 raw
             };
-            let key = self.names.attribute(&name);
+            let key = self
+                .names
+                .attribute(&name)
+                .map_err(|why| self.parse_error(here.line(), why))?;
             self.charge(key.len() + value.len())?;
             self.frames[self.open - 1]
                 .fields
@@ -306,6 +328,15 @@ impl<'p> Builder<'p, '_> {
             ));
         }
         Ok(())
+    }
+
+    /// An error unless `name` (a prefix, or a namespace binding's name) is
+    /// an XML name.
+    fn check_name(&self, name: &[u8], what: &str, here: &Here<'p, '_>) -> Result<()> {
+        match name_error(name, what) {
+            Some(why) => Err(self.parse_error(here.line(), why)),
+            None => Ok(()),
+        }
     }
 
     fn parse_error(&self, line: u64, reason: impl Into<String>) -> Error {

@@ -52,6 +52,7 @@
 mod build;
 mod detect;
 mod input;
+mod syntax;
 #[cfg(test)]
 mod tests;
 mod tree;
@@ -74,7 +75,8 @@ use crate::error::{Error, Result};
 use crate::value::Record;
 use detect::{detect, Target};
 use input::Input;
-use tree::{first_forbidden, is_blank};
+use syntax::{attribute_error, cdata_end, first_forbidden, name_error, CDATA_END};
+use tree::is_blank;
 use window::{Lines, Window};
 
 pub use build::parse_piece;
@@ -565,7 +567,12 @@ struct Here<'a, 'l> {
 
 impl<'a> Here<'a, '_> {
     fn line(&self) -> u64 {
-        self.lines.at(self.buf, self.start)
+        self.line_at(0)
+    }
+
+    /// The line of the byte `at` bytes after the start.
+    fn line_at(&self, at: usize) -> u64 {
+        self.lines.at(self.buf, self.start + at)
     }
 
     /// `bytes` (a part of `buf`) as the text it is, borrowed from `buf`
@@ -695,6 +702,12 @@ impl Scan {
             }
             return Ok(Step::More);
         }
+        // Inside records the builder checks characters and names; here the
+        // records' own and those of the markup outside them.
+        self.check(raw, here)?;
+        if let Some(why) = name_error(e.name().into_inner(), "element") {
+            return Err(self.parse_error(here.line(), why));
+        }
         let name = here.str(e.local_name().into_inner(), &self.source_name)?;
         if self.root_closed {
             return Err(self.parse_error(
@@ -721,12 +734,16 @@ impl Scan {
             self.push_qname(e.name().into_inner());
             return Ok(Step::More);
         }
-        // Markup kept outside records is checked as records are. An empty
-        // element is a value; so are attributes.
-        self.check(raw, here)?;
+        // An empty element is a value; so are attributes.
         let mut value = empty;
         for attr in e.attributes() {
             let attr = attr.map_err(|err| self.parse_error(here.line(), format!("{err}")))?;
+            let key = attr.key.into_inner();
+            if let Some(why) =
+                name_error(key, "attribute").or_else(|| attribute_error(e, key, &attr.value))
+            {
+                return Err(self.parse_error(here.line(), why));
+            }
             value = true;
             if attr.value.contains(&b'&') {
                 normalized_value(&attr, &self.source_name, here.line())?;
@@ -814,10 +831,7 @@ impl Scan {
     /// an event outside records), at its line.
     fn check(&self, raw: &[u8], here: &Here<'_, '_>) -> Result<()> {
         match first_forbidden(raw) {
-            Some((at, c)) => {
-                let line = here.lines.at(here.buf, here.start + at);
-                Err(forbidden_error(&self.source_name, line, c))
-            }
+            Some((at, c)) => Err(forbidden_error(&self.source_name, here.line_at(at), c)),
             None => Ok(()),
         }
     }
@@ -920,6 +934,9 @@ impl Scan {
             return Ok(Step::More);
         };
         self.check(raw, here)?;
+        if let Some(at) = is_text.then(|| cdata_end(raw)).flatten() {
+            return Err(self.parse_error(here.line_at(at), CDATA_END));
+        }
         match self.outside.last_mut() {
             Some(parent) => {
                 parent.pending += 1;
@@ -927,7 +944,7 @@ impl Scan {
                 Ok(Step::More)
             }
             None => Err(self.parse_error(
-                here.lines.at(here.buf, here.start + first),
+                here.line_at(first),
                 if self.root_seen {
                     "text after the root element"
                 } else {

@@ -725,12 +725,90 @@ fn malformed_xml_is_a_parse_error_with_the_line() {
             1,
             "not at the very start",
         ),
+        // Names, attributes and text XML does not allow, in records and
+        // outside them.
+        ("<rs>\n<r><1a>x</1a></r></rs>", 2, "element name `1a`"),
+        (
+            "<rs>\n<r>1</r><r><a!b>x</a!b></r></rs>",
+            2,
+            "'!' is not allowed",
+        ),
+        ("<rs>\n<r><-a/></r></rs>", 2, "'-' cannot start a name"),
+        (
+            "<rs>\n<r><x>1</x><@x>2</@x></r></rs>",
+            2,
+            "element name `@x`",
+        ),
+        (
+            "<rs>\n<r><#text>2</#text></r></rs>",
+            2,
+            "element name `#text`",
+        ),
+        (
+            "<rs><r/>\n<r><1p:a>x</1p:a></r></rs>",
+            2,
+            "prefix name `1p`",
+        ),
+        ("<rs>\n<1r>x</1r><1r>y</1r></rs>", 2, "element name `1r`"),
+        ("<1rs>\n<r>x</r><r>y</r></1rs>", 1, "element name `1rs`"),
+        ("<rs>\n<r 1a='x'>1</r></rs>", 2, "attribute name `1a`"),
+        ("<rs>\n<r><a x:1='x'/></r></rs>", 2, "attribute name `1`"),
+        (
+            "<rs>\n<r><a xmlns:2='u'/></r></rs>",
+            2,
+            "namespace prefix name `2`",
+        ),
+        (
+            "<rs 1v='x'>\n<r>1</r><r>2</r></rs>",
+            1,
+            "attribute name `1v`",
+        ),
+        (
+            "<rs>\n<r a='x<y'>1</r></rs>",
+            2,
+            "`<` in the value of attribute `a`",
+        ),
+        ("<rs>\n<r><c d=\"<\">1</c></r></rs>", 2, "`<` in the value"),
+        ("<rs v='<'>\n<r>1</r><r>2</r></rs>", 1, "`<` in the value"),
+        (
+            "<rs>\n<r a='1'b='2'>1</r></rs>",
+            2,
+            "no whitespace before attribute `b`",
+        ),
+        (
+            "<rs a='1'b='2'>\n<r>1</r><r>2</r></rs>",
+            1,
+            "no whitespace before",
+        ),
+        ("<rs>\n<r>1</r><r><a>x]]>y</a></r></rs>", 2, "`]]>` in text"),
+        ("<rs>\n<r>x]]></r></rs>", 2, "`]]>` in text"),
+        ("<rs>\nx ]]> y<r>1</r><r>2</r></rs>", 2, "`]]>` in text"),
     ];
     for (xml, line, reason) in cases {
         let (got_line, got) = error(xml);
         assert!(got.contains(reason), "{xml:?}: {got}");
         assert_eq!(got_line, *line, "{xml:?}: {got}");
     }
+}
+
+/// What looks odd but XML allows is read: names with non-ASCII letters,
+/// digits, `-`, `.` and `_`; `>` in attribute values and text, `]]` not
+/// followed by `>`, `]]>` in CDATA and attribute values; whitespace around
+/// `=`.
+#[test]
+fn what_xml_allows_is_read() {
+    let xml = "<rs><r id = '1' q=\"x>]]>\"><_a.b-c9>x > y ]] ></_a.b-c9><été>z</été>\
+               <p:n xmlns:p='u'>&lt;<![CDATA[]]]]><![CDATA[>]]></p:n></r>\n<r/></rs>";
+    assert_eq!(
+        rows(xml)[0],
+        fields(&[
+            ("@id", u("1")),
+            ("@q", u("x>]]>")),
+            ("_a.b-c9", u("x > y ]] >")),
+            ("été", u("z")),
+            ("n", u("<]]>")),
+        ])
+    );
 }
 
 /// Records after the first are cut out without quick-xml while they are
@@ -1025,6 +1103,6 @@ fn first_control_finds_what_a_byte_at_a_time_scan_finds() {
         let naive = bytes
             .iter()
             .position(|&c| c < 0x20 && !matches!(c, b'\t' | b'\n' | b'\r'));
-        assert_eq!(tree::first_control(&bytes), naive, "{bytes:?}");
+        assert_eq!(syntax::first_control(&bytes), naive, "{bytes:?}");
     }
 }

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::mem;
 use std::sync::Arc;
 
+use super::syntax::name_error;
 use crate::value::{Key, Value};
 
 /// Past this many fields an object indexes its names (a record with
@@ -19,9 +20,7 @@ pub(super) const TEXT_KEY: &str = "#text";
 /// so [`Fields`] compares pointers, and a repeated name costs no
 /// allocation. Every key a [`Fields`] sees must come from one table.
 pub(super) struct Names<'p> {
-    /// Keys by their text (`name`, `@name`, `#text`): an odd element named
-    /// like an attribute or the text gets the same key, as text comparison
-    /// would.
+    /// Keys by their text (`name`, `@name`, `#text`).
     keys: HashMap<Cow<'p, str>, Key, ahash::RandomState>,
     text: Key,
     scratch: String,
@@ -39,28 +38,38 @@ impl<'p> Names<'p> {
         }
     }
 
-    /// The key of the element named `name`.
-    pub(super) fn element(&mut self, name: Cow<'p, str>) -> Key {
-        if let Some(key) = self.keys.get(name.as_ref()) {
-            return Key::clone(key);
+    /// The key of the element named `name` (a local name); why it is not
+    /// an XML name, the first time it is seen, if it is not.
+    pub(super) fn element(&mut self, name: Cow<'p, str>) -> Result<Key, String> {
+        // `@name` and `#text` are keys too, but no element's name.
+        match self.keys.get(name.as_ref()) {
+            Some(key) if !name.starts_with(['@', '#']) => return Ok(Key::clone(key)),
+            _ => {}
+        }
+        if let Some(why) = name_error(name.as_bytes(), "element") {
+            return Err(why);
         }
         let key: Key = name.as_ref().into();
         self.keys.insert(name, Key::clone(&key));
-        key
+        Ok(key)
     }
 
-    /// The key of the attribute named `name` (`@name`).
-    pub(super) fn attribute(&mut self, name: &str) -> Key {
+    /// The key of the attribute named `name` (`@name`); why it is not an
+    /// XML name, the first time it is seen, if it is not.
+    pub(super) fn attribute(&mut self, name: &str) -> Result<Key, String> {
         self.scratch.clear();
         self.scratch.push('@');
         self.scratch.push_str(name);
         if let Some(key) = self.keys.get(self.scratch.as_str()) {
-            return Key::clone(key);
+            return Ok(Key::clone(key));
+        }
+        if let Some(why) = name_error(name.as_bytes(), "attribute") {
+            return Err(why);
         }
         let key: Key = self.scratch.as_str().into();
         self.keys
             .insert(Cow::Owned(self.scratch.clone()), Key::clone(&key));
-        key
+        Ok(key)
     }
 }
 
@@ -222,38 +231,6 @@ impl<'p> Frame<'p> {
                 .add(Key::clone(&names.text), Value::Untyped(text));
         }
     }
-}
-
-/// The first control character XML does not allow (below U+0020, other
-/// than tab, line feed and carriage return) in `bytes`, eight bytes at a
-/// time: the flags are exact, as a byte never carries into the next.
-pub(super) fn first_control(bytes: &[u8]) -> Option<usize> {
-    const LOW: u64 = u64::from_ne_bytes([0x7f; 8]);
-    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
-    let zero = |x: u64| !(((x & LOW) + LOW) | x) & HIGH;
-    let byte = |b: u8| u64::from_ne_bytes([b; 8]);
-    let bad = |w: u64| {
-        let allowed = zero(w ^ byte(b'\t')) | zero(w ^ byte(b'\n')) | zero(w ^ byte(b'\r'));
-        zero(w & byte(0xe0)) & !allowed
-    };
-    let is_bad = |c: u8| c < 0x20 && !matches!(c, b'\t' | b'\n' | b'\r');
-    let at = crate::swar::find(bytes, 0, bad, is_bad);
-    (at < bytes.len()).then_some(at)
-}
-
-/// The first character XML does not allow in `bytes` (UTF-8): a control
-/// character (see [`first_control`]) or U+FFFE, U+FFFF; and where it is.
-pub(super) fn first_forbidden(bytes: &[u8]) -> Option<(usize, char)> {
-    let control = first_control(bytes).map(|at| (at, char::from(bytes[at])));
-    let end = control.map_or(bytes.len(), |(at, _)| at);
-    let nonchar = memchr::memmem::find_iter(&bytes[..end], b"\xef\xbf").find_map(|at| match bytes
-        .get(at + 2)
-    {
-        Some(0xbe) => Some((at, '\u{fffe}')),
-        Some(0xbf) => Some((at, '\u{ffff}')),
-        _ => None,
-    });
-    nonchar.or(control)
 }
 
 /// Whether `bytes` is only XML whitespace.
