@@ -412,6 +412,65 @@ def test_files_under_a_symlinked_folder_are_never_shipped(
     assert (elsewhere / "outside.txt").exists() and (elsewhere / "newdir" / "deeper.txt").exists()
 
 
+def _replace_by_folder(path: Path, elsewhere: Path) -> None:
+    path.unlink()
+    path.mkdir()
+    (path / "inside.txt").write_text("the user's own file\n")
+
+
+def _replace_by_link(path: Path, elsewhere: Path) -> None:
+    path.unlink()
+    path.symlink_to(elsewhere)
+
+
+def _replace_by_fifo(path: Path, elsewhere: Path) -> None:
+    path.unlink()
+    os.mkfifo(path)
+
+
+def _replace_its_folder_by_a_file(path: Path, elsewhere: Path) -> None:
+    shutil.rmtree(path.parent)
+    path.parent.write_text("now a file\n")
+
+
+@pytest.mark.parametrize(
+    "replace", [_replace_by_folder, _replace_by_link, _replace_by_fifo, _replace_its_folder_by_a_file]
+)
+def test_a_queued_file_replaced_by_what_is_not_a_file_is_dropped_and_nothing_is_moved(
+    moto: S3Server, watch: Path, tmp_path: Path, replace: Any
+) -> None:
+    """Between the scan and the claim: the queued row is forgotten (a folder's files are the
+    watcher's to find), --once ends, nothing is read through a link or from a FIFO, nothing goes
+    to the error folder."""
+    bucket = moto.new_bucket()
+    elsewhere = tmp_path / "elsewhere.csv"
+    elsewhere.write_text("id\n1\n2\n")
+    path = watch / "sub" / "a.csv"
+    path.parent.mkdir()
+    path.write_text("id\n1\n")
+    args = [*s3proc_args(moto, bucket, watch, "--quiet-period", "2"), "--once"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=moto.env())
+    try:
+        deadline = time.monotonic() + 30
+        while not (watch / ".s3proc" / "state.db").exists() or not state_rows(
+            watch, "SELECT path FROM files"
+        ):
+            assert time.monotonic() < deadline, "the start-up scan never recorded the file"
+            time.sleep(0.05)
+        replace(path, elsewhere)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert objects(moto.client(), bucket) == {}
+    assert state_rows(watch, "SELECT path, status FROM files") == []
+    assert not list((watch / ".s3proc" / "errors").rglob("*"))
+    assert elsewhere.read_text() == "id\n1\n2\n"
+    if replace is _replace_by_folder:
+        assert (path / "inside.txt").read_text() == "the user's own file\n"
+
+
 def test_a_name_that_is_not_utf8_is_left_alone_with_a_warning(moto: S3Server, watch: Path) -> None:
     bucket = moto.new_bucket()
     bad = os.fsdecode(b"caf\xe9.csv")

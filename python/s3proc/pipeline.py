@@ -48,6 +48,7 @@ from s3proc.uploader import (
     describe,
     unavailable,
 )
+from s3proc.watcher import regular_stat
 
 HASH_BLOCK = 1 << 20
 INTEGRITY_ATTEMPTS = 3
@@ -160,8 +161,12 @@ def process(row: FileRow, s: Settings, state: State, uploader: Uploader) -> Outc
     path = s.root / row.path
     started = time.monotonic()
     try:
-        st = os.stat(path)
-    except FileNotFoundError:
+        st = regular_stat(path)
+    except OSError as e:
+        log.warning("cannot look at the file (%s); it waits", e)
+        state.release(row.path)
+        return Outcome("requeued")
+    if st is None:
         log.info("file vanished before processing")
         try:
             _end_uploads(state.objects_of(row.path), state, uploader)  # left by a crash: nothing to resume
@@ -418,6 +423,9 @@ def _to_error_dir(path: Path, row: FileRow, reason: str, s: Settings, log: FileL
     """
     dest = s.error_dir / row.path
     try:
+        if regular_stat(path) is None:  # replaced by a folder (say): not this file any more
+            log.warning("not moved to the error folder: no longer a file")
+            return
         if dest.exists():
             older = _free(dest)
             dest.rename(older)

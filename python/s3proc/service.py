@@ -35,7 +35,7 @@ from s3proc.config import FORGET_AFTER
 from s3proc.pipeline import Outcome, Settings, process
 from s3proc.state import FileRow, State, StateError, StateUnavailable
 from s3proc.uploader import Uploader, describe
-from s3proc.watcher import Filter, Watcher, open_for_writing, rescan
+from s3proc.watcher import Filter, Watcher, open_for_writing, regular_stat, rescan
 
 log = logging.getLogger("s3proc.service")
 
@@ -292,12 +292,13 @@ class Service:
         complete: list[tuple[str, int, int]] = []
         for row in rows:
             try:
-                st = os.lstat(self.s.root / row.path)
-            except FileNotFoundError:
+                st = regular_stat(self.s.root / row.path)
+            except OSError:  # cannot be looked at for now: again after the quiet period
+                self.state.defer(row.path, now)
+                continue
+            if st is None:
                 if not self.state.forget_pending(row.path):  # a worker aborts its upload in flight
                     complete.append((row.path, row.size, row.mtime_ns))
-                continue
-            except OSError:
                 continue
             if (st.st_size, st.st_mtime_ns) != (row.size, row.mtime_ns):
                 self.state.observe([(row.path, st.st_size, st.st_mtime_ns)], now)

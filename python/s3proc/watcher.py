@@ -220,6 +220,20 @@ class Watcher(threading.Thread):
             self.state.observe(seen, time.time())
 
 
+def regular_stat(path: Path) -> os.stat_result | None:
+    """``lstat`` of a file to ship; None when there is none at ``path`` any more: gone, a folder
+    on its way made a file, or replaced by what is not a regular file (a folder, a link, a FIFO).
+
+    Raises:
+        OSError: it cannot be looked at for now (permissions).
+    """
+    try:
+        st = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return st if stat.S_ISREG(st.st_mode) else None
+
+
 def open_for_writing(candidates: dict[tuple[int, int], str]) -> set[tuple[int, int]] | None:
     """Those of ``candidates`` (``(st_dev, st_ino)`` → file name) that some process holds open
     for writing.
