@@ -412,6 +412,16 @@ def test_files_under_a_symlinked_folder_are_never_shipped(
     assert (elsewhere / "outside.txt").exists() and (elsewhere / "newdir" / "deeper.txt").exists()
 
 
+def _recorded(watch: Path) -> bool:
+    """Whether the state database holds a file (it may not be made yet)."""
+    if not (watch / ".s3proc" / "state.db").exists():
+        return False
+    try:
+        return bool(state_rows(watch, "SELECT path FROM files"))
+    except sqlite3.OperationalError:
+        return False
+
+
 def _replace_by_folder(path: Path, elsewhere: Path) -> None:
     path.unlink()
     path.mkdir()
@@ -452,9 +462,7 @@ def test_a_queued_file_replaced_by_what_is_not_a_file_is_dropped_and_nothing_is_
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=moto.env())
     try:
         deadline = time.monotonic() + 30
-        while not (watch / ".s3proc" / "state.db").exists() or not state_rows(
-            watch, "SELECT path FROM files"
-        ):
+        while not _recorded(watch):
             assert time.monotonic() < deadline, "the start-up scan never recorded the file"
             time.sleep(0.05)
         replace(path, elsewhere)
