@@ -22,7 +22,13 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from _util import assert_table_matches_rows, assert_table_matches_text_table, duckdb_text_table, state_rows
+from _util import (
+    assert_table_matches_rows,
+    assert_table_matches_text_table,
+    duckdb_text_table,
+    make_archive,
+    state_rows,
+)
 from s3servers import Daemon, S3Server, body, incomplete_uploads, objects, run_once, s3proc_args
 
 import s3proc
@@ -184,6 +190,37 @@ def test_files_deleted_after_upload_are_forgotten_and_found_unchanged_if_they_co
     assert back.returncode == 0, back.stderr
     assert [r["path"] for r in back.lines("unchanged content: already uploaded")] == ["raw.txt"]
     assert objects(moto.client(), bucket) == first, "nothing written again"
+
+    # Its object deleted behind s3proc's back (a lifecycle rule): the same content is no longer
+    # "already uploaded", and deleting the file then would lose it.
+    moto.client().delete_object(Bucket=bucket, Key="raw.txt")
+    (watch / "raw.txt").write_text("version 1\n")
+    gone = run_once(moto, bucket, watch, *args)
+    assert gone.returncode == 0, gone.stderr
+    assert [r["path"] for r in gone.lines("uploaded")] == ["raw.txt"]
+    assert body(moto.client(), bucket, "raw.txt") == b"version 1\n"
+
+
+def test_a_rebuilt_state_tells_a_bang_in_a_name_from_an_archive_entry(moto: S3Server, watch: Path) -> None:
+    """An archive entry's source is ``path!entry``; a ``!`` in a file's own name is no entry."""
+    bucket = moto.new_bucket()
+    (watch / "urgent!.csv").write_text("id,name\n1,a\n")
+    (watch / "q!1.zip").write_bytes(make_archive("q!1.zip", {"x.csv": b"id,name\n1,a\n"}))
+    assert run_once(moto, bucket, watch).returncode == 0
+    first = objects(moto.client(), bucket)
+    assert sorted(first) == ["q!1.zip/x.parquet", "urgent!.parquet"]
+    shutil.rmtree(watch / ".s3proc")
+    os.utime(watch / "urgent!.csv", (time.time() + 5, time.time() + 5))
+    again = run_once(moto, bucket, watch)
+    assert again.returncode == 0, again.stderr
+    unchanged = [r["path"] for r in again.lines("unchanged content: already uploaded")]
+    assert unchanged == ["urgent!.csv"]
+    # An archive is found unchanged only by its own row (a crash can cut one short): read again,
+    # its entry replaces its own object, not made a second one.
+    assert again.lines("another source owns") == []
+    now = objects(moto.client(), bucket)
+    assert {k: o["ETag"] for k, o in now.items()} == {k: o["ETag"] for k, o in first.items()}
+    assert now["urgent!.parquet"] == first["urgent!.parquet"]
 
 
 def test_rerun_uploads_nothing_and_changed_files_are_replaced(moto: S3Server, watch: Path) -> None:

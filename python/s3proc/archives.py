@@ -34,6 +34,24 @@ def is_archive(name: str) -> bool:
     return lower.endswith(ARCHIVE_EXTENSIONS) or lower.endswith(_TAR_COMPRESSED)
 
 
+def source_name(path: str, entry: str) -> str:
+    """How an object's metadata names its source: the path, or ``path!entry`` for an archive's
+    entry."""
+    return f"{path}!{entry}" if entry else path
+
+
+def split_source(source: str, exists: Callable[[str], bool]) -> tuple[str, str]:
+    """``(path, entry)`` of a ``source_name``: at the first ``!`` after an archive's name, unless
+    the whole is a file that ``exists`` (a ``!`` in a plain file's name is no entry)."""
+    if not exists(source):
+        at = source.find("!")
+        while at > 0:
+            if is_archive(source[:at]):
+                return source[:at], source[at + 1 :]
+            at = source.find("!", at + 1)
+    return source, ""
+
+
 # The converter reads the start of its input twice (sniffing) before it reads it through: an
 # entry keeps that much of its start in memory, so those rewinds cost no walk of the archive
 # (the binding's replay bound for streams, twice the sniffer's 4 MiB sample).

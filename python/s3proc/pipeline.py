@@ -32,7 +32,7 @@ from typing import Any
 import botocore.exceptions
 
 from s3proc import _core
-from s3proc.archives import archive_results, is_archive
+from s3proc.archives import archive_results, is_archive, source_name
 from s3proc.errors import ParseError, S3procError
 from s3proc.keys import KeyMaker, alternative, is_tabular
 from s3proc.logs import FileLog, for_file
@@ -195,6 +195,7 @@ def process(row: FileRow, s: Settings, state: State, uploader: Uploader) -> Outc
             before
             and all(o.sha256 == sha for o in before)
             and (not is_archive(row.path) or row.sha256 == sha)
+            and _still_stored(before, uploader)
         ):
             _end_uploads(before, state, uploader)  # of a change a crash cut short, now undone
             if not _finish(path, row, st, sha, state):
@@ -278,13 +279,22 @@ def _end_uploads(objs: Iterable[ObjectRow], state: State, uploader: Uploader) ->
             state.upload_ended(o.key)
 
 
+def _still_stored(objects: list[ObjectRow], uploader: Uploader) -> bool:
+    """Whether S3 holds each object as s3proc recorded it (one HEAD each): one deleted or
+    replaced behind s3proc's back (a lifecycle rule, a consumer) is uploaded again."""
+    return all(
+        (got := uploader.stored_version(o.key, source_name(o.path, o.entry))) is not None
+        and got[:2] == (o.sha256, o.etag)
+        for o in objects
+    )
+
+
 def _remove_ours(o: ObjectRow, state: State, uploader: Uploader) -> bool:
     """Removes what s3proc made for the object row ``o``: its upload in flight, then the object
     when it holds what s3proc wrote for this source (never another writer's object, such as the
     one that made a claimed key fail); then the row. Returns whether an object was deleted."""
     _end_uploads([o], state, uploader)
-    source = o.path + (f"!{o.entry}" if o.entry else "")
-    ours = uploader.stored_version(o.key, source) is not None
+    ours = uploader.stored_version(o.key, source_name(o.path, o.entry)) is not None
     if ours:
         uploader.delete(o.key)
     state.drop_object(o.key)
@@ -336,7 +346,7 @@ def _ship(
 ) -> tuple[Uploaded, int | None]:
     """Uploads one result to its key (claimed first) and records it."""
     wanted = s.keys.key(row.path, parquet=r.parquet, mtime=mtime, entry=r.entry)
-    source = row.path + (f"!{r.entry}" if r.entry else "")
+    source = source_name(row.path, r.entry)
     obj = state.claim_key(row.path, r.entry, wanted, alternative(wanted, source))
     if obj.key != wanted:
         log.warning("another source owns %s; using %s", wanted, obj.key, extra={"key": obj.key})

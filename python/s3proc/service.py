@@ -31,6 +31,7 @@ from pathlib import Path
 from types import FrameType
 
 from s3proc import logs
+from s3proc.archives import source_name, split_source
 from s3proc.config import FORGET_AFTER
 from s3proc.pipeline import Outcome, Settings, process
 from s3proc.state import FileRow, State, StateError, StateUnavailable
@@ -109,7 +110,7 @@ def recover(state: State, uploader: Uploader, prefix: str) -> None:
         for o in state.objects_of(row.path):
             if o.sha256 is None:
                 continue  # never recorded complete: uploaded with If-None-Match, a 412 says the rest
-            got = uploader.stored_version(o.key, o.path + (f"!{o.entry}" if o.entry else ""))
+            got = uploader.stored_version(o.key, source_name(o.path, o.entry))
             if got is not None and got[:2] != (o.sha256, o.etag):
                 state.object_done(o.key, *got)
                 resynced += 1
@@ -138,8 +139,7 @@ def rebuild_state(state: State, uploader: Uploader, prefix: str, root: Path) -> 
     Returns how many objects were recorded."""
     n = 0
     for key, source, sha, etag, size, rows in uploader.ours(prefix):
-        # An archive entry's source is "path!entry"; a path that exists as written has no entry.
-        path, entry = (source, "") if (root / source).exists() or "!" not in source else source.split("!", 1)
+        path, entry = split_source(source, lambda p: (root / p).exists())
         try:
             state.claim_key(path, entry, key, key)
         except StateError:
