@@ -152,6 +152,23 @@ def test_convert_with_options(s3proc_bin: Path, tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize("where", ["flag", "environment", ".env"])
+def test_an_empty_quote_turns_quoting_off_everywhere(s3proc_bin: Path, tmp_path: Path, where: str) -> None:
+    path = tmp_path / "in.csv"
+    path.write_bytes(b'a,b\n"x,y\n')
+    out = tmp_path / "out.parquet"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("S3PROC_")}
+    flags = ["--quote", ""] if where == "flag" else []
+    if where == "environment":
+        env["S3PROC_QUOTE"] = ""
+    if where == ".env":
+        (tmp_path / ".env").write_text("S3PROC_QUOTE=\n")
+    cmd = [str(s3proc_bin), "convert", str(path), str(out), *flags]
+    proc = subprocess.run(cmd, capture_output=True, env=env, cwd=tmp_path, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert read_parquet(out.read_bytes()).to_pylist() == [{"a": '"x', "b": "y"}]
+
+
 def test_convert_latin1_with_encoding_option(s3proc_bin: Path, tmp_path: Path) -> None:
     path = tmp_path / "l1.csv"
     path.write_bytes("name\nZürich\n".encode("latin-1"))

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 from _util import state_rows
 from s3servers import S3Server, body, incomplete_uploads, run_once
@@ -128,6 +129,33 @@ def test_a_file_rewritten_while_its_unchanged_content_is_hashed_is_queued_not_de
         assert body(world.client, world.bucket, "t.txt").startswith(b"new content")
     finally:
         world.state.close()
+
+
+def test_a_file_that_fails_while_a_writer_still_adds_to_it_is_queued_not_moved(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer /proc cannot see (NFS, another host) paused past the quiet period: the JSON read
+    so far is cut short, and the writer adds the rest as it fails. That was not the file."""
+    world.drop("t.json", b'[{"a": 1}, {"a": 2}')
+    real = pipeline._core.ParquetChunks
+
+    def convert_then_write(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return list(real(*args, **kwargs))
+        except pipeline.ParseError:
+            with open(world.watch / "t.json", "ab") as f:
+                f.write(b', {"a": 3}]\n')
+            raise
+
+    monkeypatch.setattr(pipeline._core, "ParquetChunks", convert_then_write)
+    assert world.process("t.json").status == "requeued"
+    assert not list(world.settings.error_dir.rglob("*")), "nothing goes to the error folder"
+    row = world.state.get("t.json")
+    assert row is not None and (row.status, row.error) == ("pending", None)
+    monkeypatch.undo()
+    assert world.process("t.json").status == "uploaded"
+    got = pq.read_table(io.BytesIO(body(world.client, world.bucket, "t.parquet")))
+    assert got.column("a").to_pylist() == [1, 2, 3]
 
 
 def test_an_upload_kept_for_resuming_is_aborted_when_the_content_is_back_to_what_s3_holds(

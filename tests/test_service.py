@@ -13,6 +13,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import sqlite3
 import subprocess
 import threading
@@ -181,7 +182,7 @@ def test_files_deleted_after_upload_are_forgotten_and_found_unchanged_if_they_co
 
     again = run_once(moto, bucket, watch, *args)
     assert again.returncode == 0, again.stderr
-    assert len(again.lines("forgot 2 uploaded file(s) gone from the watch dir")) == 1
+    assert len(again.lines("forgot 2 file(s) gone from the watch dir")) == 1
     assert state_rows(watch, "SELECT path FROM files") == []
     assert sorted(k for (k,) in state_rows(watch, "SELECT key FROM objects")) == sorted(first)
 
@@ -199,6 +200,39 @@ def test_files_deleted_after_upload_are_forgotten_and_found_unchanged_if_they_co
     assert gone.returncode == 0, gone.stderr
     assert [r["path"] for r in gone.lines("uploaded")] == ["raw.txt"]
     assert body(moto.client(), bucket, "raw.txt") == b"version 1\n"
+
+
+def test_a_state_is_tied_to_its_destination(moto: S3Server, watch: Path) -> None:
+    """Pointed at another bucket or prefix, the state would take every file as uploaded and
+    send nothing: refused at start-up; a state of its own ships everything there."""
+    first, other = moto.new_bucket(), moto.new_bucket()
+    (watch / "x.csv").write_text("id,v\n1,a\n")
+    assert run_once(moto, first, watch).returncode == 0
+    for bucket, extra in ((other, ()), (first, ("--prefix", "v2"))):
+        refused = run_once(moto, bucket, watch, *extra)
+        assert refused.returncode == 2
+        assert f"records what was uploaded to s3://{first}/, not to s3://{bucket}/" in refused.stderr
+        assert objects(moto.client(), other) == {}
+    own = run_once(moto, other, watch, "--state", str(watch / ".s3proc" / "other.db"))
+    assert own.returncode == 0, own.stderr
+    assert sorted(objects(moto.client(), other)) == ["x.parquet"]
+
+
+def test_a_failed_file_gone_from_the_error_folder_is_forgotten(moto: S3Server, watch: Path) -> None:
+    bucket = moto.new_bucket()
+    (watch / "bad.csv").write_bytes(b"\x00\x01 binary \x00")
+    args = ("--forget-after", "0.001")
+    assert run_once(moto, bucket, watch, *args).returncode == 1
+    errors = watch / ".s3proc" / "errors"
+    time.sleep(0.05)
+    assert run_once(moto, bucket, watch, *args).returncode == 0
+    assert state_rows(watch, "SELECT path, status FROM files") == [("bad.csv", "failed")], "still there"
+    (errors / "bad.csv").unlink()  # the operator empties the error folder
+    (errors / "bad.csv.error.json").unlink()
+    cleared = run_once(moto, bucket, watch, *args)
+    assert cleared.returncode == 0, cleared.stderr
+    assert len(cleared.lines("forgot 1 file(s) gone from the watch dir")) == 1
+    assert state_rows(watch, "SELECT path FROM files") == []
 
 
 def test_a_rebuilt_state_tells_a_bang_in_a_name_from_an_archive_entry(moto: S3Server, watch: Path) -> None:
@@ -376,11 +410,12 @@ def test_configuration_from_env_and_dotenv(moto: S3Server, watch: Path, tmp_path
     proc = subprocess.run(cmd, capture_output=True, env=env, cwd=cwd, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert set(objects(moto.client(), bucket)) == {"from-env/f.txt"}
-    # A flag beats both.
+    # A flag beats both (another bucket: another state).
     (watch / "g.txt").write_text("y")
-    proc = subprocess.run([*cmd, "--bucket", wrong], capture_output=True, env=env, cwd=cwd, timeout=120)
+    flags = [*cmd, "--bucket", wrong, "--state", str(tmp_path / "wrong.db")]
+    proc = subprocess.run(flags, capture_output=True, env=env, cwd=cwd, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert set(objects(moto.client(), wrong)) == {"from-env/g.txt"}
+    assert set(objects(moto.client(), wrong)) == {"from-env/f.txt", "from-env/g.txt"}
 
 
 # ---------------------------------------------------------------------- the daemon
@@ -1137,3 +1172,26 @@ def test_sigterm_ends_within_the_grace_period_while_s3_does_not_answer(
     assert run_once(moto, bucket, watch).returncode == 0
     assert body(moto.client(), bucket, "f.bin") == data
     assert incomplete_uploads(moto.client(), bucket) == []
+
+
+def test_once_stopped_before_the_queue_is_empty_exits_1(moto: S3Server, watch: Path) -> None:
+    """Stopped by ``timeout`` or systemd before its files went up, --once must not say that
+    every file was uploaded."""
+    bucket = moto.new_bucket()
+    (watch / "a.csv").write_text("id\n1\n")
+    args = [*s3proc_args(moto, bucket, watch, "--quiet-period", "30"), "--once"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=moto.env())
+    try:
+        deadline = time.monotonic() + 30
+        while not _recorded(watch):
+            assert time.monotonic() < deadline, "the start-up scan never recorded the file"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert proc.returncode == 1, err.decode()[-2000:]
+    assert b"stopped with 1 file(s) left for the next run" in err
+    assert state_rows(watch, "SELECT status FROM files") == [("pending",)]
+    assert objects(moto.client(), bucket) == {}

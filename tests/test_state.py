@@ -349,7 +349,7 @@ def test_forget_pending_removes_only_never_uploaded_pending_files(state: SqliteS
         assert state.get(path) is not None, path
 
 
-def test_uploaded_files_are_paged_in_path_order_and_forgotten_only_while_uploaded_and_old(
+def test_finished_files_are_paged_in_path_order_and_forgotten_only_while_finished_and_old(
     state: SqliteState,
 ) -> None:
     for path in ("d", "b", "a", "c", "e"):
@@ -362,17 +362,18 @@ def test_uploaded_files_are_paged_in_path_order_and_forgotten_only_while_uploade
     state.claim_key("b", "", "k/b", "k/b~2")
     state.object_done("k/b", "s1", "etag", 10, None)
     later, earlier = time.time() + 60, time.time() - 60
-    assert state.uploaded_before(earlier, "", 10) == [], "uploaded since"
-    assert state.uploaded_before(later, "", 2) == ["a", "b"]
-    assert state.uploaded_before(later, "b", 2) == ["c", "d"]
-    assert state.uploaded_before(later, "d", 2) == ["e"]
+    assert state.finished_before(earlier, "", 10) == [], "finished since"
+    done = "uploaded"
+    assert state.finished_before(later, "", 2) == [("a", done), ("b", done)]
+    assert state.finished_before(later, "b", 2) == [("c", done), ("d", done)]
+    assert state.finished_before(later, "d", 9) == [("e", done), ("x", "failed")]
 
     state.observe([("c", 11, S)], T0)  # changed since it was listed: pending again
     assert state.forget(["a", "c", "p", "x", "missing"], earlier) == 0, "too recent"
-    assert state.forget(["b", "c", "p", "x", "missing"], later) == 1
-    assert state.get("b") is None and state.skipped(10) == []
+    assert state.forget(["b", "c", "p", "x", "missing"], later) == 2
+    assert state.get("b") is None and state.get("x") is None and state.skipped(10) == []
     assert _owner(state, "k/b").sha256 == "s1", "what it put in S3 stays known"
-    assert [state.get(p) is not None for p in ("a", "c", "d", "e", "p", "x")] == [True] * 6
+    assert [state.get(p) is not None for p in ("a", "c", "d", "e", "p")] == [True] * 5
 
 
 def test_defer_pushes_a_pending_file_out_of_ready(state: SqliteState) -> None:

@@ -35,13 +35,23 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class EnvOption(click.Option):
-    """An option that is also ``S3PROC_<NAME>`` in the environment (and so in ``.env``)."""
+    """An option that is also ``S3PROC_<NAME>`` in the environment (and so in ``.env``).
 
-    def __init__(self, *args: Any, **kwargs: Any):
+    ``empty_ok``: a variable set to nothing is the empty value (click takes it for unset), for
+    an option whose empty value means something (``--quote ''``).
+    """
+
+    def __init__(self, *args: Any, empty_ok: bool = False, **kwargs: Any):
         super().__init__(*args, **kwargs)
+        self.empty_ok = empty_ok
         if self.envvar is None and self.name:
             self.envvar = "S3PROC_" + self.name.upper()
             self.show_envvar = True
+
+    def resolve_envvar_value(self, ctx: click.Context) -> str | None:
+        if self.empty_ok and isinstance(self.envvar, str) and os.environ.get(self.envvar) == "":
+            return ""
+        return super().resolve_envvar_value(ctx)
 
 
 def option(*args: Any, **kwargs: Any) -> Callable[[F], F]:
@@ -94,7 +104,7 @@ def converter_options(f: F) -> F:
             help="Input format (default: detected from the name and the content).",
         ),
         option("--delimiter", help="Field separator (default: detected)."),
-        option("--quote", help="Quote character; '' turns quoting off (default: \")."),
+        option("--quote", empty_ok=True, help="Quote character; '' turns quoting off (default: \")."),
         option(
             "--escape", type=click.Choice(["quote", "backslash"]), help="TSV escapes (default: detected)."
         ),
@@ -511,6 +521,7 @@ def run(**opts: Any) -> None:
             if server is not None:
                 server.create_bucket(uploader.client, cfg.bucket)
             check_bucket(uploader, keys.scope)
+            state.bind_destination(f"s3://{cfg.bucket}/{keys.scope}")
             if (
                 not state.rebuilt()
             ):  # a first start, or a lost state database: what s3proc wrote is not redone

@@ -234,9 +234,14 @@ def process(row: FileRow, s: Settings, state: State, uploader: Uploader) -> Outc
             state.release(row.path)
             return Outcome("unavailable", error=describe(e))
         reason = _reason(e)
-        log.error("failed: %s", reason, extra={"stage": log.extra.get("stage") if log.extra else None})
+        stage = log.extra.get("stage") if log.extra else None
         if is_archive(row.path):
             _withdraw(row.path, state, uploader, log)
+        if _changed(path, row, st, state):  # a writer still at work: it was not the whole file
+            log.warning("failed while the file changed: queued again (%s)", reason, extra={"stage": stage})
+            state.finish(row.path, -1, -1, "")
+            return Outcome("requeued")
+        log.error("failed: %s", reason, extra={"stage": stage})
         state.fail(row.path, reason)
         _to_error_dir(path, row, reason, s, log)
         return Outcome("failed", error=reason)
@@ -261,14 +266,24 @@ def process(row: FileRow, s: Settings, state: State, uploader: Uploader) -> Outc
     return Outcome("uploaded", tuple(u.key for u, _ in done))
 
 
-def _finish(path: Path, row: FileRow, st: os.stat_result, sha: str, state: State) -> bool:
-    """Records the file as done with ``sha``; False (it is queued again) when it changed since
-    it was claimed: a watcher event may come late, or never with --once, and what went up is
-    replaced by the next pass. Deleted since: what went up is what it was."""
-    with contextlib.suppress(FileNotFoundError):
+def _changed(path: Path, row: FileRow, st: os.stat_result, state: State) -> bool:
+    """Whether the file changed since it was claimed (``st``), its new size and mtime then
+    recorded: a watcher event may come late, or never with --once. Deleted since: unchanged,
+    what was read is what it was."""
+    try:
         now = os.stat(path)
-        if (now.st_size, now.st_mtime_ns, now.st_ino) != (st.st_size, st.st_mtime_ns, st.st_ino):
-            state.observe([(row.path, now.st_size, now.st_mtime_ns)], time.time())
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    if (now.st_size, now.st_mtime_ns, now.st_ino) == (st.st_size, st.st_mtime_ns, st.st_ino):
+        return False
+    state.observe([(row.path, now.st_size, now.st_mtime_ns)], time.time())
+    return True
+
+
+def _finish(path: Path, row: FileRow, st: os.stat_result, sha: str, state: State) -> bool:
+    """Records the file as done with ``sha``; False (it is queued again, and what went up is
+    replaced by the next pass) when it changed since it was claimed."""
+    _changed(path, row, st, state)
     return state.finish(row.path, row.size, row.mtime_ns, sha)
 
 

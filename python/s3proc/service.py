@@ -34,7 +34,7 @@ from s3proc import logs
 from s3proc.archives import source_name, split_source
 from s3proc.config import FORGET_AFTER
 from s3proc.pipeline import Outcome, Settings, process
-from s3proc.state import FileRow, State, StateError, StateUnavailable
+from s3proc.state import FAILED, PENDING, PROCESSING, FileRow, State, StateError, StateUnavailable
 from s3proc.uploader import Uploader, describe
 from s3proc.watcher import Filter, Watcher, open_for_writing, regular_stat, rescan
 
@@ -177,17 +177,23 @@ class Service:
         self._forget_from = ""  # where the next look for gone files starts, in path order
 
     def _forget_gone(self) -> None:
-        """Forgets uploaded files gone from the watch dir for ``forget_after``, a page of
-        ``FORGET_PAGE`` rows at a time (one per rescan, going round the table), so that the
-        state of a service that deletes or moves what it uploaded stays bounded."""
+        """Forgets the files uploaded or failed ``forget_after`` ago and gone since from the watch
+        dir (and a failed one from the error folder), a page of ``FORGET_PAGE`` rows at a time
+        (one per rescan, going round the table), so that the state of a service that deletes or
+        moves what it uploaded, or whose error folder is emptied, stays bounded."""
         if not self.sched.forget_after:
             return
         before = time.time() - self.sched.forget_after
-        page = self.state.uploaded_before(before, self._forget_from, FORGET_PAGE)
-        self._forget_from = page[-1] if len(page) == FORGET_PAGE else ""
-        gone = [p for p in page if not os.path.lexists(self.s.root / p)]
+        page = self.state.finished_before(before, self._forget_from, FORGET_PAGE)
+        self._forget_from = page[-1][0] if len(page) == FORGET_PAGE else ""
+        gone = [
+            p
+            for p, status in page
+            if not os.path.lexists(self.s.root / p)
+            and (status != FAILED or not os.path.lexists(self.s.error_dir / p))
+        ]
         if gone and (n := self.state.forget(gone, before)):
-            log.info("forgot %d uploaded file(s) gone from the watch dir", n, extra={"stage": "forget"})
+            log.info("forgot %d file(s) gone from the watch dir", n, extra={"stage": "forget"})
 
     def _own_dirs(self) -> list[Path]:
         dirs = [self.s.error_dir]
@@ -212,8 +218,9 @@ class Service:
         """Runs until stopped (or, with ``once``, until the queue is empty).
 
         Returns:
-            With ``once``: 0 when every file was uploaded, 1 when any went to the error folder
-            or S3 stayed unavailable (the files left stay queued for the next run). Running
+            With ``once``: 0 when every file was uploaded, 1 when any went to the error folder,
+            S3 stayed unavailable or a stop came first (the files left stay queued for the next
+            run). Running
             until stopped: 0 (a stop is the expected end; the files that failed are in the
             state, the log and the error folder).
         """
@@ -280,7 +287,13 @@ class Service:
             watcher.join(timeout=5)
         if self.fatal is not None:
             raise self.fatal
-        return 1 if once and (self.failed or self.gave_up) else 0
+        left = 0
+        if once and self.stopping.is_set():
+            counts = self.state.counts()
+            left = counts.get(PENDING, 0) + counts.get(PROCESSING, 0)
+            if left:
+                log.info("stopped with %d file(s) left for the next run", left)
+        return 1 if once and (self.failed or self.gave_up or left) else 0
 
     def _ready(self, limit: int) -> list[FileRow]:
         """Claims up to ``limit`` files that are complete: quiet, unchanged, nobody writing."""

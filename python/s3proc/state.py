@@ -97,12 +97,20 @@ class State(Protocol):
     def drop_object(self, key: str) -> None: ...
     def uploads_in_flight(self) -> list[ObjectRow]: ...
     def record_skipped(self, path: str, skipped: Iterable[tuple[str, str]]) -> None: ...
-    def uploaded_before(self, before: float, after: str, limit: int) -> list[str]: ...
+    def finished_before(self, before: float, after: str, limit: int) -> list[tuple[str, str]]: ...
     def forget(self, paths: Iterable[str], before: float) -> int: ...
     def skipped(self, limit: int) -> list[tuple[str, str, str]]: ...
     def counts(self) -> dict[str, int]: ...
     def recent(self, status: str, limit: int) -> list[FileRow]: ...
     def rebuilt(self) -> bool: ...
+    def bind_destination(self, destination: str) -> None:
+        """Ties the state to ``destination`` (``s3://bucket/prefix``) at its first use.
+
+        Raises:
+            StateError: it records uploads to another destination: there, its files would be
+                taken as uploaded and nothing sent.
+        """
+
     def mark_rebuilt(self) -> None: ...
     def close(self) -> None: ...
 
@@ -448,28 +456,33 @@ class SqliteState:
                 [(path, entry, reason, now) for entry, reason in skipped],
             )
 
-    def uploaded_before(self, before: float, after: str, limit: int) -> list[str]:
-        """Up to ``limit`` paths of uploaded files last changed before ``before``, in path order
-        from after ``after`` (a page: the next starts after the last path of this one)."""
+    def finished_before(self, before: float, after: str, limit: int) -> list[tuple[str, str]]:
+        """Up to ``limit`` files uploaded or failed, last changed before ``before``, as
+        ``(path, status)`` in path order from after ``after`` (a page: the next starts after the
+        last path of this one)."""
         rows = self._query(
-            "SELECT path FROM files WHERE path>? AND status=? AND updated_at<? ORDER BY path LIMIT ?",
+            "SELECT path, status FROM files WHERE path>? AND status IN (?, ?) AND updated_at<?"
+            " ORDER BY path LIMIT ?",
             after,
             UPLOADED,
+            FAILED,
             before,
             limit,
         )
-        return [str(p) for (p,) in rows]
+        return [(str(p), str(s)) for p, s in rows]
 
     def forget(self, paths: Iterable[str], before: float) -> int:
-        """Drops the rows of the files in ``paths`` (gone from the watch dir) that are still
-        uploaded and last changed before ``before``, with their archive's skipped entries; the
-        objects they put in S3 stay known (a file that comes back with that content is found
-        unchanged by its objects). Returns how many were dropped."""
+        """Drops the rows of the files in ``paths`` (gone: from the watch dir, and a failed one
+        from the error folder too) that are still uploaded or failed and last changed before
+        ``before``, with their archive's skipped entries; the objects they put in S3 stay known
+        (a file that comes back with that content is found unchanged by its objects). Returns
+        how many were dropped."""
         dropped = 0
         with self._tx(durable=False) as db:
             for path in paths:
                 cur = db.execute(
-                    "DELETE FROM files WHERE path=? AND status=? AND updated_at<?", (path, UPLOADED, before)
+                    "DELETE FROM files WHERE path=? AND status IN (?, ?) AND updated_at<?",
+                    (path, UPLOADED, FAILED, before),
                 )
                 if cur.rowcount:
                     dropped += 1
@@ -503,6 +516,16 @@ class SqliteState:
     def mark_rebuilt(self) -> None:
         with self._tx() as db:
             db.execute("INSERT OR REPLACE INTO meta VALUES ('rebuilt', '1')")
+
+    def bind_destination(self, destination: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('destination', ?)", (destination,))
+            (bound,) = db.execute("SELECT value FROM meta WHERE name='destination'").fetchone()
+        if bound != destination:
+            raise StateError(
+                f"the state database {self.path} records what was uploaded to {bound}, not to"
+                f" {destination}: give the new destination a state of its own (--state)"
+            )
 
     def close(self) -> None:
         with self._lock:
