@@ -158,6 +158,16 @@ def test_a_file_that_fails_while_a_writer_still_adds_to_it_is_queued_not_moved(
     assert got.column("a").to_pylist() == [1, 2, 3]
 
 
+def test_a_note_that_cannot_be_written_keeps_the_reason_of_the_failure(world: World) -> None:
+    world.drop("bad.csv", b"\x00\x01 binary \x00")
+    (world.settings.error_dir / "bad.csv.error.json").mkdir(parents=True)  # in the note's way
+    outcome = world.process("bad.csv")
+    assert outcome.status == "failed" and outcome.error and "binary" in outcome.error, outcome
+    row = world.state.get("bad.csv")
+    assert row is not None and row.error == outcome.error
+    assert (world.settings.error_dir / "bad.csv").is_file()
+
+
 def test_an_upload_kept_for_resuming_is_aborted_when_the_content_is_back_to_what_s3_holds(
     world: World,
 ) -> None:

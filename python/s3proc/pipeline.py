@@ -467,7 +467,11 @@ def _to_error_dir(path: Path, row: FileRow, reason: str, s: Settings, log: FileL
         "attempts": row.attempts,
         "s3proc_version": _core.__version__,
     }
-    _note(target).write_text(json.dumps(note, indent=2) + "\n")
+    try:
+        _note(target).write_text(json.dumps(note, indent=2) + "\n")
+    except OSError as e:  # the reason is still in the state and the log
+        log.error("moved to the error folder, but its note cannot be written: %s", e)
+        return
     log.info("moved to the error folder", extra={"error_path": str(target)})
 
 
