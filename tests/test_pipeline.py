@@ -186,6 +186,19 @@ def test_an_upload_kept_for_resuming_is_aborted_when_the_content_is_back_to_what
     assert [o.upload_id for o in world.state.objects_of("u.txt")] == [None]
 
 
+def test_an_upload_kept_for_resuming_is_aborted_when_its_file_fails(world: World) -> None:
+    """A crash cut short the upload of a change; the file's new content is bad input. The kept
+    upload is aborted with the failure, not left until the next start."""
+    world.drop("t.csv", b"a,b\n1,2\n")
+    assert world.process("t.csv").status == "uploaded"
+    upload_id = world.start_upload("t.parquet", "t.csv", "f" * 64)
+    world.state.upload_started("t.parquet", upload_id, "f" * 64)
+    world.drop("t.csv", b"\x00\x01 binary now \x00")
+    assert world.process("t.csv").status == "failed"
+    assert incomplete_uploads(world.client, world.bucket) == []
+    assert [o.upload_id for o in world.state.objects_of("t.csv")] == [None]
+
+
 def test_an_upload_kept_for_resuming_is_aborted_when_its_file_is_gone(moto: S3Server, tmp_path: Path) -> None:
     """A crash left a file processing with an upload in flight; the file is deleted while the
     service is down. At the next start the upload is aborted, not left until the one after."""

@@ -242,6 +242,8 @@ def process(row: FileRow, s: Settings, state: State, uploader: Uploader) -> Outc
             state.finish(row.path, -1, -1, "")
             return Outcome("requeued")
         log.error("failed: %s", reason, extra={"stage": stage})
+        with contextlib.suppress(botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
+            _end_uploads(state.objects_of(row.path), state, uploader)  # one kept to be resumed
         state.fail(row.path, reason)
         _to_error_dir(path, row, reason, s, log)
         return Outcome("failed", error=reason)
