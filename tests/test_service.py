@@ -235,6 +235,28 @@ def test_a_failed_file_gone_from_the_error_folder_is_forgotten(moto: S3Server, w
     assert state_rows(watch, "SELECT path FROM files") == []
 
 
+def test_a_name_whose_key_would_be_too_long_skips_its_entry_and_fails_its_file(
+    moto: S3Server, watch: Path
+) -> None:
+    """S3 takes keys of up to 1024 bytes (moto takes any): an archive entry whose key would be
+    longer is skipped, as a link is, and the rest is shipped; a file is failed with that reason."""
+    bucket = moto.new_bucket()
+    long_entry = "/".join(["d" * 200] * 5) + "/x.txt"
+    pack = make_archive("pack.zip", {long_entry: b"too long", "ok.txt": b"fine"})
+    (watch / "exports").mkdir()
+    (watch / "exports" / "pack.zip").write_bytes(pack)
+    deep = watch.joinpath(*["f" * 200] * 6)
+    deep.mkdir(parents=True)
+    (deep / "y.txt").write_text("mine too")
+    run = run_once(moto, bucket, watch)
+    assert run.returncode == 1, run.stderr
+    assert sorted(objects(moto.client(), bucket)) == ["exports/pack.zip/ok.txt"]
+    skipped = state_rows(watch, "SELECT entry, reason FROM skipped")
+    assert [e for e, _ in skipped] == [long_entry] and "s3proc makes keys of up to 1015" in skipped[0][1]
+    failed = state_rows(watch, "SELECT path, error FROM files WHERE status='failed'")
+    assert len(failed) == 1 and failed[0][0].endswith("/y.txt") and "keys of up to 1015" in failed[0][1]
+
+
 def test_a_rebuilt_state_tells_a_bang_in_a_name_from_an_archive_entry(moto: S3Server, watch: Path) -> None:
     """An archive entry's source is ``path!entry``; a ``!`` in a file's own name is no entry."""
     bucket = moto.new_bucket()

@@ -9,7 +9,8 @@
 No key contains ``..`` as a segment, a leading ``/``, ``//`` or a control character (control
 characters and ``%`` are percent-encoded, so the mapping stays reversible); UTF-8 is kept. When
 two sources map to one key, the second gets the alternative key: ``~`` and 8 hex digits of the
-SHA-256 of its source name before the extension, the same on every run.
+SHA-256 of its source name before the extension, the same on every run. A key takes at most
+``MAX_KEY_BYTES`` of UTF-8, so that its alternative stays within S3's 1024.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ TABULAR_EXTENSIONS = (".csv", ".tsv", ".tab", ".ndjson", ".jsonl", ".json", ".xm
 COMPRESSION_EXTENSIONS = (".gz", ".gzip", ".zst", ".zstd", ".bz2", ".xz")
 DEFAULT_TEMPLATE = "{prefix}{path}"
 
+MAX_KEY_BYTES = 1024 - len("~12345678")  # S3's limit, less room for the alternative's tag
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f%]")
 _FIELDS = {"prefix", "path", "dir", "name", "stem", "ext", "date", "mtime"}
 
@@ -153,4 +155,7 @@ class KeyMaker:
             )
         except (ValueError, KeyError, IndexError, AttributeError, TypeError) as e:
             raise BadKey(f"key template {self.template!r}: {e}") from None
-        return clean(key)
+        key = clean(key)
+        if (size := len(key.encode("utf-8", "surrogateescape"))) > MAX_KEY_BYTES:
+            raise BadKey(f"its key would take {size} bytes; s3proc makes keys of up to {MAX_KEY_BYTES}")
+        return key

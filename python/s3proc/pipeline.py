@@ -34,7 +34,7 @@ import botocore.exceptions
 from s3proc import _core
 from s3proc.archives import archive_results, is_archive, source_name
 from s3proc.errors import ParseError, S3procError
-from s3proc.keys import KeyMaker, alternative, is_tabular
+from s3proc.keys import BadKey, KeyMaker, alternative, is_tabular
 from s3proc.logs import FileLog, for_file
 from s3proc.state import FileRow, ObjectRow, State
 from s3proc.uploader import (
@@ -208,7 +208,7 @@ def process(row: FileRow, s: Settings, state: State, uploader: Uploader) -> Outc
         skipped: list[tuple[str, str]] = []
         try:
             done = _ship_all(
-                results(path, row.path, s, skipped),
+                _keyable(results(path, row.path, s, skipped), row.path, st.st_mtime, s, skipped, log),
                 lambda r: _ship(r, row, st.st_mtime, hashing, s, state, uploader, log),
             )
         finally:
@@ -225,6 +225,7 @@ def process(row: FileRow, s: Settings, state: State, uploader: Uploader) -> Outc
     except (
         ParseError,
         S3procError,
+        BadKey,
         OSError,
         botocore.exceptions.BotoCoreError,
         botocore.exceptions.ClientError,
@@ -328,6 +329,27 @@ def _withdraw(rel: str, state: State, uploader: Uploader, log: FileLog) -> None:
         state.drop_object(o.key)  # S3 refusing a delete or a HEAD leaves nothing to redo
     if objs:
         log.info("withdrew the %d object(s) of the failed archive", len(objs))
+
+
+def _keyable(
+    results: Iterable[Result],
+    rel: str,
+    mtime: float,
+    s: Settings,
+    skipped: list[tuple[str, str]],
+    log: FileLog,
+) -> Iterator[Result]:
+    """``results`` but an archive's entries whose name gives no key (too long): skipped, as links
+    are, where the file itself would fail."""
+    for r in results:
+        if r.entry:
+            try:
+                s.keys.key(rel, parquet=r.parquet, mtime=mtime, entry=r.entry)
+            except BadKey as e:
+                log.warning("skipped entry %s: %s", r.entry, e)
+                skipped.append((r.entry, str(e)))
+                continue
+        yield r
 
 
 def _ship_all(
