@@ -141,16 +141,17 @@ impl Format {
     }
 }
 
-/// Document formats that are zips inside but files to their users: an
-/// entry named so is passed through, not opened.
-const ZIP_DOCUMENTS: &[&str] = &[
-    ".xlsx", ".xlsm", ".docx", ".pptx", ".odt", ".ods", ".odp", ".epub", ".apk",
-];
-
 /// Whether `head` starts a zip: a local file header, or the end record of
 /// an empty zip.
 pub fn is_zip(head: &[u8]) -> bool {
     head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06")
+}
+
+/// Whether `head` starts with a block of zeros: a tar's end-of-archive
+/// marker, all that an empty tar holds.
+fn is_tar_end(head: &[u8]) -> bool {
+    head.get(..512)
+        .is_some_and(|end| end.iter().all(|&b| b == 0))
 }
 
 /// Whether `head` is a tar header: the ustar magic at offset 257, or an
@@ -242,30 +243,32 @@ impl<R: Read> Read for Sips<R> {
 
 /// Recognises an archive by its magic bytes, then by `name`. A name that
 /// announces an archive the bytes do not hold is an error (`Err(reason)`
-/// inside `Ok`), never a guess.
+/// inside `Ok`), never a guess. A `nested` entry is what it would be if
+/// dropped on its own: opened only when its name says an archive or a
+/// compressed file (a `.docx`, `.npz` or `.svgz` is a file).
 fn sniff<'a>(
     r: Box<dyn Read + 'a>,
     name: &str,
     nested: bool,
 ) -> io::Result<std::result::Result<Sniffed<'a>, String>> {
     let by_name = Format::from_name(name);
+    if nested && by_name.is_none() {
+        return Ok(Ok(Sniffed::Plain(r)));
+    }
+    let tar_named = matches!(by_name, Some(Format::CompressedTar(_) | Format::Tar));
     let (head, r) = peek(r)?;
-    let lower = name.to_ascii_lowercase();
     if is_zip(&head) {
-        if nested && ZIP_DOCUMENTS.iter().any(|e| lower.ends_with(e)) {
-            return Ok(Ok(Sniffed::Plain(r)));
-        }
         return Ok(Ok(Sniffed::Archive(Format::Zip, r)));
     }
-    if is_tar(&head) {
+    if is_tar(&head) || (tar_named && is_tar_end(&head)) {
         return Ok(Ok(Sniffed::Archive(Format::Tar, r)));
     }
     if let Some(codec) = Codec::from_magic(&head) {
         let (inner, decoded) = peek(Box::new(codec.decode(Sips(r), name)))?;
-        if is_tar(&inner) {
+        if is_tar(&inner) || (tar_named && is_tar_end(&inner)) {
             return Ok(Ok(Sniffed::Archive(Format::CompressedTar(codec), decoded)));
         }
-        if matches!(by_name, Some(Format::CompressedTar(_) | Format::Tar)) {
+        if tar_named {
             return Ok(Err(format!(
                 "named like a tar but the {} stream does not hold one",
                 codec.name()

@@ -218,6 +218,77 @@ fn small_deflated_zip_entries_inflate_whole_and_are_checked() {
     fails(short, "past its declared size");
 }
 
+/// An entry is what it would be dropped on its own: a zip or gzip inside a
+/// file whose name says neither (a document, a NumPy archive, an SVGZ) is
+/// that file's bytes, not opened.
+#[test]
+fn entries_are_opened_only_when_their_name_says_an_archive() {
+    let docm = zip_of(
+        &[("[Content_Types].xml", b"<Types/>")],
+        ::zip::CompressionMethod::Deflated,
+    );
+    let svgz = gz(b"<svg/>");
+    let pack = zip_of(
+        &[
+            ("report.docm", &docm),
+            ("arrays.npz", &docm),
+            ("logo.svgz", &svgz),
+            ("inner.zip", &docm),
+            ("notes.txt.gz", &svgz),
+        ],
+        ::zip::CompressionMethod::Stored,
+    );
+    let got = list(src("p.zip", pack).as_ref(), ArchiveOptions::default()).expect("walks");
+    let names: Vec<(&str, bool)> = got
+        .iter()
+        .map(|g| (g.0.as_str(), g.1 == EntryKind::File))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("report.docm", true),
+            ("arrays.npz", true),
+            ("logo.svgz", true),
+            ("inner.zip", false),
+            ("inner.zip/[Content_Types].xml", true),
+            ("notes.txt.gz", false),
+            ("notes.txt.gz/notes.txt", true),
+        ]
+    );
+    assert_eq!(got[0].2, docm);
+    assert_eq!(got[2].2, svgz);
+}
+
+/// An empty tar is two blocks of zeros (tar and Python write ten): no
+/// entries, alone, compressed or inside another archive.
+#[test]
+fn empty_tars_have_no_entries() {
+    let empty = tar_of(&[]);
+    assert!(empty.len() >= 1024 && empty.iter().all(|&b| b == 0));
+    for (name, data) in [("e.tar", empty.clone()), ("e.tar.gz", gz(&empty))] {
+        let got = list(src(name, data).as_ref(), ArchiveOptions::default()).expect(name);
+        assert!(got.is_empty(), "{name}: {got:?}");
+    }
+    let pack = zip_of(
+        &[("attachments.tar", &empty), ("report.txt", b"read me")],
+        ::zip::CompressionMethod::Deflated,
+    );
+    let got = list(src("p.zip", pack).as_ref(), ArchiveOptions::default()).expect("walks");
+    let files: Vec<(&str, &[u8])> = got
+        .iter()
+        .filter(|g| g.1 == EntryKind::File)
+        .map(|g| (g.0.as_str(), g.2.as_slice()))
+        .collect();
+    assert_eq!(files, [("report.txt", &b"read me"[..])]);
+    // Zeros under another name are no empty tar.
+    let err = list(
+        src("x.zip", vec![0; 10240]).as_ref(),
+        ArchiveOptions::default(),
+    )
+    .expect_err("zeros");
+    assert!(matches!(err, Error::Archive { .. }), "{err}");
+}
+
 #[test]
 fn truncated_and_mislabelled_archives_fail() {
     let t = tar_of(&[("a.csv", &[b'x'; 5000]), ("b.csv", &[b'y'; 5000])]);
