@@ -257,6 +257,21 @@ def test_a_name_whose_key_would_be_too_long_skips_its_entry_and_fails_its_file(
     assert len(failed) == 1 and failed[0][0].endswith("/y.txt") and "keys of up to 1015" in failed[0][1]
 
 
+def test_of_two_entries_for_one_key_the_first_in_the_archive_gets_it(moto: S3Server, watch: Path) -> None:
+    """Small entries are shipped two at a time; the first of two in the archive gets the key."""
+    bucket = moto.new_bucket()
+    members = {}
+    for i in range(12):
+        members[f"d{i}/x.csv"] = f"n\n{i}\n".encode()
+        members[f"d{i}/x.tsv"] = f"n\n{i + 100}\n".encode()
+    (watch / "p.zip").write_bytes(make_archive("p.zip", members))
+    assert run_once(moto, bucket, watch).returncode == 0
+    got = objects(moto.client(), bucket)
+    assert len(got) == 24
+    for i in range(12):
+        assert got[f"p.zip/d{i}/x.parquet"]["Metadata"]["s3proc-source"].endswith(f"d{i}/x.csv")
+
+
 def test_a_rebuilt_state_tells_a_bang_in_a_name_from_an_archive_entry(moto: S3Server, watch: Path) -> None:
     """An archive entry's source is ``path!entry``; a ``!`` in a file's own name is no entry."""
     bucket = moto.new_bucket()

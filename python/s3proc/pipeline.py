@@ -208,8 +208,8 @@ def process(row: FileRow, s: Settings, state: State, uploader: Uploader) -> Outc
         skipped: list[tuple[str, str]] = []
         try:
             done = _ship_all(
-                _keyable(results(path, row.path, s, skipped), row.path, st.st_mtime, s, skipped, log),
-                lambda r: _ship(r, row, st.st_mtime, hashing, s, state, uploader, log),
+                _claimed(results(path, row.path, s, skipped), row.path, st.st_mtime, s, state, skipped, log),
+                lambda r, obj: _ship(r, obj, row, hashing, s, state, uploader, log),
             )
         finally:
             if is_archive(row.path):
@@ -331,29 +331,36 @@ def _withdraw(rel: str, state: State, uploader: Uploader, log: FileLog) -> None:
         log.info("withdrew the %d object(s) of the failed archive", len(objs))
 
 
-def _keyable(
+def _claimed(
     results: Iterable[Result],
     rel: str,
     mtime: float,
     s: Settings,
+    state: State,
     skipped: list[tuple[str, str]],
     log: FileLog,
-) -> Iterator[Result]:
-    """``results`` but an archive's entries whose name gives no key (too long): skipped, as links
-    are, where the file itself would fail."""
+) -> Iterator[tuple[Result, ObjectRow]]:
+    """Each result with the key it claims, in order (an archive's entries are shipped two at a
+    time: which of two entries mapping to one key gets the alternative must not be a race). An
+    entry whose name gives no key (too long) is skipped, as links are; the file itself fails."""
     for r in results:
-        if r.entry:
-            try:
-                s.keys.key(rel, parquet=r.parquet, mtime=mtime, entry=r.entry)
-            except BadKey as e:
-                log.warning("skipped entry %s: %s", r.entry, e)
-                skipped.append((r.entry, str(e)))
-                continue
-        yield r
+        try:
+            wanted = s.keys.key(rel, parquet=r.parquet, mtime=mtime, entry=r.entry)
+        except BadKey as e:
+            if not r.entry:
+                raise
+            log.warning("skipped entry %s: %s", r.entry, e)
+            skipped.append((r.entry, str(e)))
+            continue
+        obj = state.claim_key(rel, r.entry, wanted, alternative(wanted, source_name(rel, r.entry)))
+        if obj.key != wanted:
+            log.warning("another source owns %s; using %s", wanted, obj.key, extra={"key": obj.key})
+        yield r, obj
 
 
 def _ship_all(
-    results: Iterable[Result], ship: Callable[[Result], tuple[Uploaded, int | None]]
+    results: Iterable[tuple[Result, ObjectRow]],
+    ship: Callable[[Result, ObjectRow], tuple[Uploaded, int | None]],
 ) -> list[tuple[Uploaded, int | None]]:
     """Ships ``results`` in order. Detached ones (an archive's small entries, read into memory)
     go ``ENTRY_CONCURRENCY`` at a time, so that converting and uploading one overlaps the next;
@@ -362,33 +369,29 @@ def _ship_all(
     done: list[tuple[Uploaded, int | None]] = []
     flight: deque[Future[tuple[Uploaded, int | None]]] = deque()
     with ThreadPoolExecutor(ENTRY_CONCURRENCY, thread_name_prefix="s3proc-entry") as pool:
-        for r in results:
+        for r, obj in results:
             while flight and (not r.detached or len(flight) >= ENTRY_CONCURRENCY):
                 done.append(flight.popleft().result())
             if r.detached:
-                flight.append(pool.submit(contextvars.copy_context().run, ship, r))
+                flight.append(pool.submit(contextvars.copy_context().run, ship, r, obj))
             else:
-                done.append(ship(r))
+                done.append(ship(r, obj))
         done.extend(f.result() for f in flight)
     return done
 
 
 def _ship(
     r: Result,
+    obj: ObjectRow,
     row: FileRow,
-    mtime: float,
     hashing: Future[str],
     s: Settings,
     state: State,
     uploader: Uploader,
     log: FileLog,
 ) -> tuple[Uploaded, int | None]:
-    """Uploads one result to its key (claimed first) and records it."""
-    wanted = s.keys.key(row.path, parquet=r.parquet, mtime=mtime, entry=r.entry)
+    """Uploads one result to its claimed key and records it."""
     source = source_name(row.path, r.entry)
-    obj = state.claim_key(row.path, r.entry, wanted, alternative(wanted, source))
-    if obj.key != wanted:
-        log.warning("another source owns %s; using %s", wanted, obj.key, extra={"key": obj.key})
     log.set(stage="upload")
     if_match = obj.etag if obj.sha256 else None
     # An upload a crash left in flight goes on from the parts already there.
