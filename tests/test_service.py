@@ -531,6 +531,26 @@ def _recorded(watch: Path) -> bool:
         return False
 
 
+def _once_after_scan(
+    server: S3Server, bucket: str, watch: Path, then: Any, quiet_period: str
+) -> tuple[int, str]:
+    """``s3proc run --once``; ``then(process)`` once its start-up scan recorded a file (while it
+    waits the quiet period); its exit status and stderr."""
+    args = [*s3proc_args(server, bucket, watch, "--quiet-period", quiet_period), "--once"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=server.env())
+    try:
+        deadline = time.monotonic() + 30
+        while not _recorded(watch):
+            assert time.monotonic() < deadline, "the start-up scan never recorded the file"
+            time.sleep(0.05)
+        then(proc)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.communicate()
+    return proc.returncode, err.decode()
+
+
 def _replace_by_folder(path: Path, elsewhere: Path) -> None:
     path.unlink()
     path.mkdir()
@@ -567,19 +587,8 @@ def test_a_queued_file_replaced_by_what_is_not_a_file_is_dropped_and_nothing_is_
     path = watch / "sub" / "a.csv"
     path.parent.mkdir()
     path.write_text("id\n1\n")
-    args = [*s3proc_args(moto, bucket, watch, "--quiet-period", "2"), "--once"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=moto.env())
-    try:
-        deadline = time.monotonic() + 30
-        while not _recorded(watch):
-            assert time.monotonic() < deadline, "the start-up scan never recorded the file"
-            time.sleep(0.05)
-        replace(path, elsewhere)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-        proc.communicate()
-    assert proc.returncode == 0, err.decode()[-2000:]
+    code, err = _once_after_scan(moto, bucket, watch, lambda _proc: replace(path, elsewhere), "2")
+    assert code == 0, err[-2000:]
     assert objects(moto.client(), bucket) == {}
     assert state_rows(watch, "SELECT path, status FROM files") == []
     assert not list((watch / ".s3proc" / "errors").rglob("*"))
@@ -1216,19 +1225,8 @@ def test_once_stopped_before_the_queue_is_empty_exits_1(moto: S3Server, watch: P
     every file was uploaded."""
     bucket = moto.new_bucket()
     (watch / "a.csv").write_text("id\n1\n")
-    args = [*s3proc_args(moto, bucket, watch, "--quiet-period", "30"), "--once"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=moto.env())
-    try:
-        deadline = time.monotonic() + 30
-        while not _recorded(watch):
-            assert time.monotonic() < deadline, "the start-up scan never recorded the file"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-        proc.communicate()
-    assert proc.returncode == 1, err.decode()[-2000:]
-    assert b"stopped with 1 file(s) left for the next run" in err
+    code, err = _once_after_scan(moto, bucket, watch, lambda proc: proc.send_signal(signal.SIGTERM), "30")
+    assert code == 1, err[-2000:]
+    assert "stopped with 1 file(s) left for the next run" in err
     assert state_rows(watch, "SELECT status FROM files") == [("pending",)]
     assert objects(moto.client(), bucket) == {}
