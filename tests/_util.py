@@ -101,11 +101,11 @@ def convert_bytes(source: Any, **options: Any) -> bytes:
 
 
 def read_parquet(data: bytes) -> pa.Table:
-    return pq.read_table(io.BytesIO(data))
+    return pq.read_table(pa.BufferReader(data))
 
 
 def parquet_metadata(data: bytes) -> dict[str, str]:
-    md = pq.ParquetFile(io.BytesIO(data)).metadata.metadata or {}
+    md = pq.ParquetFile(pa.BufferReader(data)).metadata.metadata or {}
     return {k.decode(): v.decode() for k, v in md.items() if not k.startswith(b"ARROW:")}
 
 

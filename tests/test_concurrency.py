@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import io
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from _util import GEN_TYPES, convert_bytes, convert_chunks, read_parquet
@@ -117,7 +117,7 @@ def test_every_chunk_but_last_is_chunk_size(ten_mb: Path, chunk_size: int) -> No
     assert sizes[-1] > 0
     table = read_parquet(out.data)
     assert table.num_rows == 55_000
-    assert pq.ParquetFile(io.BytesIO(out.data)).metadata.num_row_groups >= 2
+    assert pq.ParquetFile(pa.BufferReader(out.data)).metadata.num_row_groups >= 2
 
 
 def test_chunks_with_default_row_groups(ten_mb: Path) -> None:
@@ -137,7 +137,7 @@ def test_zstd_levels_read_back_equal(ten_mb: Path) -> None:
     low = convert_bytes(ten_mb, zstd_level=1)
     high = convert_bytes(ten_mb, zstd_level=9)
     assert read_parquet(low).equals(read_parquet(high))
-    meta = pq.ParquetFile(io.BytesIO(low)).metadata
+    meta = pq.ParquetFile(pa.BufferReader(low)).metadata
     assert meta.row_group(0).column(0).compression == "ZSTD"
 
 

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from _util import archive_members, assert_parquet_holds, json_lines, make_archive, state_rows
@@ -221,7 +222,7 @@ def check_final(client: Any, bucket: str, tree: Tree, logs: list[list[dict[str, 
         assert unquote(meta["s3proc-source"]) == rel + (f"!{entry}" if entry else "")
         assert meta["s3proc-source-sha256"] == files[rel], f"{key} does not hold the latest content of {rel}"
         if is_tabular(entry or rel):
-            got = pq.read_table(io.BytesIO(body(client, bucket, key)))
+            got = pq.read_table(pa.BufferReader(body(client, bucket, key)))
             assert_parquet_holds(key, got, entry or rel, source)
             # Rows are in the metadata when known at creation: always for one part (README).
             if "s3proc-rows" in meta or "-" not in heads[key]["ETag"]:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from _util import state_rows
@@ -154,7 +155,7 @@ def test_a_file_that_fails_while_a_writer_still_adds_to_it_is_queued_not_moved(
     assert row is not None and (row.status, row.error) == ("pending", None)
     monkeypatch.undo()
     assert world.process("t.json").status == "uploaded"
-    got = pq.read_table(io.BytesIO(body(world.client, world.bucket, "t.parquet")))
+    got = pq.read_table(pa.BufferReader(body(world.client, world.bucket, "t.parquet")))
     assert got.column("a").to_pylist() == [1, 2, 3]
 
 

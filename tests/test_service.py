@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from _util import (
@@ -44,7 +45,7 @@ def sha256(path: Path) -> str:
 
 
 def read_parquet_object(client, bucket: str, key: str):
-    return pq.read_table(io.BytesIO(body(client, bucket, key)))
+    return pq.read_table(pa.BufferReader(body(client, bucket, key)))
 
 
 @pytest.fixture
@@ -163,7 +164,7 @@ def test_values_outside_the_xml_records_are_a_warning_in_the_log(moto: S3Server,
     assert warning["path"] == "export.xml" and warning["key"] == "export.parquet"
     assert "outside the <tag> records kept in the metadata (s3proc.xml_outside)" in warning["msg"]
     data = body(moto.client(), bucket, "export.parquet")
-    outside = pq.ParquetFile(io.BytesIO(data)).metadata.metadata[b"s3proc.xml_outside"]
+    outside = pq.ParquetFile(pa.BufferReader(data)).metadata.metadata[b"s3proc.xml_outside"]
     assert outside == b"<export><rows><row><id>1</id></row><row><id>2</id></row></rows></export>"
 
 
@@ -1032,7 +1033,7 @@ def test_every_tabular_format_and_compressor_through_the_service(
     run = run_once(moto, bucket, watch)
     assert run.returncode == 1, run.stderr  # the binary went to the error folder
     client = moto.client()
-    want = pq.read_table(io.BytesIO(s3proc_convert_bytes(csv)))
+    want = pq.read_table(pa.BufferReader(s3proc_convert_bytes(csv)))
     for key in ("t/a.parquet", "t/b.parquet", "t/c.parquet", "t/d.parquet", "t/e.parquet", "t/f.parquet",
                 "t/g.parquet"):  # fmt: skip
         got = read_parquet_object(client, bucket, key)
@@ -1109,7 +1110,7 @@ def test_archives_entry_by_entry_and_a_broken_one_leaves_nothing(
     assert json.loads(status.stdout)["skipped_entries"] == [
         {"path": "links.tar", "entry": "to-passwd", "reason": reason}
     ]
-    want = pq.read_table(io.BytesIO(s3proc_convert_bytes(csv)))
+    want = pq.read_table(pa.BufferReader(s3proc_convert_bytes(csv)))
     for key in ("pack.zip/q1/orders.parquet", "pack.zip/nested.tar.gz/deep/more.parquet"):
         assert read_parquet_object(client, bucket, key).equals(want), key
     assert (watch / ".s3proc" / "errors" / "broken.tar.gz").exists()
