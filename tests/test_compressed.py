@@ -209,6 +209,27 @@ def test_plain_files_are_not_compressed(plain: Plain) -> None:
         _core.sniff_compression(csv.parent / "missing.csv.gz")
 
 
+@pytest.mark.parametrize("doc", [b'[{"a": 1}]', b'{"k": [{"a": 1}]'])
+def test_spaces_after_a_json_array_cost_no_memory(tmp_path: Path, doc: bytes) -> None:
+    """200 MiB of spaces after the records (a bomb of 200 KB) are checked, not held."""
+    path = tmp_path / "bomb.json.gz"
+    with gzip.open(path, "wb", compresslevel=1) as f:
+        f.write(doc)
+        spaces = b" " * (1 << 20)
+        for _ in range(200):
+            f.write(spaces)
+        f.write(b"" if doc.startswith(b"[") else b"}")
+    out = tmp_path / "bomb.parquet"
+    log = tmp_path / "convert.log"
+    with open(log, "wb") as f:
+        proc = subprocess.Popen([str(S3PROC_BIN), "convert", str(path), str(out)], stdout=f, stderr=f)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    assert proc.returncode == 0, log.read_text(errors="replace")
+    assert usage.ru_maxrss * 1024 < 120 << 20, f"peak RSS {usage.ru_maxrss // 1024} MiB"
+    assert pq.read_table(out).to_pylist() == [{"a": 1}]
+
+
 @pytest.mark.slow
 def test_gzip_bomb_converts_in_flat_memory(tmp_path: Path) -> None:
     """1 GB of one repeated row (10^8 rows) in about 1 MB of gzip: the peak RSS stays bounded."""

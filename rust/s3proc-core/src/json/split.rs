@@ -426,8 +426,11 @@ impl JsonSplitter {
             if self.eof {
                 break;
             }
-            let more = self.buf.len() + READ_BLOCK;
-            self.fill(more)?;
+            // What was checked is dropped: a trailer of any length (a bomb of
+            // spaces) costs one block of memory.
+            self.buf.truncate(end + 1);
+            at = end + 1;
+            self.fill(end + 1 + READ_BLOCK)?;
         }
         if !closed {
             return Err(Error::parse(
