@@ -187,6 +187,16 @@ def test_parquet_metadata_names_the_layout() -> None:
     assert md["s3proc.json_layout"] == "one JSON array of objects"
 
 
+@pytest.mark.parametrize(
+    "doc", [b'{"a": 1, "b": "x"}\n{\n  "a": 2,\n  "b": "y"\n}\n', b'{"a": 1, "b": "x"} {"a": 2, "b": "y"\n}']
+)
+def test_objects_one_after_the_other_are_not_ndjson_once_one_spans_lines(doc: bytes) -> None:
+    """The first object on one line does not make the document NDJSON: the next one decides."""
+    got = convert_chunks(doc, name="a.json")
+    assert convert_table(doc, name="a.json").to_pylist() == [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}]
+    assert parquet_metadata(got.data)["s3proc.json_layout"].startswith("JSON objects one after the other")
+
+
 # ------------------------------------------------------------------ hypothesis: nested records
 # A random shape (scalars, lists, structs nested a few levels), then records that follow it,
 # any value null and any key absent. s3proc must give back every value: structs with the keys

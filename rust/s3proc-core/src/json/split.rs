@@ -76,7 +76,7 @@ pub fn detect_layout(head: &[u8], at_eof: bool, name: &str) -> Result<Layout> {
                 Ok(v) => {
                     let one_line = p.line() == first_line;
                     if !p.at_end() {
-                        return Ok(if one_line {
+                        return Ok(if one_line && one_per_line(&mut p) {
                             Layout::Lines
                         } else {
                             Layout::Values
@@ -125,6 +125,21 @@ pub fn detect_layout(head: &[u8], at_eof: bool, name: &str) -> Result<Layout> {
             ))
         }
     }
+}
+
+/// Whether each value after `p` in the head that is whole ends on the line
+/// it starts on: one spanning lines (`{"a":1}` then `{\n"a": 2\n}`) makes
+/// the document concatenated values, not NDJSON.
+fn one_per_line(p: &mut Parser<'_>) -> bool {
+    while p.peek().is_some() {
+        let line = p.line();
+        match p.value(1) {
+            Ok(_) if p.line() != line => return false,
+            Ok(_) => {}
+            Err(_) => break, // cut by the head's end, or an error the reader reports
+        }
+    }
+    true
 }
 
 /// `{ "key" : [`: the key, with the parser just after the `[`.
@@ -472,6 +487,9 @@ mod tests {
             Ok(Layout::Array { skip: 2, key: None })
         ));
         assert!(matches!(l("{\n\"a\": 1\n}\n{\"a\":2}"), Ok(Layout::Values)));
+        assert!(matches!(l("{\"a\":1}\n{\n\"a\": 2\n}"), Ok(Layout::Values)));
+        assert!(matches!(l("{\"a\":1} {\"a\":2\n}"), Ok(Layout::Values)));
+        assert!(matches!(l("{\"a\":1}\n{\"a\":2}\n{\"a\":"), Ok(Layout::Lines)));
         assert!(matches!(l("{\"a\": 1}"), Ok(Layout::Values)));
         assert!(matches!(l("{\"a\": [1]}"), Ok(Layout::Values)));
         match l("{\"data\": [{\"x\":1}]}") {
