@@ -846,19 +846,21 @@ def test_embedded_s3_try_it(tmp_path: Path) -> None:
     (cwd / "inbox" / "t.csv").write_text("a,b\n1,x\n2,y\n3,z\n")
     (cwd / "inbox" / "n.txt").write_text("hello")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3PROC_"))}
-    proc = subprocess.run(
-        [_bin(), "run", "--embedded-s3", "--once", "--quiet-period", "0"],
-        capture_output=True,
-        cwd=cwd,
-        env=env,
-        timeout=120,
-    )
-    out = proc.stdout.decode()
-    assert proc.returncode == 0, proc.stderr.decode()
-    assert "embedded S3 at http://127.0.0.1:" in out
-    assert "2 object(s) in s3://s3proc/" in out
-    assert any(line.split()[:1] == ["t.parquet"] and "3 rows" in line for line in out.splitlines()), out
-    assert any(line.split()[:1] == ["n.txt"] for line in out.splitlines()), out
+    for _ in range(2):  # run again, the new (empty) server gets everything again
+        proc = subprocess.run(
+            [_bin(), "run", "--embedded-s3", "--once", "--quiet-period", "0"],
+            capture_output=True,
+            cwd=cwd,
+            env=env,
+            timeout=120,
+        )
+        out = proc.stdout.decode()
+        assert proc.returncode == 0, proc.stderr.decode()
+        assert "embedded S3 at http://127.0.0.1:" in out
+        assert "2 object(s) in s3://s3proc/" in out
+        lines = out.splitlines()
+        assert any(line.split()[:1] == ["t.parquet"] and "3 rows" in line for line in lines), out
+        assert any(line.split()[:1] == ["n.txt"] for line in lines), out
 
 
 def test_every_line_about_a_file_carries_path_sha_and_stage(moto: S3Server, watch: Path) -> None:

@@ -578,6 +578,12 @@ def _start_embedded(opts: dict[str, Any], once: bool) -> Any:
     if opts.get("watch_dir") is None:
         opts["watch_dir"] = Path("inbox")
         opts["watch_dir"].mkdir(exist_ok=True)
+    if not opts.get("state"):
+        # The server keeps nothing between runs: neither does its state, a file of its own.
+        state = Path(opts["watch_dir"]) / ".s3proc" / "embedded.db"
+        for path in (state, state.with_name(state.name + "-wal"), state.with_name(state.name + "-shm")):
+            path.unlink(missing_ok=True)
+        opts["state"] = str(state)
     click.echo(f"s3proc: embedded S3 at {server.endpoint_url}, bucket {opts['bucket']!r} (in memory)")
     click.echo(f"s3proc: watching {opts['watch_dir']}/ — drop files there")
     if once:
