@@ -489,7 +489,10 @@ mod tests {
         assert!(matches!(l("{\n\"a\": 1\n}\n{\"a\":2}"), Ok(Layout::Values)));
         assert!(matches!(l("{\"a\":1}\n{\n\"a\": 2\n}"), Ok(Layout::Values)));
         assert!(matches!(l("{\"a\":1} {\"a\":2\n}"), Ok(Layout::Values)));
-        assert!(matches!(l("{\"a\":1}\n{\"a\":2}\n{\"a\":"), Ok(Layout::Lines)));
+        assert!(matches!(
+            l("{\"a\":1}\n{\"a\":2}\n{\"a\":"),
+            Ok(Layout::Lines)
+        ));
         assert!(matches!(l("{\"a\": 1}"), Ok(Layout::Values)));
         assert!(matches!(l("{\"a\": [1]}"), Ok(Layout::Values)));
         match l("{\"data\": [{\"x\":1}]}") {
