@@ -350,3 +350,20 @@ def state_rows(watch: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         return db.execute(sql, args).fetchall()
     finally:
         db.close()
+
+
+_PEAK = (
+    "import os, subprocess, sys\n"
+    "p = subprocess.Popen(sys.argv[1:])\n"
+    "_, status, usage = os.wait4(p.pid, 0)\n"
+    "print(usage.ru_maxrss * 1024)\n"
+    "sys.exit(os.waitstatus_to_exitcode(status))\n"
+)
+
+
+def peak_rss(cmd: Sequence[str]) -> tuple[int, int, str]:
+    """Runs ``cmd``; its exit status, peak RSS in bytes and stderr. Started from a small Python
+    process: a child of the test process would count that process's own peak as its own (Linux
+    keeps the parent's high-water mark across fork and exec)."""
+    done = subprocess.run([sys.executable, "-c", _PEAK, *cmd], capture_output=True, text=True, check=False)
+    return done.returncode, int(done.stdout.split()[-1]), done.stderr

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import zstandard
-from _util import S3PROC_BIN, convert_chunks, run_gen_data
+from _util import S3PROC_BIN, convert_chunks, peak_rss, run_gen_data
 
 import s3proc
 from s3proc import _core
@@ -220,13 +220,9 @@ def test_spaces_after_a_json_array_cost_no_memory(tmp_path: Path, doc: bytes) ->
             f.write(spaces)
         f.write(b"" if doc.startswith(b"[") else b"}")
     out = tmp_path / "bomb.parquet"
-    log = tmp_path / "convert.log"
-    with open(log, "wb") as f:
-        proc = subprocess.Popen([str(S3PROC_BIN), "convert", str(path), str(out)], stdout=f, stderr=f)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    assert proc.returncode == 0, log.read_text(errors="replace")
-    assert usage.ru_maxrss * 1024 < 120 << 20, f"peak RSS {usage.ru_maxrss // 1024} MiB"
+    code, peak, err = peak_rss([str(S3PROC_BIN), "convert", str(path), str(out)])
+    assert code == 0, err
+    assert peak < 120 << 20, f"peak RSS {peak >> 20} MiB"
     assert pq.read_table(out).to_pylist() == [{"a": 1}]
 
 
