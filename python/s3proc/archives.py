@@ -166,6 +166,25 @@ def archive_results(
         yield _result(make, entry.name, tabular, name, rewound, part_size, convert, False)
 
 
+def converted(make: Callable[..., Any], entry: str, open_chunks: Callable[[], Any], detached: bool) -> Any:
+    """``make``'s result for a conversion that ``open_chunks()`` starts (again at each upload
+    attempt); its rows and warnings are those of the latest."""
+    latest: list[Any] = []
+
+    def parquet() -> Any:
+        latest[:] = [open_chunks()]
+        return latest[0]
+
+    return make(
+        entry,
+        True,
+        parquet,
+        lambda: latest[0].rows if latest else None,
+        detached=detached,
+        warnings=lambda: latest[0].warnings if latest else [],
+    )
+
+
 def _result(
     make: Callable[..., Any],
     entry: str,
@@ -179,20 +198,9 @@ def _result(
     """``make``'s result for an entry whose bytes ``source()`` gives from the start (bytes, or
     a rewound ``EntryStream``); ``detached`` when they are in memory."""
     if tabular:
-        latest: list[Any] = []
-
-        def parquet() -> Any:
-            options = {**convert, "chunk_size": part_size, "name": name}
-            latest[:] = [_core.ParquetChunks(cast(IO[bytes], source()), **options)]
-            return latest[0]
-
-        return make(
-            entry,
-            True,
-            parquet,
-            lambda: latest[0].rows if latest else None,
-            detached=detached,
-            warnings=lambda: latest[0].warnings if latest else [],
+        options = {**convert, "chunk_size": part_size, "name": name}
+        return converted(
+            make, entry, lambda: _core.ParquetChunks(cast(IO[bytes], source()), **options), detached
         )
 
     def raw() -> Iterator[bytes]:

@@ -32,7 +32,7 @@ from typing import Any
 import botocore.exceptions
 
 from s3proc import _core
-from s3proc.archives import archive_results, is_archive, source_name
+from s3proc.archives import archive_results, converted, is_archive, source_name
 from s3proc.errors import ParseError, S3procError
 from s3proc.keys import BadKey, KeyMaker, alternative, is_tabular
 from s3proc.logs import FileLog, for_file
@@ -131,21 +131,8 @@ def results(path: Path, rel: str, s: Settings, skipped: list[tuple[str, str]]) -
     if is_archive(rel):
         return archive_results(path, rel, s.part_size, s.convert, Result, skipped)
     if is_tabular(rel):
-        latest: list[_core.ParquetChunks] = []
-
-        def parquet() -> Iterator[bytes]:
-            latest[:] = [_core.ParquetChunks(path, **{**s.convert, "chunk_size": s.part_size, "name": rel})]
-            return latest[0]
-
-        return [
-            Result(
-                "",
-                True,
-                parquet,
-                rows=lambda: latest[0].rows if latest else None,
-                warnings=lambda: latest[0].warnings if latest else [],
-            )
-        ]
+        options = {**s.convert, "chunk_size": s.part_size, "name": rel}
+        return [converted(Result, "", lambda: _core.ParquetChunks(path, **options), detached=False)]
 
     def raw() -> Iterator[bytes]:
         with open(path, "rb") as f:

@@ -211,7 +211,8 @@ impl ParquetChunks {
     }
 
     /// What the conversion found worth a warning (values outside XML
-    /// records), once the last chunk has been handed out.
+    /// records, CSV bytes read as Windows-1252), once the last chunk has
+    /// been handed out.
     pub fn warnings(&self) -> &[String] {
         match &self.inner {
             Driver::Csv(_, c) => &c.warnings,

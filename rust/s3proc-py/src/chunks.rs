@@ -106,7 +106,7 @@ impl ParquetChunks {
     }
 
     /// What the conversion found worth a warning (values outside XML
-    /// records), once iteration has finished.
+    /// records, CSV bytes read as Windows-1252), once iteration has finished.
     #[getter]
     fn warnings(&self, py: Python<'_>) -> PyResult<Vec<String>> {
         self.with(py, |core| core.warnings().to_vec())

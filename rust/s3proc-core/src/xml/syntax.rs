@@ -36,8 +36,8 @@ pub(super) fn first_forbidden(bytes: &[u8]) -> Option<(usize, char)> {
     nonchar.or(control)
 }
 
-/// Why `name` is not an XML name (`what` says whose: "element", "attribute
-/// name", …), if it is not: a name starts with a letter, `_` or `:` and goes
+/// Why `name` is not an XML name (`what` says whose: "element",
+/// "attribute", "element prefix", …), if it is not: a name starts with a letter, `_` or `:` and goes
 /// on with those, digits, `-`, `.` and the other characters XML 1.0 lists.
 pub(super) fn name_error(name: &[u8], what: &str) -> Option<String> {
     let text = String::from_utf8_lossy(name);
@@ -80,12 +80,16 @@ pub(super) fn attribute_error(tag: &[u8], key: &[u8], value: &[u8]) -> Option<St
         .checked_sub(1)
         .and_then(|i| tag.get(i))
         .is_none_or(|b| is_blank(&[*b]));
-    let key = String::from_utf8_lossy(key);
+    // The name is text only for an error: this runs for every attribute.
+    let key = || String::from_utf8_lossy(key);
     if !spaced {
-        return Some(format!("no whitespace before attribute `{key}`"));
+        return Some(format!("no whitespace before attribute `{}`", key()));
     }
     memchr::memchr(b'<', value).map(|_| {
-        format!("`<` in the value of attribute `{key}`, which XML does not allow (write &lt;)")
+        format!(
+            "`<` in the value of attribute `{}`, which XML does not allow (write &lt;)",
+            key()
+        )
     })
 }
 
