@@ -8,12 +8,12 @@ use arrow_array::builder::BooleanBuilder;
 use arrow_array::types::{
     ArrowPrimitiveType, Date32Type, Float64Type, Int64Type, TimestampMicrosecondType,
 };
-use arrow_array::{ArrayRef, PrimitiveArray, StringArray};
+use arrow_array::{Array, ArrayRef, Int64Array, PrimitiveArray, StringArray};
 use arrow_buffer::{Buffer, NullBufferBuilder, OffsetBuffer};
 
 use crate::types::{
     parse_bool, parse_date, parse_f64, parse_i64, parse_naive_timestamp, parse_timestamp,
-    ColumnType,
+    ColumnType, F64_EXACT_INT,
 };
 
 /// One output column.
@@ -231,11 +231,7 @@ fn ints<'a>(
     ty: ColumnType,
 ) -> Result<(ArrayRef, ColumnType), usize> {
     let array = primitives::<Int64Type>(rows, value, parse_i64)?;
-    let wide = ty == ColumnType::WideInt64
-        || array
-            .as_any()
-            .downcast_ref::<PrimitiveArray<Int64Type>>()
-            .is_some_and(|a| a.iter().flatten().any(|v| v.unsigned_abs() > 1 << 53));
+    let wide = ty == ColumnType::WideInt64 || has_wide_int(&array);
     Ok((
         array,
         if wide {
@@ -244,6 +240,15 @@ fn ints<'a>(
             ColumnType::Int64
         },
     ))
+}
+
+/// Whether an integer array holds a value beyond 2^53, which a float
+/// would round.
+pub fn has_wide_int(array: &dyn Array) -> bool {
+    array
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .is_some_and(|a| a.iter().flatten().any(|v| v.unsigned_abs() > F64_EXACT_INT))
 }
 
 fn timestamps_utc<'a>(

@@ -17,11 +17,11 @@
 
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, ListArray, StringArray, StructArray};
+use arrow_array::{Array, ArrayRef, ListArray, StringArray, StructArray};
 use arrow_buffer::{NullBufferBuilder, OffsetBuffer};
 use arrow_schema::{DataType, Field, Fields};
 
-use crate::columns::build;
+use crate::columns::{build, has_wide_int};
 use crate::types::{classify, parse_f64, ColumnType};
 use crate::value::{Key, Record, Value};
 
@@ -159,6 +159,38 @@ impl Shape {
             for r in records {
                 widen_fields(fields, &r.fields);
             }
+        }
+    }
+
+    /// Marks each integer place of this root shape where `columns`, built in
+    /// it, hold a value beyond 2^53: a float seen later must then widen the
+    /// place to strings, not to floats that would round what was written.
+    pub fn note_wide_ints(&mut self, columns: &[ArrayRef]) {
+        if let Shape::Struct(fields) = self {
+            for ((_, s), c) in fields.iter_mut().zip(columns) {
+                s.note_wide(c.as_ref());
+            }
+        }
+    }
+
+    fn note_wide(&mut self, array: &dyn Array) {
+        match self {
+            Shape::Scalar(t @ ColumnType::Int64) if has_wide_int(array) => {
+                *t = ColumnType::WideInt64;
+            }
+            Shape::List(inner) => {
+                if let Some(list) = array.as_any().downcast_ref::<ListArray>() {
+                    inner.note_wide(list.values().as_ref());
+                }
+            }
+            Shape::Struct(fields) => {
+                if let Some(s) = array.as_any().downcast_ref::<StructArray>() {
+                    for ((_, f), c) in fields.iter_mut().zip(s.columns()) {
+                        f.note_wide(c.as_ref());
+                    }
+                }
+            }
+            _ => {}
         }
     }
 

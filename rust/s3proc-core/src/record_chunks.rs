@@ -236,6 +236,20 @@ struct Parsed {
     arrays: Option<Vec<ArrayRef>>,
 }
 
+impl Parsed {
+    /// A piece whose values all fit `schema`; the schema notes the integer
+    /// columns that now hold a value beyond 2^53.
+    fn converted(rows: usize, schema: &Shape, arrays: Vec<ArrayRef>) -> Self {
+        let mut schema = schema.clone();
+        schema.note_wide_ints(&arrays);
+        Parsed {
+            rows,
+            schema,
+            arrays: Some(arrays),
+        }
+    }
+}
+
 /// Reads the first records of `source` and infers their schema (not yet
 /// finalized), reading at most `sample_rows` records (all with `None`) and
 /// about [`SAMPLE_BYTES`] bytes.
@@ -512,22 +526,14 @@ fn parse_piece(
 ) -> Result<Parsed> {
     if let (true, RecordReader::Json(layout), Piece::Json(text)) = (convert, reader, &piece) {
         if let Some((rows, arrays)) = crate::json::direct::columns(text, layout, schema) {
-            return Ok(Parsed {
-                rows,
-                schema: schema.clone(),
-                arrays: Some(arrays),
-            });
+            return Ok(Parsed::converted(rows, schema, arrays));
         }
     }
     let records = reader.parse(&piece, name)?;
     let rows = records.len();
     if convert {
         if let Some(arrays) = build_columns(schema, &records) {
-            return Ok(Parsed {
-                rows,
-                schema: schema.clone(),
-                arrays: Some(arrays),
-            });
+            return Ok(Parsed::converted(rows, schema, arrays));
         }
     }
     let mut widened = schema.clone();

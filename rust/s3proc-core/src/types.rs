@@ -10,7 +10,7 @@
 use arrow_schema::{DataType, TimeUnit};
 
 /// Largest integer magnitude a `f64` holds exactly (2^53).
-const F64_EXACT_INT: u64 = 1 << 53;
+pub(crate) const F64_EXACT_INT: u64 = 1 << 53;
 
 /// An inferred column type.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

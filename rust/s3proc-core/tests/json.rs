@@ -118,6 +118,40 @@ fn late_key_and_late_float_restart_once() {
 }
 
 #[test]
+fn a_late_float_after_a_wide_integer_restarts_once() {
+    // Integers beyond 2^53 come after the sample in pieces that convert (they
+    // fit int64), at the top level, in a list and in a struct; a float comes
+    // last. One restart must go straight to strings: float64 would round them.
+    let wide = 123_456_789_012_345_678_i64;
+    let x = |i: usize| (i * i * 7919) % 100_003;
+    let data = ndjson(30_000, |i| {
+        let (a, l, s) = match i {
+            15_000 => (wide.to_string(), wide.to_string(), wide.to_string()),
+            29_990 => ("2.5".into(), "2.5".into(), "2.5".into()),
+            _ => (x(i).to_string(), i.to_string(), i.to_string()),
+        };
+        // Scattered text, so that chunks are handed out before row 15,000
+        // in the second pass too (a restart before any chunk is invisible).
+        let t = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        format!(r#"{{"a": {a}, "l": [1, {l}], "s": {{"v": {s}}}, "t": "{t:x}"}}"#)
+    });
+    let mut opts = small();
+    opts.csv.sample_rows = Some(100);
+    let (file, restarts) = convert("t.jsonl", &data, opts).expect("converts");
+    assert_eq!(restarts, 1);
+    let (b, _) = read(file);
+    let a = b.column(0).as_string::<i32>();
+    assert_eq!(a.value(15_000), wide.to_string());
+    assert_eq!(a.value(29_990), "2.5");
+    assert_eq!(a.value(7), x(7).to_string());
+    let l = b.column(1).as_list::<i32>().value(15_000);
+    assert_eq!(l.as_string::<i32>().value(1), wide.to_string());
+    let s = b.column(2).as_struct().column(0).as_string::<i32>();
+    assert_eq!(s.value(15_000), wide.to_string());
+    assert_eq!(s.value(29_990), "2.5");
+}
+
+#[test]
 fn arrays_nested_values_and_wrappers() {
     let elems: Vec<String> = (0..3000)
         .map(|i| {
