@@ -403,7 +403,17 @@ def _one_line_exit_2(proc: subprocess.CompletedProcess[bytes]) -> str:
         (["--key-template", "{prefix}{dir:%Y}/{path}"], "Invalid format specifier"),
         (["--no-such-flag"], "No such option"),
         (["--part-size", "1MiB"], "5 MiB"),
-        (["--error-dir", "/dev/null/errors"], "error folder"),
+        (["--error-dir", "/dev/null/errors"], "--error-dir /dev/null/errors cannot be made"),
+        (["--after-upload", "move:/dev/null/done"], "move: /dev/null/done cannot be made"),
+        # A folder s3proc moves files into that holds the watch dir: nothing would be shipped.
+        (["--error-dir", "{watch}"], "holds the watch dir"),
+        (["--after-upload", "move:{watch}/.."], "holds the watch dir"),
+        (["--quiet-period", "nan"], "--quiet-period nan"),
+        (["--grace", "nan"], "--grace nan"),
+        # The converter's options are checked before any file meets them.
+        (["--encoding", "bogus"], "unsupported encoding"),
+        (["--delimiter", ";;"], "delimiter"),
+        (["--sample-rows", "-5"], "sample_rows"),
     ],
 )
 def test_bad_configuration_fails_at_start_with_status_2(
@@ -411,11 +421,50 @@ def test_bad_configuration_fails_at_start_with_status_2(
 ) -> None:
     bucket = moto.new_bucket()
     (watch / "f.txt").write_text("x")
-    cmd = s3proc_args(moto, bucket, watch) + args + ["--once"]
+    cmd = s3proc_args(moto, bucket, watch) + [a.replace("{watch}", str(watch)) for a in args] + ["--once"]
     proc = subprocess.run(cmd, capture_output=True, env=moto.env(), timeout=60)
     assert says in _one_line_exit_2(proc)
     assert (watch / "f.txt").exists()
     assert objects(moto.client(), bucket) == {}
+
+
+def test_run_with_a_state_but_no_watch_dir_refuses_to_watch_the_current_folder(
+    moto: S3Server, tmp_path: Path
+) -> None:
+    bucket = moto.new_bucket()
+    (tmp_path / "notes.txt").write_text("not for S3")
+    cmd = [
+        _bin(),
+        "run",
+        "--bucket",
+        bucket,
+        "--endpoint-url",
+        moto.endpoint,
+        "--state",
+        str(tmp_path / "s.db"),
+    ]
+    proc = subprocess.run(
+        [*cmd, "--once", "--after-upload", "delete"], capture_output=True, env=moto.env(), cwd=tmp_path
+    )
+    assert "no watch dir" in _one_line_exit_2(proc)
+    assert (tmp_path / "notes.txt").exists()
+    assert objects(moto.client(), bucket) == {}
+
+
+def test_a_state_in_the_watch_dir_is_not_shipped(moto: S3Server, watch: Path) -> None:
+    """Its files are held open by s3proc itself: queued, they would wait for ever."""
+    bucket = moto.new_bucket()
+    (watch / "t.txt").write_text("x")
+    proc = run_once(moto, bucket, watch, "--state", str(watch / "state.db"), timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert set(objects(moto.client(), bucket)) == {"t.txt"}
+
+
+def test_a_password_in_the_endpoint_url_is_never_shown(moto: S3Server, watch: Path) -> None:
+    down = ["--endpoint-url", "http://admin:S3cretPassw0rd@127.0.0.1:9", "--retries", "1"]
+    proc = run_once(moto, "any-bucket", watch, *down, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "127.0.0.1:9" in proc.stderr and "S3cretPassw0rd" not in proc.stderr + proc.stdout
 
 
 def test_an_endpoint_down_at_start_up_fails_with_status_2_and_touches_nothing(
@@ -803,6 +852,29 @@ def test_cleanup_and_ls(moto: S3Server, watch: Path) -> None:
 
     ls = subprocess.run([_bin(), "ls", *common], capture_output=True, env=moto.env(), check=True)
     assert b"p/t.parquet" in ls.stdout and b"2 rows" in ls.stdout
+
+
+def test_cleanup_of_a_watch_dir_needs_its_state_and_ls_and_cleanup_a_bucket(
+    moto: S3Server, tmp_path: Path
+) -> None:
+    """A watch dir with no state is a typo, or a service whose state is elsewhere: aborting its
+    uploads would cost it what it resumes. A missing bucket is one line, no traceback."""
+    bucket = moto.new_bucket()
+    client = moto.client()
+    upload = client.create_multipart_upload(Bucket=bucket, Key="orphan.bin")["UploadId"]
+    common = ["--endpoint-url", moto.endpoint]
+    proc = subprocess.run(
+        [_bin(), "cleanup", *common, "--bucket", bucket, "--watch-dir", str(tmp_path)],
+        capture_output=True,
+        env=moto.env(),
+    )
+    assert "no state database" in _one_line_exit_2(proc)
+    assert incomplete_uploads(client, bucket) == [("orphan.bin", upload)]
+    for command in ("ls", "cleanup"):
+        proc = subprocess.run(
+            [_bin(), command, *common, "--bucket", "no-such-bucket-here"], capture_output=True, env=moto.env()
+        )
+        assert "does not exist" in _one_line_exit_2(proc)
 
 
 def test_a_prefix_with_a_percent_sign_is_listed_as_keys_hold_it(moto: S3Server, watch: Path) -> None:
@@ -1193,31 +1265,37 @@ def test_once_gives_up_while_s3_stays_unavailable_and_starts_no_file_meanwhile(
     assert not cfg.error_folder.exists() or not any(cfg.error_folder.iterdir())
 
 
-@pytest.mark.parametrize("kind", ["put_object", "upload_part"])
+@pytest.mark.parametrize(
+    ("kind", "grace", "signals"), [("put_object", "1", 1), ("upload_part", "1", 1), ("put_object", "60", 2)]
+)
 def test_sigterm_ends_within_the_grace_period_while_s3_does_not_answer(
-    moto: S3Server, watch: Path, kind: str
+    moto: S3Server, watch: Path, kind: str, grace: str, signals: int
 ) -> None:
     """S3 takes 30 s to answer an upload: SIGTERM with ``--grace 1`` ends the service in a few
-    seconds, not when the answer comes; the next start uploads the file once."""
+    seconds, not when the answer comes, and so does a second SIGTERM within a longer grace
+    period; the next start uploads the file once."""
     from faultproxy import FaultProxy, Rule
 
     bucket = moto.new_bucket()
     path = r"partNumber=" if kind == "upload_part" else r"/f\.bin$"
     proxy = FaultProxy(moto.endpoint, [Rule("stall", method="PUT", path=path, seconds=30)])
     via = S3Server("proxy", proxy.endpoint, moto.access_key, moto.secret_key)
-    d = Daemon(via, bucket, watch, "--grace", "1", "--part-size", "5MiB")
+    d = Daemon(via, bucket, watch, "--grace", grace, "--part-size", "5MiB")
     data = os.urandom(12 << 20 if kind == "upload_part" else 1000)
     try:
         d.wait_for(lambda: any("scanned" in r["msg"] for r in d.lines()))
         (watch / "f.bin").write_bytes(data)
         d.wait_for(lambda: any(r.seen for r in proxy.rules))  # the request is at the proxy
         time.sleep(0.5)
+        for _ in range(signals - 1):
+            d.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
         sent = time.monotonic()
         assert d.stop() == 0
         took = time.monotonic() - sent
     finally:
         proxy.close()
-    assert took < 8, f"SIGTERM with --grace 1 took {took:.1f} s"
+    assert took < 8, f"{signals} SIGTERM with --grace {grace} took {took:.1f} s"
     assert run_once(moto, bucket, watch).returncode == 0
     assert body(moto.client(), bucket, "f.bin") == data
     assert incomplete_uploads(moto.client(), bucket) == []

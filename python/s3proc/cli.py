@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import botocore.exceptions
 import click
 
 from s3proc import _core, logs
@@ -23,13 +24,14 @@ from s3proc.config import (
     ConfigError,
     RunConfig,
     check_bucket,
+    check_reachable,
     load_env,
     parse_size,
 )
 from s3proc.convert import convert as convert_to
 from s3proc.errors import S3procError
 from s3proc.state import FAILED, PROCESSING, State, StateError, open_state
-from s3proc.uploader import PART_CONCURRENCY
+from s3proc.uploader import PART_CONCURRENCY, describe
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -69,6 +71,9 @@ class _Main(click.Group):
             sys.exit(2)
         except S3procError as e:
             click.echo(f"s3proc: error: {e}", err=True)
+            sys.exit(1)
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
+            click.echo(f"s3proc: error: S3: {describe(e)}", err=True)
             sys.exit(1)
         except OSError as e:
             click.echo(f"s3proc: error: {e}", err=True)
@@ -358,13 +363,11 @@ def _existing_state(cfg: RunConfig, exclusive: bool = False) -> State:
 
 
 def _config(opts: dict[str, Any], **more: Any) -> RunConfig:
-    watch = opts.get("watch_dir")
-    if watch is None:
-        if not opts.get("state"):
-            raise ConfigError("no watch dir: give --watch-dir or S3PROC_WATCH_DIR")
-        watch = Path.cwd()
+    """The configuration of a command that works on a watch dir."""
+    if opts.get("watch_dir") is None:
+        raise ConfigError("no watch dir: give --watch-dir or S3PROC_WATCH_DIR")
     return RunConfig(
-        watch_dir=Path(watch),
+        watch_dir=Path(opts["watch_dir"]),
         bucket=opts.get("bucket") or "",
         prefix=opts.get("prefix") or "",
         endpoint_url=opts.get("endpoint_url"),
@@ -514,7 +517,7 @@ def run(**opts: Any) -> None:
             secret_key=opts.get("secret_key"),
         )
         keys = cfg.check()
-        cfg.prepare_error_folder()
+        cfg.prepare_folders()
         state = open_state(cfg.state_location, exclusive=True, synchronous=cfg.state_sync.upper())
         try:
             uploader = cfg.uploader(cfg.client())
@@ -610,7 +613,9 @@ def ls(**opts: Any) -> None:
     """List the objects under the prefix with their sizes and row counts."""
     cfg = _config({**opts, "watch_dir": Path.cwd()})
     keys = cfg.check()
-    _print_listing(cfg.uploader(cfg.client()), keys.scope)
+    uploader = cfg.uploader(cfg.client())
+    check_reachable(uploader)
+    _print_listing(uploader, keys.scope)
 
 
 @cli.command()
@@ -620,7 +625,7 @@ def ls(**opts: Any) -> None:
 def status(as_json: bool, limit: int, **opts: Any) -> None:
     """Counts per status, files in flight, recent failures and skipped archive entries with their
     reasons."""
-    cfg = _config(opts)
+    cfg = _config({**opts, "watch_dir": opts.get("watch_dir") or (opts.get("state") and Path.cwd())})
     state = _existing_state(cfg)
     try:
         report: dict[str, Any] = {
@@ -705,9 +710,10 @@ def cleanup(dry_run: bool, **opts: Any) -> None:
     cfg = _config({**opts, "watch_dir": opts.get("watch_dir") or Path.cwd()})
     keys = cfg.check()
     uploader = cfg.uploader(cfg.client())
+    check_reachable(uploader)
     kept: set[str] = set()
-    if located and Path(cfg.state_location).exists():
-        state = open_state(cfg.state_location, exclusive=True)  # fails while a service runs
+    if located:
+        state = _existing_state(cfg, exclusive=True)  # fails while a service runs
         try:
             kept = {o.upload_id for o in state.uploads_in_flight() if o.upload_id}
         finally:

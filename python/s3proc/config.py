@@ -8,6 +8,7 @@ Anything wrong ends in ``ConfigError``: one line, exit status 2.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import uuid
@@ -18,6 +19,8 @@ from urllib.parse import urlparse
 
 import botocore.exceptions
 
+from s3proc import _core
+from s3proc.errors import OptionError
 from s3proc.keys import BadKey, KeyMaker
 from s3proc.uploader import MAX_PART, MIN_PART, PART_CONCURRENCY, Uploader, checksum, describe, make_client
 
@@ -113,6 +116,17 @@ class RunConfig:
             raise ConfigError("--concurrency and --upload-concurrency must be at least 1")
         if self.sse_kms_key_id and self.sse not in (None, "aws:kms"):
             raise ConfigError("--sse-kms-key-id needs --sse aws:kms")
+        for name in ("quiet_period", "rescan_interval", "grace", "forget_after"):
+            if math.isnan(getattr(self, name)):
+                raise ConfigError(f"--{name.replace('_', '-')} nan: give a number of seconds")
+        watch = self.watch_dir.resolve()
+        for flag, folder in self._folders():
+            if watch.is_relative_to(folder.resolve()):
+                raise ConfigError(f"{flag} {folder} holds the watch dir: nothing in it would be shipped")
+        try:
+            _core.ParquetChunks(b"a\n1\n", name="options", **self.convert)
+        except OptionError as e:
+            raise ConfigError(str(e)) from None
         try:
             checksum(self.checksum)
         except ValueError as e:
@@ -122,14 +136,23 @@ class RunConfig:
         except BadKey as e:
             raise ConfigError(str(e)) from None
 
-    def prepare_error_folder(self) -> None:
-        """The error folder exists (it is made now) and can be written, or ``ConfigError``."""
-        try:
-            self.error_folder.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise ConfigError(f"the error folder {self.error_folder} cannot be made: {e.strerror}") from None
-        if not os.access(self.error_folder, os.W_OK | os.X_OK):
-            raise ConfigError(f"the error folder {self.error_folder} is not writable")
+    def _folders(self) -> list[tuple[str, Path]]:
+        """The folders s3proc moves files into, with the flag that names each."""
+        folders = [("--error-dir", self.error_folder)]
+        if self.after_upload.startswith("move:"):
+            folders.append(("--after-upload move:", Path(self.after_upload[5:])))
+        return folders
+
+    def prepare_folders(self) -> None:
+        """The error folder and the move folder exist (made now) and can be written, or
+        ``ConfigError``."""
+        for flag, folder in self._folders():
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise ConfigError(f"{flag} {folder} cannot be made: {e.strerror}") from None
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise ConfigError(f"{flag} {folder} is not writable")
 
     @property
     def state_location(self) -> str:
@@ -166,6 +189,19 @@ class RunConfig:
 
 def check_bucket(uploader: Uploader, prefix: str) -> None:
     """The bucket exists and s3proc may write under the prefix (a multipart upload, aborted)."""
+    check_reachable(uploader)
+    bucket = uploader.bucket
+    probe = f"{prefix}.s3proc-probe/{uuid.uuid4().hex}"
+    try:
+        uploader.probe(probe)
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
+        raise ConfigError(
+            f"bucket {bucket!r} is not writable under {prefix or '/'!r}: {describe(e)}"
+        ) from None
+
+
+def check_reachable(uploader: Uploader) -> None:
+    """The bucket exists and answers (with retries), or ``ConfigError``."""
     bucket = uploader.bucket
     try:
         uploader.call("head_bucket", Bucket=bucket)
@@ -177,11 +213,4 @@ def check_bucket(uploader: Uploader, prefix: str) -> None:
             raise ConfigError(f"bucket {bucket!r} does not exist") from None
         raise ConfigError(f"bucket {bucket!r} cannot be reached: {code}") from None
     except botocore.exceptions.BotoCoreError as e:
-        raise ConfigError(f"S3 cannot be reached: {e}") from None
-    probe = f"{prefix}.s3proc-probe/{uuid.uuid4().hex}"
-    try:
-        uploader.probe(probe)
-    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
-        raise ConfigError(
-            f"bucket {bucket!r} is not writable under {prefix or '/'!r}: {describe(e)}"
-        ) from None
+        raise ConfigError(f"S3 cannot be reached: {describe(e)}") from None

@@ -162,8 +162,9 @@ class Service:
             uploader,
             prefix,
         )
-        self.flt = Filter(settings.root, schedule.ignore, excluded=self._own_dirs())
+        self.flt = Filter(settings.root, schedule.ignore, excluded=self._own_paths())
         self.stopping = threading.Event()  # no new files
+        self.hurry = threading.Event()  # a second stop: no grace period either
         self.watch_stop = threading.Event()
         self._wake = threading.Event()  # a worker finished, or a stop was asked for
         self.failed = 0
@@ -195,11 +196,12 @@ class Service:
         if gone and (n := self.state.forget(gone, before)):
             log.info("forgot %d file(s) gone from the watch dir", n, extra={"stage": "forget"})
 
-    def _own_dirs(self) -> list[Path]:
-        dirs = [self.s.error_dir]
+    def _own_paths(self) -> list[Path]:
+        """What s3proc itself writes: the error and move folders, the state's files."""
+        paths = [self.s.error_dir, *self.state.own_files()]
         if self.s.after_upload.startswith("move:"):
-            dirs.append(Path(self.s.after_upload[5:]))
-        return [d.resolve() for d in dirs]
+            paths.append(Path(self.s.after_upload[5:]))
+        return [p.resolve() for p in paths]
 
     def _fail_service(self, e: StateUnavailable) -> None:
         if self.fatal is None:
@@ -209,8 +211,13 @@ class Service:
         self._wake.set()
 
     def request_stop(self, signum: int = 0, _frame: FrameType | None = None) -> None:
+        """A first stop lets files in flight finish (``--grace``); a second one abandons them at
+        once (the next start redoes them, as after a ``kill -9``)."""
         if not self.stopping.is_set():
             log.info("stopping: finishing files in flight (grace %.0fs)", self.sched.grace)
+        elif not self.hurry.is_set():
+            log.warning("stopping now: files in flight are left for the next start")
+            self.hurry.set()
         self.stopping.set()
         self._wake.set()
 
@@ -371,7 +378,7 @@ class Service:
         """Waits up to the grace period for files in flight, then abandons their uploads; a worker
         waiting for an answer from S3 cannot be stopped, and is left behind (``stuck``)."""
         deadline = time.monotonic() + self.sched.grace
-        while inflight and time.monotonic() < deadline:
+        while inflight and time.monotonic() < deadline and not self.hurry.is_set():
             self._reap(inflight)
             time.sleep(TICK / 2)
         if inflight:

@@ -112,6 +112,10 @@ class State(Protocol):
         """
 
     def mark_rebuilt(self) -> None: ...
+    def own_files(self) -> list[Path]:
+        """The local files the state writes (the watcher leaves them alone)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -512,6 +516,9 @@ class SqliteState:
         to the end (a first start, a lost database), or made by a version before this record.
         A start that failed, or a rebuild cut short, leaves it False."""
         return self._query("SELECT value FROM meta WHERE name='rebuilt'") == [("1",)]
+
+    def own_files(self) -> list[Path]:
+        return [self.path.with_name(self.path.name + end) for end in ("", "-wal", "-shm", "-journal")]
 
     def mark_rebuilt(self) -> None:
         with self._tx() as db:

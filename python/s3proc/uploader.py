@@ -1120,9 +1120,14 @@ def _chain(ahead: list[bytes], rest: Iterator[bytes]) -> Iterator[bytes]:
     yield from rest
 
 
+_USERINFO = re.compile(r"(?<=://)[^/@\s]*@")
+
+
 def describe(e: BaseException) -> str:
-    """A one-line account of an S3 or connection error."""
+    """A one-line account of an S3 or connection error, with no password of a URL in it."""
     if isinstance(e, botocore.exceptions.ClientError):
         err = e.response.get("Error", {})
-        return f"{err.get('Code', _status(e))}: {err.get('Message', '')}".strip(": ")
-    return f"{type(e).__name__}: {e}"
+        text = f"{err.get('Code', _status(e))}: {err.get('Message', '')}".strip(": ")
+    else:
+        text = f"{type(e).__name__}: {e}"
+    return _USERINFO.sub("…@", text)

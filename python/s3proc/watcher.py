@@ -33,7 +33,7 @@ class Filter:
 
     Ignored: anything under a dot-folder, dotfiles, ``*.tmp``, ``*.part``, ``*.crdownload``,
     ``~$*`` (office lock files), the ``ignore`` globs (matched against the relative path and
-    the name), and the folders s3proc itself writes to (``excluded``). A name that is not valid
+    the name), and the folders and files s3proc itself writes to (``excluded``). A name that is not valid
     UTF-8 cannot become an S3 key (nor a row of the state): it is left where it is, with a
     warning the first time it is seen.
     """
@@ -61,7 +61,7 @@ class Filter:
         if any(fnmatch.fnmatchcase(rel, g) or fnmatch.fnmatchcase(name, g) for g in self.ignore):
             return False
         full = os.path.join(self.root, rel)
-        return not any(full.startswith(e + os.sep) for e in self.excluded)
+        return not any(full == e or full.startswith(e + os.sep) for e in self.excluded)
 
     def relative(self, abspath: str) -> str | None:
         try:
