@@ -88,6 +88,32 @@ def test_backslash_tsv_escapes_and_null() -> None:
     ]
 
 
+def test_postgres_text_dump_with_values_that_start_with_a_quote() -> None:
+    """``\\N`` says it is PostgreSQL's text format: a quote is a character there, even where a
+    value looks quoted (quoting would merge rows 3 to 5)."""
+    data = (
+        b'id\ttitle\tnote\n1\t\\N\tone\\ntwo\n2\t"Hello" she said\t\\N\n'
+        b'3\t"Oops\tx\n4\tlast\t\\N\n5\t"fine"\ty\n'
+    )
+    assert s3proc.inspect(data, name="dump.tsv")["dialect"]["escape"] == "backslash"
+    table = convert_table(data, name="dump.tsv")
+    assert table.column("title").to_pylist() == [None, '"Hello" she said', '"Oops', "last", '"fine"']
+    assert table.column("note").to_pylist() == ["one\ntwo", None, "x", None, "y"]
+
+
+def test_windows_paths_in_a_plain_tsv_are_kept_as_written() -> None:
+    """``\\U`` or ``\\q`` is no escape of any text format: the backslashes are text."""
+    rows = [["1", "C:\\temp\\new.txt"], ["2", "C:\\Users\\bob"], ["3", "D:\\reports\\2024\\q1.xlsx"]]
+    data = _write("\t", rows=rows, header=["id", "path"])
+    assert s3proc.inspect(data)["dialect"]["escape"] == "quote"
+    assert_table_matches_rows(convert_table(data), ["id", "path"], rows)
+
+
+def test_octal_escapes_give_utf8_or_windows_1252_bytes() -> None:
+    data = b"id\tname\n1\tcaf\\351\n2\tcaf\\303\\251\n3\t\\N\n"
+    assert convert_table(data).column("name").to_pylist() == ["café", "café", None]
+
+
 def test_backslash_tsv_forced_by_option() -> None:
     data = b"a\tb\n1\tp\\tq\n2\t\\N\n"
     table = convert_table(data, delimiter="\t", escape="backslash", header=True)
@@ -207,6 +233,11 @@ def test_blank_and_duplicate_header_names() -> None:
     assert table.to_pylist() == [{"a": 1, "column_2": 2, "a_2": 3, "b": 4, "column_5": 5, "a_3": 6}]
 
 
+def test_a_blank_name_in_a_header_over_typed_columns() -> None:
+    table = convert_table(b"id,,name\n1,2,x\n3,4,y\n")
+    assert table.to_pylist() == [{"id": 1, "column_2": 2, "name": "x"}, {"id": 3, "column_2": 4, "name": "y"}]
+
+
 def test_names_are_deterministic() -> None:
     data = b"x,x,,x_2\n1,2,3,4\n"
     first = convert_table(data, header=True).column_names
@@ -291,6 +322,16 @@ def test_stray_quotes_in_unquoted_fields(tmp_path: Path) -> None:
         opts = {} if read_size is None else {"read_size": read_size}
         table = convert_table(path, **opts)
         assert_table_matches_rows(table, ["id", "height", "q", "odd"], rows)
+
+
+def test_cr_only_file_with_a_quoted_lf(tmp_path: Path) -> None:
+    """The line end is the first one outside quotes: the LF in a value is no line end."""
+    rows = [[str(i), "multi\nline" if i == 3 else f"n{i}"] for i in range(20_000)]
+    path = tmp_path / "cr.csv"
+    path.write_bytes(_write(",", rows=rows, header=["id", "note"], lineterminator="\r"))
+    assert s3proc.inspect(path)["dialect"]["terminator"] == "\r"
+    table = convert_table(path, read_size=4096, max_record_bytes=64 * 1024)
+    assert_table_matches_rows(table, ["id", "note"], rows)
 
 
 def test_cr_only_file_with_quoted_cr_over_many_pieces(tmp_path: Path) -> None:

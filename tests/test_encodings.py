@@ -116,6 +116,14 @@ def test_utf8_bom_without_header() -> None:
     assert table.column("column_1").to_pylist() == [1, 3]
 
 
+@pytest.mark.parametrize("header", [True, False])
+def test_utf8_bom_stripped_when_utf8_is_given(header: bool) -> None:
+    data = codecs.BOM_UTF8 + (b"id,b\n" if header else b"") + b"1,2\n3,4\n"
+    table = convert_table(data, encoding="utf-8", header=header)
+    assert table.column(0).to_pylist() == [1, 3]
+    assert table.column_names[0] == ("id" if header else "column_1")
+
+
 def test_utf8_plain() -> None:
     rows = [["Zürich", "日本 😀", "1"]]
     out = convert_chunks(_text(rows).encode())

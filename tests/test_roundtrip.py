@@ -6,6 +6,7 @@ import csv
 import datetime as dt
 import io
 import json
+import math
 from pathlib import Path
 
 import pyarrow as pa
@@ -160,6 +161,11 @@ def test_types_inferred_losslessly(text: str, type_: pa.DataType, values: list) 
     table = convert_table(("v\n" + text).encode(), header=True)
     assert table.schema.field("v").type == type_
     assert table.column("v").to_pylist() == values
+
+
+def test_minus_zero_keeps_its_sign_in_a_float_column() -> None:
+    values = convert_table(b"x\n-0\n1.5\n0\n", header=True).column("x").to_pylist()
+    assert [math.copysign(1.0, v) for v in values] == [-1.0, 1.0, 1.0]
 
 
 def test_inspect_reports_types() -> None:

@@ -192,9 +192,11 @@ impl TextEncoding {
         }
     }
 
+    /// The length of the byte order mark skipped when it is there (UTF-8's
+    /// too: a file given as `utf-8` may still start with one).
     fn bom_len(self) -> usize {
         match self {
-            TextEncoding::Utf8Bom => 3,
+            TextEncoding::Utf8 | TextEncoding::Utf8Bom => 3,
             TextEncoding::Utf16Le | TextEncoding::Utf16Be => 2,
             _ => 0,
         }
@@ -221,10 +223,21 @@ pub fn open_text(source: &dyn Source, encoding: TextEncoding) -> Result<Box<dyn 
     let mut bom = [0u8; 3];
     let want = encoding.bom_len();
     if want > 0 {
-        reader.read_exact(&mut bom[..want]).map_err(io_err)?;
-        if TextEncoding::from_bom(&bom[..want]) != Some(encoding) {
+        let mut got = 0;
+        while got < want {
+            match reader.read(&mut bom[got..want]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_err(e)),
+            }
+        }
+        let mark = TextEncoding::from_bom(&bom[..got]);
+        let ours = mark == Some(encoding)
+            || (encoding == TextEncoding::Utf8 && mark == Some(TextEncoding::Utf8Bom));
+        if !ours {
             // The caller chose the encoding; the bytes were not a mark after all.
-            reader = Box::new(io::Cursor::new(bom[..want].to_vec()).chain(reader));
+            reader = Box::new(io::Cursor::new(bom[..got].to_vec()).chain(reader));
         }
     }
     Ok(match encoding.transcoder() {
@@ -379,6 +392,21 @@ mod tests {
             }
             out.extend_from_slice(&buf[..n]);
         }
+    }
+
+    #[test]
+    fn a_chosen_encoding_skips_its_own_mark_only() {
+        let utf8 = TextEncoding::Utf8;
+        assert_eq!(decode(b"\xEF\xBB\xBFid\n", utf8, 4096), b"id\n");
+        assert_eq!(decode(b"id\n", utf8, 4096), b"id\n");
+        assert_eq!(decode(b"i", utf8, 4096), b"i");
+        assert_eq!(decode(b"", utf8, 4096), b"");
+        // UTF-16 big-endian's mark is no mark of little-endian: it is text.
+        assert_eq!(
+            decode(b"\xFE\xFFa\x00", TextEncoding::Utf16Le, 4096),
+            "\u{FFFE}a".as_bytes()
+        );
+        assert_eq!(decode(b"a\x00", TextEncoding::Utf16Le, 4096), b"a");
     }
 
     #[test]

@@ -211,7 +211,9 @@ pub fn parse_i64(v: &[u8]) -> Option<i64> {
 pub fn parse_f64(v: &[u8]) -> Option<f64> {
     if is_integer_literal(v) {
         let i = parse_i64(v)?;
-        return (i.unsigned_abs() <= F64_EXACT_INT).then_some(i as f64);
+        // `-0` keeps its sign, as the float it is read as does.
+        let sign = if v[0] == b'-' { -1.0 } else { 1.0 };
+        return (i.unsigned_abs() <= F64_EXACT_INT).then_some(sign * (i.unsigned_abs() as f64));
     }
     let body = match v.first()? {
         b'-' | b'+' => &v[1..],
@@ -443,6 +445,15 @@ mod tests {
             assert_eq!(classify(lost.as_bytes()), Utf8, "{lost}");
         }
         assert_eq!(significant_digits(b"-0.01500e3"), b"15");
+        for zero in ["-0", "-0.0", "-0e5", "-00"] {
+            let z = parse_f64(zero.as_bytes());
+            assert!(
+                zero == "-00" || z.is_some_and(|z| z == 0.0 && z.is_sign_negative()),
+                "{zero}"
+            );
+        }
+        assert!(parse_f64(b"0").is_some_and(f64::is_sign_positive));
+        assert_eq!(parse_f64(b"-7"), Some(-7.0));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 use csv_core::{ReadRecordResult, Reader, ReaderBuilder, Terminator};
 
 use super::{Dialect, Escape};
+use crate::source::utf8_lossless;
 use crate::swar;
 
 /// On a field's end: the field is an explicit null (`\N` in backslash TSV).
@@ -415,7 +416,15 @@ fn parse_backslash(input: &[u8], delimiter: u8, terminator: u8) -> Records<'_> {
                     recs.push_null();
                 } else {
                     let start = recs.side.len();
-                    unescape_into(field, &mut recs.side);
+                    if unescape_into(field, &mut recs.side)
+                        && std::str::from_utf8(&recs.side[start..]).is_err()
+                    {
+                        // Bytes from octal escapes that are not UTF-8 are read
+                        // as Windows-1252, as a stray byte in the text is.
+                        let (text, _) = utf8_lossless(&recs.side[start..]);
+                        recs.side.truncate(start);
+                        recs.side.extend_from_slice(&text);
+                    }
                     recs.push_side(start, recs.side.len());
                 }
                 if field_end == line.len() {
@@ -447,14 +456,17 @@ pub fn find_unescaped(input: &[u8], from: usize, byte: u8) -> Option<usize> {
     }
 }
 
-fn unescape_into(field: &[u8], out: &mut Vec<u8>) {
+/// Appends `field` with its escapes undone to `out`; says whether an octal
+/// escape gave a byte that is not ASCII (the result may not be UTF-8).
+fn unescape_into(field: &[u8], out: &mut Vec<u8>) -> bool {
+    let mut high = false;
     let mut i = 0;
     while let Some(p) = memchr::memchr(b'\\', &field[i..]) {
         out.extend_from_slice(&field[i..i + p]);
         i += p + 1;
         let Some(&c) = field.get(i) else {
             out.push(b'\\');
-            return;
+            return high;
         };
         i += 1;
         match c {
@@ -472,12 +484,14 @@ fn unescape_into(field: &[u8], out: &mut Vec<u8>) {
                 let n = digits.clone().count();
                 let v = digits.fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
                 out.push((v & 0xFF) as u8);
+                high |= v & 0x80 != 0;
                 i += n - 1;
             }
             other => out.push(other),
         }
     }
     out.extend_from_slice(&field[i..]);
+    high
 }
 
 #[cfg(test)]
@@ -624,6 +638,18 @@ mod tests {
         assert_eq!(r.field(0, 3), Field::Missing);
         assert_eq!(r.field(1, 0), Field::Value(b"A"));
         assert_eq!(r.field(1, 1), Field::Value(b"x\ny"));
+    }
+
+    #[test]
+    fn octal_escapes_give_utf8_or_windows_1252() {
+        let r = parse(
+            b"caf\\303\\251\tcaf\\351\n",
+            &dialect(b'\t', Escape::Backslash),
+            false,
+        )
+        .expect("parses");
+        assert_eq!(r.field(0, 0), Field::Value("caf\u{e9}".as_bytes()));
+        assert_eq!(r.field(0, 1), Field::Value("caf\u{e9}".as_bytes()));
     }
 
     #[test]

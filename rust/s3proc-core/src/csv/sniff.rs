@@ -65,13 +65,8 @@ pub fn sniff_then<T>(
         _ => read_head(open_text(source, encoding)?, name)?,
     };
     check_text(&text, name)?;
-    let terminator =
-        if memchr::memchr(b'\n', &text).is_some() || memchr::memchr(b'\r', &text).is_none() {
-            b'\n'
-        } else {
-            b'\r'
-        };
     let quote = opts.quote.unwrap_or(Some(b'"'));
+    let terminator = sniff_terminator(&text, quote);
     let delimiter = match opts.delimiter {
         Some(d) => d,
         None => sniff_delimiter(&text, quote, terminator, is_tsv_name(name)),
@@ -258,24 +253,115 @@ fn sniff_delimiter(text: &[u8], quote: Option<u8>, terminator: u8, prefer_tab: b
     best.0
 }
 
-/// Backslash escapes for TSV that shows them and no quoted field.
+/// The line end: `\r` when the first one outside quotes is a lone `\r`
+/// (a quoted value may hold a `\n`), else `\n` (CRLF too) unless the
+/// sample has `\r` and no `\n` at all.
+fn sniff_terminator(text: &[u8], quote: Option<u8>) -> u8 {
+    let mut quoted = false;
+    for (i, &b) in text.iter().enumerate() {
+        if Some(b) == quote {
+            quoted = !quoted;
+        } else if !quoted && b == b'\r' && text.get(i + 1).is_some_and(|&c| c != b'\n') {
+            return b'\r';
+        } else if !quoted && b == b'\n' {
+            break;
+        }
+    }
+    if memchr::memchr(b'\n', text).is_some() || memchr::memchr(b'\r', text).is_none() {
+        b'\n'
+    } else {
+        b'\r'
+    }
+}
+
+/// Backslash escapes (the text format of PostgreSQL, MySQL and Hive, and
+/// "linear TSV") for a TSV whose sample shows them, where every backslash
+/// starts an escape those formats write: `C:\Users\bob` is plain text,
+/// kept as written. A field that is `\N`, their null, decides for escapes;
+/// without one, quoted fields decide for quoting, unless a field that
+/// starts with a quote is not a quoted field (`"Hello" she said`): quoting
+/// would merge rows there.
 fn sniff_escape(text: &[u8], delimiter: u8, quote: Option<u8>) -> Escape {
     if delimiter != b'\t' {
         return Escape::Quoted;
     }
-    let quoted = quote.is_some_and(|q| {
-        text.windows(2)
-            .any(|w| (w[0] == b'\t' || w[0] == b'\n') && w[1] == q)
-            || text.first() == Some(&q)
-    });
-    let escapes = text
-        .windows(2)
-        .any(|w| w[0] == b'\\' && matches!(w[1], b't' | b'n' | b'r' | b'\\' | b'N'));
-    if escapes && !quoted {
-        Escape::Backslash
-    } else {
-        Escape::Quoted
+    let ends_field = |i: usize| {
+        text.get(i)
+            .is_none_or(|c| matches!(c, b'\t' | b'\n' | b'\r'))
+    };
+    let (mut escapes, mut null) = (false, false);
+    let mut i = 0;
+    while let Some(p) = memchr::memchr(b'\\', &text[i..]) {
+        let at = i + p;
+        let Some(&c) = text.get(at + 1) else {
+            break; // the sample ends inside an escape
+        };
+        match c {
+            b'N' if (at == 0 || ends_field(at - 1)) && ends_field(at + 2) => null = true,
+            b't' | b'n' | b'r' | b'\\' => escapes = true,
+            b'b' | b'f' | b'v' | b'Z' | b'0'..=b'7' | b'\t' | b'\n' | b'\r' => {}
+            _ => return Escape::Quoted,
+        }
+        i = at + 2;
     }
+    if null {
+        return Escape::Backslash;
+    }
+    match quote.map(|q| quoting(text, q)) {
+        _ if !escapes => Escape::Quoted,
+        Some(Quoting {
+            clean: true,
+            broken: false,
+        }) => Escape::Quoted,
+        _ => Escape::Backslash,
+    }
+}
+
+/// What the fields of a TSV sample that start with a quote are.
+struct Quoting {
+    /// Some is a quoted field: the quote closes before a tab or a line end.
+    clean: bool,
+    /// Some is not: its quote closes before another character, or never.
+    broken: bool,
+}
+
+/// Reads the fields of a TSV sample that start with `quote`, in one pass.
+fn quoting(text: &[u8], quote: u8) -> Quoting {
+    let mut found = Quoting {
+        clean: false,
+        broken: false,
+    };
+    let mut i = 0;
+    while i < text.len() {
+        if text[i] == quote {
+            // A quoted field: the next quote that is not doubled closes it.
+            let mut j = i + 1;
+            loop {
+                match memchr::memchr(quote, &text[j..]) {
+                    None => {
+                        found.broken = true;
+                        return found;
+                    }
+                    Some(p) if text.get(j + p + 1) == Some(&quote) => j += p + 2,
+                    Some(p) => {
+                        j += p + 1;
+                        break;
+                    }
+                }
+            }
+            match text.get(j) {
+                None | Some(b'\t' | b'\n' | b'\r') => found.clean = true,
+                Some(_) => found.broken = true,
+            }
+            i = j;
+        }
+        // To the next field.
+        match memchr::memchr3(b'\t', b'\n', b'\r', &text[i..]) {
+            Some(p) => i += p + 1,
+            None => break,
+        }
+    }
+    found
 }
 
 /// The sample to parse: a file read whole gets its missing final terminator.
@@ -319,8 +405,9 @@ fn detect_header(first: &[Option<&[u8]>], below: &[Stats], limit: usize) -> bool
     let (mut for_header, mut for_data) = (0, 0);
     for (v, stats) in first.iter().zip(below) {
         match (stats.ty, v) {
-            (ColumnType::Utf8 | ColumnType::Null, _) => {}
-            (_, None) => for_data += 1,
+            // A blank first value says nothing: a header may leave a name
+            // blank, data may have a null.
+            (ColumnType::Utf8 | ColumnType::Null, _) | (_, None) => {}
             (t, Some(v)) if t.widen_for(v) == t => for_data += 1,
             _ => for_header += 1,
         }
@@ -358,15 +445,34 @@ mod tests {
     }
 
     #[test]
+    fn finds_the_line_end_outside_quotes() {
+        let q = Some(b'"');
+        assert_eq!(sniff_terminator(b"a,b\r1,\"x\ny\"\r2,z\r", q), b'\r');
+        assert_eq!(sniff_terminator(b"a,\"x\ry\"\n1,2\n", q), b'\n');
+        assert_eq!(sniff_terminator(b"a,b\r\n1,2\r\n", q), b'\n');
+        assert_eq!(sniff_terminator(b"a,b\r1,2\r", q), b'\r');
+        assert_eq!(sniff_terminator(b"a,b\r", q), b'\r');
+        assert_eq!(sniff_terminator(b"a,b", q), b'\n');
+    }
+
+    #[test]
     fn detects_backslash_tsv() {
+        let escape = |text: &[u8]| sniff_escape(text, b'\t', Some(b'"'));
+        assert_eq!(escape(b"a\tb\nx\\ty\t\\N\n"), Escape::Backslash);
+        assert_eq!(escape(b"a\tb\nx\\ty\t1\n"), Escape::Backslash);
+        // A quoted field, and backslashes that may be text.
+        assert_eq!(escape(b"a\tb\n\"x\\ty\"\t1\n"), Escape::Quoted);
+        // \N is their null: a value that merely starts with a quote is text.
+        assert_eq!(escape(b"a\tb\n\"fine\"\t\\N\n"), Escape::Backslash);
         assert_eq!(
-            sniff_escape(b"a\tb\nx\\ty\t\\N\n", b'\t', Some(b'"')),
+            escape(b"a\tb\n\"Hi\" she said\tx\\ny\n\"ok\"\t1\n"),
             Escape::Backslash
         );
-        assert_eq!(
-            sniff_escape(b"a\tb\n\"x\\ty\"\t1\n", b'\t', Some(b'"')),
-            Escape::Quoted
-        );
+        assert_eq!(escape(b"a\tb\n\"open\tx\\ny\n"), Escape::Backslash);
+        // Windows paths: \U is no escape, so nothing is.
+        assert_eq!(escape(b"p\nC:\\temp\\new.txt\nC:\\Users\n"), Escape::Quoted);
+        assert_eq!(escape(b"p\nC:\\Users\\x\t\\N\n"), Escape::Quoted);
+        assert_eq!(escape(b"a\tb\nx\t\\"), Escape::Quoted);
         assert_eq!(sniff_escape(b"a,b\n", b',', Some(b'"')), Escape::Quoted);
     }
 }
