@@ -375,11 +375,26 @@ def test_prefix_and_key_template(moto: S3Server, watch: Path) -> None:
     (watch / "d").mkdir()
     (watch / "d" / "f.csv").write_text("a\n1\n")
     os.utime(watch / "d" / "f.csv", (1_700_000_000, 1_700_000_000))  # 2023-11-14 UTC
-    run = run_once(
-        moto, bucket, watch, "--prefix", "landing", "--key-template", "{prefix}{date:%Y/%m/%d}/{path}"
-    )
+    dated = ("--prefix", "landing", "--key-template", "{prefix}{date:%Y/%m/%d}/{path}")
+    run = run_once(moto, bucket, watch, *dated)
     assert run.returncode == 0, run.stderr
     assert set(objects(moto.client(), bucket)) == {"landing/2023/11/14/d/f.parquet"}
+    # The next day's version, same name: under its own date; the earlier one stays.
+    (watch / "d" / "f.csv").write_text("a\n2\n")
+    os.utime(watch / "d" / "f.csv", (1_700_086_400, 1_700_086_400))
+    assert run_once(moto, bucket, watch, *dated).returncode == 0
+    got = objects(moto.client(), bucket)
+    assert set(got) == {"landing/2023/11/14/d/f.parquet", "landing/2023/11/15/d/f.parquet"}
+    assert read_parquet_object(moto.client(), bucket, "landing/2023/11/14/d/f.parquet").to_pylist() == [
+        {"a": 1}
+    ]
+    assert read_parquet_object(moto.client(), bucket, "landing/2023/11/15/d/f.parquet").to_pylist() == [
+        {"a": 2}
+    ]
+    # Touched, same content: nothing new.
+    os.utime(watch / "d" / "f.csv", (1_700_172_800, 1_700_172_800))
+    assert run_once(moto, bucket, watch, *dated).returncode == 0
+    assert set(objects(moto.client(), bucket)) == set(got)
 
 
 # ---------------------------------------------------------------------- configuration
@@ -955,6 +970,14 @@ def test_every_line_about_a_file_carries_path_sha_and_stage(moto: S3Server, watc
         if line["logger"] in ("s3proc.file", "s3proc.upload"):
             assert {"path", "stage"} <= set(line), line
     assert len(objects(client, bucket)) == 1
+    # A file that fails in its conversion: the lines say so, with its checksum.
+    (watch / "bad.csv").write_text('a\n"open\n')
+    run = run_once(moto, bucket, watch)
+    assert run.returncode == 1
+    for msg in ("failed:", "moved to the error folder"):
+        (line,) = [r for r in run.logs if r["msg"].startswith(msg)]
+        assert line["sha"] == sha256(watch / ".s3proc" / "errors" / "bad.csv")[:12], line
+        assert line["stage"] == "process", line
 
 
 def test_polling_finds_new_files_between_rescans(moto: S3Server, watch: Path) -> None:

@@ -19,7 +19,7 @@ import datetime as dt
 import hashlib
 import re
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import quote
 
 TABULAR_EXTENSIONS = (".csv", ".tsv", ".tab", ".ndjson", ".jsonl", ".json", ".xml")
@@ -110,6 +110,8 @@ class KeyMaker:
 
     prefix: str = ""
     template: str = DEFAULT_TEMPLATE
+    #: The template holds the source's date: each version of a file has a key of its own.
+    dated: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "prefix", normalize_prefix(self.prefix))
@@ -124,6 +126,8 @@ class KeyMaker:
         if not any(f in ("path", "name", "stem") and not s and not c for f, s, c in fields):
             raise BadKey(f"key template {self.template!r} must contain {{path}}, {{name}} or {{stem}}")
         self.key("a/b.csv", parquet=True)  # a format spec that fits no field fails here, at start-up
+        names = {f.split(".")[0].split("[")[0].split("!")[0] for f, _, _ in fields}
+        object.__setattr__(self, "dated", bool(names & {"date", "mtime"}))
 
     @property
     def scope(self) -> str:

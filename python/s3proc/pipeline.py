@@ -45,6 +45,7 @@ from s3proc.uploader import (
     Resume,
     Uploaded,
     Uploader,
+    UploadError,
     describe,
     unavailable,
 )
@@ -169,6 +170,7 @@ def process(row: FileRow, s: Settings, state: State, uploader: Uploader) -> Outc
         state.finish(row.path, -1, -1, "")  # not the processed content: back to the queue
         return Outcome("requeued")
     done: list[tuple[Uploaded, int | None]] = []
+    hashing: Future[str] | None = None
     try:
         before = state.objects_of(row.path)
         hashing = _hash_in_background(path) if row.size > s.part_size else _done(sha256_file(path))
@@ -204,7 +206,11 @@ def process(row: FileRow, s: Settings, state: State, uploader: Uploader) -> Outc
         sha = hashing.result()
         produced = {u.key for u, _ in done}
         for stale in [o for o in before if o.key not in produced]:
-            if _remove_ours(stale, state, uploader):
+            if s.keys.dated:  # an earlier version, under its own date: it stays
+                _end_uploads([stale], state, uploader)
+                state.drop_object(stale.key)
+                log.info("kept the object of an earlier version, under its date", extra={"key": stale.key})
+            elif _remove_ours(stale, state, uploader):
                 log.info("deleted an object the new content no longer produces", extra={"key": stale.key})
     except Cancelled:
         log.warning("stopped before finishing; the file is redone at the next start")
@@ -222,7 +228,14 @@ def process(row: FileRow, s: Settings, state: State, uploader: Uploader) -> Outc
             state.release(row.path)
             return Outcome("unavailable", error=describe(e))
         reason = _reason(e)
+        # The conversion runs as its chunks are uploaded: what failed says which it was.
+        s3 = isinstance(e, (UploadError, botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError))
+        if not s3:
+            log.set(stage="process")
         stage = log.extra.get("stage") if log.extra else None
+        if hashing is not None:
+            with contextlib.suppress(OSError):
+                log.set(sha=hashing.result()[:12])
         if is_archive(row.path):
             _withdraw(row.path, state, uploader, log)
         if _changed(path, row, st, state):  # a writer still at work: it was not the whole file
