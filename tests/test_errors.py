@@ -7,6 +7,7 @@ import gzip
 import io
 import os
 import random
+import sys
 from pathlib import Path
 
 import pytest
@@ -149,6 +150,45 @@ def test_record_longer_than_max_record_bytes() -> None:
     assert e.line == 2
 
 
+def _wide(kind: str) -> bytes:
+    """Tables whose columns grow with the file: a key, a child name, a field more each record."""
+    if kind == "ndjson":
+        return b"".join(b'{"id": %d, "k%d": 1}\n' % (i, i) for i in range(5000))
+    if kind == "xml":
+        return b"<r>" + b"".join(b"<x><c%d>1</c%d></x>" % (i, i) for i in range(5000)) + b"</r>"
+    # One record of a million fields, then many short ones: each would pad every column.
+    return b"id,name\n1,a\n" + b"1," * (1 << 20) + b"1\n" + b"3,c\n" * 100_000
+
+
+@pytest.mark.parametrize("kind", ["ndjson", "xml", "csv"])
+def test_a_table_whose_columns_keep_growing_is_refused_past_max_columns(kind: str, tmp_path: Path) -> None:
+    """Each column costs memory: past ``max_columns`` (2,000) a table is an error, in bounded memory
+    and time, wherever the columns appear."""
+    from _util import peak_rss
+
+    path = tmp_path / f"wide.{kind}"
+    path.write_bytes(_wide(kind))
+    e = _parse_error(path)
+    assert "more than max_columns (2000)" in e.reason, e.reason
+    script = "\n".join(
+        [
+            "import s3proc",
+            "try:",
+            f"    list(s3proc.ParquetChunks({str(path)!r}))",
+            "except s3proc.ParseError:",
+            "    pass",
+        ]
+    )
+    code, peak, err = peak_rss([sys.executable, "-c", script])
+    assert code == 0, err
+    assert peak < 300 << 20, f"{peak >> 20} MiB"
+    # Raised, the limit lets the table through.
+    if kind != "csv":
+        assert convert_chunks(path, max_columns=6000).table.num_columns == (
+            5001 if kind == "ndjson" else 5000
+        )
+
+
 # ------------------------------------------------------------------ sources and options
 def test_missing_file_is_source_error(tmp_path: Path) -> None:
     with pytest.raises(s3proc.SourceError) as info:
@@ -198,6 +238,7 @@ def test_unknown_option_is_type_error() -> None:
         {"quote": "ab"},
         {"escape": "sometimes"},
         {"sample_rows": -1},
+        {"max_columns": 0},
     ],
     ids=lambda o: f"{next(iter(o))}={next(iter(o.values()))!r}",
 )

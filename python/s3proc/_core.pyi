@@ -29,6 +29,7 @@ class ConvertOptions(TypedDict, total=False):
     encoding: str | None  # utf-8, windows-1252/latin-1, utf-16le/be; None: detected
     sample_rows: int | None  # rows read to infer types (default 20000); None: the whole file first
     max_record_bytes: int  # longest record accepted (default 64 MiB)
+    max_columns: int  # most (leaf) columns accepted (default 2,000)
     zstd_level: int  # 1..22, default 3
     row_group_rows: int  # default 1,048,576
     row_group_bytes: int  # Arrow (decoded) bytes per row group, default 64 MiB

@@ -141,6 +141,12 @@ def converter_options(f: F) -> F:
             default=None,
             help="Most decoded (Arrow) bytes per row group (default 64 MiB).",
         ),
+        option(
+            "--max-columns",
+            type=click.IntRange(1),
+            default=None,
+            help="Most columns a table may have; a wider one is an error (default 2000; each costs memory).",
+        ),
     ]
     for add in reversed(options):
         f = add(f)
@@ -160,6 +166,7 @@ CONVERTER_OPTIONS = (
     "zstd_level",
     "row_group_rows",
     "row_group_bytes",
+    "max_columns",
 )
 
 

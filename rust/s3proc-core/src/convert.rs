@@ -117,6 +117,12 @@ fn check_options(opts: &ConvertOptions) -> Result<()> {
             reason: format!("must be 1 KiB to {} MiB", MAX_RECORD_LIMIT >> 20),
         });
     }
+    if opts.csv.max_columns == 0 {
+        return Err(Error::Option {
+            option: "max_columns",
+            reason: "must be positive".into(),
+        });
+    }
     if opts.read_size.is_some_and(|r| r > MAX_READ_SIZE) {
         return Err(Error::Option {
             option: "read_size",
@@ -632,9 +638,13 @@ fn parse_piece(
         data = &fixed;
         fallback_bytes = n;
     }
-    let records = match records::parse(data, &plan.dialect, false) {
+    let records = match records::parse(data, &plan.dialect, false, plan.max_columns) {
         Ok(r) => r,
         Err(Trouble::UnfinishedRecord(_)) => return Ok(Err(Interrupt::Misaligned)),
+        Err(Trouble::TooWide { width, .. }) => {
+            let line = raw.first_line;
+            return Err(Error::too_many_columns(name, line, width, plan.max_columns));
+        }
     };
     let first = raw.index == 0;
     Ok(Ok(build_piece(

@@ -79,6 +79,17 @@ impl Error {
         }
     }
 
+    /// The [`Error::Parse`] of a table wider than `max_columns`.
+    pub fn too_many_columns(source_name: &str, line: u64, columns: usize, max: usize) -> Self {
+        Error::parse(
+            source_name,
+            line,
+            format!(
+                "{columns} columns, more than max_columns ({max}): not a table with a fixed set of columns, or raise the limit"
+            ),
+        )
+    }
+
     /// An [`Error::Parquet`] for `source_name`.
     pub fn parquet(source_name: &str, error: parquet::errors::ParquetError) -> Self {
         Error::Parquet {

@@ -278,6 +278,15 @@ impl Shape {
         }
     }
 
+    /// The Parquet leaf columns of the (finalized) shape.
+    pub fn columns(&self) -> usize {
+        match self {
+            Shape::List(inner) => inner.columns(),
+            Shape::Struct(f) if !f.is_empty() => f.iter().map(|(_, s)| s.columns()).sum(),
+            _ => 1,
+        }
+    }
+
     /// The top-level fields of a root shape.
     pub fn fields(&self) -> &[(String, Shape)] {
         match self {

@@ -234,6 +234,8 @@ struct Parsed {
     rows: usize,
     schema: Shape,
     arrays: Option<Vec<ArrayRef>>,
+    /// The line where the piece's records start (where the schema widened).
+    line: u64,
 }
 
 impl Parsed {
@@ -246,6 +248,7 @@ impl Parsed {
             rows,
             schema,
             arrays: Some(arrays),
+            line: 0,
         }
     }
 }
@@ -275,6 +278,16 @@ pub fn sample(
         let records = reader.parse(&piece, source.name())?;
         let take = &records[..records.len().min(limit - rows)];
         schema.widen_records(take);
+        if schema.columns() > opts.csv.max_columns {
+            let line = take.first().map_or(1, |r| r.line);
+            let n = schema.columns();
+            return Err(Error::too_many_columns(
+                source.name(),
+                line,
+                n,
+                opts.csv.max_columns,
+            ));
+        }
         repeats.resize_with(schema.fields().len(), || Repeats::new(limit));
         for (j, ((name, _), counts)) in schema.fields().iter().zip(&mut repeats).enumerate() {
             take.iter()
@@ -472,6 +485,10 @@ impl RecordChunks {
         pass.rows += parsed.rows as u64;
         let before = pass.schema.clone();
         pass.schema.join(&parsed.schema);
+        let (columns, max) = (pass.schema.columns(), self.opts.csv.max_columns);
+        if columns > max {
+            return Err(Error::too_many_columns(&name, parsed.line, columns, max));
+        }
         let drift = || describe_drift(&before, &pass.schema, first_row);
         if pass.scanning {
             if pass.drift.is_none() {
@@ -547,6 +564,7 @@ fn parse_piece(
         rows,
         schema: widened,
         arrays,
+        line: records.first().map_or(1, |r| r.line),
     })
 }
 

@@ -83,6 +83,7 @@ pub fn parse(options: Option<&Bound<'_, PyDict>>) -> PyResult<Parsed> {
             }
             "sample_rows" => c.csv.sample_rows = get(k, &value)?,
             "max_record_bytes" => c.csv.max_record_bytes = get(k, &value)?,
+            "max_columns" => c.csv.max_columns = get(k, &value)?,
             "zstd_level" => c.parquet.zstd_level = get(k, &value)?,
             "row_group_rows" => c.parquet.row_group_rows = get(k, &value)?,
             "row_group_bytes" => c.parquet.row_group_bytes = get(k, &value)?,

@@ -102,6 +102,9 @@ pub struct CsvOptions {
     pub sample_rows: Option<usize>,
     /// Longest record accepted, in bytes; longer is an error (bounds memory).
     pub max_record_bytes: usize,
+    /// Most columns (Parquet leaf columns) accepted; more is an error
+    /// (bounds memory: each column holds its own buffers).
+    pub max_columns: usize,
 }
 
 impl Default for CsvOptions {
@@ -115,6 +118,7 @@ impl Default for CsvOptions {
             encoding: None,
             sample_rows: Some(20_000),
             max_record_bytes: 64 << 20,
+            max_columns: 2_000,
         }
     }
 }

@@ -27,7 +27,8 @@ pub const MAX_PIECE: usize = OFFSET as usize;
 ///
 /// Each field is a `(start, end)` span of the input (or of the side buffer,
 /// see [`SIDE_FLAG`]); a record shorter than the widest gets
-/// [`MISSING_FLAG`] spans.
+/// [`MISSING_FLAG`] spans, or none after a column's last field (one wide
+/// record must not make every later record cost its width).
 #[derive(Debug)]
 pub struct Records<'a> {
     input: &'a [u8],
@@ -36,6 +37,9 @@ pub struct Records<'a> {
     widths: Vec<u32>,
     /// Fields of the record being read.
     current: usize,
+    /// Most columns kept; a wider record marks the records too wide.
+    limit: usize,
+    too_wide: bool,
 }
 
 /// One field of a record.
@@ -81,13 +85,15 @@ impl<'r> ColumnView<'r> {
 }
 
 impl<'a> Records<'a> {
-    fn new(input: &'a [u8]) -> Self {
+    fn new(input: &'a [u8], limit: usize) -> Self {
         Self {
             input,
             side: Vec::new(),
             columns: Vec::new(),
             widths: Vec::new(),
             current: 0,
+            limit,
+            too_wide: false,
         }
     }
 
@@ -127,17 +133,31 @@ impl<'a> Records<'a> {
 
     #[inline(always)]
     fn push(&mut self, span: (u32, u32)) {
+        let row = self.widths.len();
         match self.columns.get_mut(self.current) {
-            Some(column) => column.push(span),
+            Some(column) => {
+                if column.len() < row {
+                    column.resize(row, (0, MISSING_FLAG));
+                }
+                column.push(span);
+            }
             None => self.push_new_column(span),
         }
         self.current += 1;
     }
 
-    /// A new widest record: earlier records lack this field.
+    /// A new widest record: earlier records lack this field. Past the limit
+    /// the field is not kept (the parse fails), so that memory stays bounded.
     #[cold]
     fn push_new_column(&mut self, span: (u32, u32)) {
-        let mut column = Vec::with_capacity(self.widths.capacity().max(self.input.len() / 128));
+        if self.columns.len() >= self.limit {
+            self.too_wide = true;
+            return;
+        }
+        // Room for the records the input may hold: each takes at least two
+        // bytes per field.
+        let records = self.input.len() / (2 * (self.columns.len() + 1)).max(128);
+        let mut column = Vec::with_capacity(self.widths.capacity().max(records));
         column.resize(self.widths.len(), (0, MISSING_FLAG));
         column.push(span);
         self.columns.push(column);
@@ -159,9 +179,6 @@ impl<'a> Records<'a> {
 
     #[inline]
     fn end_record(&mut self) {
-        for column in &mut self.columns[self.current..] {
-            column.push((0, MISSING_FLAG));
-        }
         self.widths.push(self.current as u32);
         self.current = 0;
     }
@@ -172,6 +189,13 @@ impl<'a> Records<'a> {
 pub enum Trouble {
     /// The input ended inside a record (an open quote), at this input offset.
     UnfinishedRecord(usize),
+    /// A record has more fields than the limit.
+    TooWide {
+        /// The widest record's fields.
+        width: usize,
+        /// Its index among the records.
+        record: usize,
+    },
 }
 
 /// A csv-core reader for `dialect`.
@@ -194,37 +218,44 @@ pub fn csv_reader(dialect: &Dialect) -> Reader {
 /// a sample read from the start of a file).
 ///
 /// # Errors
-/// [`Trouble::UnfinishedRecord`] when the input ends inside a quoted field.
+/// [`Trouble::UnfinishedRecord`] when the input ends inside a quoted field,
+/// [`Trouble::TooWide`] when a record has more than `max_columns` fields.
 pub fn parse<'a>(
     input: &'a [u8],
     dialect: &Dialect,
     partial_tail: bool,
+    max_columns: usize,
 ) -> Result<Records<'a>, Trouble> {
     if input.len() > MAX_PIECE {
         // Unreachable: the converter bounds records (and so pieces) well
         // below this. Refuse rather than store offsets that do not fit.
         return Err(Trouble::UnfinishedRecord(0));
     }
-    match (dialect.escape, dialect.quote) {
-        (Escape::Backslash, _) => Ok(parse_backslash(
-            input,
-            dialect.delimiter,
-            dialect.terminator,
-        )),
+    let records = match (dialect.escape, dialect.quote) {
+        (Escape::Backslash, _) => {
+            parse_backslash(input, dialect.delimiter, dialect.terminator, max_columns)
+        }
         (Escape::Quoted, Some(quote)) if !partial_tail && dialect.terminator == b'\n' => {
-            match parse_fast(input, dialect.delimiter, quote) {
-                Some(records) => Ok(records),
-                None => parse_csv_core(input, dialect, partial_tail),
+            match parse_fast(input, dialect.delimiter, quote, max_columns) {
+                Some(records) => records,
+                None => parse_csv_core(input, dialect, partial_tail, max_columns)?,
             }
         }
-        (Escape::Quoted, _) => parse_csv_core(input, dialect, partial_tail),
+        (Escape::Quoted, _) => parse_csv_core(input, dialect, partial_tail, max_columns)?,
+    };
+    if records.too_wide {
+        let (record, width) = (records.widths.iter().enumerate())
+            .max_by_key(|(_, w)| **w)
+            .map_or((0, 0), |(i, w)| (i, *w as usize));
+        return Err(Trouble::TooWide { width, record });
     }
+    Ok(records)
 }
 
 /// RFC 4180 with `\n` or `\r\n` line ends; `None` for anything csv-core
 /// should judge (see the module docs).
-fn parse_fast(input: &[u8], delimiter: u8, quote: u8) -> Option<Records<'_>> {
-    let mut recs = Records::new(input);
+fn parse_fast(input: &[u8], delimiter: u8, quote: u8, limit: usize) -> Option<Records<'_>> {
+    let mut recs = Records::new(input, limit);
     let stops = Stops::new(delimiter);
     let n = input.len();
     let mut pos = 0;
@@ -326,8 +357,9 @@ fn parse_csv_core<'a>(
     input: &'a [u8],
     dialect: &Dialect,
     partial_tail: bool,
+    limit: usize,
 ) -> Result<Records<'a>, Trouble> {
-    let mut recs = Records::new(input);
+    let mut recs = Records::new(input, limit);
     let mut rdr = csv_reader(dialect);
     let mut out = vec![0u8; input.len() + 16];
     let mut ends_scratch = vec![0usize; 64];
@@ -397,8 +429,8 @@ fn parse_csv_core<'a>(
 
 /// PostgreSQL/MySQL text format: no quoting, `\t` `\n` `\\` and friends
 /// escaped with a backslash, `\N` for null.
-fn parse_backslash(input: &[u8], delimiter: u8, terminator: u8) -> Records<'_> {
-    let mut recs = Records::new(input);
+fn parse_backslash(input: &[u8], delimiter: u8, terminator: u8, limit: usize) -> Records<'_> {
+    let mut recs = Records::new(input, limit);
     let mut line_start = 0;
     while line_start < input.len() {
         let line_end = find_unescaped(input, line_start, terminator).unwrap_or(input.len());
@@ -558,6 +590,7 @@ mod tests {
             b"a,\"b,\"\"c\"\"\r\nd\"\r\n\r\n1,2\n",
             &dialect(b',', Escape::Quoted),
             false,
+            usize::MAX,
         )
         .expect("parses");
         let s = |x: &str| Some(x.to_owned());
@@ -569,9 +602,20 @@ mod tests {
 
     #[test]
     fn open_quote_is_reported() {
-        let res = parse(b"a,b\n\"open,x\n", &dialect(b',', Escape::Quoted), false);
+        let res = parse(
+            b"a,b\n\"open,x\n",
+            &dialect(b',', Escape::Quoted),
+            false,
+            usize::MAX,
+        );
         assert_eq!(res.err(), Some(Trouble::UnfinishedRecord(4)));
-        let r = parse(b"a,b\n\"open,x\n", &dialect(b',', Escape::Quoted), true).expect("partial");
+        let r = parse(
+            b"a,b\n\"open,x\n",
+            &dialect(b',', Escape::Quoted),
+            true,
+            usize::MAX,
+        )
+        .expect("partial");
         assert_eq!(r.len(), 1);
     }
 
@@ -581,6 +625,7 @@ mod tests {
             "\u{feff}x,y\n".as_bytes(),
             &dialect(b',', Escape::Quoted),
             false,
+            usize::MAX,
         )
         .expect("parses");
         assert_eq!(r.field(0, 0), Field::Value("\u{feff}x".as_bytes()));
@@ -603,11 +648,11 @@ mod tests {
                 .map(|k| alphabet[((seed >> (3 * k % 60)) % alphabet.len() as u64) as usize])
                 .collect();
             input.push(b'\n');
-            let Some(fast) = parse_fast(&input, b',', b'"') else {
+            let Some(fast) = parse_fast(&input, b',', b'"', usize::MAX) else {
                 continue;
             };
             fast_cases += 1;
-            let reference = parse_csv_core(&input, &d, false);
+            let reference = parse_csv_core(&input, &d, false, usize::MAX);
             let Ok(reference) = reference else {
                 panic!(
                     "fast path accepted what csv-core refuses: {:?}",
@@ -630,6 +675,7 @@ mod tests {
             b"a\\tb\t\\N\tc\\\\d\\n\r\n\\101\tx\\\ny\n",
             &dialect(b'\t', Escape::Backslash),
             false,
+            usize::MAX,
         )
         .expect("parses");
         assert_eq!(r.field(0, 0), Field::Value(b"a\tb"));
@@ -641,11 +687,34 @@ mod tests {
     }
 
     #[test]
+    fn a_record_wider_than_the_limit_is_refused_in_bounded_memory() {
+        let mut input = b"a,b\n1,2\n".to_vec();
+        input.extend(b"1,".repeat(1 << 20));
+        input.extend(b"1\n3,4\n".repeat(1000));
+        let t = parse(&input, &dialect(b',', Escape::Quoted), false, 100).expect_err("too wide");
+        assert!(
+            matches!(
+                t,
+                Trouble::TooWide {
+                    width: 1_048_577,
+                    record: 2
+                }
+            ),
+            "{t:?}"
+        );
+        let ok =
+            parse(b"a,b\n1,2,3\n4\n", &dialect(b',', Escape::Quoted), false, 3).expect("3 fit");
+        assert_eq!((ok.max_width(), ok.len()), (3, 3));
+        assert_eq!(ok.field(2, 2), Field::Missing);
+    }
+
+    #[test]
     fn octal_escapes_give_utf8_or_windows_1252() {
         let r = parse(
             b"caf\\303\\251\tcaf\\351\n",
             &dialect(b'\t', Escape::Backslash),
             false,
+            usize::MAX,
         )
         .expect("parses");
         assert_eq!(r.field(0, 0), Field::Value("caf\u{e9}".as_bytes()));
@@ -660,6 +729,7 @@ mod tests {
             b"1\ta\\\tb\t5\n2\tc\\\\\t6\n3,x\\,y,7\n",
             &dialect(b'\t', Escape::Backslash),
             false,
+            usize::MAX,
         )
         .expect("parses");
         assert_eq!(r.field(0, 1), Field::Value(b"a\tb"));
@@ -667,7 +737,13 @@ mod tests {
         assert_eq!(r.field(0, 3), Field::Missing);
         assert_eq!(r.field(1, 1), Field::Value(b"c\\"));
         assert_eq!(r.field(1, 2), Field::Value(b"6"));
-        let c = parse(b"x\\,y,7\n", &dialect(b',', Escape::Backslash), false).expect("parses");
+        let c = parse(
+            b"x\\,y,7\n",
+            &dialect(b',', Escape::Backslash),
+            false,
+            usize::MAX,
+        )
+        .expect("parses");
         assert_eq!(c.field(0, 0), Field::Value(b"x,y"));
         assert_eq!(c.field(0, 1), Field::Value(b"7"));
     }

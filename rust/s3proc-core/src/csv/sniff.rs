@@ -28,6 +28,8 @@ pub struct CsvPlan {
     pub nulls: NullMarkers,
     /// The output columns.
     pub columns: Vec<Column>,
+    /// Most columns accepted (ragged rows add columns).
+    pub max_columns: usize,
 }
 
 /// Reads the start of `source` and detects what `opts` leaves open.
@@ -83,13 +85,18 @@ pub fn sniff_then<T>(
     };
     let input = sample_input(&text, at_eof, dialect.terminator);
     let sample =
-        records::parse(&input, &dialect, !at_eof).map_err(|Trouble::UnfinishedRecord(at)| {
-            let line = 1 + count_byte(&input[..at.min(input.len())], dialect.terminator);
-            Error::parse(
-                name,
-                line,
-                "quoted field is never closed (unterminated quote)",
-            )
+        records::parse(&input, &dialect, !at_eof, opts.max_columns).map_err(|t| match t {
+            Trouble::UnfinishedRecord(at) => {
+                let line = 1 + count_byte(&input[..at.min(input.len())], dialect.terminator);
+                Error::parse(
+                    name,
+                    line,
+                    "quoted field is never closed (unterminated quote)",
+                )
+            }
+            Trouble::TooWide { width, record } => {
+                Error::too_many_columns(name, record as u64 + 1, width, opts.max_columns)
+            }
         })?;
     if sample.is_empty() {
         return Err(Error::parse(name, 1, "empty file: no header and no rows"));
@@ -146,6 +153,7 @@ pub fn sniff_then<T>(
         dialect,
         nulls,
         columns,
+        max_columns: opts.max_columns,
     };
     let whole = at_eof && limit == sample.len() && simdutf8::basic::from_utf8(&input).is_ok();
     let out = then(&plan, whole.then_some(&sample));
