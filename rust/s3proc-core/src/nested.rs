@@ -15,6 +15,7 @@
 //! ISO dates and timestamps are detected as for CSV. Untyped text (XML) is
 //! inferred exactly like a CSV field.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_array::{Array, ArrayRef, ListArray, StringArray, StructArray};
@@ -102,17 +103,46 @@ fn entry<'a, 'v>(
     }
 }
 
+/// Fields a struct looks through one by one; past this, by a hash map (an
+/// object of many keys would take quadratic time).
+const FEW_FIELDS: usize = 64;
+
+/// The position of each of `fields` by name, for a struct of many fields.
+struct FieldIndex(Option<HashMap<String, usize>>);
+
+impl FieldIndex {
+    /// The position of `name` in `fields` (which only grow while this is used).
+    fn find(&mut self, fields: &[(String, Shape)], name: &str) -> Option<usize> {
+        if fields.len() <= FEW_FIELDS {
+            return fields.iter().position(|(k, _)| k == name);
+        }
+        let index = self.0.get_or_insert_with(|| {
+            (fields.iter().enumerate())
+                .map(|(i, (k, _))| (k.clone(), i))
+                .collect()
+        });
+        index.get(name).copied()
+    }
+
+    /// Appends a field named `name`; returns its position.
+    fn push(&mut self, fields: &mut Vec<(String, Shape)>, name: &str, shape: Shape) -> usize {
+        fields.push((name.to_owned(), shape));
+        if let Some(index) = self.0.as_mut() {
+            index.insert(name.to_owned(), fields.len() - 1);
+        }
+        fields.len() - 1
+    }
+}
+
 /// Widens `fields` (a struct's) to hold the object `kv`.
 fn widen_fields(fields: &mut Vec<(String, Shape)>, kv: &[(Key, Value)]) {
+    let mut index = FieldIndex(None);
     for (j, (name, v)) in kv.iter().enumerate() {
         let at = match fields.get(j) {
             Some((k, _)) if **k == **name => j,
-            _ => match fields.iter().position(|(k, _)| **k == **name) {
+            _ => match index.find(fields, name) {
                 Some(p) => p,
-                None => {
-                    fields.push((name.to_string(), Shape::Null));
-                    fields.len() - 1
-                }
+                None => index.push(fields, name, Shape::Null),
             },
         };
         fields[at].1.widen(v);
@@ -203,10 +233,17 @@ impl Shape {
             (Shape::Scalar(a), Shape::Scalar(b)) => *a = a.join(*b),
             (Shape::List(a), Shape::List(b)) => a.join(b),
             (Shape::Struct(a), Shape::Struct(b)) => {
-                for (name, s) in b {
-                    match a.iter_mut().find(|(k, _)| k == name) {
-                        Some((_, t)) => t.join(s),
-                        None => a.push((name.clone(), s.clone())),
+                let mut index = FieldIndex(None);
+                for (j, (name, s)) in b.iter().enumerate() {
+                    let at = match a.get(j) {
+                        Some((k, _)) if k == name => Some(j),
+                        _ => index.find(a, name),
+                    };
+                    match at {
+                        Some(at) => a[at].1.join(s),
+                        None => {
+                            index.push(a, name, s.clone());
+                        }
                     }
                 }
             }
@@ -523,6 +560,35 @@ mod tests {
 
     fn obj<'a>(kv: &[(&str, Value<'a>)]) -> Value<'a> {
         Value::Object(kv.iter().map(|(k, v)| ((*k).into(), v.clone())).collect())
+    }
+
+    #[test]
+    fn many_fields_are_matched_by_name_in_order_of_first_appearance() {
+        let names: Vec<String> = (0..300).map(|i| format!("k{i}")).collect();
+        fn object(
+            names: &[String],
+            order: &mut dyn Iterator<Item = usize>,
+            v: &str,
+        ) -> Value<'static> {
+            let kv: Vec<(Key, Value)> = order
+                .map(|i| (Key::from(names[i].as_str()), num(v).into_owned()))
+                .collect();
+            Value::Object(kv)
+        }
+        let mut s = Shape::Null;
+        s.widen(&object(&names, &mut (0..200), "1"));
+        s.widen(&object(&names, &mut (100..300).rev(), "2.5"));
+        let fields = s.fields();
+        assert_eq!(fields.len(), 300);
+        assert!(fields.iter().zip(&names[..200]).all(|((k, _), n)| k == n));
+        assert_eq!(fields[200].0, "k299");
+        assert_eq!(fields[0].1, Shape::Scalar(ColumnType::Int64));
+        assert_eq!(fields[150].1, Shape::Scalar(ColumnType::Float64));
+        let mut joined = Shape::Null;
+        joined.widen(&object(&names, &mut (0..100).rev(), "1"));
+        joined.join(&s);
+        assert_eq!(joined.fields().len(), 300);
+        assert_eq!(joined.fields()[0].0, "k99");
     }
 
     #[test]

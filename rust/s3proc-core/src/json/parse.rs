@@ -19,6 +19,10 @@ pub const MAX_DEPTH: usize = 64;
 /// one (a piece of objects keyed by ids must not grow the table forever).
 const MAX_INTERNED: usize = 4096;
 
+/// Keys of an object looked through one by one for a duplicate; past this,
+/// by a hash map (an object of many keys would take quadratic time).
+const FEW_KEYS: usize = 32;
+
 /// Keys are short and chosen by the input's author only within a bounded
 /// table: a fast hash (the one the CSV sniffer uses too).
 type Interned = HashMap<Box<[u8]>, Key, ahash::RandomState>;
@@ -275,6 +279,7 @@ impl<'a> Parser<'a> {
             self.pos += 1;
             return Ok(Value::Object(fields));
         }
+        let mut keys: Option<HashMap<Key, usize>> = None;
         loop {
             self.ws();
             if self.b.get(self.pos) != Some(&b'"') {
@@ -284,9 +289,25 @@ impl<'a> Parser<'a> {
             self.expect(b':', "':' after an object key")?;
             let v = self.value(depth + 1)?;
             let same = |k: &Key| Key::ptr_eq(k, &key) || (!interned && *k == key);
-            match fields.iter_mut().find(|(k, _)| same(k)) {
-                Some(slot) => slot.1 = v,
-                None => fields.push((key, v)),
+            // A duplicate key's last value wins; many keys are looked up by hash.
+            let slot = if fields.len() <= FEW_KEYS {
+                fields.iter().position(|(k, _)| same(k))
+            } else {
+                let index = keys.get_or_insert_with(|| {
+                    (fields.iter().enumerate())
+                        .map(|(i, (k, _))| (Key::clone(k), i))
+                        .collect::<HashMap<Key, usize>>()
+                });
+                index.get(&key).copied()
+            };
+            match slot {
+                Some(i) => fields[i].1 = v,
+                None => {
+                    if let Some(index) = keys.as_mut() {
+                        index.insert(Key::clone(&key), fields.len());
+                    }
+                    fields.push((key, v));
+                }
             }
             match self.peek() {
                 Some(b',') => self.pos += 1,
