@@ -15,10 +15,12 @@ import json
 import lzma
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tarfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -316,6 +318,45 @@ def test_lying_sizes_in_a_zip_header() -> None:
         data[at : at + 4] = (10).to_bytes(4, "little")
         data[at - 4 : at] = (10).to_bytes(4, "little")
     expect_failure(bytes(data), "checksum")
+
+
+def test_overlapping_zip_entries_are_a_bomb() -> None:
+    """Central-directory records that all point at one deflated entry (Fifield's non-recursive
+    zip bomb): each is under the ratio limit, together they inflate the same bytes again and
+    again. No written zip shares bytes between entries."""
+    data = b"\0" * 3_900_000
+    co = zlib.compressobj(9, zlib.DEFLATED, -15)
+    packed = co.compress(data) + co.flush()
+    crc = zlib.crc32(data)
+    local = struct.pack("<4s5H3I2H", b"PK\x03\x04", 20, 0, 8, 0, 0, crc, len(packed), len(data), 5, 0)
+    out = bytearray(local + b"x.bin" + packed)
+    central = len(out)
+    n = 500
+    for i in range(n):
+        name = b"e%06d.bin" % i
+        out += struct.pack(
+            "<4s6H3I5H2I",
+            b"PK\x01\x02",
+            20,
+            20,
+            0,
+            8,
+            0,
+            0,
+            crc,
+            len(packed),
+            len(data),
+            len(name),
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+        )
+        out += name
+    out += struct.pack("<4s4H2IH", b"PK\x05\x06", 0, 0, n, n, len(out) - central, central, 0)
+    expect_failure(bytes(out), "overlap")
 
 
 def test_truncated_and_corrupt_archives() -> None:

@@ -160,33 +160,43 @@ def _wide(kind: str) -> bytes:
     return b"id,name\n1,a\n" + b"1," * (1 << 20) + b"1\n" + b"3,c\n" * 100_000
 
 
+def _peak_of_failing(path: Path) -> int:
+    """Peak RSS of a process converting ``path`` to its ParseError."""
+    from _util import peak_rss
+
+    script = (
+        f"import s3proc\ntry:\n    list(s3proc.ParquetChunks({str(path)!r}))\nexcept s3proc.ParseError: pass"
+    )
+    code, peak, err = peak_rss([sys.executable, "-c", script])
+    assert code == 0, err
+    print(f"{path.name}: {peak >> 20} MiB")
+    return peak
+
+
 @pytest.mark.parametrize("kind", ["ndjson", "xml", "csv"])
 def test_a_table_whose_columns_keep_growing_is_refused_past_max_columns(kind: str, tmp_path: Path) -> None:
     """Each column costs memory: past ``max_columns`` (2,000) a table is an error, in bounded memory
     and time, wherever the columns appear."""
-    from _util import peak_rss
-
     path = tmp_path / f"wide.{kind}"
     path.write_bytes(_wide(kind))
     e = _parse_error(path)
     assert "more than max_columns (2000)" in e.reason, e.reason
-    script = "\n".join(
-        [
-            "import s3proc",
-            "try:",
-            f"    list(s3proc.ParquetChunks({str(path)!r}))",
-            "except s3proc.ParseError:",
-            "    pass",
-        ]
-    )
-    code, peak, err = peak_rss([sys.executable, "-c", script])
-    assert code == 0, err
-    assert peak < 300 << 20, f"{peak >> 20} MiB"
+    assert _peak_of_failing(path) < 300 << 20
     # Raised, the limit lets the table through.
     if kind != "csv":
         assert convert_chunks(path, max_columns=6000).table.num_columns == (
             5001 if kind == "ndjson" else 5000
         )
+
+
+def test_a_json_record_of_millions_of_tiny_values_is_refused_in_bounded_memory(tmp_path: Path) -> None:
+    """40 MB of ``{"a":1}`` in one record, under ``max_record_bytes``: as a tree it would cost over
+    2 GiB."""
+    path = tmp_path / "one.ndjson"
+    path.write_bytes(b'{"id": 1}\n{"items": [' + b'{"a":1},' * (5 << 20) + b'{"a":1}]}\n')
+    e = _parse_error(path)
+    assert e.line == 2 and "values" in e.reason, e
+    assert _peak_of_failing(path) < 400 << 20
 
 
 # ------------------------------------------------------------------ sources and options

@@ -2,6 +2,7 @@
 //! local headers in order when it is a stream (a zip inside another archive).
 
 use std::cell::Cell;
+use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Cursor, Read, Seek};
 use std::rc::Rc;
 
@@ -117,6 +118,7 @@ pub(super) fn central<R: Read + Seek>(
             .map_err(|e| w.fail(at, &e))?;
         return local(w, Box::new(counted), &c, false);
     }
+    let mut spans = Spans::default();
     for i in 0..archive.len() {
         let name = match archive.name_for_index(i) {
             Some(Ok(n)) => n.into_owned(),
@@ -126,6 +128,15 @@ pub(super) fn central<R: Read + Seek>(
         let raw = archive
             .by_index_raw(i)
             .map_err(|e| zip_error(w, Some(&at), e))?;
+        let start = raw.header_start();
+        let end = raw
+            .data_start()
+            .unwrap_or(start)
+            .saturating_add(raw.compressed_size());
+        if !spans.claim(start, end) {
+            let why = "its bytes overlap another entry's (a zip bomb of overlapping entries)";
+            return Err(w.error(Some(&at), why));
+        }
         if inflates_whole(&raw) {
             let entry = RawEntry {
                 name: entry_name(&raw),
@@ -153,6 +164,27 @@ pub(super) fn central<R: Read + Seek>(
         one(w, &c, file)?;
     }
     Ok(())
+}
+
+/// The byte ranges of the entries read so far, local header to end of data.
+/// Entries never share bytes in a zip that was written, only in one made
+/// to inflate the same data many times over.
+#[derive(Default)]
+struct Spans(BTreeMap<u64, u64>);
+
+impl Spans {
+    /// Records `start..end` (at least its first byte); false when it
+    /// overlaps a range recorded before.
+    fn claim(&mut self, start: u64, end: u64) -> bool {
+        let end = end.max(start + 1);
+        let before = self.0.range(..=start).next_back();
+        let after = self.0.range(start..).next();
+        if before.is_some_and(|(_, &e)| e > start) || after.is_some_and(|(&s, _)| s < end) {
+            return false;
+        }
+        self.0.insert(start, end);
+        true
+    }
 }
 
 /// Deflated entries up to this size (both ways) are inflated in one call.

@@ -170,6 +170,7 @@ impl<'s, 'a> Direct<'s, 'a> {
 
     /// One record (the cursor is on its `{`).
     fn record(&mut self, p: &mut Parser<'a>) -> Option<()> {
+        p.start_record();
         p.skip(1);
         let mark = self.rows + 1;
         let mut found = 0;

@@ -19,6 +19,13 @@ pub const MAX_DEPTH: usize = 64;
 /// one (a piece of objects keyed by ids must not grow the table forever).
 const MAX_INTERNED: usize = 4096;
 
+/// Values a record may hold in its objects and arrays: each is a node of a
+/// tree in memory (about 128 bytes with its slot and what becomes of it,
+/// measured), so a record of tiny values would cost tens of times its text
+/// (2 Mi values: about 256 MiB, the bound XML records have at the default
+/// `max_record_bytes`).
+pub const MAX_RECORD_VALUES: usize = 2 << 20;
+
 /// Keys of an object looked through one by one for a duplicate; past this,
 /// by a hash map (an object of many keys would take quadratic time).
 const FEW_KEYS: usize = 32;
@@ -64,6 +71,8 @@ pub struct Parser<'a> {
     keys: Interned,
     /// Fields of the last record (capacity for the next).
     record_fields: usize,
+    /// Values in containers of the record being read.
+    values: usize,
 }
 
 fn kind(v: &Value<'_>) -> &'static str {
@@ -88,7 +97,24 @@ impl<'a> Parser<'a> {
             line_start: 0,
             keys: Interned::default(),
             record_fields: 0,
+            values: 0,
         }
+    }
+
+    /// Starts counting the values of a new record (see [`MAX_RECORD_VALUES`]).
+    pub fn start_record(&mut self) {
+        self.values = 0;
+    }
+
+    /// Counts one more value in a container of the record.
+    fn count_value(&mut self) -> PResult<()> {
+        self.values += 1;
+        if self.values > MAX_RECORD_VALUES {
+            return Err(self.error(format!(
+                "a record of more than {MAX_RECORD_VALUES} values: not a table of records (each value costs memory as a tree)"
+            )));
+        }
+        Ok(())
     }
 
     /// Byte offset reached.
@@ -180,6 +206,7 @@ impl<'a> Parser<'a> {
 
     /// One record: a JSON object at the top level.
     pub fn record(&mut self) -> PResult<Record<'a>> {
+        self.start_record();
         self.ws();
         let line = self.line;
         let start = (self.pos, self.line_start);
@@ -287,6 +314,7 @@ impl<'a> Parser<'a> {
             }
             let (key, interned) = self.key()?;
             self.expect(b':', "':' after an object key")?;
+            self.count_value()?;
             let v = self.value(depth + 1)?;
             let same = |k: &Key| Key::ptr_eq(k, &key) || (!interned && *k == key);
             // A duplicate key's last value wins; many keys are looked up by hash.
@@ -331,6 +359,7 @@ impl<'a> Parser<'a> {
             return Ok(Value::List(items));
         }
         loop {
+            self.count_value()?;
             items.push(self.value(depth + 1)?);
             match self.peek() {
                 Some(b',') => self.pos += 1,
@@ -683,6 +712,19 @@ mod tests {
                 Value::Number("123456789012345678901234567890".into()),
             ]))
         );
+    }
+
+    #[test]
+    fn a_record_of_too_many_values_is_an_error_counted_per_record() {
+        let record = |n: usize| format!("{{\"a\":[{}1]}}\n", "1,".repeat(n - 2));
+        // Each record holds `n` values (the field and its items): three just
+        // under the bound in one piece are fine, one over it is not.
+        let fine = record(MAX_RECORD_VALUES).repeat(3);
+        assert_eq!(values(fine.as_bytes(), 1, true).map(|r| r.len()), Ok(3));
+        let over = format!("{{\"x\":1}}\n{}", record(MAX_RECORD_VALUES + 1));
+        let e = values(over.as_bytes(), 1, true).expect_err("too many values");
+        assert_eq!(e.line, 2);
+        assert!(e.what.contains("values"), "{}", e.what);
     }
 
     #[test]
