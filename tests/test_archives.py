@@ -289,6 +289,11 @@ def test_limits() -> None:
     many = tar_bytes({f"f{i}": b"x" for i in range(20)})
     seen, _ = expect_failure(many, "max_entries", max_entries=10)
     assert len(seen) == 10
+    # A zip says how many entries it has: too many is refused before its directory is loaded.
+    seen, _ = expect_failure(
+        zip_bytes({f"f{i}": b"x" for i in range(20)}), "declares 20 entries", max_entries=10
+    )
+    assert seen == []
     out = Unseekable()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as z, z.open("a.csv", "w") as f:
         f.write(ROWS)

@@ -107,6 +107,19 @@ pub(super) fn central<R: Read + Seek>(
         count: consumed,
     };
     let at = (!c.prefix.is_empty()).then_some(c.prefix);
+    // The zip crate loads the whole central directory: check its declared
+    // size against the limit first, or a small file could claim millions.
+    let mut counted = counted;
+    if let Some(n) = declared_entries(&mut counted).map_err(|e| w.fail(at, &e))? {
+        let left = w.opts.max_entries.saturating_sub(w.count);
+        if n > left {
+            let why = format!(
+                "declares {n} entries, over the limit of {} entries per archive (max_entries)",
+                w.opts.max_entries
+            );
+            return Err(w.error(at, why));
+        }
+    }
     let mut archive = ZipArchive::new(counted).map_err(|e| zip_error(w, at, e))?;
     if archive.has_duplicate_names() {
         // The zip crate keeps one entry per name: read them all in order
@@ -164,6 +177,41 @@ pub(super) fn central<R: Read + Seek>(
         one(w, &c, file)?;
     }
     Ok(())
+}
+
+/// The entry count a zip's end of central directory record declares (its
+/// Zip64 record's when it has one), if the record is found.
+fn declared_entries<R: Read + Seek>(r: &mut R) -> io::Result<Option<u64>> {
+    const EOCD: &[u8] = b"PK\x05\x06";
+    let len = r.seek(io::SeekFrom::End(0))?;
+    let tail_len = len.min(22 + 0xFFFF);
+    r.seek(io::SeekFrom::Start(len - tail_len))?;
+    let mut tail = vec![0u8; tail_len as usize];
+    r.read_exact(&mut tail)?;
+    r.seek(io::SeekFrom::Start(0))?;
+    let Some(at) = (0..tail.len().saturating_sub(21))
+        .rev()
+        .find(|&i| tail[i..].starts_with(EOCD))
+    else {
+        return Ok(None);
+    };
+    let u16_at = |i: usize| u64::from(u16::from_le_bytes([tail[i], tail[i + 1]]));
+    let n = u16_at(at + 10);
+    // Zip64: a locator just before, pointing at a record with 64-bit counts.
+    if n == 0xFFFF && at >= 20 && tail[at - 20..].starts_with(b"PK\x06\x07") {
+        let mut offset = [0u8; 8];
+        offset.copy_from_slice(&tail[at - 12..at - 4]);
+        let mut record = [0u8; 40];
+        r.seek(io::SeekFrom::Start(u64::from_le_bytes(offset)))?;
+        let read = r.read_exact(&mut record);
+        r.seek(io::SeekFrom::Start(0))?;
+        if read.is_ok() && record.starts_with(b"PK\x06\x06") {
+            let mut count = [0u8; 8];
+            count.copy_from_slice(&record[32..40]);
+            return Ok(Some(u64::from_le_bytes(count)));
+        }
+    }
+    Ok(Some(n))
 }
 
 /// The byte ranges of the entries read so far, local header to end of data.
