@@ -300,6 +300,16 @@ def test_limits() -> None:
     nested = tar_bytes({"stream.zip": out.inner.getvalue()})
     expect_failure(nested, "max_nested_zip_bytes", max_nested_zip_bytes=1000)
     assert files(read_all(nested)) == {"stream.zip/a.csv": ROWS}
+    # Such zips nested in one another are held at once: the limit is on their sum.
+    inner = out.inner.getvalue()
+    middle = Unseekable()
+    with zipfile.ZipFile(middle, "w", zipfile.ZIP_STORED) as z, z.open("inner.zip", "w") as f:
+        f.write(inner)
+    twice = tar_bytes({"middle.zip": middle.inner.getvalue()})
+    limit = len(middle.inner.getvalue()) + len(inner) // 2  # each alone fits, both do not
+    _, err = expect_failure(twice, "max_nested_zip_bytes", max_nested_zip_bytes=limit)
+    assert err.entry == "middle.zip/inner.zip"
+    assert files(read_all(twice)) == {"middle.zip/inner.zip/a.csv": ROWS}
 
 
 @pytest.mark.parametrize("codec", ["gz", "bz2", "xz", "zst"])

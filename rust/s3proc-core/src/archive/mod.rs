@@ -62,8 +62,9 @@ pub struct ArchiveOptions {
     /// Archives nested in one another, the outermost one counting as 1
     /// (default 8).
     pub max_depth: u32,
-    /// Largest zip held in memory, when a zip nested in a stream cannot be
-    /// read from its local headers (default 256 MiB).
+    /// Most bytes of zips held in memory at once (a zip nested in a stream
+    /// that cannot be read from its local headers, and the ones nested in
+    /// it; default 256 MiB).
     pub max_nested_zip_bytes: u64,
 }
 
@@ -440,6 +441,9 @@ struct Walker<'v> {
     opts: ArchiveOptions,
     total: Rc<Cell<u64>>,
     count: u64,
+    /// Bytes of nested zips held in memory by the levels open now (their sum
+    /// is what `max_nested_zip_bytes` bounds).
+    held: u64,
     /// Every name given so far (as [`name_key`]s: 16 bytes a name).
     seen: HashSet<u128>,
     /// For a duplicated name, the next suffix to try.
@@ -464,6 +468,7 @@ pub fn walk(source: &dyn Source, opts: ArchiveOptions, visit: &mut Visitor<'_>) 
         opts,
         total: Rc::new(Cell::new(0)),
         count: 0,
+        held: 0,
         seen: HashSet::new(),
         next_suffix: HashMap::new(),
         visit,

@@ -368,7 +368,8 @@ fn local(
         } else if method == 8 {
             described(w, c, &mut input, name, has_zip64(&rest[name_len..]))?;
         } else if first && central_ok {
-            let bound = w.opts.max_nested_zip_bytes;
+            // The zips held by the levels around this one count too.
+            let bound = w.opts.max_nested_zip_bytes.saturating_sub(w.held);
             let mut whole = header;
             let room = bound.saturating_sub(whole.len() as u64).saturating_add(1);
             input
@@ -381,12 +382,17 @@ fn local(
                     at,
                     format!(
                         "a zip nested in a stream whose entries cannot be read in order \
-                         is held in memory, and this one is over the limit of {bound} bytes \
-                         (max_nested_zip_bytes)"
+                         is held in memory, and this one (with those that hold it) is over \
+                         the limit of {} bytes (max_nested_zip_bytes)",
+                        w.opts.max_nested_zip_bytes
                     ),
                 ));
             }
-            return central(w, Cursor::new(whole), c);
+            let size = whole.len() as u64;
+            w.held += size;
+            let walked = central(w, Cursor::new(whole), c);
+            w.held -= size;
+            return walked;
         } else {
             return Err(w.error(
                 Some(&full),
