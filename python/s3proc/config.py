@@ -31,6 +31,11 @@ class ConfigError(Exception):
     """The configuration cannot work; the message is the one line the user sees."""
 
 
+def move_folder(after_upload: str) -> Path | None:
+    """The folder of ``--after-upload move:DIR``; None for keep and delete."""
+    return Path(after_upload[5:]) if after_upload.startswith("move:") else None
+
+
 def load_env(path: str | os.PathLike[str] = ".env") -> None:
     """Reads ``.env`` into the environment, never overriding what is already set."""
     from dotenv import load_dotenv
@@ -139,8 +144,8 @@ class RunConfig:
     def _folders(self) -> list[tuple[str, Path]]:
         """The folders s3proc moves files into, with the flag that names each."""
         folders = [("--error-dir", self.error_folder)]
-        if self.after_upload.startswith("move:"):
-            folders.append(("--after-upload move:", Path(self.after_upload[5:])))
+        if (move := move_folder(self.after_upload)) is not None:
+            folders.append(("--after-upload move:", move))
         return folders
 
     def prepare_folders(self) -> None:

@@ -119,14 +119,14 @@ class KeyMaker:
             fields = [(f, s, c) for _, f, s, c in string.Formatter().parse(self.template) if f is not None]
         except ValueError as e:
             raise BadKey(f"bad key template {self.template!r}: {e}") from None
-        unknown = {f.split(".")[0].split("[")[0] for f, _, _ in fields} - _FIELDS
+        names = {f.split(".")[0].split("[")[0] for f, _, _ in fields}
+        unknown = names - _FIELDS
         if unknown:
             raise BadKey(f"key template {self.template!r}: unknown field(s) {', '.join(sorted(unknown))}")
         # A field, not the text: '{{path}}' is the literal '{path}', the same key for every file.
         if not any(f in ("path", "name", "stem") and not s and not c for f, s, c in fields):
             raise BadKey(f"key template {self.template!r} must contain {{path}}, {{name}} or {{stem}}")
         self.key("a/b.csv", parquet=True)  # a format spec that fits no field fails here, at start-up
-        names = {f.split(".")[0].split("[")[0].split("!")[0] for f, _, _ in fields}
         object.__setattr__(self, "dated", bool(names & {"date", "mtime"}))
 
     @property

@@ -33,6 +33,7 @@ import botocore.exceptions
 
 from s3proc import _core
 from s3proc.archives import archive_results, converted, is_archive, source_name
+from s3proc.config import move_folder
 from s3proc.errors import ParseError, S3procError
 from s3proc.keys import BadKey, KeyMaker, alternative, is_tabular
 from s3proc.logs import FileLog, for_file
@@ -440,8 +441,8 @@ def _after_upload(path: Path, rel: str, s: Settings, log: FileLog) -> None:
     try:
         if s.after_upload == "delete":
             path.unlink(missing_ok=True)
-        elif s.after_upload.startswith("move:"):
-            _move(path, Path(s.after_upload[5:]) / rel)
+        elif (move := move_folder(s.after_upload)) is not None:
+            _move(path, move / rel)
     except OSError as e:
         log.warning("after-upload %s failed: %s", s.after_upload, e)
 

@@ -32,7 +32,7 @@ from types import FrameType
 
 from s3proc import logs
 from s3proc.archives import source_name, split_source
-from s3proc.config import FORGET_AFTER
+from s3proc.config import FORGET_AFTER, move_folder
 from s3proc.pipeline import Outcome, Settings, process
 from s3proc.state import FAILED, PENDING, PROCESSING, FileRow, State, StateError, StateUnavailable
 from s3proc.uploader import Uploader, describe
@@ -199,8 +199,8 @@ class Service:
     def _own_paths(self) -> list[Path]:
         """What s3proc itself writes: the error and move folders, the state's files."""
         paths = [self.s.error_dir, *self.state.own_files()]
-        if self.s.after_upload.startswith("move:"):
-            paths.append(Path(self.s.after_upload[5:]))
+        if (move := move_folder(self.s.after_upload)) is not None:
+            paths.append(move)
         return [p.resolve() for p in paths]
 
     def _fail_service(self, e: StateUnavailable) -> None:

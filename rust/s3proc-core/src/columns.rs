@@ -245,10 +245,15 @@ fn ints<'a>(
 /// Whether an integer array holds a value beyond 2^53, which a float
 /// would round.
 pub fn has_wide_int(array: &dyn Array) -> bool {
+    let wide = |v: &i64| v.unsigned_abs() > F64_EXACT_INT;
     array
         .as_any()
         .downcast_ref::<Int64Array>()
-        .is_some_and(|a| a.iter().flatten().any(|v| v.unsigned_abs() > F64_EXACT_INT))
+        .is_some_and(|a| match a.nulls() {
+            // With no null, the values are a plain slice (a vectorised scan).
+            None => a.values().iter().any(wide),
+            Some(_) => a.iter().flatten().any(|v| wide(&v)),
+        })
 }
 
 fn timestamps_utc<'a>(

@@ -278,15 +278,10 @@ pub fn sample(
         let records = reader.parse(&piece, source.name())?;
         let take = &records[..records.len().min(limit - rows)];
         schema.widen_records(take);
-        if schema.columns() > opts.csv.max_columns {
+        let (columns, max) = (schema.columns(), opts.csv.max_columns);
+        if columns > max {
             let line = take.first().map_or(1, |r| r.line);
-            let n = schema.columns();
-            return Err(Error::too_many_columns(
-                source.name(),
-                line,
-                n,
-                opts.csv.max_columns,
-            ));
+            return Err(Error::too_many_columns(source.name(), line, columns, max));
         }
         repeats.resize_with(schema.fields().len(), || Repeats::new(limit));
         for (j, ((name, _), counts)) in schema.fields().iter().zip(&mut repeats).enumerate() {
