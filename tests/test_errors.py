@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import gzip
 import io
+import json
 import os
 import random
 import sys
 from pathlib import Path
 
+import pyarrow.compute as pc
 import pytest
 from _util import CORPUS, convert_chunks, read_parquet
 from hypothesis import HealthCheck, given, settings
@@ -160,8 +162,8 @@ def _wide(kind: str) -> bytes:
     return b"id,name\n1,a\n" + b"1," * (1 << 20) + b"1\n" + b"3,c\n" * 100_000
 
 
-def _peak_of_failing(path: Path) -> int:
-    """Peak RSS of a process converting ``path`` to its ParseError."""
+def _peak_of_converting(path: Path) -> int:
+    """Peak RSS of a process converting ``path`` (to its end or to its ParseError)."""
     from _util import peak_rss
 
     script = (
@@ -181,12 +183,38 @@ def test_a_table_whose_columns_keep_growing_is_refused_past_max_columns(kind: st
     path.write_bytes(_wide(kind))
     e = _parse_error(path)
     assert "more than max_columns (2000)" in e.reason, e.reason
-    assert _peak_of_failing(path) < 300 << 20
+    assert _peak_of_converting(path) < 300 << 20
     # Raised, the limit lets the table through.
     if kind != "csv":
         assert convert_chunks(path, max_columns=6000).table.num_columns == (
             5001 if kind == "ndjson" else 5000
         )
+
+
+@pytest.mark.parametrize("kind", ["ndjson", "xml"])
+def test_sparse_records_of_a_wide_schema_convert_in_bounded_memory(kind: str, tmp_path: Path) -> None:
+    """60,000 records of 3 keys each among 1,500: a piece of them costs its rows times the
+    schema's columns, which cost 1.1 GiB in pieces cut by bytes alone."""
+    rng = random.Random(7)
+    rows = [{f"k{k}": rng.randrange(1000) for k in rng.sample(range(1500), 3)} for _ in range(60_000)]
+    path = tmp_path / f"sparse.{kind}"
+    with open(path, "w") as f:
+        if kind == "xml":
+            f.write("<rows>")
+            f.writelines("<r>" + "".join(f"<{k}>{v}</{k}>" for k, v in r.items()) + "</r>\n" for r in rows)
+            f.write("</rows>")
+        else:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+    assert _peak_of_converting(path) < 400 << 20
+    table = convert_chunks(path).table
+    assert table.num_columns == 1500 and table.num_rows == len(rows)
+    want: dict[str, dict[int, int]] = {}
+    for i, r in enumerate(rows):
+        for k, v in r.items():
+            want.setdefault(k, {})[i] = v
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        there = pc.indices_nonzero(pc.is_valid(column)).to_pylist()
+        assert dict(zip(there, pc.take(column, there).to_pylist(), strict=True)) == want[name], name
 
 
 def test_a_json_record_of_millions_of_tiny_values_is_refused_in_bounded_memory(tmp_path: Path) -> None:
@@ -196,7 +224,7 @@ def test_a_json_record_of_millions_of_tiny_values_is_refused_in_bounded_memory(t
     path.write_bytes(b'{"id": 1}\n{"items": [' + b'{"a":1},' * (5 << 20) + b'{"a":1}]}\n')
     e = _parse_error(path)
     assert e.line == 2 and "values" in e.reason, e
-    assert _peak_of_failing(path) < 400 << 20
+    assert _peak_of_converting(path) < 400 << 20
 
 
 # ------------------------------------------------------------------ sources and options

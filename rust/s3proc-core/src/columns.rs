@@ -252,7 +252,8 @@ pub fn has_wide_int(array: &dyn Array) -> bool {
         .is_some_and(|a| match a.nulls() {
             // With no null, the values are a plain slice (a vectorised scan).
             None => a.values().iter().any(wide),
-            Some(_) => a.iter().flatten().any(|v| wide(&v)),
+            // Only the values there (a sparse column is mostly nulls).
+            Some(n) => n.valid_indices().any(|i| wide(&a.values()[i])),
         })
 }
 

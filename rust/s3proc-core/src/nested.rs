@@ -108,7 +108,8 @@ fn entry<'a, 'v>(
 const FEW_FIELDS: usize = 64;
 
 /// The position of each of `fields` by name, for a struct of many fields.
-struct FieldIndex(Option<HashMap<String, usize>>);
+#[derive(Default)]
+pub(crate) struct FieldIndex(Option<HashMap<String, usize>>);
 
 impl FieldIndex {
     /// The position of `name` in `fields` (which only grow while this is used).
@@ -124,6 +125,20 @@ impl FieldIndex {
         index.get(name).copied()
     }
 
+    /// As [`FieldIndex::find`], looking first at `hint` (keys usually come
+    /// in the same order in every object).
+    pub(crate) fn locate(
+        &mut self,
+        fields: &[(String, Shape)],
+        hint: usize,
+        name: &str,
+    ) -> Option<usize> {
+        match fields.get(hint) {
+            Some((k, _)) if k == name => Some(hint),
+            _ => self.find(fields, name),
+        }
+    }
+
     /// Appends a field named `name`; returns its position.
     fn push(&mut self, fields: &mut Vec<(String, Shape)>, name: &str, shape: Shape) -> usize {
         fields.push((name.to_owned(), shape));
@@ -134,16 +149,12 @@ impl FieldIndex {
     }
 }
 
-/// Widens `fields` (a struct's) to hold the object `kv`.
-fn widen_fields(fields: &mut Vec<(String, Shape)>, kv: &[(Key, Value)]) {
-    let mut index = FieldIndex(None);
+/// Widens `fields` (a struct's, found by `index`) to hold the object `kv`.
+fn widen_fields(fields: &mut Vec<(String, Shape)>, kv: &[(Key, Value)], index: &mut FieldIndex) {
     for (j, (name, v)) in kv.iter().enumerate() {
-        let at = match fields.get(j) {
-            Some((k, _)) if **k == **name => j,
-            _ => match index.find(fields, name) {
-                Some(p) => p,
-                None => index.push(fields, name, Shape::Null),
-            },
+        let at = match index.locate(fields, j, name) {
+            Some(p) => p,
+            None => index.push(fields, name, Shape::Null),
         };
         fields[at].1.widen(v);
     }
@@ -173,21 +184,32 @@ impl Shape {
             ) => {
                 *t = scalar_type(*t, v);
             }
-            (Shape::List(inner), Value::List(items)) => {
-                for item in items {
-                    inner.widen(item);
-                }
+            (Shape::List(inner), Value::List(items)) => inner.widen_items(items),
+            (Shape::Struct(fields), Value::Object(kv)) => {
+                widen_fields(fields, kv, &mut FieldIndex::default());
             }
-            (Shape::Struct(fields), Value::Object(kv)) => widen_fields(fields, kv),
             _ => *self = Shape::Json,
+        }
+    }
+
+    /// Widens the shape to hold each of `items`; objects share one index
+    /// of the struct's fields, so that each costs its own keys.
+    fn widen_items(&mut self, items: &[Value]) {
+        let mut index = FieldIndex::default();
+        for item in items {
+            match (&mut *self, item) {
+                (Shape::Struct(fields), Value::Object(kv)) => widen_fields(fields, kv, &mut index),
+                _ => self.widen(item),
+            }
         }
     }
 
     /// Widens the root shape to hold `records`.
     pub fn widen_records(&mut self, records: &[Record]) {
         if let Shape::Struct(fields) = self {
+            let mut index = FieldIndex::default();
             for r in records {
-                widen_fields(fields, &r.fields);
+                widen_fields(fields, &r.fields, &mut index);
             }
         }
     }
@@ -233,13 +255,9 @@ impl Shape {
             (Shape::Scalar(a), Shape::Scalar(b)) => *a = a.join(*b),
             (Shape::List(a), Shape::List(b)) => a.join(b),
             (Shape::Struct(a), Shape::Struct(b)) => {
-                let mut index = FieldIndex(None);
+                let mut index = FieldIndex::default();
                 for (j, (name, s)) in b.iter().enumerate() {
-                    let at = match a.get(j) {
-                        Some((k, _)) if k == name => Some(j),
-                        _ => index.find(a, name),
-                    };
-                    match at {
+                    match index.locate(a, j, name) {
                         Some(at) => a[at].1.join(s),
                         None => {
                             index.push(a, name, s.clone());
@@ -381,40 +399,36 @@ pub(crate) fn holds(t: ColumnType, v: &Value<'_>) -> bool {
 
 /// The value of each of `fields` in each of `objects` (`None` for a
 /// missing key or object), column by column; `None` when an object has a
-/// key that is not one of `fields` (the shape must widen first).
+/// key that is not one of `fields` (the shape must widen first). Each
+/// object costs its own keys, not the struct's width: a sparse record of a
+/// few keys among thousands of fields is cheap.
 pub fn transpose<'a, 'v>(
     fields: &[(String, Shape)],
     objects: &[Option<&'a [(Key, Value<'v>)]>],
 ) -> Option<Vec<Vec<Option<&'a Value<'v>>>>> {
-    let mut found = vec![0usize; objects.len()];
-    let columns = fields
-        .iter()
-        .enumerate()
-        .map(|(j, (name, _))| {
-            // The key found last: readers intern keys, so the same key in
-            // the next object is most often the same pointer, found with
-            // no text comparison.
-            let mut last: Option<&'a Key> = None;
-            objects
-                .iter()
-                .zip(found.iter_mut())
-                .map(|(o, n)| {
-                    let v = o.and_then(|kv| match (kv.get(j), last) {
-                        (Some((k, v)), Some(l)) if Arc::ptr_eq(k, l) => Some(v),
-                        _ => {
-                            let (k, v) = entry(kv, name, j)?;
-                            last = Some(k);
-                            Some(v)
-                        }
-                    });
-                    *n += usize::from(v.is_some());
-                    v
-                })
-                .collect()
-        })
-        .collect();
-    let known = |(o, n): (&Option<&[(Key, Value<'_>)]>, &usize)| o.map_or(0, <[_]>::len) == *n;
-    objects.iter().zip(&found).all(known).then_some(columns)
+    let mut columns = vec![vec![None; objects.len()]; fields.len()];
+    let mut index = FieldIndex::default();
+    // The key last seen at each place in an object and its field: readers
+    // intern keys, so the same key in the next object is most often the
+    // same pointer, found with no text comparison.
+    let mut last: Vec<Option<(&'a Key, usize)>> = Vec::new();
+    for (i, kv) in objects.iter().enumerate() {
+        for (j, (k, v)) in kv.iter().copied().flatten().enumerate() {
+            let at = match last.get(j) {
+                Some(Some((seen, at))) if Arc::ptr_eq(seen, k) => *at,
+                _ => {
+                    let at = index.locate(fields, j, k)?;
+                    if last.len() <= j {
+                        last.resize(j + 1, None);
+                    }
+                    last[j] = Some((k, at));
+                    at
+                }
+            };
+            columns[at][i] = Some(v);
+        }
+    }
+    Some(columns)
 }
 
 /// Builds the array of a (finalized) `shape` from one value per row;

@@ -20,7 +20,7 @@ use crate::convert::{ConvertOptions, Event};
 use crate::detect::Detected;
 use crate::error::{Error, Result};
 use crate::json::split::{JsonSplitter, Layout, TextPiece};
-use crate::nested::{arrow_fields, build_array, field, scalar_bytes, transpose, Shape};
+use crate::nested::{arrow_fields, build_array, scalar_bytes, transpose, FieldIndex, Shape};
 use crate::pipeline::{Job, Pipeline};
 use crate::sink::ParquetSink;
 use crate::source::{file_metadata, open_text, Source, TextEncoding};
@@ -33,6 +33,14 @@ const DEFAULT_READ_SIZE: usize = 1 << 20;
 
 /// Records per XML piece.
 pub const BATCH_ROWS: usize = 8192;
+
+/// Values (rows times columns) a converted piece holds at most, missing
+/// ones included: a sparse input, a few keys per record among thousands of
+/// columns, is cut into pieces of fewer records.
+const PIECE_CELLS: usize = 1 << 20;
+
+/// Records per piece however wide the schema.
+const MIN_PIECE_ROWS: usize = 64;
 
 /// Bytes read before the sample stops, whatever `sample_rows` says.
 const SAMPLE_BYTES: usize = 4 << 20;
@@ -93,7 +101,7 @@ impl RecordReader {
         &self,
         source: &dyn Source,
         encoding: TextEncoding,
-        read_size: usize,
+        (read_size, rows): (usize, usize),
         max_record: usize,
     ) -> Result<(Pieces, Found)> {
         let found = Found::default();
@@ -111,7 +119,7 @@ impl RecordReader {
                 let mut records = XmlRecords::new(raw, source.name(), opts)?;
                 let found = Arc::clone(&found);
                 Box::new(move || {
-                    let piece = records.next_piece(BATCH_ROWS);
+                    let piece = records.next_piece(rows);
                     if piece.is_none() {
                         *found.lock().unwrap_or_else(PoisonError::into_inner) = outside(&records);
                     }
@@ -194,6 +202,8 @@ pub struct RecordPlan {
     /// Whether each top-level scalar column is dictionary-encoded, by name:
     /// not when its sampled values are near-unique (as for CSV).
     pub dictionary: Vec<(String, bool)>,
+    /// Bytes of input per record in the sample (pieces are cut by bytes).
+    pub row_bytes: usize,
 }
 
 impl RecordPlan {
@@ -267,7 +277,12 @@ pub fn sample(
     opts: &ConvertOptions,
 ) -> Result<RecordPlan> {
     let read_size = opts.read_size.unwrap_or(DEFAULT_READ_SIZE).max(4096);
-    let (mut pieces, _) = reader.pieces(source, encoding, read_size, opts.csv.max_record_bytes)?;
+    let (mut pieces, _) = reader.pieces(
+        source,
+        encoding,
+        (read_size, BATCH_ROWS),
+        opts.csv.max_record_bytes,
+    )?;
     let mut schema = Shape::root();
     let mut repeats: Vec<Repeats> = Vec::new();
     let (mut rows, mut bytes) = (0usize, 0usize);
@@ -284,10 +299,12 @@ pub fn sample(
             return Err(Error::too_many_columns(source.name(), line, columns, max));
         }
         repeats.resize_with(schema.fields().len(), || Repeats::new(limit));
-        for (j, ((name, _), counts)) in schema.fields().iter().zip(&mut repeats).enumerate() {
-            take.iter()
-                .filter_map(|r| scalar_bytes(field(&r.fields, name, j)))
-                .for_each(|v| counts.add(v));
+        let mut index = FieldIndex::default();
+        for (j, (k, v)) in take.iter().flat_map(|r| r.fields.iter().enumerate()) {
+            let at = index.locate(schema.fields(), j, k);
+            if let (Some(at), Some(v)) = (at, scalar_bytes(Some(v))) {
+                repeats[at].add(v);
+            }
         }
         rows += take.len();
     }
@@ -306,6 +323,7 @@ pub fn sample(
         reader,
         schema,
         dictionary,
+        row_bytes: bytes.checked_div(rows).map_or(usize::MAX, |b| b + 1),
     })
 }
 
@@ -361,11 +379,16 @@ impl RecordChunks {
 
     fn start_pass(&self, scanning: bool) -> Result<Pass> {
         let name = self.source.name();
-        let read_size = self.opts.read_size.unwrap_or(DEFAULT_READ_SIZE).max(4096);
+        let read_size = self.opts.read_size.unwrap_or(DEFAULT_READ_SIZE);
+        let rows =
+            (PIECE_CELLS / self.plan.schema.columns().max(1)).clamp(MIN_PIECE_ROWS, BATCH_ROWS);
+        let size = read_size
+            .min(rows.saturating_mul(self.plan.row_bytes))
+            .max(4096);
         let (pieces, found) = self.plan.reader.pieces(
             self.source.as_ref(),
             self.plan.encoding,
-            read_size,
+            (size, rows),
             self.opts.csv.max_record_bytes,
         )?;
         let sink = if scanning {

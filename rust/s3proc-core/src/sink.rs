@@ -113,6 +113,19 @@ fn string_sample(array: &ArrayRef) -> Option<&[u8]> {
     a.value_data().get(first..first + LEVEL_SAMPLE_BYTES)
 }
 
+/// What `array` adds to a row group's encoded size, roughly: its memory,
+/// less the share of its missing values, which cost the writer a definition
+/// level each (a sparse column of a wide schema would otherwise close row
+/// groups of a few thousand rows).
+fn present_bytes(array: &ArrayRef) -> usize {
+    let size = array.to_data().get_slice_memory_size().unwrap_or(0);
+    let rows = array.len();
+    if rows == 0 {
+        return 0;
+    }
+    size / rows * (rows - array.null_count())
+}
+
 impl ParquetSink {
     /// A sink for `columns` (already final types) with `opts`.
     ///
@@ -256,7 +269,7 @@ impl ParquetSink {
                 } else {
                     array.slice(offset, take)
                 };
-                self.bytes_in_group += slice.to_data().get_slice_memory_size().unwrap_or(0);
+                self.bytes_in_group += present_bytes(&slice);
                 Lanes::push(&lanes, j, Work::Batch(slice, field.clone()));
             }
             offset += take;

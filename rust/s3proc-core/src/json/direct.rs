@@ -18,10 +18,11 @@
 //! ones the ordinary path builds for the same piece.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringBuilder,
+    ArrayBuilder, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringBuilder,
     TimestampMicrosecondBuilder,
 };
 use arrow_array::ArrayRef;
@@ -120,8 +121,15 @@ struct Lane<'s, 'a> {
 
 struct Direct<'s, 'a> {
     lanes: Vec<Lane<'s, 'a>>,
+    /// Each column by its name as written without escapes, for a schema of
+    /// many columns (looking through them one by one would cost every key
+    /// the schema's width).
+    by_name: Option<HashMap<&'s [u8], usize>>,
     rows: usize,
 }
+
+/// Columns looked through one by one; past this, by a hash map.
+const FEW_COLUMNS: usize = 64;
 
 impl<'s, 'a> Direct<'s, 'a> {
     fn new(schema: &'s Shape, rows: usize) -> Self {
@@ -164,8 +172,18 @@ impl<'s, 'a> Direct<'s, 'a> {
                     seen: 0,
                 }
             })
-            .collect();
-        Self { lanes, rows: 0 }
+            .collect::<Vec<_>>();
+        let by_name = (lanes.len() > FEW_COLUMNS).then(|| {
+            (lanes.iter().enumerate())
+                .filter(|(_, l)| l.raw.is_some())
+                .map(|(j, l)| (l.name.as_bytes(), j))
+                .collect()
+        });
+        Self {
+            lanes,
+            by_name,
+            rows: 0,
+        }
     }
 
     /// One record (the cursor is on its `{`).
@@ -173,7 +191,6 @@ impl<'s, 'a> Direct<'s, 'a> {
         p.start_record();
         p.skip(1);
         let mark = self.rows + 1;
-        let mut found = 0;
         let mut next = 0;
         if p.peek()? == b'}' {
             p.skip(1);
@@ -195,8 +212,8 @@ impl<'s, 'a> Direct<'s, 'a> {
                 }
                 p.skip(1);
                 p.peek()?;
+                lane.fill(self.rows);
                 lane.push(p)?;
-                found += 1;
                 next = j + 1;
                 match p.peek()? {
                     b',' => p.skip(1),
@@ -206,11 +223,6 @@ impl<'s, 'a> Direct<'s, 'a> {
                     }
                     _ => return None,
                 }
-            }
-        }
-        if found < self.lanes.len() {
-            for lane in self.lanes.iter_mut().filter(|l| l.seen != mark) {
-                lane.push_null();
             }
         }
         self.rows += 1;
@@ -225,7 +237,7 @@ impl<'s, 'a> Direct<'s, 'a> {
         let is = |l: &Lane| l.raw.as_ref().is_some_and(|r| r.matches(key));
         let j = match self.lanes.get(hint) {
             Some(l) if is(l) => hint,
-            _ => match self.lanes.iter().position(is) {
+            _ => match self.find(key, is) {
                 Some(j) => j,
                 None => {
                     // Escaped, or not a column: decoded and compared.
@@ -236,6 +248,18 @@ impl<'s, 'a> Direct<'s, 'a> {
         };
         p.skip(self.lanes[j].name.len() + 2);
         Some(j)
+    }
+
+    /// The column whose name `key` (the input after a key's opening quote)
+    /// starts with, as written without escapes.
+    fn find(&self, key: &[u8], is: impl Fn(&Lane) -> bool) -> Option<usize> {
+        let Some(by_name) = &self.by_name else {
+            return self.lanes.iter().position(is);
+        };
+        let end = memchr::memchr2(b'"', b'\\', key)?;
+        (key[end] == b'"')
+            .then(|| by_name.get(&key[..end]).copied())
+            .flatten()
     }
 }
 
@@ -420,6 +444,38 @@ impl<'a> Lane<'_, 'a> {
         Some(())
     }
 
+    /// Missing values (nulls) until the column holds `rows` values: a
+    /// column costs the records that have its key, and its missing values
+    /// are added in runs.
+    fn fill(&mut self, rows: usize) {
+        let n = rows.saturating_sub(self.len());
+        if n == 0 {
+            return;
+        }
+        match &mut self.values {
+            Values::Bool(a) => a.append_nulls(n),
+            Values::Int(a) => a.append_nulls(n),
+            Values::Float(a) => a.append_nulls(n),
+            Values::Date(a) => a.append_nulls(n),
+            Values::Naive(a) | Values::Utc(a) => a.append_nulls(n),
+            Values::Text(a) => a.append_nulls(n),
+            Values::Tree(values) => values.resize_with(rows, || Value::Null),
+        }
+    }
+
+    /// The values the column holds.
+    fn len(&self) -> usize {
+        match &self.values {
+            Values::Bool(a) => a.len(),
+            Values::Int(a) => a.len(),
+            Values::Float(a) => a.len(),
+            Values::Date(a) => a.len(),
+            Values::Naive(a) | Values::Utc(a) => a.len(),
+            Values::Text(a) => a.len(),
+            Values::Tree(values) => values.len(),
+        }
+    }
+
     fn push_null(&mut self) {
         match &mut self.values {
             Values::Bool(a) => a.append_null(),
@@ -451,7 +507,13 @@ impl<'a> Lane<'_, 'a> {
 
 impl Direct<'_, '_> {
     fn finish(self) -> Option<Vec<ArrayRef>> {
-        self.lanes.into_iter().map(Lane::finish).collect()
+        let rows = self.rows;
+        (self.lanes.into_iter())
+            .map(|mut lane| {
+                lane.fill(rows);
+                lane.finish()
+            })
+            .collect()
     }
 }
 
