@@ -396,6 +396,41 @@ def test_truncated_and_corrupt_archives() -> None:
     expect_failure(b"just text", "not an archive")
 
 
+def _flip_deflate_decodes(data: bytes) -> bytes:
+    """``data`` (gzip) with one bit flipped where deflate still decodes it to other bytes of the
+    same length: only the gzip trailer's CRC-32 tells."""
+    for pos in range(len(data) // 3, len(data) - 16):
+        bad = bytearray(data)
+        bad[pos] ^= 0x04
+        try:
+            out = zlib.decompressobj(-15).decompress(bytes(bad[10:]))
+        except zlib.error:
+            continue
+        if len(out) == len(gzip.decompress(data)) and out != gzip.decompress(data):
+            return bytes(bad)
+    raise AssertionError("no silent flip found")
+
+
+def test_a_damaged_compressed_tar_fails_its_trailer_check() -> None:
+    """The checksums after a tar's last entry are read and checked: the codec's trailer (gzip
+    CRC-32 here), the CRC-32 of the zip entry holding a tar, and the end of a tar, after which
+    only zero blocks may follow (an archive appended there would be skipped unread)."""
+    tgz = gzip.compress(tar_bytes({"orders.csv": ROWS}), mtime=0)
+    expect_failure(_flip_deflate_decodes(tgz), "crc|checksum|corrupt", name="x.tar.gz")
+    expect_failure(zip_bytes({"in.tar.gz": _flip_deflate_decodes(tgz)}), "crc|checksum|corrupt")
+    # A stored tar inside a zip whose CRC-32 is wrong.
+    z = bytearray(zip_bytes({"in.tar": tar_bytes({"orders.csv": ROWS})}, zipfile.ZIP_STORED))
+    at = z.index(b"orders.csv") + 200
+    z[at] ^= 0x01
+    expect_failure(bytes(z), "crc|checksum|corrupt")
+    two = tar_bytes({"a.csv": ROWS}, tarfile.GNU_FORMAT) + tar_bytes({"b.csv": ROWS}, tarfile.GNU_FORMAT)
+    seen, _ = expect_failure(gzip.compress(two), "after the end of the tar", name="two.tar.gz")
+    assert [n for n, _, _ in seen] == ["a.csv"]
+    # Zero blocks after the end are padding, read and accepted.
+    padded = tar_bytes({"a.csv": ROWS}) + bytes(1 << 20)
+    assert files(read_all(gzip.compress(padded), name="p.tar.gz")) == {"a.csv": ROWS}
+
+
 def test_a_stale_entry_cannot_be_read() -> None:
     reader = ArchiveReader(tar_bytes(MEMBERS))
     first = next(reader)

@@ -505,7 +505,11 @@ pub fn walk(source: &dyn Source, opts: ArchiveOptions, visit: &mut Visitor<'_>) 
             Ok(None) => zip::stream(&mut w, r, &top),
             Err(e) => Err(Error::io(&name, e)),
         },
-        Ok(Sniffed::Archive(format, r)) => w.level(format, r, &top),
+        Ok(Sniffed::Archive(format, mut r)) => {
+            w.level(format, Box::new(&mut r), &top)?;
+            let mut guard = w.guard(&top, &mut r, None);
+            w.end_level(format, &mut guard, None)
+        }
     }
 }
 
@@ -577,6 +581,51 @@ impl Walker<'_> {
         }
     }
 
+    /// Reads the bytes of container `c` that `data` gives through the limits
+    /// (`expect`: the size the container declared).
+    fn guard<'a>(
+        &self,
+        c: &Container<'_>,
+        data: &'a mut dyn Read,
+        expect: Option<u64>,
+    ) -> Guard<'a> {
+        Guard {
+            inner: data,
+            total: Rc::clone(&self.total),
+            consumed: Rc::clone(&c.consumed),
+            start: c.consumed.get(),
+            produced: 0,
+            expect,
+            opts: self.opts,
+        }
+    }
+
+    /// Reads what is left of an archive level's data after its last entry,
+    /// so that the codec and the container holding it check their own
+    /// checksums (a gzip or zstd trailer, a zip entry's CRC-32), which a
+    /// damaged archive would otherwise pass. After a tar's end only zero
+    /// blocks may follow: anything else (a second archive appended) would
+    /// be skipped unread, so it is an error.
+    fn end_level(&self, format: Format, r: &mut dyn Read, at: Option<&str>) -> Result<()> {
+        let tar = matches!(format, Format::Tar | Format::CompressedTar(_));
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            let n = match r.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.fail(at, &e)),
+            };
+            if tar && buf[..n].iter().any(|&b| b != 0) {
+                return Err(self.error(
+                    at,
+                    "data after the end of the tar archive (an archive appended to it would \
+                     not be read)",
+                ));
+            }
+        }
+    }
+
     /// Reads what is left of an entry whose container reads it to its end
     /// anyway, so that its bytes count towards the limits.
     fn drain(&self, r: &mut dyn Read, name: &str) -> Result<()> {
@@ -606,17 +655,7 @@ impl Walker<'_> {
                 ),
             ));
         }
-        let consumed = Rc::clone(&c.consumed);
-        let start = consumed.get();
-        let mut guard = Guard {
-            inner: data,
-            total: Rc::clone(&self.total),
-            consumed,
-            start,
-            produced: 0,
-            expect: raw.size,
-            opts: self.opts,
-        };
+        let mut guard = self.guard(c, data, raw.size);
         let (name, kind, mut note) = match normalise(&raw.name) {
             Ok((name, note)) => (name, raw.kind, note),
             Err(why) => {
@@ -693,10 +732,7 @@ impl Walker<'_> {
                 } else {
                     self.level(format, Box::new(&mut r), &inner)?;
                 }
-                if raw.drain {
-                    self.drain(&mut r, &meta.name)?;
-                }
-                Ok(())
+                self.end_level(format, &mut r, Some(&meta.name))
             }
         }
     }
