@@ -7,6 +7,7 @@ checksums, the state database and the error folder.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -1153,9 +1154,10 @@ def s3proc_convert_bytes(data: bytes) -> bytes:
 def test_archives_entry_by_entry_and_a_broken_one_leaves_nothing(
     moto: S3Server, watch: Path, gen_data
 ) -> None:
-    """A zip holding a CSV, a raw file and a nested tar.gz: each entry is an object under the
-    archive's own path (tables converted). A truncated archive goes to the error folder and
-    leaves no object behind."""
+    """A zip holding a CSV, a raw file, a nested tar.gz and compressed files: each entry is an
+    object under the archive's own path, keyed and converted as the file dropped on its own would
+    be (a .csv.gz is a table, a .log.gz is shipped as it is). A truncated archive goes to the
+    error folder and leaves no object behind."""
     import tarfile
     import zipfile
 
@@ -1170,6 +1172,8 @@ def test_archives_entry_by_entry_and_a_broken_one_leaves_nothing(
         z.writestr("q1/orders.csv", csv)
         z.writestr("readme.txt", "hello\n")
         z.writestr("nested.tar.gz", inner.getvalue())
+        z.writestr("q2/sales.csv.gz", gzip.compress(csv, mtime=0))
+        z.writestr("app.log.gz", gzip.compress(b"log\n", mtime=0))
     good = io.BytesIO()
     with tarfile.open(fileobj=good, mode="w:gz") as tar:
         for i in range(3):
@@ -1193,9 +1197,12 @@ def test_archives_entry_by_entry_and_a_broken_one_leaves_nothing(
         "pack.zip/q1/orders.parquet",
         "pack.zip/readme.txt",
         "pack.zip/nested.tar.gz/deep/more.parquet",
+        "pack.zip/q2/sales.parquet",
+        "pack.zip/app.log.gz",
         "links.tar/data.txt",
     }
     assert body(client, bucket, "pack.zip/readme.txt") == b"hello\n"
+    assert body(client, bucket, "pack.zip/app.log.gz") == gzip.compress(b"log\n", mtime=0)
     # The link is never followed: recorded as skipped, in the state and in `s3proc status`.
     ((entry, reason),) = state_rows(watch, "SELECT entry, reason FROM skipped WHERE path='links.tar'")
     assert entry == "to-passwd" and "link" in reason, reason
@@ -1208,12 +1215,16 @@ def test_archives_entry_by_entry_and_a_broken_one_leaves_nothing(
         {"path": "links.tar", "entry": "to-passwd", "reason": reason}
     ]
     want = pq.read_table(pa.BufferReader(s3proc_convert_bytes(csv)))
-    for key in ("pack.zip/q1/orders.parquet", "pack.zip/nested.tar.gz/deep/more.parquet"):
+    for key in (
+        "pack.zip/q1/orders.parquet",
+        "pack.zip/nested.tar.gz/deep/more.parquet",
+        "pack.zip/q2/sales.parquet",
+    ):
         assert read_parquet_object(client, bucket, key).equals(want), key
     assert (watch / ".s3proc" / "errors" / "broken.tar.gz").exists()
     assert incomplete_uploads(client, bucket) == []
     owned = state_rows(watch, "SELECT key FROM objects WHERE path='pack.zip'")
-    assert len(owned) == 3
+    assert len(owned) == 5
 
 
 def test_an_archive_cut_short_by_a_crash_is_finished_at_restart(moto: S3Server, watch: Path) -> None:

@@ -245,15 +245,17 @@ impl<R: Read> Read for Sips<R> {
 /// Recognises an archive by its magic bytes, then by `name`. A name that
 /// announces an archive the bytes do not hold is an error (`Err(reason)`
 /// inside `Ok`), never a guess. A `nested` entry is what it would be if
-/// dropped on its own: opened only when its name says an archive or a
-/// compressed file (a `.docx`, `.npz` or `.svgz` is a file).
+/// dropped on its own: opened only when its name says an archive (a
+/// `.docx`, `.npz` or `.svgz` is a file, and so is a single compressed
+/// file such as `orders.csv.gz` or `app.log.gz`, its bytes as they are:
+/// whoever ships it converts or uploads it as it would the file alone).
 fn sniff<'a>(
     r: Box<dyn Read + 'a>,
     name: &str,
     nested: bool,
 ) -> io::Result<std::result::Result<Sniffed<'a>, String>> {
     let by_name = Format::from_name(name);
-    if nested && by_name.is_none() {
+    if nested && matches!(by_name, None | Some(Format::Compressed(_))) {
         return Ok(Ok(Sniffed::Plain(r)));
     }
     let tar_named = matches!(by_name, Some(Format::CompressedTar(_) | Format::Tar));
@@ -269,9 +271,10 @@ fn sniff<'a>(
         if is_tar(&inner) || (tar_named && is_tar_end(&inner)) {
             return Ok(Ok(Sniffed::Archive(Format::CompressedTar(codec), decoded)));
         }
-        if tar_named {
+        if let Some(f @ (Format::Zip | Format::Tar | Format::CompressedTar(_))) = by_name {
             return Ok(Err(format!(
-                "named like a tar but the {} stream does not hold one",
+                "named like a {} but it is a {} stream that does not hold one",
+                f.name(),
                 codec.name()
             )));
         }
@@ -535,21 +538,11 @@ impl Walker<'_> {
         match format {
             Format::Zip => zip::stream(self, r, c),
             Format::Tar | Format::CompressedTar(_) => tar::walk(self, r, c),
-            Format::Compressed(codec) => {
-                let outer = c.prefix.rsplit('/').next().unwrap_or(c.prefix);
-                let stem = match Codec::from_name(outer) {
-                    Some((named, stem)) if named == codec => stem,
-                    _ => "data",
-                };
-                let raw = RawEntry {
-                    name: stem.to_owned(),
-                    size: None,
-                    kind: EntryKind::File,
-                    drain: false,
-                };
-                let mut r = r;
-                self.entry(c, raw, &mut r)
-            }
+            // A single compressed file is an entry, not a level (see [`sniff`]).
+            Format::Compressed(_) => Err(self.error(
+                (!c.prefix.is_empty()).then_some(c.prefix),
+                "not an archive (zip, tar or compressed tar)",
+            )),
         }
     }
 
@@ -562,15 +555,21 @@ impl Walker<'_> {
     }
 
     /// The first name not yet used: `name`, else `stem~2.ext`, `stem~3.ext`...
-    /// (each duplicated name remembers where its search stopped).
+    /// (each duplicated name remembers where its search stopped). A
+    /// compression extension keeps the one before it: `a~2.csv.gz`, still
+    /// a compressed table.
     fn unique(&mut self, name: String) -> (String, Option<String>) {
         let key = name_key(&name);
         if self.seen.insert(key) {
             return (name, None);
         }
         let seg = name.rfind('/').map_or(0, |i| i + 1);
-        let dot = name[seg..].rfind('.').filter(|&i| i > 0).map(|i| seg + i);
-        let (stem, ext) = name.split_at(dot.unwrap_or(name.len()));
+        let base = Codec::from_name(&name[seg..]).map_or(name.len(), |(_, stem)| seg + stem.len());
+        let dot = name[seg..base]
+            .rfind('.')
+            .filter(|&i| i > 0)
+            .map(|i| seg + i);
+        let (stem, ext) = name.split_at(dot.unwrap_or(base));
         let n = self.next_suffix.entry(key).or_insert(2);
         loop {
             let candidate = format!("{stem}~{n}{ext}");
