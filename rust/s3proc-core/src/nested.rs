@@ -333,6 +333,45 @@ impl Shape {
         }
     }
 
+    /// Values a converted piece holds per record, missing ones included:
+    /// each leaf column holds one per row of its level, a record or an item
+    /// of the lists above it (`items`: the items per record at each list's
+    /// place, see [`count_list_items`]). A sparse record of a few keys among
+    /// thousands of columns costs them all.
+    pub fn values_per_record(&self, items: &HashMap<String, f64>) -> f64 {
+        let mut total = 0.0;
+        self.add_values(&mut String::new(), 1.0, items, &mut total);
+        total
+    }
+
+    fn add_values(
+        &self,
+        path: &mut String,
+        rows: f64,
+        items: &HashMap<String, f64>,
+        total: &mut f64,
+    ) {
+        match self {
+            Shape::Struct(f) if !f.is_empty() => {
+                for (k, s) in f {
+                    let at = path.len();
+                    path.push('/');
+                    path.push_str(k);
+                    s.add_values(path, rows, items, total);
+                    path.truncate(at);
+                }
+            }
+            Shape::List(inner) => {
+                let n = items.get(path.as_str()).copied().unwrap_or(0.0);
+                let at = path.len();
+                path.push_str("[]");
+                inner.add_values(path, n, items, total);
+                path.truncate(at);
+            }
+            _ => *total += rows,
+        }
+    }
+
     /// The Parquet leaf columns of the (finalized) shape.
     pub fn columns(&self) -> usize {
         match self {
@@ -514,6 +553,45 @@ pub fn build_array(shape: &Shape, values: &[Option<&Value<'_>>]) -> Option<Array
     }
 }
 
+/// Adds the items of each list in a record's fields `kv` to `items`, by
+/// place: the field names from the root, `[]` for a list's items.
+pub fn count_list_items(kv: &[(Key, Value<'_>)], items: &mut HashMap<String, usize>) {
+    count_fields(kv, &mut String::new(), items);
+}
+
+fn count_fields(kv: &[(Key, Value<'_>)], path: &mut String, items: &mut HashMap<String, usize>) {
+    for (k, v) in kv {
+        if matches!(v, Value::Object(_) | Value::List(_)) {
+            let at = path.len();
+            path.push('/');
+            path.push_str(k);
+            count_value(v, path, items);
+            path.truncate(at);
+        }
+    }
+}
+
+fn count_value(v: &Value<'_>, path: &mut String, items: &mut HashMap<String, usize>) {
+    match v {
+        Value::Object(kv) => count_fields(kv, path, items),
+        Value::List(list) => {
+            match items.get_mut(path.as_str()) {
+                Some(n) => *n += list.len(),
+                None => {
+                    items.insert(path.clone(), list.len());
+                }
+            }
+            let at = path.len();
+            path.push_str("[]");
+            for item in list {
+                count_value(item, path, items);
+            }
+            path.truncate(at);
+        }
+        _ => {}
+    }
+}
+
 /// Appends `v` as compact JSON text (numbers exactly as written).
 pub fn write_json(v: &Value, out: &mut String) {
     match v {
@@ -650,6 +728,36 @@ mod tests {
             joined.join(&one);
         }
         assert_eq!(all, joined);
+    }
+
+    #[test]
+    fn values_per_record_count_each_list_level() {
+        let items = |n: usize| Value::List(vec![obj(&[("x", num("1")), ("y", num("2"))]); n]);
+        let records = [
+            obj(&[
+                ("a", num("1")),
+                ("l", items(3)),
+                ("t", Value::List(vec![num("1")])),
+            ]),
+            obj(&[("b", num("2")), ("l", items(1))]),
+        ];
+        let mut shape = Shape::Null;
+        let mut counts = HashMap::new();
+        for r in &records {
+            shape.widen(r);
+            if let Value::Object(kv) = r {
+                count_list_items(kv, &mut counts);
+            }
+        }
+        let per_record: HashMap<String, f64> = counts
+            .into_iter()
+            .map(|(k, n)| (k, n as f64 / 2.0))
+            .collect();
+        // a and b: a value each per record; x and y: one per item (2 a record); t: 0.5.
+        assert_eq!(
+            shape.finalized().values_per_record(&per_record),
+            2.0 + 4.0 + 0.5
+        );
     }
 
     #[test]

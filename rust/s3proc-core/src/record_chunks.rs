@@ -9,6 +9,7 @@
 //! ([`Event::Restart`]).
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::mem;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -20,7 +21,9 @@ use crate::convert::{ConvertOptions, Event};
 use crate::detect::Detected;
 use crate::error::{Error, Result};
 use crate::json::split::{JsonSplitter, Layout, TextPiece};
-use crate::nested::{arrow_fields, build_array, scalar_bytes, transpose, FieldIndex, Shape};
+use crate::nested::{
+    arrow_fields, build_array, count_list_items, scalar_bytes, transpose, FieldIndex, Shape,
+};
 use crate::pipeline::{Job, Pipeline};
 use crate::sink::ParquetSink;
 use crate::source::{file_metadata, open_text, Source, TextEncoding};
@@ -34,9 +37,10 @@ const DEFAULT_READ_SIZE: usize = 1 << 20;
 /// Records per XML piece.
 pub const BATCH_ROWS: usize = 8192;
 
-/// Values (rows times columns) a converted piece holds at most, missing
-/// ones included: a sparse input, a few keys per record among thousands of
-/// columns, is cut into pieces of fewer records.
+/// Values a converted piece holds at most, missing ones included (each leaf
+/// column holds one per row of its list level, see
+/// [`Shape::values_per_record`]): a sparse input, a few keys per record or
+/// list item among thousands of columns, is cut into pieces of fewer records.
 const PIECE_CELLS: usize = 1 << 20;
 
 /// Records per piece however wide the schema.
@@ -204,6 +208,9 @@ pub struct RecordPlan {
     pub dictionary: Vec<(String, bool)>,
     /// Bytes of input per record in the sample (pieces are cut by bytes).
     pub row_bytes: usize,
+    /// Items per record in the sample at each list's place (see
+    /// [`Shape::values_per_record`]).
+    pub list_items: HashMap<String, f64>,
 }
 
 impl RecordPlan {
@@ -286,6 +293,7 @@ pub fn sample(
     let mut schema = Shape::root();
     let mut repeats: Vec<Repeats> = Vec::new();
     let (mut rows, mut bytes) = (0usize, 0usize);
+    let mut list_items = HashMap::new();
     let limit = opts.csv.sample_rows.unwrap_or(usize::MAX);
     while rows < limit && bytes < SAMPLE_BYTES {
         let Some(piece) = pieces()? else { break };
@@ -298,6 +306,8 @@ pub fn sample(
             let line = take.first().map_or(1, |r| r.line);
             return Err(Error::too_many_columns(source.name(), line, columns, max));
         }
+        take.iter()
+            .for_each(|r| count_list_items(&r.fields, &mut list_items));
         repeats.resize_with(schema.fields().len(), || Repeats::new(limit));
         let mut index = FieldIndex::default();
         for (j, (k, v)) in take.iter().flat_map(|r| r.fields.iter().enumerate()) {
@@ -324,6 +334,9 @@ pub fn sample(
         schema,
         dictionary,
         row_bytes: bytes.checked_div(rows).map_or(usize::MAX, |b| b + 1),
+        list_items: (list_items.into_iter())
+            .map(|(place, n)| (place, n as f64 / rows.max(1) as f64))
+            .collect(),
     })
 }
 
@@ -380,8 +393,9 @@ impl RecordChunks {
     fn start_pass(&self, scanning: bool) -> Result<Pass> {
         let name = self.source.name();
         let read_size = self.opts.read_size.unwrap_or(DEFAULT_READ_SIZE);
+        let per_record = self.plan.schema.values_per_record(&self.plan.list_items);
         let rows =
-            (PIECE_CELLS / self.plan.schema.columns().max(1)).clamp(MIN_PIECE_ROWS, BATCH_ROWS);
+            ((PIECE_CELLS as f64 / per_record.max(1.0)) as usize).clamp(MIN_PIECE_ROWS, BATCH_ROWS);
         let size = read_size
             .min(rows.saturating_mul(self.plan.row_bytes))
             .max(4096);

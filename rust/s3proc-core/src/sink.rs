@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
+use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, StringArray};
 use arrow_schema::{Schema, SchemaRef};
 use parquet::arrow::arrow_writer::{
@@ -113,11 +114,18 @@ fn string_sample(array: &ArrayRef) -> Option<&[u8]> {
     a.value_data().get(first..first + LEVEL_SAMPLE_BYTES)
 }
 
-/// What `array` adds to a row group's encoded size, roughly: its memory,
-/// less the share of its missing values, which cost the writer a definition
-/// level each (a sparse column of a wide schema would otherwise close row
-/// groups of a few thousand rows).
-fn present_bytes(array: &ArrayRef) -> usize {
+/// What `array` adds to a row group's encoded size, roughly: the memory of
+/// its leaf values, less the share of the missing ones, which cost the
+/// writer a definition level each (a sparse column of a wide schema would
+/// otherwise close row groups of a few thousand rows, each with every
+/// column's metadata).
+fn present_bytes(array: &dyn Array) -> usize {
+    if let Some(s) = array.as_struct_opt() {
+        return s.columns().iter().map(|c| present_bytes(c.as_ref())).sum();
+    }
+    if let Some(l) = array.as_list_opt::<i32>() {
+        return present_bytes(l.values().as_ref());
+    }
     let size = array.to_data().get_slice_memory_size().unwrap_or(0);
     let rows = array.len();
     if rows == 0 {
@@ -269,7 +277,7 @@ impl ParquetSink {
                 } else {
                     array.slice(offset, take)
                 };
-                self.bytes_in_group += present_bytes(&slice);
+                self.bytes_in_group += present_bytes(slice.as_ref());
                 Lanes::push(&lanes, j, Work::Batch(slice, field.clone()));
             }
             offset += take;
