@@ -597,11 +597,11 @@ def _recorded(watch: Path) -> bool:
 
 
 def _once_after_scan(
-    server: S3Server, bucket: str, watch: Path, then: Any, quiet_period: str
+    server: S3Server, bucket: str, watch: Path, then: Any, quiet_period: str, *extra: str
 ) -> tuple[int, str]:
     """``s3proc run --once``; ``then(process)`` once its start-up scan recorded a file (while it
     waits the quiet period); its exit status and stderr."""
-    args = [*s3proc_args(server, bucket, watch, "--quiet-period", quiet_period), "--once"]
+    args = [*s3proc_args(server, bucket, watch, "--quiet-period", quiet_period, *extra), "--once"]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=server.env())
     try:
         deadline = time.monotonic() + 30
@@ -660,6 +660,30 @@ def test_a_queued_file_replaced_by_what_is_not_a_file_is_dropped_and_nothing_is_
     assert elsewhere.read_text() == "id\n1\n2\n"
     if replace is _replace_by_folder:
         assert (path / "inside.txt").read_text() == "the user's own file\n"
+
+
+def test_a_folder_replaced_by_a_link_while_its_file_waits_is_not_read_through_it(
+    moto: S3Server, watch: Path, tmp_path: Path
+) -> None:
+    """A folder of the tree becomes a link to a folder outside it while its file waits for the
+    quiet period: the file of the same name behind the link is neither uploaded nor, with
+    --after-upload delete, deleted; the queued row is forgotten."""
+    bucket = moto.new_bucket()
+    private = tmp_path / "private"
+    private.mkdir()
+    (private / "a.txt").write_text("outside the watch dir\n")
+    (watch / "drop").mkdir()
+    (watch / "drop" / "a.txt").write_text("harmless\n")
+
+    def swap(_proc: Any) -> None:
+        (watch / "drop").rename(tmp_path / "moved-away")
+        (watch / "drop").symlink_to(private, target_is_directory=True)
+
+    code, err = _once_after_scan(moto, bucket, watch, swap, "2", "--after-upload", "delete")
+    assert code == 0, err[-2000:]
+    assert objects(moto.client(), bucket) == {}
+    assert (private / "a.txt").read_text() == "outside the watch dir\n"
+    assert state_rows(watch, "SELECT path, status FROM files") == []
 
 
 def test_a_name_that_is_not_utf8_is_left_alone_with_a_warning(moto: S3Server, watch: Path) -> None:

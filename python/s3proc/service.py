@@ -34,9 +34,10 @@ from s3proc import logs
 from s3proc.archives import source_name, split_source
 from s3proc.config import FORGET_AFTER, move_folder
 from s3proc.pipeline import Outcome, Settings, process
+from s3proc.safepath import regular_stat
 from s3proc.state import FAILED, PENDING, PROCESSING, FileRow, State, StateError, StateUnavailable
 from s3proc.uploader import Uploader, describe
-from s3proc.watcher import Filter, Watcher, open_for_writing, regular_stat, rescan
+from s3proc.watcher import Filter, Watcher, open_for_writing, rescan
 
 log = logging.getLogger("s3proc.service")
 
@@ -312,7 +313,7 @@ class Service:
         complete: list[tuple[str, int, int]] = []
         for row in rows:
             try:
-                st = regular_stat(self.s.root / row.path)
+                st = regular_stat(self.s.root, row.path)
             except OSError:  # cannot be looked at for now: again after the quiet period
                 self.state.defer(row.path, now)
                 continue
