@@ -16,6 +16,7 @@ import shutil
 import signal
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -716,9 +717,9 @@ def test_the_service_caps_malloc_arenas_unless_the_environment_does() -> None:
 def test_files_held_open_for_writing_are_found_among_the_candidates(tmp_path: Path) -> None:
     from s3proc.watcher import open_for_writing
 
-    def key(p: Path) -> dict[tuple[int, int], str]:
+    def key(p: Path) -> dict[tuple[int, int], set[str]]:
         st = p.stat()
-        return {(st.st_dev, st.st_ino): p.name}
+        return {(st.st_dev, st.st_ino): {p.name}}
 
     writing, reading, other = (tmp_path / n for n in ("writing", "reading", "other"))
     for p in (writing, reading, other):
@@ -741,13 +742,44 @@ def test_files_held_open_for_writing_are_found_among_the_candidates(tmp_path: Pa
         assert open_for_writing(key(writing) | key(reading)) == set(key(writing))
         assert open_for_writing(key(reading)) == set()
         assert open_for_writing({}) == set()
-        # Known by another name (a hard link), the writer is not seen.
+        # Known by another name only (a hard link), the writer is not seen; among its names, it is.
         (st_key,) = key(writing)
-        assert open_for_writing({st_key: "another-name"}) == set()
+        assert open_for_writing({st_key: {"another-name"}}) == set()
+        assert open_for_writing({st_key: {"another-name", "writing", "zzz"}}) == {st_key}
     finally:
         holder.kill()
         holder.communicate()
     assert open_for_writing(key(writing)) == set()
+
+
+def test_a_file_held_open_for_writing_waits_whatever_hard_links_it_has(moto: S3Server, watch: Path) -> None:
+    """A writer holds a.txt open; hard links to it are made in the watch dir once a.txt is
+    queued (so a.txt comes first among rows of one stable time). Neither a.txt nor a link is
+    shipped while it is open: the rows of one inode are looked for under all their names (they
+    were under the last one only, and a.txt went up half written)."""
+    bucket = moto.new_bucket()
+    writer = (
+        "import os, sys, time\n"
+        "path = sys.argv[1]\n"
+        "f = open(path, 'w'); f.write('first half\\n'); f.flush()\n"
+        "time.sleep(1)\n"
+        "for i in range(3): os.link(path, os.path.join(os.path.dirname(path), f'link{i}.txt'))\n"
+        "time.sleep(5)\n"
+        "f.write('second half\\n'); f.close()\n"
+    )
+    d = Daemon(moto, bucket, watch, "--quiet-period", "2", "--rescan-interval", "3600")
+    try:
+        d.wait_for(lambda: any("scanned" in r["msg"] for r in d.lines()))
+        time.sleep(1.5)  # the watches are set
+        proc = subprocess.run([sys.executable, "-c", writer, str(watch / "a.txt")], timeout=60)
+        assert proc.returncode == 0
+        d.wait_for(lambda: {"a.txt", "link0.txt", "link1.txt", "link2.txt"} <= d.uploaded())
+    finally:
+        assert d.stop() == 0
+    full = len("first half\nsecond half\n")
+    sizes = [(r["path"], r["bytes_in"]) for r in d.lines() if r.get("msg") == "uploaded"]
+    assert sizes and all(size == full for _, size in sizes), sizes
+    assert body(moto.client(), bucket, "a.txt") == b"first half\nsecond half\n"
 
 
 def test_a_folder_moved_in_whole_is_found_without_a_rescan(

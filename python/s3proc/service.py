@@ -325,9 +325,11 @@ class Service:
                 self.state.observe([(row.path, st.st_size, st.st_mtime_ns)], now)
                 continue
             current.append((row, st))
-        writers = open_for_writing(
-            {(st.st_dev, st.st_ino): row.path.rpartition("/")[2] for row, st in current}
-        )
+        # Hard links are rows of one inode: a writer holds it under one of their names.
+        names: dict[tuple[int, int], set[str]] = {}
+        for row, st in current:
+            names.setdefault((st.st_dev, st.st_ino), set()).add(row.path.rpartition("/")[2])
+        writers = open_for_writing(names)
         for row, st in current:
             if len(complete) >= limit:
                 break

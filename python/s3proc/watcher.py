@@ -234,20 +234,20 @@ def regular_stat(path: Path) -> os.stat_result | None:
     return st if stat.S_ISREG(st.st_mode) else None
 
 
-def open_for_writing(candidates: dict[tuple[int, int], str]) -> set[tuple[int, int]] | None:
-    """Those of ``candidates`` (``(st_dev, st_ino)`` → file name) that some process holds open
-    for writing.
+def open_for_writing(candidates: dict[tuple[int, int], set[str]]) -> set[tuple[int, int]] | None:
+    """Those of ``candidates`` (``(st_dev, st_ino)`` → the file names it has among the files
+    looked at: one per hard link queued) that some process holds open for writing.
 
     Read from ``/proc/*/fd``: an fd is looked at further (stat, then its ``fdinfo`` flags) only
-    when its path ends with a candidate's name, so the scan never touches unrelated files (a
-    stat can hang on a dead network mount) and costs a readlink per open file. A writer that
-    holds a candidate open under another hard link's name is not seen. None where ``/proc``
-    cannot be read (the check is then skipped). Processes whose fds this user cannot see are
-    left out.
+    when its path ends with one of a candidate's names, so the scan never touches unrelated
+    files (a stat can hang on a dead network mount) and costs a readlink per open file. A writer
+    that holds a candidate open under a name none of the candidates has (a hard link outside the
+    watch dir) is not seen. None where ``/proc`` cannot be read (the check is then skipped).
+    Processes whose fds this user cannot see are left out.
     """
     if not candidates:
         return set()
-    names = set(candidates.values())
+    names = set().union(*candidates.values())
     try:
         pids = [p for p in os.listdir("/proc") if p.isdigit()]
     except OSError:
