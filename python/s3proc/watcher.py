@@ -91,10 +91,13 @@ class Filter:
         return os.path.realpath(parent) != inside
 
 
-def scan(root: Path, flt: Filter) -> Iterator[tuple[str, int, int]]:
+def scan(
+    root: Path, flt: Filter, folders: list[tuple[str, int]] | None = None
+) -> Iterator[tuple[str, int, int]]:
     """Every regular file under ``root`` that ``flt`` wants: ``(relative path, size, mtime_ns)``.
 
-    Symlinks are not followed (a link could point anywhere, including into the tree).
+    Symlinks are not followed (a link could point anywhere, including into the tree). Each
+    folder listed is appended to ``folders`` (when given) as ``(path, st_ino)``.
     """
     stack = [str(root)]
     while stack:
@@ -102,6 +105,8 @@ def scan(root: Path, flt: Filter) -> Iterator[tuple[str, int, int]]:
         try:
             with os.scandir(folder) as it:
                 entries = list(it)
+            if folders is not None:
+                folders.append((folder, os.lstat(folder).st_ino))
         except OSError as e:
             log.warning("cannot list %s: %s", folder, e.strerror or e)
             continue
@@ -122,11 +127,14 @@ def scan(root: Path, flt: Filter) -> Iterator[tuple[str, int, int]]:
             yield rel, st.st_size, st.st_mtime_ns
 
 
-def rescan(root: Path, flt: Filter, state: State, batch: int = 2000) -> int:
-    """Records everything a full scan finds, in batches of one transaction each."""
+def rescan(
+    root: Path, flt: Filter, state: State, batch: int = 2000, folders: list[tuple[str, int]] | None = None
+) -> int:
+    """Records everything a full scan finds, in batches of one transaction each (``folders``:
+    as ``scan``)."""
     seen = 0
     items: list[tuple[str, int, int]] = []
-    for item in scan(root, flt):
+    for item in scan(root, flt, folders):
         items.append(item)
         if len(items) >= batch:
             state.observe(items, time.time())
@@ -138,13 +146,76 @@ def rescan(root: Path, flt: Filter, state: State, batch: int = 2000) -> int:
     return seen
 
 
+def inotify_watched() -> set[int] | None:
+    """The inodes this process's inotify instances watch, from ``/proc/self/fdinfo``; None when
+    it has none (or ``/proc`` cannot be read): then nothing can be told."""
+    try:
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        return None
+    found: set[int] | None = None
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") != "anon_inode:inotify":
+                continue
+            with open(f"/proc/self/fdinfo/{fd}") as info:
+                lines = [line for line in info if line.startswith("inotify ")]
+        except OSError:
+            continue
+        found = found if found is not None else set()
+        for line in lines:  # inotify wd:1 ino:8a2c sdev:800001 mask:...
+            ino = next((f[4:] for f in line.split() if f.startswith("ino:")), None)
+            if ino is not None:
+                found.add(int(ino, 16))
+    return found
+
+
+class Unwatched(Exception):
+    """inotify does not watch every folder s3proc can list."""
+
+    def __init__(self, missing: int, folders: int):
+        super().__init__(f"{missing} of the {folders} folders it can read are not watched")
+
+
+def check_watched(folders: list[tuple[str, int]], settle: float = 0.2) -> None:
+    """Raises ``Unwatched`` when a folder of ``folders`` (``(path, st_ino)``, listed by a scan)
+    that is still there has no inotify watch.
+
+    notify (watchfiles' engine) stops adding watches at ``fs.inotify.max_user_watches``, or at
+    a folder it may not read, without a word: at start-up watchfiles drops the error with those
+    of unreadable folders, and folders made later are watched by notify's own thread, whose
+    errors are dropped too. A folder just made may be watched a moment later: those missing
+    are looked at once more after ``settle`` seconds.
+    """
+    watched = inotify_watched()
+    if watched is None or not folders:
+        return
+    missing = [(p, ino) for p, ino in folders if ino not in watched]
+    if not missing:
+        return
+    time.sleep(settle)
+    watched = inotify_watched() or set()
+    still = []
+    for path, ino in missing:
+        if ino in watched:
+            continue
+        try:
+            if os.lstat(path).st_ino == ino:
+                still.append(path)
+        except OSError:
+            continue  # gone: not watched, rightly
+    if still:
+        raise Unwatched(len(still), len(folders))
+
+
 class Watcher(threading.Thread):
     """Feeds watchfiles' events into the state until ``stop`` is set.
 
     ``poll`` forces polling (network filesystems); when inotify cannot watch the tree (the
-    ``max_user_watches`` limit), the watcher says so once and falls back to polling. Once its
-    watches are set it scans the tree once more: a file that arrived between the start-up scan
-    and then sent no event, and would otherwise wait for the next periodic rescan.
+    ``max_user_watches`` limit: every folder s3proc lists, at start and as folders come, is
+    checked for a watch), the watcher says so once and falls back to polling. Once its watches
+    are set it scans the tree once more: a file that arrived between the start-up scan and
+    then sent no event, and would otherwise wait for the next periodic rescan.
     """
 
     def __init__(
@@ -159,11 +230,13 @@ class Watcher(threading.Thread):
         super().__init__(name="watcher", daemon=True)
         self.root, self.flt, self.state, self.stop, self.poll = root, flt, state, stop, poll
         self.on_failure = on_failure
+        self._check = not poll  # whether every folder listed must have an inotify watch
 
     def run(self) -> None:
         poll = self.poll
         while not self.stop.is_set():
             ready = False
+            self._check = not poll
             try:
                 for changes in watchfiles.watch(
                     self.root,
@@ -182,12 +255,23 @@ class Watcher(threading.Thread):
                         # The first batch (or timeout) means the watches are set: what arrived
                         # between the start-up scan and now sent no event.
                         ready = True
-                        rescan(self.root, self.flt, self.state)
+                        folders: list[tuple[str, int]] = []
+                        rescan(self.root, self.flt, self.state, folders=folders)
+                        if self._check:
+                            check_watched(folders)
                     self._handle(changes)
                 return
             except StateUnavailable as e:
                 self.on_failure(e)
                 return
+            except Unwatched as e:
+                log.warning(
+                    "inotify cannot watch %s: %s (the fs.inotify.max_user_watches limit, or a folder"
+                    " it may not read); polling instead",
+                    self.root,
+                    e,
+                )
+                poll = True
             except Exception as e:  # notify's errors come as plain exceptions
                 if poll:
                     log.error("watching %s failed: %s; relying on rescans", self.root, e)
@@ -197,6 +281,7 @@ class Watcher(threading.Thread):
 
     def _handle(self, changes: set[tuple[watchfiles.Change, str]]) -> None:
         seen: list[tuple[str, int, int]] = []
+        folders: list[tuple[str, int]] = []
         for change, abspath in changes:
             rel = self.flt.relative(abspath)
             if rel is None or self.flt.linked(abspath):
@@ -211,13 +296,15 @@ class Watcher(threading.Thread):
                 if change == watchfiles.Change.added and not self.flt.skip_dir(abspath):
                     # A folder made or moved in: what was written in it before its watch was
                     # set, or came with it, sends no event of its own.
-                    seen.extend(scan(Path(abspath), self.flt))
+                    seen.extend(scan(Path(abspath), self.flt, folders))
                 continue
             if not stat.S_ISREG(st.st_mode):
                 continue
             seen.append((rel, st.st_size, st.st_mtime_ns))
         if seen:
             self.state.observe(seen, time.time())
+        if self._check:
+            check_watched(folders)
 
 
 def regular_stat(path: Path) -> os.stat_result | None:
