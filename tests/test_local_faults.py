@@ -171,6 +171,34 @@ def test_past_the_inotify_watch_limit_the_watcher_says_so_and_polls(
     assert len(said) == 1 and "polling instead" in said[0] and "max_user_watches" in said[0], said
 
 
+def test_a_folder_it_may_not_read_leaves_the_others_watched(moto: S3Server, tmp_path: Path) -> None:
+    """notify stops watching the tree at a folder it may not read (the folders after it in its
+    walk sent no event); the rest is watched or polled, and their files are found in seconds."""
+    wrap = _no_dac()
+    watch = tmp_path / "inbox"
+    watch.mkdir()
+    (watch / "locked").mkdir()
+    (watch / "locked" / "inner.txt").write_text("unreadable\n")
+    for i in range(20):
+        (watch / f"d{i}").mkdir()
+    (watch / "locked").chmod(0)
+    bucket = moto.new_bucket()
+    d = Daemon(moto, bucket, watch, "--quiet-period", "0.5", "--rescan-interval", "3600", wrap=wrap)
+    try:
+        d.wait_for(lambda: any("scanned" in r["msg"] for r in d.lines()))
+        time.sleep(1.5)  # the watches are set
+        want = {f"d{i}/f.txt" for i in range(20)}
+        for rel in want:
+            (watch / rel).write_text(rel)
+        d.wait_for(lambda: want <= d.uploaded(), timeout=20)
+    finally:
+        code = d.stop()
+        (watch / "locked").chmod(0o755)
+    assert code == 0, d.log.read_text()[-3000:]
+    assert set(objects(moto.client(), bucket)) == want
+    assert any(r["msg"].startswith("cannot list") for r in d.lines())
+
+
 # ---------------------------------------------------------------------- the bad input flood
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()

@@ -1049,6 +1049,73 @@ def test_polling_finds_new_files_between_rescans(moto: S3Server, watch: Path) ->
     assert body(moto.client(), bucket, "deep/er/p.txt") == b"polled"
 
 
+def test_polling_goes_on_past_a_link_loop_and_never_through_a_link(
+    moto: S3Server, watch: Path, tmp_path: Path
+) -> None:
+    """``sub/self -> .`` made watchfiles' poller fail for good ("File system loop found") and the
+    watcher left new files to the rescan; s3proc's own polling follows no link: the loop is
+    passed over, and a file behind a link to a folder outside the tree is not found."""
+    bucket = moto.new_bucket()
+    (watch / "sub").mkdir()
+    (watch / "sub" / "self").symlink_to(".", target_is_directory=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (watch / "out").symlink_to(elsewhere, target_is_directory=True)
+    d = Daemon(moto, bucket, watch, "--poll", "--rescan-interval", "3600", "--quiet-period", "0.5")
+    try:
+        d.wait_for(lambda: any("scanned" in r["msg"] for r in d.lines()))
+        time.sleep(1.5)  # a polling pass or two
+        (elsewhere / "outside.txt").write_text("not in the watch dir\n")
+        (watch / "sub" / "x.txt").write_text("polled")
+        d.wait_for(lambda: "sub/x.txt" in d.uploaded(), timeout=15)
+        time.sleep(2)
+    finally:
+        assert d.stop() == 0
+    assert set(objects(moto.client(), bucket)) == {"sub/x.txt"}
+    assert [r for r in d.lines() if r.get("logger") == "s3proc.watch"] == []
+
+
+def test_a_watch_that_fails_starts_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An error of the watch once it is set is logged and the watch starts again after a pause
+    (it fell back to polling, and an error of the poller ended watching for good)."""
+    from s3proc import watcher
+    from s3proc.state import SqliteState
+
+    root = tmp_path / "in"
+    root.mkdir()
+    real_watch = watcher.watchfiles.watch
+    calls = []
+
+    def failing_once(*args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs["force_polling"])
+        if len(calls) == 1:
+            yield set()
+            raise RuntimeError("error in underlying watcher: something passing")
+        yield from real_watch(*args, **kwargs)
+
+    monkeypatch.setattr(watcher.watchfiles, "watch", failing_once)
+    monkeypatch.setattr(watcher, "RETRY_MIN", 0.1, raising=False)  # 1 s in use
+    state = SqliteState(tmp_path / "state.db")
+    stop = threading.Event()
+    w = watcher.Watcher(root, watcher.Filter(root), state, stop)
+    w.start()
+    try:
+        deadline = time.monotonic() + 20
+        while len(calls) < 2:
+            assert w.is_alive() and time.monotonic() < deadline, calls
+            time.sleep(0.05)
+        time.sleep(1.5)  # the watches are set
+        (root / "later.txt").write_text("after the failure")
+        while state.get("later.txt") is None:
+            assert time.monotonic() < deadline, "the file written after the failure was not seen"
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        w.join(5)
+        state.close()
+    assert calls == [False, False], "inotify again, not polling"
+
+
 def test_encryption_and_storage_class_pass_through(moto: S3Server, watch: Path) -> None:
     bucket = moto.new_bucket()
     (watch / "f.bin").write_bytes(os.urandom(6 << 20))  # multipart: set at CreateMultipartUpload

@@ -26,6 +26,9 @@ log = logging.getLogger("s3proc.watch")
 
 IGNORED_SUFFIXES = (".tmp", ".part", ".crdownload")
 IGNORED_PREFIXES = (".", "~$")
+POLL_INTERVAL = 1.0  # seconds between the starts of two polling passes, at least
+RETRY_MIN, RETRY_MAX = 1.0, 60.0  # seconds before a failed watch is started again
+RETRY_RESET = 60.0  # a watch that ran this long before failing starts again after RETRY_MIN
 
 
 class Filter:
@@ -91,14 +94,12 @@ class Filter:
         return os.path.realpath(parent) != inside
 
 
-def scan(
-    root: Path, flt: Filter, folders: list[tuple[str, int]] | None = None
-) -> Iterator[tuple[str, int, int]]:
-    """Every regular file under ``root`` that ``flt`` wants: ``(relative path, size, mtime_ns)``.
-
-    Symlinks are not followed (a link could point anywhere, including into the tree). Each
-    folder listed is appended to ``folders`` (when given) as ``(path, st_ino)``.
-    """
+def _files(
+    root: Path, flt: Filter, folders: list[tuple[str, int]] | None = None, warned: set[str] | None = None
+) -> Iterator[os.DirEntry[str]]:
+    """The regular files under ``root`` outside the folders ``flt`` skips, no link followed (a
+    link could point anywhere, including into the tree). A folder that cannot be listed is
+    passed over with a warning (once, for those in ``warned``, when given)."""
     stack = [str(root)]
     while stack:
         folder = stack.pop()
@@ -108,23 +109,39 @@ def scan(
             if folders is not None:
                 folders.append((folder, os.lstat(folder).st_ino))
         except OSError as e:
-            log.warning("cannot list %s: %s", folder, e.strerror or e)
+            if warned is None or (folder not in warned and len(warned) < 10_000):
+                log.warning("cannot list %s: %s", folder, e.strerror or e)
+                if warned is not None:
+                    warned.add(folder)
             continue
         for entry in entries:
             try:
                 if entry.is_dir(follow_symlinks=False):
                     if not flt.skip_dir(entry.path):
                         stack.append(entry.path)
-                    continue
-                if not entry.is_file(follow_symlinks=False):
-                    continue
-                rel = flt.relative(entry.path)
-                if rel is None:
-                    continue
-                st = entry.stat(follow_symlinks=False)
+                elif entry.is_file(follow_symlinks=False):
+                    yield entry
             except OSError:
-                continue  # gone between listing and stat
-            yield rel, st.st_size, st.st_mtime_ns
+                continue  # gone between listing and looking
+
+
+def scan(
+    root: Path, flt: Filter, folders: list[tuple[str, int]] | None = None
+) -> Iterator[tuple[str, int, int]]:
+    """Every regular file under ``root`` that ``flt`` wants: ``(relative path, size, mtime_ns)``.
+
+    Symlinks are not followed (a link could point anywhere, including into the tree). Each
+    folder listed is appended to ``folders`` (when given) as ``(path, st_ino)``.
+    """
+    for entry in _files(root, flt, folders):
+        rel = flt.relative(entry.path)
+        if rel is None:
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue  # gone between listing and stat
+        yield rel, st.st_size, st.st_mtime_ns
 
 
 def rescan(
@@ -216,6 +233,11 @@ class Watcher(threading.Thread):
     checked for a watch), the watcher says so once and falls back to polling. Once its watches
     are set it scans the tree once more: a file that arrived between the start-up scan and
     then sent no event, and would otherwise wait for the next periodic rescan.
+
+    Polling is s3proc's own scan (``_poll``): watchfiles' poller follows links and gives up
+    for good at a link loop or a folder it may not read. An error of the watch is taken as
+    passing: it is logged and the watch starts again after a pause (1 s, doubling up to 60 s,
+    back to 1 s once a watch ran for a minute).
     """
 
     def __init__(
@@ -230,36 +252,19 @@ class Watcher(threading.Thread):
         super().__init__(name="watcher", daemon=True)
         self.root, self.flt, self.state, self.stop, self.poll = root, flt, state, stop, poll
         self.on_failure = on_failure
-        self._check = not poll  # whether every folder listed must have an inotify watch
+        self._ready = False  # the current watch is set (an error after it is a passing one)
 
     def run(self) -> None:
         poll = self.poll
+        pause = RETRY_MIN
         while not self.stop.is_set():
-            ready = False
-            self._check = not poll
+            self._ready = False
+            started = time.monotonic()
             try:
-                for changes in watchfiles.watch(
-                    self.root,
-                    watch_filter=None,
-                    stop_event=self.stop,
-                    force_polling=poll,
-                    poll_delay_ms=500,
-                    debounce=200,
-                    step=50,
-                    rust_timeout=1000,
-                    yield_on_timeout=True,
-                    raise_interrupt=False,
-                    ignore_permission_denied=True,
-                ):
-                    if not ready:
-                        # The first batch (or timeout) means the watches are set: what arrived
-                        # between the start-up scan and now sent no event.
-                        ready = True
-                        folders: list[tuple[str, int]] = []
-                        rescan(self.root, self.flt, self.state, folders=folders)
-                        if self._check:
-                            check_watched(folders)
-                    self._handle(changes)
+                if poll:
+                    self._poll()
+                else:
+                    self._inotify()
                 return
             except StateUnavailable as e:
                 self.on_failure(e)
@@ -272,12 +277,79 @@ class Watcher(threading.Thread):
                     e,
                 )
                 poll = True
+                continue
             except Exception as e:  # notify's errors come as plain exceptions
-                if poll:
-                    log.error("watching %s failed: %s; relying on rescans", self.root, e)
-                    return
-                log.warning("cannot watch %s with inotify (%s); polling instead", self.root, e)
-                poll = True
+                if not poll and not self._ready:  # inotify cannot be had at all
+                    log.warning("cannot watch %s with inotify (%s); polling instead", self.root, e)
+                    poll = True
+                    continue
+                if time.monotonic() - started >= RETRY_RESET:
+                    pause = RETRY_MIN
+                log.warning("watching %s failed: %s; watching again in %.0f s", self.root, e, pause)
+            if self.stop.wait(pause):
+                return
+            pause = min(RETRY_MAX, pause * 2)
+
+    def _inotify(self) -> None:
+        for changes in watchfiles.watch(
+            self.root,
+            watch_filter=None,
+            stop_event=self.stop,
+            force_polling=False,
+            debounce=200,
+            step=50,
+            rust_timeout=1000,
+            yield_on_timeout=True,
+            raise_interrupt=False,
+            ignore_permission_denied=True,
+        ):
+            if not self._ready:
+                # The first batch (or timeout) means the watches are set: what arrived
+                # between the start-up scan and now sent no event.
+                self._ready = True
+                folders: list[tuple[str, int]] = []
+                rescan(self.root, self.flt, self.state, folders=folders)
+                check_watched(folders)
+            self._handle(changes)
+
+    def _poll(self) -> None:
+        """Scans the tree again ``POLL_INTERVAL`` seconds after each pass (four times the pass's
+        length when that is longer: polling takes at most a fifth of a core) and records the
+        files whose size or mtime changed since the pass before; a file gone is forgotten if it
+        was only waiting. No link is followed: a loop cannot stop it; a folder it may not read
+        is passed over, said once. What was seen of each path is held in memory (a few hundred
+        bytes a file), the name filter applied once per path."""
+        known: dict[str, tuple[str | None, int, int]] = {}  # path -> (rel or None: ignored, size, mtime)
+        warned: set[str] = set()
+        while True:
+            began = time.monotonic()
+            now: dict[str, tuple[str | None, int, int]] = {}
+            changed: list[tuple[str, int, int]] = []
+            for entry in _files(self.root, self.flt, warned=warned):
+                was = known.get(entry.path)
+                rel = self.flt.relative(entry.path) if was is None else was[0]
+                if rel is None:
+                    now[entry.path] = (None, 0, 0)
+                    continue
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                seen = now[entry.path] = (rel, st.st_size, st.st_mtime_ns)
+                if seen != was:
+                    changed.append((rel, st.st_size, st.st_mtime_ns))
+                if len(changed) >= 2000:
+                    self.state.observe(changed, time.time())
+                    changed = []
+            if changed:
+                self.state.observe(changed, time.time())
+            for path in known.keys() - now.keys():
+                if (rel := known[path][0]) is not None:
+                    self.state.forget_pending(rel)
+            known = now
+            self._ready = True
+            if self.stop.wait(max(POLL_INTERVAL, 4 * (time.monotonic() - began))):
+                return
 
     def _handle(self, changes: set[tuple[watchfiles.Change, str]]) -> None:
         seen: list[tuple[str, int, int]] = []
@@ -303,8 +375,7 @@ class Watcher(threading.Thread):
             seen.append((rel, st.st_size, st.st_mtime_ns))
         if seen:
             self.state.observe(seen, time.time())
-        if self._check:
-            check_watched(folders)
+        check_watched(folders)
 
 
 def regular_stat(path: Path) -> os.stat_result | None:
