@@ -124,6 +124,81 @@ def test_the_error_folder_gone_while_running(moto: S3Server, tmp_path: Path) -> 
     assert not (watch / "bad.csv").exists()
 
 
+# ------------------------------------------------------------------------- what inotify misses
+# A user namespace has its own inotify limits (/proc/sys/user/*): 50 watches for the whole tree.
+FEW_WATCHES = ("unshare", "--user", "--map-root-user", "sh", "-c",
+               'echo 50 > /proc/sys/user/max_inotify_watches && exec "$@"', "sh")  # fmt: skip
+
+
+def _few_watches() -> tuple[str, ...]:
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare (util-linux) is not installed")
+    probe = subprocess.run([*FEW_WATCHES, "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot set an inotify limit here: {probe.stderr.decode(errors='replace').strip()}")
+    return FEW_WATCHES
+
+
+@pytest.mark.parametrize("made_while_running", [False, True], ids=["at-start", "while-running"])
+def test_past_the_inotify_watch_limit_the_watcher_says_so_and_polls(
+    moto: S3Server, tmp_path: Path, made_while_running: bool
+) -> None:
+    """100 folders, 50 inotify watches: the watcher says so and polls, and a file written in
+    each folder is found in seconds, not at the next rescan (an hour here). notify stopped
+    adding watches without an error reaching s3proc: nothing was said, and half the files
+    waited for the rescan."""
+    wrap = _few_watches()
+    watch = tmp_path / "inbox"
+    watch.mkdir()
+    first = 10 if made_while_running else 100
+    for i in range(first):
+        (watch / f"d{i}").mkdir()
+    bucket = moto.new_bucket()
+    d = Daemon(moto, bucket, watch, "--quiet-period", "0.5", "--rescan-interval", "3600", wrap=wrap)
+    try:
+        d.wait_for(lambda: any("scanned" in r["msg"] for r in d.lines()))
+        time.sleep(1.5)  # the watches are set
+        for i in range(first, 100):
+            (watch / f"d{i}").mkdir()
+        time.sleep(1.5)
+        want = {f"d{i}/f.txt" for i in range(100)}
+        for rel in want:
+            (watch / rel).write_text(rel)
+        d.wait_for(lambda: want <= d.uploaded(), timeout=20)
+    finally:
+        assert d.stop() == 0, d.log.read_text()[-3000:]
+    said = [r["msg"] for r in d.lines() if r.get("logger") == "s3proc.watch" and r["level"] == "warning"]
+    assert len(said) == 1 and "polling instead" in said[0] and "max_user_watches" in said[0], said
+
+
+def test_a_folder_it_may_not_read_leaves_the_others_watched(moto: S3Server, tmp_path: Path) -> None:
+    """notify stops watching the tree at a folder it may not read (the folders after it in its
+    walk sent no event); the rest is watched or polled, and their files are found in seconds."""
+    wrap = _no_dac()
+    watch = tmp_path / "inbox"
+    watch.mkdir()
+    (watch / "locked").mkdir()
+    (watch / "locked" / "inner.txt").write_text("unreadable\n")
+    for i in range(20):
+        (watch / f"d{i}").mkdir()
+    (watch / "locked").chmod(0)
+    bucket = moto.new_bucket()
+    d = Daemon(moto, bucket, watch, "--quiet-period", "0.5", "--rescan-interval", "3600", wrap=wrap)
+    try:
+        d.wait_for(lambda: any("scanned" in r["msg"] for r in d.lines()))
+        time.sleep(1.5)  # the watches are set
+        want = {f"d{i}/f.txt" for i in range(20)}
+        for rel in want:
+            (watch / rel).write_text(rel)
+        d.wait_for(lambda: want <= d.uploaded(), timeout=20)
+    finally:
+        code = d.stop()
+        (watch / "locked").chmod(0o755)
+    assert code == 0, d.log.read_text()[-3000:]
+    assert set(objects(moto.client(), bucket)) == want
+    assert any(r["msg"].startswith("cannot list") for r in d.lines())
+
+
 # ---------------------------------------------------------------------- the bad input flood
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()

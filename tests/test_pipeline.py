@@ -159,6 +159,70 @@ def test_a_file_that_fails_while_a_writer_still_adds_to_it_is_queued_not_moved(
     assert got.column("a").to_pylist() == [1, 2, 3]
 
 
+def _link_in_place_of(folder: Path, target: Path) -> None:
+    """``folder`` leaves the tree; a link to ``target`` takes its name."""
+    folder.rename(folder.parent.parent / "moved-away")
+    folder.symlink_to(target, target_is_directory=True)
+
+
+def test_a_claimed_file_whose_folder_became_a_link_is_not_read_through_it(
+    moto: S3Server, tmp_path: Path
+) -> None:
+    """Claimed, then its folder replaced by a link to a folder outside the watch dir that holds a
+    file of the same name: that file is neither uploaded nor deleted; the row is forgotten."""
+    world = World(moto, tmp_path, after_upload="delete")
+    try:
+        private = tmp_path / "private"
+        private.mkdir()
+        (private / "a.txt").write_text("outside the watch dir\n")
+        (world.watch / "drop").mkdir()
+        world.drop("drop/a.txt", b"harmless\n")
+        row = world.claim("drop/a.txt")
+        _link_in_place_of(world.watch / "drop", private)
+        assert process(row, world.settings, world.state, world.uploader).status == "gone"
+        assert incomplete_uploads(world.client, world.bucket) == []
+        assert world.client.list_objects_v2(Bucket=world.bucket).get("KeyCount") == 0
+        assert (private / "a.txt").read_text() == "outside the watch dir\n"
+        assert world.state.get("drop/a.txt") is None
+    finally:
+        world.state.close()
+
+
+def test_a_file_whose_folder_becomes_a_link_while_it_is_read_is_not_deleted_behind_it(
+    moto: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The folder is replaced while the file is hashed, by a link to a file of the same name,
+    size and mtime: what was read is the file that was claimed, and the file behind the link is
+    not taken for it (--after-upload delete deleted it)."""
+    world = World(moto, tmp_path, after_upload="delete")
+    try:
+        private = tmp_path / "private"
+        private.mkdir()
+        (world.watch / "drop").mkdir()
+        world.drop("drop/a.txt", b"harmless\n")
+        st = (world.watch / "drop" / "a.txt").stat()
+        (private / "a.txt").write_bytes(b"SECRET!!\n")  # the same size
+        os.utime(private / "a.txt", ns=(st.st_atime_ns, st.st_mtime_ns))
+        row = world.claim("drop/a.txt")
+        hash_first = pipeline.sha256_file
+
+        def hash_then_swap(path: Path) -> str:
+            sha = hash_first(path)
+            _link_in_place_of(world.watch / "drop", private)
+            return sha
+
+        monkeypatch.setattr(pipeline, "sha256_file", hash_then_swap)
+        assert process(row, world.settings, world.state, world.uploader).status == "requeued"
+        assert (private / "a.txt").read_bytes() == b"SECRET!!\n"
+        assert body(world.client, world.bucket, "drop/a.txt") == b"harmless\n"
+        assert [r.path for r in world.state.ready(1e12, 10)] == ["drop/a.txt"]
+        monkeypatch.undo()
+        assert world.process("drop/a.txt").status == "gone"
+        assert (private / "a.txt").read_bytes() == b"SECRET!!\n"
+    finally:
+        world.state.close()
+
+
 def test_a_note_that_cannot_be_written_keeps_the_reason_of_the_failure(world: World) -> None:
     world.drop("bad.csv", b"\x00\x01 binary \x00")
     (world.settings.error_dir / "bad.csv.error.json").mkdir(parents=True)  # in the note's way

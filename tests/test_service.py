@@ -17,6 +17,7 @@ import shutil
 import signal
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -598,11 +599,11 @@ def _recorded(watch: Path) -> bool:
 
 
 def _once_after_scan(
-    server: S3Server, bucket: str, watch: Path, then: Any, quiet_period: str
+    server: S3Server, bucket: str, watch: Path, then: Any, quiet_period: str, *extra: str
 ) -> tuple[int, str]:
     """``s3proc run --once``; ``then(process)`` once its start-up scan recorded a file (while it
     waits the quiet period); its exit status and stderr."""
-    args = [*s3proc_args(server, bucket, watch, "--quiet-period", quiet_period), "--once"]
+    args = [*s3proc_args(server, bucket, watch, "--quiet-period", quiet_period, *extra), "--once"]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=server.env())
     try:
         deadline = time.monotonic() + 30
@@ -663,6 +664,30 @@ def test_a_queued_file_replaced_by_what_is_not_a_file_is_dropped_and_nothing_is_
         assert (path / "inside.txt").read_text() == "the user's own file\n"
 
 
+def test_a_folder_replaced_by_a_link_while_its_file_waits_is_not_read_through_it(
+    moto: S3Server, watch: Path, tmp_path: Path
+) -> None:
+    """A folder of the tree becomes a link to a folder outside it while its file waits for the
+    quiet period: the file of the same name behind the link is neither uploaded nor, with
+    --after-upload delete, deleted; the queued row is forgotten."""
+    bucket = moto.new_bucket()
+    private = tmp_path / "private"
+    private.mkdir()
+    (private / "a.txt").write_text("outside the watch dir\n")
+    (watch / "drop").mkdir()
+    (watch / "drop" / "a.txt").write_text("harmless\n")
+
+    def swap(_proc: Any) -> None:
+        (watch / "drop").rename(tmp_path / "moved-away")
+        (watch / "drop").symlink_to(private, target_is_directory=True)
+
+    code, err = _once_after_scan(moto, bucket, watch, swap, "2", "--after-upload", "delete")
+    assert code == 0, err[-2000:]
+    assert objects(moto.client(), bucket) == {}
+    assert (private / "a.txt").read_text() == "outside the watch dir\n"
+    assert state_rows(watch, "SELECT path, status FROM files") == []
+
+
 def test_a_name_that_is_not_utf8_is_left_alone_with_a_warning(moto: S3Server, watch: Path) -> None:
     bucket = moto.new_bucket()
     bad = os.fsdecode(b"caf\xe9.csv")
@@ -693,9 +718,9 @@ def test_the_service_caps_malloc_arenas_unless_the_environment_does() -> None:
 def test_files_held_open_for_writing_are_found_among_the_candidates(tmp_path: Path) -> None:
     from s3proc.watcher import open_for_writing
 
-    def key(p: Path) -> dict[tuple[int, int], str]:
+    def key(p: Path) -> dict[tuple[int, int], set[str]]:
         st = p.stat()
-        return {(st.st_dev, st.st_ino): p.name}
+        return {(st.st_dev, st.st_ino): {p.name}}
 
     writing, reading, other = (tmp_path / n for n in ("writing", "reading", "other"))
     for p in (writing, reading, other):
@@ -718,13 +743,44 @@ def test_files_held_open_for_writing_are_found_among_the_candidates(tmp_path: Pa
         assert open_for_writing(key(writing) | key(reading)) == set(key(writing))
         assert open_for_writing(key(reading)) == set()
         assert open_for_writing({}) == set()
-        # Known by another name (a hard link), the writer is not seen.
+        # Known by another name only (a hard link), the writer is not seen; among its names, it is.
         (st_key,) = key(writing)
-        assert open_for_writing({st_key: "another-name"}) == set()
+        assert open_for_writing({st_key: {"another-name"}}) == set()
+        assert open_for_writing({st_key: {"another-name", "writing", "zzz"}}) == {st_key}
     finally:
         holder.kill()
         holder.communicate()
     assert open_for_writing(key(writing)) == set()
+
+
+def test_a_file_held_open_for_writing_waits_whatever_hard_links_it_has(moto: S3Server, watch: Path) -> None:
+    """A writer holds a.txt open; hard links to it are made in the watch dir once a.txt is
+    queued (so a.txt comes first among rows of one stable time). Neither a.txt nor a link is
+    shipped while it is open: the rows of one inode are looked for under all their names (they
+    were under the last one only, and a.txt went up half written)."""
+    bucket = moto.new_bucket()
+    writer = (
+        "import os, sys, time\n"
+        "path = sys.argv[1]\n"
+        "f = open(path, 'w'); f.write('first half\\n'); f.flush()\n"
+        "time.sleep(1)\n"
+        "for i in range(3): os.link(path, os.path.join(os.path.dirname(path), f'link{i}.txt'))\n"
+        "time.sleep(5)\n"
+        "f.write('second half\\n'); f.close()\n"
+    )
+    d = Daemon(moto, bucket, watch, "--quiet-period", "2", "--rescan-interval", "3600")
+    try:
+        d.wait_for(lambda: any("scanned" in r["msg"] for r in d.lines()))
+        time.sleep(1.5)  # the watches are set
+        proc = subprocess.run([sys.executable, "-c", writer, str(watch / "a.txt")], timeout=60)
+        assert proc.returncode == 0
+        d.wait_for(lambda: {"a.txt", "link0.txt", "link1.txt", "link2.txt"} <= d.uploaded())
+    finally:
+        assert d.stop() == 0
+    full = len("first half\nsecond half\n")
+    sizes = [(r["path"], r["bytes_in"]) for r in d.lines() if r.get("msg") == "uploaded"]
+    assert sizes and all(size == full for _, size in sizes), sizes
+    assert body(moto.client(), bucket, "a.txt") == b"first half\nsecond half\n"
 
 
 def test_a_folder_moved_in_whole_is_found_without_a_rescan(
@@ -992,6 +1048,73 @@ def test_polling_finds_new_files_between_rescans(moto: S3Server, watch: Path) ->
     finally:
         assert d.stop() == 0
     assert body(moto.client(), bucket, "deep/er/p.txt") == b"polled"
+
+
+def test_polling_goes_on_past_a_link_loop_and_never_through_a_link(
+    moto: S3Server, watch: Path, tmp_path: Path
+) -> None:
+    """``sub/self -> .`` made watchfiles' poller fail for good ("File system loop found") and the
+    watcher left new files to the rescan; s3proc's own polling follows no link: the loop is
+    passed over, and a file behind a link to a folder outside the tree is not found."""
+    bucket = moto.new_bucket()
+    (watch / "sub").mkdir()
+    (watch / "sub" / "self").symlink_to(".", target_is_directory=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (watch / "out").symlink_to(elsewhere, target_is_directory=True)
+    d = Daemon(moto, bucket, watch, "--poll", "--rescan-interval", "3600", "--quiet-period", "0.5")
+    try:
+        d.wait_for(lambda: any("scanned" in r["msg"] for r in d.lines()))
+        time.sleep(1.5)  # a polling pass or two
+        (elsewhere / "outside.txt").write_text("not in the watch dir\n")
+        (watch / "sub" / "x.txt").write_text("polled")
+        d.wait_for(lambda: "sub/x.txt" in d.uploaded(), timeout=15)
+        time.sleep(2)
+    finally:
+        assert d.stop() == 0
+    assert set(objects(moto.client(), bucket)) == {"sub/x.txt"}
+    assert [r for r in d.lines() if r.get("logger") == "s3proc.watch"] == []
+
+
+def test_a_watch_that_fails_starts_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An error of the watch once it is set is logged and the watch starts again after a pause
+    (it fell back to polling, and an error of the poller ended watching for good)."""
+    from s3proc import watcher
+    from s3proc.state import SqliteState
+
+    root = tmp_path / "in"
+    root.mkdir()
+    real_watch = watcher.watchfiles.watch
+    calls = []
+
+    def failing_once(*args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs["force_polling"])
+        if len(calls) == 1:
+            yield set()
+            raise RuntimeError("error in underlying watcher: something passing")
+        yield from real_watch(*args, **kwargs)
+
+    monkeypatch.setattr(watcher.watchfiles, "watch", failing_once)
+    monkeypatch.setattr(watcher, "RETRY_MIN", 0.1, raising=False)  # 1 s in use
+    state = SqliteState(tmp_path / "state.db")
+    stop = threading.Event()
+    w = watcher.Watcher(root, watcher.Filter(root), state, stop)
+    w.start()
+    try:
+        deadline = time.monotonic() + 20
+        while len(calls) < 2:
+            assert w.is_alive() and time.monotonic() < deadline, calls
+            time.sleep(0.05)
+        time.sleep(1.5)  # the watches are set
+        (root / "later.txt").write_text("after the failure")
+        while state.get("later.txt") is None:
+            assert time.monotonic() < deadline, "the file written after the failure was not seen"
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        w.join(5)
+        state.close()
+    assert calls == [False, False], "inotify again, not polling"
 
 
 def test_encryption_and_storage_class_pass_through(moto: S3Server, watch: Path) -> None:

@@ -27,16 +27,17 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import botocore.exceptions
 
-from s3proc import _core
+from s3proc import _core, safepath
 from s3proc.archives import archive_results, converted, is_archive, source_name
 from s3proc.config import move_folder
 from s3proc.errors import ParseError, S3procError
 from s3proc.keys import BadKey, KeyMaker, alternative, is_tabular
 from s3proc.logs import FileLog, for_file
+from s3proc.safepath import Opened
 from s3proc.state import FileRow, ObjectRow, State
 from s3proc.uploader import (
     META_FORMAT,
@@ -93,24 +94,34 @@ class Outcome:
 
 def sha256_file(path: Path) -> str:
     """SHA-256 of a file in 1 MiB reads (hashlib releases the GIL on large updates)."""
-    h = hashlib.sha256()
     with open(path, "rb", buffering=0) as f:
-        while block := f.read(HASH_BLOCK):
-            h.update(block)
+        return _sha256(f)
+
+
+def _sha256(f: BinaryIO) -> str:
+    h = hashlib.sha256()
+    while block := f.read(HASH_BLOCK):
+        h.update(block)
     return h.hexdigest()
 
 
-def _hash_in_background(path: Path) -> Future[str]:
-    """Starts hashing ``path`` in a thread: a new file's first parts are produced meanwhile."""
+def _hash_in_background(path: Path, rel: str) -> Future[str]:
+    """Starts hashing ``path`` in a thread: a new file's first parts are produced meanwhile.
+
+    Opened here: ``path`` may name a descriptor the caller closes before the thread is done
+    (a file abandoned at a stop).
+    """
     fut: Future[str] = Future()
+    f = open(path, "rb", buffering=0)  # noqa: SIM115 (the thread closes it)
 
     def run() -> None:
         try:
-            fut.set_result(sha256_file(path))
+            with f:
+                fut.set_result(_sha256(f))
         except BaseException as e:
             fut.set_exception(e)
 
-    threading.Thread(target=run, name=f"sha256 {path.name}", daemon=True).start()
+    threading.Thread(target=run, name=f"sha256 {rel}", daemon=True).start()
     return fut
 
 
@@ -145,12 +156,23 @@ def results(path: Path, rel: str, s: Settings, skipped: list[tuple[str, str]]) -
 
 
 def process(row: FileRow, s: Settings, state: State, uploader: Uploader) -> Outcome:
-    """Takes one claimed file through its whole life; never raises for bad input or S3 trouble."""
+    """Takes one claimed file through its whole life; never raises for bad input or S3 trouble.
+
+    The file is looked at and read walking from the root with no link followed (``safepath``):
+    a folder of its path replaced by a link is a vanished file, never read through the link.
+    """
+    with contextlib.ExitStack() as held:
+        return _process(row, s, state, uploader, held)
+
+
+def _process(
+    row: FileRow, s: Settings, state: State, uploader: Uploader, held: contextlib.ExitStack
+) -> Outcome:
     log = for_file(row.path, "decide")
     path = s.root / row.path
     started = time.monotonic()
     try:
-        st = regular_stat(path)
+        st = safepath.regular_stat(s.root, row.path)
     except OSError as e:
         log.warning("cannot look at the file (%s); it waits", e)
         state.release(row.path)
@@ -173,8 +195,19 @@ def process(row: FileRow, s: Settings, state: State, uploader: Uploader) -> Outc
     done: list[tuple[Uploaded, int | None]] = []
     hashing: Future[str] | None = None
     try:
+        src: Opened | None = held.enter_context(safepath.open_regular(s.root, row.path))
+        if src is None or (src.st.st_size, src.st.st_mtime_ns, src.st.st_ino) != (
+            st.st_size,
+            st.st_mtime_ns,
+            st.st_ino,
+        ):
+            state.finish(row.path, -1, -1, "")  # replaced since: back to the queue, looked at anew
+            return Outcome("requeued")
+        source = Path(src.path)  # this very file, whatever its path becomes meanwhile
         before = state.objects_of(row.path)
-        hashing = _hash_in_background(path) if row.size > s.part_size else _done(sha256_file(path))
+        hashing = (
+            _hash_in_background(source, row.path) if row.size > s.part_size else _done(sha256_file(source))
+        )
         # Only a path that produced objects before can be unchanged: wait for the hash. An
         # archive's objects are all there only once its processing finished (a crash can leave
         # some entries uploaded): it is unchanged only if that finish recorded this content.
@@ -188,7 +221,7 @@ def process(row: FileRow, s: Settings, state: State, uploader: Uploader) -> Outc
             and _still_stored(before, uploader)
         ):
             _end_uploads(before, state, uploader)  # of a change a crash cut short, now undone
-            if not _finish(path, row, st, sha, state):
+            if not _finish(s.root, row, st, sha, state):
                 log.info("changed while it was hashed; queued again", extra={"stage": "decide"})
                 return Outcome("requeued")
             log.info("unchanged content: already uploaded", extra={"stage": "decide"})
@@ -198,7 +231,9 @@ def process(row: FileRow, s: Settings, state: State, uploader: Uploader) -> Outc
         skipped: list[tuple[str, str]] = []
         try:
             done = _ship_all(
-                _claimed(results(path, row.path, s, skipped), row.path, st.st_mtime, s, state, skipped, log),
+                _claimed(
+                    results(source, row.path, s, skipped), row.path, st.st_mtime, s, state, skipped, log
+                ),
                 lambda r, obj: _ship(r, obj, row, hashing, s, state, uploader, log),
             )
         finally:
@@ -239,7 +274,7 @@ def process(row: FileRow, s: Settings, state: State, uploader: Uploader) -> Outc
                 log.set(sha=hashing.result()[:12])
         if is_archive(row.path):
             _withdraw(row.path, state, uploader, log)
-        if _changed(path, row, st, state):  # a writer still at work: it was not the whole file
+        if _changed(s.root, row, st, state):  # a writer still at work: it was not the whole file
             log.warning("failed while the file changed: queued again (%s)", reason, extra={"stage": stage})
             state.finish(row.path, -1, -1, "")
             return Outcome("requeued")
@@ -249,7 +284,7 @@ def process(row: FileRow, s: Settings, state: State, uploader: Uploader) -> Outc
         state.fail(row.path, reason)
         _to_error_dir(path, row, reason, s, log)
         return Outcome("failed", error=reason)
-    if not _finish(path, row, st, sha, state):
+    if not _finish(s.root, row, st, sha, state):
         log.info("changed while it was processed; queued again")
         return Outcome("requeued", tuple(u.key for u, _ in done))
     rows = [r for _, r in done if r is not None]
@@ -270,24 +305,28 @@ def process(row: FileRow, s: Settings, state: State, uploader: Uploader) -> Outc
     return Outcome("uploaded", tuple(u.key for u, _ in done))
 
 
-def _changed(path: Path, row: FileRow, st: os.stat_result, state: State) -> bool:
+def _changed(root: Path, row: FileRow, st: os.stat_result, state: State) -> bool:
     """Whether the file changed since it was claimed (``st``), its new size and mtime then
     recorded: a watcher event may come late, or never with --once. Deleted since: unchanged,
-    what was read is what it was."""
-    try:
-        now = os.stat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return False
+    what was read is what it was. Reached only through a link now (a folder of its path
+    replaced by one): changed, and queued to be forgotten, lest a delete or a move after it act
+    on the file behind the link."""
+    now = safepath.lstat(root, row.path)
+    if now is None:
+        if not os.path.lexists(root / row.path):
+            return False
+        state.observe([(row.path, -1, -1)], time.time())
+        return True
     if (now.st_size, now.st_mtime_ns, now.st_ino) == (st.st_size, st.st_mtime_ns, st.st_ino):
         return False
     state.observe([(row.path, now.st_size, now.st_mtime_ns)], time.time())
     return True
 
 
-def _finish(path: Path, row: FileRow, st: os.stat_result, sha: str, state: State) -> bool:
+def _finish(root: Path, row: FileRow, st: os.stat_result, sha: str, state: State) -> bool:
     """Records the file as done with ``sha``; False (it is queued again, and what went up is
     replaced by the next pass) when it changed since it was claimed."""
-    _changed(path, row, st, state)
+    _changed(root, row, st, state)
     return state.finish(row.path, row.size, row.mtime_ns, sha)
 
 

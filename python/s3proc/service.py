@@ -34,9 +34,10 @@ from s3proc import logs
 from s3proc.archives import source_name, split_source
 from s3proc.config import FORGET_AFTER, move_folder
 from s3proc.pipeline import Outcome, Settings, process
+from s3proc.safepath import regular_stat
 from s3proc.state import FAILED, PENDING, PROCESSING, FileRow, State, StateError, StateUnavailable
 from s3proc.uploader import Uploader, describe
-from s3proc.watcher import Filter, Watcher, open_for_writing, regular_stat, rescan
+from s3proc.watcher import Filter, Watcher, open_for_writing, rescan
 
 log = logging.getLogger("s3proc.service")
 
@@ -312,7 +313,7 @@ class Service:
         complete: list[tuple[str, int, int]] = []
         for row in rows:
             try:
-                st = regular_stat(self.s.root / row.path)
+                st = regular_stat(self.s.root, row.path)
             except OSError:  # cannot be looked at for now: again after the quiet period
                 self.state.defer(row.path, now)
                 continue
@@ -324,9 +325,11 @@ class Service:
                 self.state.observe([(row.path, st.st_size, st.st_mtime_ns)], now)
                 continue
             current.append((row, st))
-        writers = open_for_writing(
-            {(st.st_dev, st.st_ino): row.path.rpartition("/")[2] for row, st in current}
-        )
+        # Hard links are rows of one inode: a writer holds it under one of their names.
+        names: dict[tuple[int, int], set[str]] = {}
+        for row, st in current:
+            names.setdefault((st.st_dev, st.st_ino), set()).add(row.path.rpartition("/")[2])
+        writers = open_for_writing(names)
         for row, st in current:
             if len(complete) >= limit:
                 break
