@@ -563,6 +563,29 @@ def test_daemon_waits_for_complete_files(moto: S3Server, watch: Path) -> None:
     assert len(uploads) == 3, "each file exactly once"
 
 
+def test_a_folder_whose_name_is_ignored_ignores_all_it_holds(moto: S3Server, watch: Path) -> None:
+    """An ignored name (``--ignore``, ``*.tmp``) on a folder keeps its files out, in the start-up
+    scan, in rescans and in events alike (events dropped the folder while scans shipped its files);
+    a ``batch.tmp/`` filled, then renamed, is shipped once it has its name."""
+    bucket = moto.new_bucket()
+    for rel in ("skipme/a.txt", "old.tmp/b.txt", "ok/c.txt", "ok/skipme/d.txt"):
+        (watch / rel).parent.mkdir(parents=True, exist_ok=True)
+        (watch / rel).write_text(rel)
+    d = Daemon(moto, bucket, watch, "--quiet-period", "0.2", "--rescan-interval", "1", "--ignore", "skipme")
+    try:
+        d.wait_for(lambda: "ok/c.txt" in d.uploaded())
+        (watch / "batch.tmp").mkdir()
+        (watch / "batch.tmp" / "e.txt").write_text("e")
+        (watch / "skipme" / "f.txt").write_text("f")
+        time.sleep(2.5)  # events, then a rescan
+        assert d.uploaded() == {"ok/c.txt"}
+        os.rename(watch / "batch.tmp", watch / "batch")
+        d.wait_for(lambda: "batch/e.txt" in d.uploaded())
+    finally:
+        assert d.stop() == 0
+    assert set(objects(moto.client(), bucket)) == {"ok/c.txt", "batch/e.txt"}
+
+
 def test_files_under_a_symlinked_folder_are_never_shipped(
     moto: S3Server, watch: Path, tmp_path: Path
 ) -> None:

@@ -34,11 +34,12 @@ RETRY_RESET = 60.0  # a watch that ran this long before failing starts again aft
 class Filter:
     """Which paths under the watch dir are files to ship.
 
-    Ignored: anything under a dot-folder, dotfiles, ``*.tmp``, ``*.part``, ``*.crdownload``,
-    ``~$*`` (office lock files), the ``ignore`` globs (matched against the relative path and
-    the name), and the folders and files s3proc itself writes to (``excluded``). A name that is not valid
-    UTF-8 cannot become an S3 key (nor a row of the state): it is left where it is, with a
-    warning the first time it is seen.
+    Ignored: dotfiles, ``*.tmp``, ``*.part``, ``*.crdownload``, ``~$*`` (office lock files),
+    the ``ignore`` globs (matched against the relative path and the name), and the folders and
+    files s3proc itself writes to (``excluded``). A folder whose name is ignored ignores all it
+    holds (as in ``.gitignore``): a dot-folder, a ``batch.tmp/`` being filled before its rename.
+    A name that is not valid UTF-8 cannot become an S3 key (nor a row of the state): it is left
+    where it is, with a warning the first time it is seen.
     """
 
     def __init__(self, root: Path, ignore: Iterable[str] = (), excluded: Iterable[Path] = ()):
@@ -48,23 +49,28 @@ class Filter:
         self.excluded = tuple(os.path.abspath(p) for p in excluded)
         self._warned: set[str] = set()
 
-    def skip_dir(self, abspath: str) -> bool:
-        name = os.path.basename(abspath)
-        return name.startswith(".") or any(
-            abspath == e or abspath.startswith(e + os.sep) for e in self.excluded
+    def _ignored(self, rel: str) -> bool:
+        """Whether the file or folder ``rel`` is ignored by its own name or path."""
+        name = rel.rpartition("/")[2]
+        return (
+            name.startswith(IGNORED_PREFIXES)
+            or name.lower().endswith(IGNORED_SUFFIXES)
+            or any(fnmatch.fnmatchcase(rel, g) or fnmatch.fnmatchcase(name, g) for g in self.ignore)
         )
+
+    def _excluded(self, full: str) -> bool:
+        return any(full == e or full.startswith(e + os.sep) for e in self.excluded)
+
+    def skip_dir(self, abspath: str) -> bool:
+        """Whether a scan passes over the folder ``abspath`` (the folders holding it were not)."""
+        rel = os.path.relpath(abspath, self.root).replace(os.sep, "/")
+        return self._ignored(rel) or self._excluded(abspath)
 
     def wanted(self, rel: str) -> bool:
         parts = rel.split("/")
-        name = parts[-1]
-        if any(p.startswith(".") for p in parts[:-1]):
+        if any(self._ignored("/".join(parts[:i])) for i in range(1, len(parts) + 1)):
             return False
-        if name.startswith(IGNORED_PREFIXES) or name.lower().endswith(IGNORED_SUFFIXES):
-            return False
-        if any(fnmatch.fnmatchcase(rel, g) or fnmatch.fnmatchcase(name, g) for g in self.ignore):
-            return False
-        full = os.path.join(self.root, rel)
-        return not any(full == e or full.startswith(e + os.sep) for e in self.excluded)
+        return not self._excluded(os.path.join(self.root, rel))
 
     def relative(self, abspath: str) -> str | None:
         try:
