@@ -10,6 +10,10 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import signal
+import subprocess
+import sys
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -289,3 +293,83 @@ def test_a_failed_archive_never_deletes_an_object_another_writer_put_on_its_keys
     assert body(client, bucket, "pack.zip/b.txt") == b"not s3proc's"
     keys = {o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])}
     assert keys == {"pack.zip/b.txt"}, "the archive's own objects are withdrawn"
+
+
+def _other_filesystem(tmp_path: Path) -> Path:
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("no folder on another filesystem than the test's (/dev/shm)")
+    return shm
+
+
+def test_a_move_across_filesystems_killed_part_way_leaves_no_part_under_the_final_name(
+    tmp_path: Path,
+) -> None:
+    """The error folder, the move folder or (for ``s3proc retry``) the watch dir may be on
+    another filesystem: the file is copied. A kill -9 during the copy must not leave a part of
+    it under its final name, where a consumer (or the next run, shipping it) takes it for the
+    whole file; the next start removes the part left under a hidden name."""
+    size = 256 * MiB
+    src = tmp_path / "big.bin"
+    with open(src, "wb") as f:
+        for i in range(size // MiB):
+            f.write(bytes([i % 251]) * MiB)
+    sha = hashlib.sha256(src.read_bytes()).hexdigest()
+    shm = _other_filesystem(tmp_path)
+    done = shm / f"s3proc-test-{os.getpid()}-{time.monotonic_ns()}"
+    try:
+        child = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import sys, pathlib; from s3proc import pipeline as p;"
+                " p._move(*map(pathlib.Path, sys.argv[1:]))",
+                str(src),
+                str(done / "sub" / "big.bin"),
+            ],
+        )
+        seen: dict[str, int] = {}
+        deadline = time.monotonic() + 60
+        while child.poll() is None and time.monotonic() < deadline:
+            try:
+                seen = {p.name: p.stat().st_size for p in (done / "sub").iterdir()}
+            except OSError:
+                continue
+            if any(0 < n < size for n in seen.values()):
+                child.send_signal(signal.SIGKILL)
+                break
+        child.wait()
+        assert child.returncode == -signal.SIGKILL, f"the copy was not caught part-way ({seen})"
+        final = done / "sub" / "big.bin"
+        assert not final.exists() or final.stat().st_size == size, "a part of the file under its own name"
+        assert hashlib.sha256(src.read_bytes()).hexdigest() == sha, "the source is whole where it was"
+        assert pipeline.remove_partials(done) == 1
+        assert [p.name for p in (done / "sub").iterdir()] in ([], ["big.bin"])
+        # Moved again at the next start: whole under its name, the source gone.
+        moved = pipeline._move(src, final)
+        assert hashlib.sha256(moved.read_bytes()).hexdigest() == sha and not src.exists()
+    finally:
+        subprocess.run(["rm", "-rf", str(done)], check=False)
+
+
+def test_retry_moves_each_file_back_before_queueing_it(world: World) -> None:
+    """``s3proc retry`` stopped part-way (a kill, or a file it cannot move back) leaves the files
+    not moved back failed in the state, where the next retry finds them (queued while still in
+    the error folder, they were forgotten as deleted by the next run)."""
+    for rel in ("a.csv", "sub/b.csv"):
+        (world.watch / rel).parent.mkdir(exist_ok=True)
+        world.drop(rel, b"\x00\x01 binary \x00")
+        assert world.process(rel).status == "failed"
+    errors = world.settings.error_dir
+    assert (errors / "a.csv").exists() and (errors / "sub" / "b.csv").exists()
+    (world.watch / "sub").rmdir()
+    (world.watch / "sub").write_text("a file where b.csv's folder was\n")  # b.csv cannot go back
+    assert pipeline.restore_failed(world.state, world.watch, errors) == (1, 0, 0, 1)
+    a, b = world.state.get("a.csv"), world.state.get("sub/b.csv")
+    assert a is not None and a.status == "pending" and (world.watch / "a.csv").exists()
+    assert b is not None and b.status == "failed" and (errors / "sub" / "b.csv").exists()
+    (world.watch / "sub").unlink()
+    assert pipeline.restore_failed(world.state, world.watch, errors) == (1, 0, 0, 0)
+    b = world.state.get("sub/b.csv")
+    assert b is not None and b.status == "pending" and (world.watch / "sub" / "b.csv").exists()
+    assert not (errors / "sub" / "b.csv").exists() and not (errors / "sub" / "b.csv.error.json").exists()

@@ -669,7 +669,7 @@ def retry(**opts: Any) -> None:
     cfg = _config(opts)
     state = _existing_state(cfg, exclusive=True)
     try:
-        back, kept, missing = restore_failed(state, cfg.watch_dir, cfg.error_folder)
+        back, kept, missing, stuck = restore_failed(state, cfg.watch_dir, cfg.error_folder)
     finally:
         state.close()
     click.echo(
@@ -680,6 +680,7 @@ def retry(**opts: Any) -> None:
             if missing
             else ""
         )
+        + (f"; {stuck} could not be moved back (left failed)" if stuck else "")
     )
 
 

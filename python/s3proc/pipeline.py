@@ -16,12 +16,15 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import datetime as dt
+import errno
 import hashlib
 import json
+import logging
 import os
 import shutil
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -55,6 +58,9 @@ from s3proc.watcher import regular_stat
 HASH_BLOCK = 1 << 20
 INTEGRITY_ATTEMPTS = 3
 ENTRY_CONCURRENCY = 2  # an archive's small entries shipped at once (each up to HEAD_BYTES)
+log = logging.getLogger("s3proc.pipeline")
+
+PARTIAL = ".s3proc-partial-"  # a copy on its way to another filesystem (a dot name: never shipped)
 
 
 @dataclass(frozen=True)
@@ -457,11 +463,67 @@ def _free(dest: Path) -> Path:
 
 
 def _move(src: Path, dest: Path) -> Path:
-    """Moves ``src`` to ``dest`` (``dest.1``, ``dest.2``… if taken); across filesystems too."""
+    """Moves ``src`` to ``dest`` (``dest.1``, ``dest.2``… if taken); across filesystems too,
+    never leaving a part of the file under a name of its own.
+
+    Across filesystems the file is copied to a hidden name beside ``dest``
+    (``.s3proc-partial-<hex>``, which the watcher ignores and the next start removes), flushed
+    to disk, renamed into place, and only then is ``src`` removed: a crash leaves ``src`` whole
+    where it was, and at most both copies whole.
+    """
     dest.parent.mkdir(parents=True, exist_ok=True)
     target = _free(dest)
-    shutil.move(src, target)
+    try:
+        os.rename(src, target)
+        return target
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+    partial = target.with_name(f"{PARTIAL}{uuid.uuid4().hex}")
+    try:
+        shutil.copyfile(src, partial, follow_symlinks=False)
+        shutil.copystat(src, partial, follow_symlinks=False)
+        _fsync(partial)
+        os.rename(partial, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            partial.unlink()
+        raise
+    _fsync(target.parent)  # the new name is durable before the only other copy goes
+    os.unlink(src)
     return target
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_partials(folder: Path) -> int:
+    """Removes the copies a crash left half-made in ``folder`` and below (see ``_move``); dot
+    folders and links are not entered. Returns how many were removed."""
+    removed = 0
+    stack = [str(folder)]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as it:
+                entries = list(it)
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if not entry.name.startswith("."):
+                        stack.append(entry.path)
+                elif entry.name.startswith(PARTIAL) and entry.is_file(follow_symlinks=False):
+                    os.unlink(entry.path)
+                    removed += 1
+            except OSError:
+                continue
+    return removed
 
 
 def _note(path: Path) -> Path:
@@ -503,26 +565,39 @@ def _to_error_dir(path: Path, row: FileRow, reason: str, s: Settings, log: FileL
     log.info("moved to the error folder", extra={"error_path": str(target)})
 
 
-def restore_failed(state: State, root: Path, error_dir: Path) -> tuple[int, int, int]:
+def restore_failed(state: State, root: Path, error_dir: Path) -> tuple[int, int, int, int]:
     """Failed files back to the queue, moved back from the error folder where their path is free.
+
+    One file at a time, each moved back before its row is queued again: an interruption leaves
+    the files not yet moved back failed, for the next ``s3proc retry`` (a file moved back whose
+    row is still failed goes to the error folder again at the next start).
 
     Returns:
         How many were queued again; how many stay in the error folder because a new file now has
         their path (that one is queued instead); how many are in neither place (they stay
-        failed: queued, they would be forgotten as deleted).
+        failed: queued, they would be forgotten as deleted); how many could not be moved back
+        (they stay failed, the reason logged).
     """
-    back = kept = missing = 0
-    for row in state.retry_failed():
+    for folder in (root, error_dir):
+        remove_partials(folder)
+    back = kept = missing = stuck = 0
+    for row in state.failed():
         src, dest = error_dir / row.path, root / row.path
         if src.exists() and dest.exists():
             kept += 1
         elif src.exists():
-            _move(src, dest)
+            try:
+                _move(src, dest)
+            except OSError as e:
+                log.warning("cannot move %s back from the error folder: %s", row.path, e)
+                stuck += 1
+                continue
             _note(src).unlink(missing_ok=True)
             back += 1
         elif dest.exists():
             back += 1
         else:
-            state.fail(row.path, row.error or "not found in the error folder at s3proc retry")
             missing += 1
-    return back, kept, missing
+            continue
+        state.retry_failed(row.path)
+    return back, kept, missing, stuck

@@ -33,7 +33,7 @@ from types import FrameType
 from s3proc import logs
 from s3proc.archives import source_name, split_source
 from s3proc.config import FORGET_AFTER, move_folder
-from s3proc.pipeline import Outcome, Settings, process
+from s3proc.pipeline import Outcome, Settings, process, remove_partials
 from s3proc.state import FAILED, PENDING, PROCESSING, FileRow, State, StateError, StateUnavailable
 from s3proc.uploader import Uploader, describe
 from s3proc.watcher import Filter, Watcher, open_for_writing, regular_stat, rescan
@@ -196,6 +196,17 @@ class Service:
         if gone and (n := self.state.forget(gone, before)):
             log.info("forgot %d file(s) gone from the watch dir", n, extra={"stage": "forget"})
 
+    def _remove_partials(self) -> None:
+        """Removes the copies a crash left half-made by a move across filesystems (to the error or
+        move folder, or back into the watch dir by ``s3proc retry``); their sources are whole."""
+        folders = [self.s.root, self.s.error_dir]
+        if (move := move_folder(self.s.after_upload)) is not None:
+            folders.append(move)
+        if n := sum(remove_partials(f) for f in folders):
+            log.info(
+                "removed %d partial copy(ies) left by a move a crash cut short", n, extra={"stage": "recover"}
+            )
+
     def _own_paths(self) -> list[Path]:
         """What s3proc itself writes: the error and move folders, the state's files."""
         paths = [self.s.error_dir, *self.state.own_files()]
@@ -236,6 +247,7 @@ class Service:
             signal.signal(signal.SIGTERM, self.request_stop)
             signal.signal(signal.SIGINT, self.request_stop)
         recover(self.state, self.uploader, self.prefix)
+        self._remove_partials()
         found = rescan(self.s.root, self.flt, self.state)
         log.info("scanned %s: %d file(s)", self.s.root, found, extra={"stage": "detect"})
         self._forget_gone()

@@ -86,7 +86,8 @@ class State(Protocol):
     def get(self, path: str) -> FileRow | None: ...
     def finish(self, path: str, size: int, mtime_ns: int, sha256: str) -> bool: ...
     def fail(self, path: str, error: str) -> None: ...
-    def retry_failed(self) -> list[FileRow]: ...
+    def failed(self) -> list[FileRow]: ...
+    def retry_failed(self, path: str) -> bool: ...
     def recover(self) -> list[FileRow]: ...
     def claim_key(self, path: str, entry: str, key: str, alternative: str) -> ObjectRow: ...
     def objects_of(self, path: str) -> list[ObjectRow]: ...
@@ -364,16 +365,20 @@ class SqliteState:
                 (FAILED, error, time.time(), path),
             )
 
-    def retry_failed(self) -> list[FileRow]:
-        """Failed files back to the queue (attempts reset); returns them as they were."""
-        with self._tx() as db:
-            rows = db.execute(f"SELECT {_FILE_COLS} FROM files WHERE status=?", (FAILED,)).fetchall()
-            db.execute(
-                "UPDATE files SET status=?, attempts=0, error=NULL, stable_since=0, updated_at=?"
-                " WHERE status=?",
-                (PENDING, time.time(), FAILED),
-            )
+    def failed(self) -> list[FileRow]:
+        """The failed files, in path order."""
+        rows = self._query(f"SELECT {_FILE_COLS} FROM files WHERE status=? ORDER BY path", FAILED)
         return [FileRow(*r) for r in rows]
+
+    def retry_failed(self, path: str) -> bool:
+        """A failed file back to the queue (attempts reset); False if it is not failed."""
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE files SET status=?, attempts=0, error=NULL, stable_since=0, updated_at=?"
+                " WHERE path=? AND status=?",
+                (PENDING, time.time(), path, FAILED),
+            )
+        return cur.rowcount == 1
 
     def recover(self) -> list[FileRow]:
         """At start-up: files left ``processing`` by a crash go back to the queue."""
