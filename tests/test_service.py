@@ -766,6 +766,47 @@ def test_after_upload(moto: S3Server, watch: Path, tmp_path: Path, mode: str) ->
     assert again.lines("uploaded") == [] and again.returncode == 0
 
 
+@pytest.mark.parametrize("mode", ["delete", "move"])
+def test_an_after_upload_action_a_crash_cut_short_is_done_at_the_next_start(
+    moto: S3Server, watch: Path, tmp_path: Path, mode: str
+) -> None:
+    """A kill -9 between the state recording a file uploaded and its after-upload action leaves
+    the file where it was, as it was recorded (as a run with keep leaves it): the next start
+    does the action, and uploads nothing again."""
+    bucket = moto.new_bucket()
+    (watch / "a").mkdir()
+    (watch / "a" / "f.txt").write_text("x")
+    assert run_once(moto, bucket, watch).returncode == 0
+    done = tmp_path / "done"
+    run = run_once(moto, bucket, watch, "--after-upload", "delete" if mode == "delete" else f"move:{done}")
+    assert run.returncode == 0, run.stderr
+    assert run.lines("uploaded") == []
+    assert not (watch / "a" / "f.txt").exists(), "the file stayed in the watch dir"
+    if mode == "move":
+        assert (done / "a" / "f.txt").read_text() == "x"
+    assert set(objects(moto.client(), bucket)) == {"a/f.txt"}
+
+
+def test_a_failed_file_a_crash_left_in_the_watch_dir_goes_to_the_error_folder_at_the_next_start(
+    moto: S3Server, watch: Path
+) -> None:
+    """A kill -9 between the state recording a file failed and its move to the error folder:
+    the next start moves it there, with its note."""
+    bucket = moto.new_bucket()
+    errors = watch / ".s3proc" / "errors"
+    (watch / "bad.csv").write_text('a\n"open\n')
+    assert run_once(moto, bucket, watch).returncode == 1
+    # As the crash leaves it: failed in the state, the file unmoved (same size and mtime), no note.
+    os.rename(errors / "bad.csv", watch / "bad.csv")
+    (errors / "bad.csv.error.json").unlink()
+    run = run_once(moto, bucket, watch)
+    assert not (watch / "bad.csv").exists(), "the failed file stayed in the watch dir"
+    assert (errors / "bad.csv").read_text() == 'a\n"open\n'
+    note = json.loads((errors / "bad.csv.error.json").read_text())
+    assert note["source"] == "bad.csv" and "quote" in note["reason"].lower(), note
+    assert run.lines("uploaded") == [] and objects(moto.client(), bucket) == {}
+
+
 def test_nothing_but_the_state_is_written(moto: S3Server, watch: Path, tmp_path: Path, gen_data) -> None:
     bucket = moto.new_bucket()
     tmpdir = tmp_path / "tmp"

@@ -40,7 +40,7 @@ from s3proc.config import move_folder
 from s3proc.errors import ParseError, S3procError
 from s3proc.keys import BadKey, KeyMaker, alternative, is_tabular
 from s3proc.logs import FileLog, for_file
-from s3proc.state import FileRow, ObjectRow, State
+from s3proc.state import FAILED, UPLOADED, FileRow, ObjectRow, State
 from s3proc.uploader import (
     META_FORMAT,
     META_ROWS,
@@ -441,6 +441,26 @@ def _reason(e: BaseException) -> str:
     if isinstance(e, OSError) and not isinstance(e, S3procError):
         return f"{e.strerror or e}: {e.filename or ''}".rstrip(": ")
     return str(e)
+
+
+def settle(row: FileRow, s: Settings) -> None:
+    """Does what a stop (a kill -9) cut short after ``row`` was recorded: the after-upload
+    action of an uploaded file, the move to the error folder (with its note) of a failed one.
+    Only for the file as it was recorded (same size and mtime), still at its path."""
+    path = s.root / row.path
+    try:
+        st = regular_stat(path)
+    except OSError:
+        return
+    if st is None or (st.st_size, st.st_mtime_ns) != (row.size, row.mtime_ns):
+        return
+    log = for_file(row.path, "finish")
+    if row.status == FAILED:
+        log.info("moving the failed file to the error folder, as the last run did not")
+        _to_error_dir(path, row, row.error or "failed", s, log)
+    elif row.status == UPLOADED and s.after_upload != "keep":
+        log.info("after-upload %s of the uploaded file, as the last run did not", s.after_upload)
+        _after_upload(path, row.path, s, log)
 
 
 def _after_upload(path: Path, rel: str, s: Settings, log: FileLog) -> None:

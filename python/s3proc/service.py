@@ -33,8 +33,8 @@ from types import FrameType
 from s3proc import logs
 from s3proc.archives import source_name, split_source
 from s3proc.config import FORGET_AFTER, move_folder
-from s3proc.pipeline import Outcome, Settings, process, remove_partials
-from s3proc.state import FAILED, PENDING, PROCESSING, FileRow, State, StateError, StateUnavailable
+from s3proc.pipeline import Outcome, Settings, process, remove_partials, settle
+from s3proc.state import FAILED, PENDING, PROCESSING, UPLOADED, FileRow, State, StateError, StateUnavailable
 from s3proc.uploader import Uploader, describe
 from s3proc.watcher import Filter, Watcher, open_for_writing, regular_stat, rescan
 
@@ -196,6 +196,17 @@ class Service:
         if gone and (n := self.state.forget(gone, before)):
             log.info("forgot %d file(s) gone from the watch dir", n, extra={"stage": "forget"})
 
+    def _settle(self, found: list[tuple[str, str]]) -> None:
+        """Files a scan found as they were recorded uploaded or failed: what a crash cut short
+        after the record (the after-upload action, the move to the error folder) is done now."""
+        keep = self.s.after_upload == "keep"
+        for path, status in found:
+            if status == FAILED or (status == UPLOADED and not keep):
+                row = self.state.get(path)
+                if row is not None and row.status == status:
+                    settle(row, self.s)
+                    logs.clear_file()
+
     def _remove_partials(self) -> None:
         """Removes the copies a crash left half-made by a move across filesystems (to the error or
         move folder, or back into the watch dir by ``s3proc retry``); their sources are whole."""
@@ -248,7 +259,7 @@ class Service:
             signal.signal(signal.SIGINT, self.request_stop)
         recover(self.state, self.uploader, self.prefix)
         self._remove_partials()
-        found = rescan(self.s.root, self.flt, self.state)
+        found = rescan(self.s.root, self.flt, self.state, settled=self._settle)
         log.info("scanned %s: %d file(s)", self.s.root, found, extra={"stage": "detect"})
         self._forget_gone()
         watcher = None
@@ -286,7 +297,7 @@ class Service:
                     ):
                         break
                     if time.monotonic() - last_scan >= self.sched.rescan_interval:
-                        rescan(self.s.root, self.flt, self.state)
+                        rescan(self.s.root, self.flt, self.state, settled=self._settle)
                         self._forget_gone()
                         last_scan = time.monotonic()
                     self._wake.wait(TICK)

@@ -122,18 +122,30 @@ def scan(root: Path, flt: Filter) -> Iterator[tuple[str, int, int]]:
             yield rel, st.st_size, st.st_mtime_ns
 
 
-def rescan(root: Path, flt: Filter, state: State, batch: int = 2000) -> int:
-    """Records everything a full scan finds, in batches of one transaction each."""
+def rescan(
+    root: Path,
+    flt: Filter,
+    state: State,
+    batch: int = 2000,
+    settled: Callable[[list[tuple[str, str]]], None] | None = None,
+) -> int:
+    """Records everything a full scan finds, in batches of one transaction each; ``settled``
+    gets, batch by batch, the files found as they were when recorded uploaded or failed
+    (``(path, status)``, see ``State.observe``)."""
     seen = 0
     items: list[tuple[str, int, int]] = []
     for item in scan(root, flt):
         items.append(item)
         if len(items) >= batch:
-            state.observe(items, time.time())
+            found = state.observe(items, time.time())
+            if settled is not None and found:
+                settled(found)
             seen += len(items)
             items = []
     if items:
-        state.observe(items, time.time())
+        found = state.observe(items, time.time())
+        if settled is not None and found:
+            settled(found)
         seen += len(items)
     return seen
 
