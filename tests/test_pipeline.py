@@ -343,7 +343,7 @@ def test_a_move_across_filesystems_killed_part_way_leaves_no_part_under_the_fina
         final = done / "sub" / "big.bin"
         assert not final.exists() or final.stat().st_size == size, "a part of the file under its own name"
         assert hashlib.sha256(src.read_bytes()).hexdigest() == sha, "the source is whole where it was"
-        assert pipeline.remove_partials(done) == 1
+        assert pipeline.undo_cut_moves(done) == 1
         assert [p.name for p in (done / "sub").iterdir()] in ([], ["big.bin"])
         # Moved again at the next start: whole under its name, the source gone.
         moved = pipeline._move(src, final)
@@ -373,3 +373,49 @@ def test_retry_moves_each_file_back_before_queueing_it(world: World) -> None:
     b = world.state.get("sub/b.csv")
     assert b is not None and b.status == "pending" and (world.watch / "sub" / "b.csv").exists()
     assert not (errors / "sub" / "b.csv").exists() and not (errors / "sub" / "b.csv.error.json").exists()
+
+
+@pytest.mark.parametrize("mode", ["delete", "move"])
+def test_after_upload_leaves_a_new_version_put_in_place_after_the_last_check(
+    moto: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """A producer renames a new version into place just after the file was last checked for
+    changes, before it is deleted or moved: the new version is neither, and is uploaded next."""
+    done = tmp_path / "done"
+    world = World(moto, tmp_path, after_upload="delete" if mode == "delete" else f"move:{done}")
+    try:
+        world.drop("latest.txt", b"version 1\n")
+        real_finish = pipeline._finish
+
+        def finish_then_replace(*args: Any) -> bool:
+            ok = real_finish(*args)
+            (world.watch / "latest.txt.part").write_bytes(b"version 2 -- must reach S3\n")
+            os.replace(world.watch / "latest.txt.part", world.watch / "latest.txt")
+            return ok
+
+        monkeypatch.setattr(pipeline, "_finish", finish_then_replace)
+        assert world.process("latest.txt").status == "uploaded"
+        monkeypatch.undo()
+        assert (world.watch / "latest.txt").read_bytes() == b"version 2 -- must reach S3\n"
+        assert [p.name for p in world.watch.iterdir() if p.name != ".s3proc"] == ["latest.txt"]
+        if mode == "move":
+            assert not (done / "latest.txt").exists()
+        st = os.stat(world.watch / "latest.txt")
+        world.state.observe([("latest.txt", st.st_size, st.st_mtime_ns)], 0)
+        assert world.process("latest.txt").status == "uploaded"
+        assert body(world.client, world.bucket, "latest.txt") == b"version 2 -- must reach S3\n"
+        assert not (world.watch / "latest.txt").exists()
+        if mode == "move":
+            assert (done / "latest.txt").read_bytes() == b"version 2 -- must reach S3\n"
+    finally:
+        world.state.close()
+
+
+def test_a_file_taken_aside_by_a_cut_after_upload_is_put_back_at_the_next_start(tmp_path: Path) -> None:
+    """A kill -9 while the file is taken aside to be deleted or moved: the next start puts it
+    back (a scan then finds it as recorded, and the action is done again)."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / ".s3proc-aside.f.txt").write_text("x")
+    (tmp_path / "sub" / ".s3proc-partial-0123").write_text("half")
+    assert pipeline.undo_cut_moves(tmp_path) == 2
+    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["f.txt"]

@@ -61,6 +61,8 @@ ENTRY_CONCURRENCY = 2  # an archive's small entries shipped at once (each up to 
 log = logging.getLogger("s3proc.pipeline")
 
 PARTIAL = ".s3proc-partial-"  # a copy on its way to another filesystem (a dot name: never shipped)
+ASIDE = ".s3proc-aside."  # a file taken aside to be deleted or moved, once it is known to be the one
+NAME_MAX = 255
 
 
 @dataclass(frozen=True)
@@ -198,7 +200,7 @@ def process(row: FileRow, s: Settings, state: State, uploader: Uploader) -> Outc
                 log.info("changed while it was hashed; queued again", extra={"stage": "decide"})
                 return Outcome("requeued")
             log.info("unchanged content: already uploaded", extra={"stage": "decide"})
-            _after_upload(path, row.path, s, log)
+            _after_upload(path, row.path, st, s, log)
             return Outcome("unchanged", tuple(o.key for o in before))
         log.set(stage="process")
         skipped: list[tuple[str, str]] = []
@@ -272,7 +274,7 @@ def process(row: FileRow, s: Settings, state: State, uploader: Uploader) -> Outc
             "keys": [u.key for u, _ in done],
         },
     )
-    _after_upload(path, row.path, s, log)
+    _after_upload(path, row.path, st, s, log)
     return Outcome("uploaded", tuple(u.key for u, _ in done))
 
 
@@ -460,17 +462,66 @@ def settle(row: FileRow, s: Settings) -> None:
         _to_error_dir(path, row, row.error or "failed", s, log)
     elif row.status == UPLOADED and s.after_upload != "keep":
         log.info("after-upload %s of the uploaded file, as the last run did not", s.after_upload)
-        _after_upload(path, row.path, s, log)
+        _after_upload(path, row.path, st, s, log)
 
 
-def _after_upload(path: Path, rel: str, s: Settings, log: FileLog) -> None:
+def _after_upload(path: Path, rel: str, st: os.stat_result, s: Settings, log: FileLog) -> None:
+    """Deletes or moves the file that was processed (``st``), not what a producer may have put
+    at its path since (a new version, renamed into place after the last check for changes):
+    the file is first renamed aside to a private name in its folder and compared there."""
+    move = move_folder(s.after_upload)
+    if s.after_upload != "delete" and move is None:
+        return
     try:
-        if s.after_upload == "delete":
-            path.unlink(missing_ok=True)
-        elif (move := move_folder(s.after_upload)) is not None:
-            _move(path, move / rel)
+        try:
+            taken = _take(path, st)
+        except FileNotFoundError:
+            return  # gone already: nothing to delete or move
+        if taken is None:
+            log.info("replaced since it was processed: the new version is left to be processed")
+            return
+        try:
+            if move is None:
+                taken.unlink()
+            else:
+                _move(taken, move / rel)
+        except OSError:
+            if taken != path:
+                _put_back(taken, path)
+            raise
     except OSError as e:
         log.warning("after-upload %s failed: %s", s.after_upload, e)
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino, a.st_size, a.st_mtime_ns) == (b.st_dev, b.st_ino, b.st_size, b.st_mtime_ns)
+
+
+def _take(path: Path, st: os.stat_result) -> Path | None:
+    """``path`` renamed aside (``.s3proc-aside.<name>``, a dot name: never shipped) if it is the
+    file of ``st``, and that name; None (the file left, or put back, at ``path``) if it is not."""
+    aside = path.with_name(ASIDE + path.name)
+    if len(os.fsencode(aside.name)) > NAME_MAX:  # no room for the prefix: compared in place
+        return path if _same_file(os.lstat(path), st) else None
+    os.rename(path, aside)
+    if _same_file(os.lstat(aside), st):
+        return aside
+    _put_back(aside, path)
+    return None
+
+
+def _put_back(aside: Path, path: Path) -> None:
+    """A file taken aside goes back to ``path``, unless a newer file is there already (then it
+    was replaced twice meanwhile: the newer one is what the path holds)."""
+    try:
+        os.link(aside, path)
+    except FileExistsError:
+        pass
+    except OSError:  # no hard links on this filesystem
+        if not os.path.lexists(path):
+            os.rename(aside, path)
+            return
+    os.unlink(aside)
 
 
 def _free(dest: Path) -> Path:
@@ -522,10 +573,12 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def remove_partials(folder: Path) -> int:
-    """Removes the copies a crash left half-made in ``folder`` and below (see ``_move``); dot
-    folders and links are not entered. Returns how many were removed."""
-    removed = 0
+def undo_cut_moves(folder: Path) -> int:
+    """Undoes the moves a crash cut short in ``folder`` and below: removes the copies left
+    half-made (see ``_move``) and puts back the files taken aside to be deleted or moved (see
+    ``_after_upload``; the next scan finds them). Dot folders and links are not entered.
+    Returns how many were removed or put back."""
+    done = 0
     stack = [str(folder)]
     while stack:
         try:
@@ -538,12 +591,21 @@ def remove_partials(folder: Path) -> int:
                 if entry.is_dir(follow_symlinks=False):
                     if not entry.name.startswith("."):
                         stack.append(entry.path)
-                elif entry.name.startswith(PARTIAL) and entry.is_file(follow_symlinks=False):
+                elif not entry.is_file(follow_symlinks=False):
+                    continue
+                elif entry.name.startswith(PARTIAL):
                     os.unlink(entry.path)
-                    removed += 1
+                    done += 1
+                elif entry.name.startswith(ASIDE) and len(entry.name) > len(ASIDE):
+                    home = os.path.join(os.path.dirname(entry.path), entry.name[len(ASIDE) :])
+                    if os.path.lexists(home):  # a newer file there: this one is left, said
+                        log.warning("%s is left: %s holds a newer file", entry.path, home)
+                        continue
+                    os.rename(entry.path, home)
+                    done += 1
             except OSError:
                 continue
-    return removed
+    return done
 
 
 def _note(path: Path) -> Path:
@@ -599,7 +661,7 @@ def restore_failed(state: State, root: Path, error_dir: Path) -> tuple[int, int,
         (they stay failed, the reason logged).
     """
     for folder in (root, error_dir):
-        remove_partials(folder)
+        undo_cut_moves(folder)
     back = kept = missing = stuck = 0
     for row in state.failed():
         src, dest = error_dir / row.path, root / row.path

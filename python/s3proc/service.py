@@ -33,7 +33,7 @@ from types import FrameType
 from s3proc import logs
 from s3proc.archives import source_name, split_source
 from s3proc.config import FORGET_AFTER, move_folder
-from s3proc.pipeline import Outcome, Settings, process, remove_partials, settle
+from s3proc.pipeline import Outcome, Settings, process, settle, undo_cut_moves
 from s3proc.state import FAILED, PENDING, PROCESSING, UPLOADED, FileRow, State, StateError, StateUnavailable
 from s3proc.uploader import Uploader, describe
 from s3proc.watcher import Filter, Watcher, open_for_writing, regular_stat, rescan
@@ -207,16 +207,14 @@ class Service:
                     settle(row, self.s)
                     logs.clear_file()
 
-    def _remove_partials(self) -> None:
-        """Removes the copies a crash left half-made by a move across filesystems (to the error or
-        move folder, or back into the watch dir by ``s3proc retry``); their sources are whole."""
+    def _undo_cut_moves(self) -> None:
+        """Undoes the moves a crash cut short (to the error or move folder, or back into the watch
+        dir by ``s3proc retry``): half-made copies removed, files taken aside put back."""
         folders = [self.s.root, self.s.error_dir]
         if (move := move_folder(self.s.after_upload)) is not None:
             folders.append(move)
-        if n := sum(remove_partials(f) for f in folders):
-            log.info(
-                "removed %d partial copy(ies) left by a move a crash cut short", n, extra={"stage": "recover"}
-            )
+        if n := sum(undo_cut_moves(f) for f in folders):
+            log.info("undid %d move(s) a crash cut short", n, extra={"stage": "recover"})
 
     def _own_paths(self) -> list[Path]:
         """What s3proc itself writes: the error and move folders, the state's files."""
@@ -258,7 +256,7 @@ class Service:
             signal.signal(signal.SIGTERM, self.request_stop)
             signal.signal(signal.SIGINT, self.request_stop)
         recover(self.state, self.uploader, self.prefix)
-        self._remove_partials()
+        self._undo_cut_moves()
         found = rescan(self.s.root, self.flt, self.state, settled=self._settle)
         log.info("scanned %s: %d file(s)", self.s.root, found, extra={"stage": "detect"})
         self._forget_gone()
