@@ -419,3 +419,43 @@ def test_a_file_taken_aside_by_a_cut_after_upload_is_put_back_at_the_next_start(
     (tmp_path / "sub" / ".s3proc-partial-0123").write_text("half")
     assert pipeline.undo_cut_moves(tmp_path) == 2
     assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["f.txt"]
+
+
+def test_a_stop_while_a_failed_archive_withdraws_its_objects_leaves_it_for_the_next_start(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The grace period ends while a failed archive withdraws its objects: the archive is left
+    for the next start (not marked failed with part of its objects still in S3), which redoes
+    it: it fails again, withdraws everything and goes to the error folder."""
+
+    def zip_of(members: dict[str, bytes]) -> bytes:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as z:
+            for name, data in members.items():
+                z.writestr(name, data)
+        return buf.getvalue()
+
+    world.drop("pack.zip", zip_of({"a.txt": b"a1\n", "b.txt": b"b1\n", "c.txt": b"c1\n"}))
+    assert world.process("pack.zip").status == "uploaded"
+    world.drop("pack.zip", zip_of({"a.txt": b"a2\n", "b.txt": b"b2\n", "z.csv": b"\x00\x01 binary \x00"}))
+    real_remove = pipeline._remove_ours
+    removed: list[str] = []
+
+    def remove_then_stop(o: Any, state: Any, uploader: Uploader) -> bool:
+        if removed:
+            uploader.stop.set()  # the grace period is over after the first delete
+        removed.append(o.key)
+        return real_remove(o, state, uploader)
+
+    monkeypatch.setattr(pipeline, "_remove_ours", remove_then_stop)
+    assert world.process("pack.zip").status == "requeued"
+    monkeypatch.undo()
+    row = world.state.get("pack.zip")
+    assert row is not None and row.status == "processing", "left for the next start"
+    assert (world.watch / "pack.zip").exists() and not (world.settings.error_dir / "pack.zip").exists()
+
+    world.uploader.stop.clear()  # the next start
+    assert [r.path for r in world.state.recover()] == ["pack.zip"]
+    assert world.process("pack.zip").status == "failed"
+    assert world.client.list_objects_v2(Bucket=world.bucket).get("Contents", []) == []
+    assert (world.settings.error_dir / "pack.zip").exists() and not (world.watch / "pack.zip").exists()

@@ -246,14 +246,21 @@ def process(row: FileRow, s: Settings, state: State, uploader: Uploader) -> Outc
             with contextlib.suppress(OSError):
                 log.set(sha=hashing.result()[:12])
         if is_archive(row.path):
-            _withdraw(row.path, state, uploader, log)
+            try:
+                _withdraw(row.path, state, uploader, log)
+            except Cancelled:  # a stop cut the withdrawal short: the next start redoes the file
+                log.warning("stopped while withdrawing the failed archive; it is redone at the next start")
+                return Outcome("requeued")
         if _changed(path, row, st, state):  # a writer still at work: it was not the whole file
             log.warning("failed while the file changed: queued again (%s)", reason, extra={"stage": stage})
             state.finish(row.path, -1, -1, "")
             return Outcome("requeued")
         log.error("failed: %s", reason, extra={"stage": stage})
-        with contextlib.suppress(botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
-            _end_uploads(state.objects_of(row.path), state, uploader)  # one kept to be resumed
+        # One kept to be resumed; if S3 or a stop prevents it, the next start aborts it.
+        with contextlib.suppress(
+            botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, Cancelled
+        ):
+            _end_uploads(state.objects_of(row.path), state, uploader)
         state.fail(row.path, reason)
         _to_error_dir(path, row, reason, s, log)
         return Outcome("failed", error=reason)
