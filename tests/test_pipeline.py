@@ -56,6 +56,7 @@ class World:
         self.state = SqliteState(cfg.state_location)
         self.uploader: Uploader = cfg.uploader(cfg.client())
         self.client = server.client()
+        self.server = server
 
     def drop(self, rel: str, data: bytes) -> None:
         (self.watch / rel).write_bytes(data)
@@ -459,3 +460,61 @@ def test_a_stop_while_a_failed_archive_withdraws_its_objects_leaves_it_for_the_n
     assert world.process("pack.zip").status == "failed"
     assert world.client.list_objects_v2(Bucket=world.bucket).get("Contents", []) == []
     assert (world.settings.error_dir / "pack.zip").exists() and not (world.watch / "pack.zip").exists()
+
+
+class _Crash(BaseException):
+    """A kill -9, as far as the state and S3 can tell."""
+
+
+def test_an_archive_cut_short_by_a_crash_then_deleted_withdraws_its_mix_of_versions(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """v1 = {a, b} is uploaded; v2 = {a, c} replaces a and the process dies; the archive is then
+    deleted. The next start finds it gone: a (v2) and b (v1) are a mix that neither version was,
+    and are withdrawn."""
+
+    def zip_of(members: dict[str, bytes]) -> bytes:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as z:
+            for name, data in members.items():
+                z.writestr(name, data)
+        return buf.getvalue()
+
+    world.drop("pack.zip", zip_of({"a.txt": b"a1\n", "b.txt": b"b1\n"}))
+    assert world.process("pack.zip").status == "uploaded"
+    world.drop("pack.zip", zip_of({"a.txt": b"a2\n", "c.txt": b"c2\n"}))
+    real_ship = pipeline._ship
+
+    def ship_then_die(r: Any, obj: Any, *args: Any) -> Any:
+        if r.entry != "a.txt":
+            raise _Crash
+        return real_ship(r, obj, *args)
+
+    monkeypatch.setattr(pipeline, "_ship", ship_then_die)
+    with pytest.raises(_Crash):
+        world.process("pack.zip")
+    monkeypatch.undo()
+    assert body(world.client, world.bucket, "pack.zip/a.txt") == b"a2\n"
+    assert body(world.client, world.bucket, "pack.zip/b.txt") == b"b1\n"
+
+    (world.watch / "pack.zip").unlink()
+    world.state.close()
+    run = run_once(world.server, world.bucket, world.watch)  # the next start
+    assert run.returncode == 0, run.stderr
+    assert world.client.list_objects_v2(Bucket=world.bucket).get("Contents", []) == []
+    assert state_rows(world.watch, "SELECT key FROM objects") == []
+
+
+def test_a_finished_archive_deleted_before_it_is_processed_again_keeps_its_objects(world: World) -> None:
+    """Only a mix is withdrawn: the objects of a whole, finished version stay."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("a.txt", "a1\n")
+    world.drop("pack.zip", buf.getvalue())
+    assert world.process("pack.zip").status == "uploaded"
+    os.utime(world.watch / "pack.zip", ns=(1, 1))
+    world.state.observe([("pack.zip", len(buf.getvalue()), 1)], 0)
+    row = world.claim("pack.zip")
+    (world.watch / "pack.zip").unlink()
+    assert process(row, world.settings, world.state, world.uploader).status == "gone"
+    assert body(world.client, world.bucket, "pack.zip/a.txt") == b"a1\n"

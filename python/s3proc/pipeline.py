@@ -166,11 +166,17 @@ def process(row: FileRow, s: Settings, state: State, uploader: Uploader) -> Outc
     if st is None:
         log.info("file vanished before processing")
         try:
-            _end_uploads(state.objects_of(row.path), state, uploader)  # left by a crash: nothing to resume
+            objs = state.objects_of(row.path)
+            _end_uploads(objs, state, uploader)  # left by a crash: nothing to resume
+            if mixed(row, objs):  # nothing would finish it now: withdrawn, as a failed one is
+                _withdraw(row.path, state, uploader, log)
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
             log.warning("S3 is unavailable (%s); the file waits", describe(e))
             state.release(row.path)
             return Outcome("unavailable", error=describe(e))
+        except Cancelled:
+            log.warning("stopped before finishing; the file is redone at the next start")
+            return Outcome("requeued")
         state.release(row.path)  # back to waiting, to be forgotten as any vanished waiting file
         state.forget_pending(row.path)
         return Outcome("gone")
@@ -283,6 +289,12 @@ def process(row: FileRow, s: Settings, state: State, uploader: Uploader) -> Outc
     )
     _after_upload(path, row.path, st, s, log)
     return Outcome("uploaded", tuple(u.key for u, _ in done))
+
+
+def mixed(row: FileRow, objs: Iterable[ObjectRow]) -> bool:
+    """Whether ``objs``, the objects of the archive ``row``, are not all of the version whose
+    processing last finished: a crash cut the processing of another short."""
+    return is_archive(row.path) and any(o.sha256 not in (None, row.sha256) for o in objs)
 
 
 def _changed(path: Path, row: FileRow, st: os.stat_result, state: State) -> bool:

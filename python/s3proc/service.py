@@ -31,9 +31,9 @@ from pathlib import Path
 from types import FrameType
 
 from s3proc import logs
-from s3proc.archives import source_name, split_source
+from s3proc.archives import is_archive, source_name, split_source
 from s3proc.config import FORGET_AFTER, move_folder
-from s3proc.pipeline import Outcome, Settings, process, settle, undo_cut_moves
+from s3proc.pipeline import Outcome, Settings, mixed, process, settle, undo_cut_moves
 from s3proc.state import FAILED, PENDING, PROCESSING, UPLOADED, FileRow, State, StateError, StateUnavailable
 from s3proc.uploader import Uploader, describe
 from s3proc.watcher import Filter, Watcher, open_for_writing, regular_stat, rescan
@@ -338,7 +338,9 @@ class Service:
                 self.state.defer(row.path, now)
                 continue
             if st is None:
-                if not self.state.forget_pending(row.path):  # a worker aborts its upload in flight
+                # A worker aborts its upload in flight, or withdraws what a crash left of an archive.
+                cut = is_archive(row.path) and mixed(row, self.state.objects_of(row.path))
+                if cut or not self.state.forget_pending(row.path):
                     complete.append((row.path, row.size, row.mtime_ns))
                 continue
             if (st.st_size, st.st_mtime_ns) != (row.size, row.mtime_ns):
