@@ -807,6 +807,23 @@ def test_a_failed_file_a_crash_left_in_the_watch_dir_goes_to_the_error_folder_at
     assert run.lines("uploaded") == [] and objects(moto.client(), bucket) == {}
 
 
+@pytest.mark.parametrize("server_name", ["moto", "seaweed"])
+def test_a_bucket_probe_cut_short_by_a_crash_is_aborted_at_the_next_start(
+    request: pytest.FixtureRequest, watch: Path, server_name: str
+) -> None:
+    """A kill -9 between the start-up probe's CreateMultipartUpload and its abort leaves an
+    incomplete upload of s3proc's own under ``<prefix>.s3proc-probe/``: the next start aborts
+    it (an upload under the prefix that s3proc did not start stays)."""
+    server: S3Server = request.getfixturevalue(server_name)
+    bucket = server.new_bucket()
+    client = server.client()
+    client.create_multipart_upload(Bucket=bucket, Key="in/.s3proc-probe/0123456789abcdef")
+    client.create_multipart_upload(Bucket=bucket, Key="in/someone-elses.bin")
+    run = run_once(server, bucket, watch, "--prefix", "in/")
+    assert run.returncode == 0, run.stderr
+    assert [k for k, _ in incomplete_uploads(client, bucket)] == ["in/someone-elses.bin"]
+
+
 def test_nothing_but_the_state_is_written(moto: S3Server, watch: Path, tmp_path: Path, gen_data) -> None:
     bucket = moto.new_bucket()
     tmpdir = tmp_path / "tmp"

@@ -35,7 +35,7 @@ from s3proc.archives import is_archive, source_name, split_source
 from s3proc.config import FORGET_AFTER, move_folder
 from s3proc.pipeline import Outcome, Settings, mixed, process, settle, undo_cut_moves
 from s3proc.state import FAILED, PENDING, PROCESSING, UPLOADED, FileRow, State, StateError, StateUnavailable
-from s3proc.uploader import Uploader, describe
+from s3proc.uploader import PROBE_FOLDER, Uploader, describe
 from s3proc.watcher import Filter, Watcher, open_for_writing, regular_stat, rescan
 
 log = logging.getLogger("s3proc.service")
@@ -89,9 +89,15 @@ def recover(state: State, uploader: Uploader, prefix: str) -> None:
     owned = {o.upload_id: o for o in state.uploads_in_flight()}
     kept: set[str] = set()
     aborted = foreign = 0
+    probes = 0
     for key, upload_id, _initiated in uploader.incomplete(prefix):
         mine = owned.get(upload_id)
-        if mine is not None and mine.key == key and mine.path in redo_paths and mine.upload_sha256:
+        if key.startswith(f"{prefix}{PROBE_FOLDER}/"):
+            # A start-up probe a crash cut short (one another process still has in flight
+            # loses nothing: its abort finding the upload gone is fine).
+            uploader.abort(key, upload_id)
+            probes += 1
+        elif mine is not None and mine.key == key and mine.path in redo_paths and mine.upload_sha256:
             kept.add(upload_id)
         elif mine is not None or state.owner_of(key) is not None:
             uploader.abort(key, upload_id)
@@ -124,6 +130,8 @@ def recover(state: State, uploader: Uploader, prefix: str) -> None:
         log.info(
             "aborted %d incomplete multipart upload(s) of the last run", aborted, extra={"stage": "recover"}
         )
+    if probes:
+        log.info("aborted %d bucket probe upload(s) a crash left", probes, extra={"stage": "recover"})
     if foreign:
         log.info(
             "%d incomplete multipart upload(s) under the prefix were not started by this state;"
