@@ -219,6 +219,31 @@ def test_a_state_is_tied_to_its_destination(moto: S3Server, watch: Path) -> None
     assert sorted(objects(moto.client(), other)) == ["x.parquet"]
 
 
+def test_rebuild_state_refuses_a_state_tied_to_another_destination(moto: S3Server, watch: Path) -> None:
+    """rebuild-state given another prefix than the state's would record another destination's
+    objects, which a later run then takes as its own (and deletes): refused with status 2."""
+    bucket = moto.new_bucket()
+    client = moto.client()
+    (watch / "x.csv").write_text("id,v\n1,a\n")
+    assert run_once(moto, bucket, watch, "--prefix", "prod").returncode == 0
+    client.put_object(
+        Bucket=bucket,
+        Key="staging/y.txt",
+        Body=b"staging's",
+        Metadata={"s3proc-writer": "s3proc", "s3proc-source": "y.txt", "s3proc-source-sha256": "0" * 64},
+    )
+    args = ["rebuild-state", "--watch-dir", str(watch), "--bucket", bucket, "--endpoint-url", moto.endpoint]
+    refused = subprocess.run([_bin(), *args, "--prefix", "staging"], capture_output=True, env=moto.env())
+    assert refused.returncode == 2, refused.stderr
+    assert f"records what was uploaded to s3://{bucket}/prod/, not to s3://{bucket}/staging/" in (
+        refused.stderr.decode()
+    )
+    assert state_rows(watch, "SELECT key FROM objects ORDER BY key") == [("prod/x.parquet",)]
+    same = subprocess.run([_bin(), *args, "--prefix", "prod"], capture_output=True, env=moto.env())
+    assert same.returncode == 0 and b"1 object(s) recorded" in same.stdout, same.stderr
+    assert body(client, bucket, "staging/y.txt") == b"staging's"
+
+
 def test_a_failed_file_gone_from_the_error_folder_is_forgotten(moto: S3Server, watch: Path) -> None:
     bucket = moto.new_bucket()
     (watch / "bad.csv").write_bytes(b"\x00\x01 binary \x00")

@@ -698,6 +698,8 @@ def rebuild_state_command(**opts: Any) -> None:
     try:
         uploader = cfg.uploader(cfg.client())
         check_bucket(uploader, keys.scope)
+        # As run does: objects of another destination recorded here would pass for this one's.
+        state.bind_destination(f"s3://{cfg.bucket}/{keys.scope}")
         n = rebuild_state(state, uploader, keys.scope, cfg.watch_dir)
     finally:
         state.close()
