@@ -20,6 +20,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -393,6 +394,32 @@ def test_two_sources_for_one_key_never_overwrite(moto: S3Server, watch: Path) ->
     bucket2 = moto.new_bucket()
     assert run_once(moto, bucket2, watch, "--concurrency", "1").returncode == 0
     assert set(objects(moto.client(), bucket2)) == set(got)
+
+
+def test_an_entry_whose_key_and_alternative_are_both_taken_gets_a_further_one(
+    moto: S3Server, watch: Path
+) -> None:
+    """x.tsv wants pack.zip/x.parquet (x.csv has it), then its alternative, which an entry named
+    like it holds: it takes the next alternative, the same on every run (it was an internal
+    error that left the archive's uploaded entries in S3)."""
+    from s3proc.keys import alternative
+
+    tag = alternative("x", "pack.zip!x.tsv")  # the name of the alternative key x.tsv gets
+    members = {"x.csv": b"id\n1\n", f"{tag}.csv": b"id\n2\n", "x.tsv": b"id\n3\n", "y.csv": b"id\n4\n"}
+    (watch / "pack.zip").write_bytes(make_archive("pack.zip", members))
+    bucket = moto.new_bucket()
+    run = run_once(moto, bucket, watch)
+    assert run.returncode == 0, run.stderr
+    third = alternative("pack.zip/x.parquet", "pack.zip!x.tsv~2")
+    got = objects(moto.client(), bucket)
+    assert sorted(got) == sorted(
+        ["pack.zip/x.parquet", f"pack.zip/{tag}.parquet", third, "pack.zip/y.parquet"]
+    )
+    assert unquote(got[third]["Metadata"]["s3proc-source"]) == "pack.zip!x.tsv"
+    (watch / "pack.zip").touch()  # read again: every entry keeps its key
+    again = run_once(moto, bucket, watch)
+    assert again.returncode == 0, again.stderr
+    assert sorted(objects(moto.client(), bucket)) == sorted(got)
 
 
 def test_prefix_and_key_template(moto: S3Server, watch: Path) -> None:

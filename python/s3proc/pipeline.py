@@ -40,7 +40,7 @@ from s3proc.config import move_folder
 from s3proc.errors import ParseError, S3procError
 from s3proc.keys import BadKey, KeyMaker, alternative, is_tabular
 from s3proc.logs import FileLog, for_file
-from s3proc.state import FAILED, UPLOADED, FileRow, ObjectRow, State
+from s3proc.state import FAILED, UPLOADED, FileRow, ObjectRow, State, StateError
 from s3proc.uploader import (
     META_FORMAT,
     META_ROWS,
@@ -58,6 +58,7 @@ from s3proc.watcher import regular_stat
 HASH_BLOCK = 1 << 20
 INTEGRITY_ATTEMPTS = 3
 ENTRY_CONCURRENCY = 2  # an archive's small entries shipped at once (each up to HEAD_BYTES)
+KEY_CHOICES = 16  # alternatives a source tries for a key other sources hold
 log = logging.getLogger("s3proc.pipeline")
 
 PARTIAL = ".s3proc-partial-"  # a copy on its way to another filesystem (a dot name: never shipped)
@@ -380,10 +381,27 @@ def _claimed(
             log.warning("skipped entry %s: %s", r.entry, e)
             skipped.append((r.entry, str(e)))
             continue
-        obj = state.claim_key(rel, r.entry, wanted, alternative(wanted, source_name(rel, r.entry)))
+        obj = _claim(state, rel, r.entry, wanted)
         if obj.key != wanted:
             log.warning("another source owns %s; using %s", wanted, obj.key, extra={"key": obj.key})
         yield r, obj
+
+
+def _claim(state: State, rel: str, entry: str, wanted: str) -> ObjectRow:
+    """The key the source ``(rel, entry)`` uploads to: its own from before, else ``wanted``,
+    else the first free of its alternatives, in an order that is the same on every run
+    (``alternative`` of the source's name, then of the name with ``~2``, ``~3``… added)."""
+    source = source_name(rel, entry)
+    try:
+        return state.claim_key(rel, entry, wanted, alternative(wanted, source))
+    except StateError:  # both taken by other sources (the alternative by a name that gives it)
+        pass
+    more = [alternative(wanted, f"{source}~{n}") for n in range(2, KEY_CHOICES + 1)]
+    own = {o.key for o in state.objects_of(rel) if o.entry == entry}
+    for key in [k for k in more if k in own] + more:
+        with contextlib.suppress(StateError):
+            return state.claim_key(rel, entry, key, key)
+    raise BadKey(f"{wanted} and its {KEY_CHOICES} alternatives are all taken by other sources")
 
 
 def _ship_all(
