@@ -10,6 +10,10 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import signal
+import subprocess
+import sys
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,6 +56,7 @@ class World:
         self.state = SqliteState(cfg.state_location)
         self.uploader: Uploader = cfg.uploader(cfg.client())
         self.client = server.client()
+        self.server = server
 
     def drop(self, rel: str, data: bytes) -> None:
         (self.watch / rel).write_bytes(data)
@@ -353,3 +358,227 @@ def test_a_failed_archive_never_deletes_an_object_another_writer_put_on_its_keys
     assert body(client, bucket, "pack.zip/b.txt") == b"not s3proc's"
     keys = {o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])}
     assert keys == {"pack.zip/b.txt"}, "the archive's own objects are withdrawn"
+
+
+def _other_filesystem(tmp_path: Path) -> Path:
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("no folder on another filesystem than the test's (/dev/shm)")
+    return shm
+
+
+def test_a_move_across_filesystems_killed_part_way_leaves_no_part_under_the_final_name(
+    tmp_path: Path,
+) -> None:
+    """The error folder, the move folder or (for ``s3proc retry``) the watch dir may be on
+    another filesystem: the file is copied. A kill -9 during the copy must not leave a part of
+    it under its final name, where a consumer (or the next run, shipping it) takes it for the
+    whole file; the next start removes the part left under a hidden name."""
+    size = 256 * MiB
+    src = tmp_path / "big.bin"
+    with open(src, "wb") as f:
+        for i in range(size // MiB):
+            f.write(bytes([i % 251]) * MiB)
+    sha = hashlib.sha256(src.read_bytes()).hexdigest()
+    shm = _other_filesystem(tmp_path)
+    done = shm / f"s3proc-test-{os.getpid()}-{time.monotonic_ns()}"
+    try:
+        child = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import sys, pathlib; from s3proc import pipeline as p;"
+                " p._move(*map(pathlib.Path, sys.argv[1:]))",
+                str(src),
+                str(done / "sub" / "big.bin"),
+            ],
+        )
+        seen: dict[str, int] = {}
+        deadline = time.monotonic() + 60
+        while child.poll() is None and time.monotonic() < deadline:
+            try:
+                seen = {p.name: p.stat().st_size for p in (done / "sub").iterdir()}
+            except OSError:
+                continue
+            if any(0 < n < size for n in seen.values()):
+                child.send_signal(signal.SIGKILL)
+                break
+        child.wait()
+        assert child.returncode == -signal.SIGKILL, f"the copy was not caught part-way ({seen})"
+        final = done / "sub" / "big.bin"
+        assert not final.exists() or final.stat().st_size == size, "a part of the file under its own name"
+        assert hashlib.sha256(src.read_bytes()).hexdigest() == sha, "the source is whole where it was"
+        assert pipeline.undo_cut_moves(done) == 1
+        assert [p.name for p in (done / "sub").iterdir()] in ([], ["big.bin"])
+        # Moved again at the next start: whole under its name, the source gone.
+        moved = pipeline._move(src, final)
+        assert hashlib.sha256(moved.read_bytes()).hexdigest() == sha and not src.exists()
+    finally:
+        subprocess.run(["rm", "-rf", str(done)], check=False)
+
+
+def test_retry_moves_each_file_back_before_queueing_it(world: World) -> None:
+    """``s3proc retry`` stopped part-way (a kill, or a file it cannot move back) leaves the files
+    not moved back failed in the state, where the next retry finds them (queued while still in
+    the error folder, they were forgotten as deleted by the next run)."""
+    for rel in ("a.csv", "sub/b.csv"):
+        (world.watch / rel).parent.mkdir(exist_ok=True)
+        world.drop(rel, b"\x00\x01 binary \x00")
+        assert world.process(rel).status == "failed"
+    errors = world.settings.error_dir
+    assert (errors / "a.csv").exists() and (errors / "sub" / "b.csv").exists()
+    (world.watch / "sub").rmdir()
+    (world.watch / "sub").write_text("a file where b.csv's folder was\n")  # b.csv cannot go back
+    assert pipeline.restore_failed(world.state, world.watch, errors) == (1, 0, 0, 1)
+    a, b = world.state.get("a.csv"), world.state.get("sub/b.csv")
+    assert a is not None and a.status == "pending" and (world.watch / "a.csv").exists()
+    assert b is not None and b.status == "failed" and (errors / "sub" / "b.csv").exists()
+    (world.watch / "sub").unlink()
+    assert pipeline.restore_failed(world.state, world.watch, errors) == (1, 0, 0, 0)
+    b = world.state.get("sub/b.csv")
+    assert b is not None and b.status == "pending" and (world.watch / "sub" / "b.csv").exists()
+    assert not (errors / "sub" / "b.csv").exists() and not (errors / "sub" / "b.csv.error.json").exists()
+
+
+@pytest.mark.parametrize("mode", ["delete", "move"])
+def test_after_upload_leaves_a_new_version_put_in_place_after_the_last_check(
+    moto: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """A producer renames a new version into place just after the file was last checked for
+    changes, before it is deleted or moved: the new version is neither, and is uploaded next."""
+    done = tmp_path / "done"
+    world = World(moto, tmp_path, after_upload="delete" if mode == "delete" else f"move:{done}")
+    try:
+        world.drop("latest.txt", b"version 1\n")
+        real_finish = pipeline._finish
+
+        def finish_then_replace(*args: Any) -> bool:
+            ok = real_finish(*args)
+            (world.watch / "latest.txt.part").write_bytes(b"version 2 -- must reach S3\n")
+            os.replace(world.watch / "latest.txt.part", world.watch / "latest.txt")
+            return ok
+
+        monkeypatch.setattr(pipeline, "_finish", finish_then_replace)
+        assert world.process("latest.txt").status == "uploaded"
+        monkeypatch.undo()
+        assert (world.watch / "latest.txt").read_bytes() == b"version 2 -- must reach S3\n"
+        assert [p.name for p in world.watch.iterdir() if p.name != ".s3proc"] == ["latest.txt"]
+        if mode == "move":
+            assert not (done / "latest.txt").exists()
+        st = os.stat(world.watch / "latest.txt")
+        world.state.observe([("latest.txt", st.st_size, st.st_mtime_ns)], 0)
+        assert world.process("latest.txt").status == "uploaded"
+        assert body(world.client, world.bucket, "latest.txt") == b"version 2 -- must reach S3\n"
+        assert not (world.watch / "latest.txt").exists()
+        if mode == "move":
+            assert (done / "latest.txt").read_bytes() == b"version 2 -- must reach S3\n"
+    finally:
+        world.state.close()
+
+
+def test_a_file_taken_aside_by_a_cut_after_upload_is_put_back_at_the_next_start(tmp_path: Path) -> None:
+    """A kill -9 while the file is taken aside to be deleted or moved: the next start puts it
+    back (a scan then finds it as recorded, and the action is done again)."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / ".s3proc-aside.f.txt").write_text("x")
+    (tmp_path / "sub" / ".s3proc-partial-0123").write_text("half")
+    assert pipeline.undo_cut_moves(tmp_path) == 2
+    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["f.txt"]
+
+
+def test_a_stop_while_a_failed_archive_withdraws_its_objects_leaves_it_for_the_next_start(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The grace period ends while a failed archive withdraws its objects: the archive is left
+    for the next start (not marked failed with part of its objects still in S3), which redoes
+    it: it fails again, withdraws everything and goes to the error folder."""
+
+    def zip_of(members: dict[str, bytes]) -> bytes:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as z:
+            for name, data in members.items():
+                z.writestr(name, data)
+        return buf.getvalue()
+
+    world.drop("pack.zip", zip_of({"a.txt": b"a1\n", "b.txt": b"b1\n", "c.txt": b"c1\n"}))
+    assert world.process("pack.zip").status == "uploaded"
+    world.drop("pack.zip", zip_of({"a.txt": b"a2\n", "b.txt": b"b2\n", "z.csv": b"\x00\x01 binary \x00"}))
+    real_remove = pipeline._remove_ours
+    removed: list[str] = []
+
+    def remove_then_stop(o: Any, state: Any, uploader: Uploader) -> bool:
+        if removed:
+            uploader.stop.set()  # the grace period is over after the first delete
+        removed.append(o.key)
+        return real_remove(o, state, uploader)
+
+    monkeypatch.setattr(pipeline, "_remove_ours", remove_then_stop)
+    assert world.process("pack.zip").status == "requeued"
+    monkeypatch.undo()
+    row = world.state.get("pack.zip")
+    assert row is not None and row.status == "processing", "left for the next start"
+    assert (world.watch / "pack.zip").exists() and not (world.settings.error_dir / "pack.zip").exists()
+
+    world.uploader.stop.clear()  # the next start
+    assert [r.path for r in world.state.recover()] == ["pack.zip"]
+    assert world.process("pack.zip").status == "failed"
+    assert world.client.list_objects_v2(Bucket=world.bucket).get("Contents", []) == []
+    assert (world.settings.error_dir / "pack.zip").exists() and not (world.watch / "pack.zip").exists()
+
+
+class _Crash(BaseException):
+    """A kill -9, as far as the state and S3 can tell."""
+
+
+def test_an_archive_cut_short_by_a_crash_then_deleted_withdraws_its_mix_of_versions(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """v1 = {a, b} is uploaded; v2 = {a, c} replaces a and the process dies; the archive is then
+    deleted. The next start finds it gone: a (v2) and b (v1) are a mix that neither version was,
+    and are withdrawn."""
+
+    def zip_of(members: dict[str, bytes]) -> bytes:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as z:
+            for name, data in members.items():
+                z.writestr(name, data)
+        return buf.getvalue()
+
+    world.drop("pack.zip", zip_of({"a.txt": b"a1\n", "b.txt": b"b1\n"}))
+    assert world.process("pack.zip").status == "uploaded"
+    world.drop("pack.zip", zip_of({"a.txt": b"a2\n", "c.txt": b"c2\n"}))
+    real_ship = pipeline._ship
+
+    def ship_then_die(r: Any, obj: Any, *args: Any) -> Any:
+        if r.entry != "a.txt":
+            raise _Crash
+        return real_ship(r, obj, *args)
+
+    monkeypatch.setattr(pipeline, "_ship", ship_then_die)
+    with pytest.raises(_Crash):
+        world.process("pack.zip")
+    monkeypatch.undo()
+    assert body(world.client, world.bucket, "pack.zip/a.txt") == b"a2\n"
+    assert body(world.client, world.bucket, "pack.zip/b.txt") == b"b1\n"
+
+    (world.watch / "pack.zip").unlink()
+    world.state.close()
+    run = run_once(world.server, world.bucket, world.watch)  # the next start
+    assert run.returncode == 0, run.stderr
+    assert world.client.list_objects_v2(Bucket=world.bucket).get("Contents", []) == []
+    assert state_rows(world.watch, "SELECT key FROM objects") == []
+
+
+def test_a_finished_archive_deleted_before_it_is_processed_again_keeps_its_objects(world: World) -> None:
+    """Only a mix is withdrawn: the objects of a whole, finished version stay."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("a.txt", "a1\n")
+    world.drop("pack.zip", buf.getvalue())
+    assert world.process("pack.zip").status == "uploaded"
+    os.utime(world.watch / "pack.zip", ns=(1, 1))
+    world.state.observe([("pack.zip", len(buf.getvalue()), 1)], 0)
+    row = world.claim("pack.zip")
+    (world.watch / "pack.zip").unlink()
+    assert process(row, world.settings, world.state, world.uploader).status == "gone"
+    assert body(world.client, world.bucket, "pack.zip/a.txt") == b"a1\n"

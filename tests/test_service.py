@@ -22,6 +22,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -221,6 +222,31 @@ def test_a_state_is_tied_to_its_destination(moto: S3Server, watch: Path) -> None
     assert sorted(objects(moto.client(), other)) == ["x.parquet"]
 
 
+def test_rebuild_state_refuses_a_state_tied_to_another_destination(moto: S3Server, watch: Path) -> None:
+    """rebuild-state given another prefix than the state's would record another destination's
+    objects, which a later run then takes as its own (and deletes): refused with status 2."""
+    bucket = moto.new_bucket()
+    client = moto.client()
+    (watch / "x.csv").write_text("id,v\n1,a\n")
+    assert run_once(moto, bucket, watch, "--prefix", "prod").returncode == 0
+    client.put_object(
+        Bucket=bucket,
+        Key="staging/y.txt",
+        Body=b"staging's",
+        Metadata={"s3proc-writer": "s3proc", "s3proc-source": "y.txt", "s3proc-source-sha256": "0" * 64},
+    )
+    args = ["rebuild-state", "--watch-dir", str(watch), "--bucket", bucket, "--endpoint-url", moto.endpoint]
+    refused = subprocess.run([_bin(), *args, "--prefix", "staging"], capture_output=True, env=moto.env())
+    assert refused.returncode == 2, refused.stderr
+    assert f"records what was uploaded to s3://{bucket}/prod/, not to s3://{bucket}/staging/" in (
+        refused.stderr.decode()
+    )
+    assert state_rows(watch, "SELECT key FROM objects ORDER BY key") == [("prod/x.parquet",)]
+    same = subprocess.run([_bin(), *args, "--prefix", "prod"], capture_output=True, env=moto.env())
+    assert same.returncode == 0 and b"1 object(s) recorded" in same.stdout, same.stderr
+    assert body(client, bucket, "staging/y.txt") == b"staging's"
+
+
 def test_a_failed_file_gone_from_the_error_folder_is_forgotten(moto: S3Server, watch: Path) -> None:
     bucket = moto.new_bucket()
     (watch / "bad.csv").write_bytes(b"\x00\x01 binary \x00")
@@ -370,6 +396,32 @@ def test_two_sources_for_one_key_never_overwrite(moto: S3Server, watch: Path) ->
     bucket2 = moto.new_bucket()
     assert run_once(moto, bucket2, watch, "--concurrency", "1").returncode == 0
     assert set(objects(moto.client(), bucket2)) == set(got)
+
+
+def test_an_entry_whose_key_and_alternative_are_both_taken_gets_a_further_one(
+    moto: S3Server, watch: Path
+) -> None:
+    """x.tsv wants pack.zip/x.parquet (x.csv has it), then its alternative, which an entry named
+    like it holds: it takes the next alternative, the same on every run (it was an internal
+    error that left the archive's uploaded entries in S3)."""
+    from s3proc.keys import alternative
+
+    tag = alternative("x", "pack.zip!x.tsv")  # the name of the alternative key x.tsv gets
+    members = {"x.csv": b"id\n1\n", f"{tag}.csv": b"id\n2\n", "x.tsv": b"id\n3\n", "y.csv": b"id\n4\n"}
+    (watch / "pack.zip").write_bytes(make_archive("pack.zip", members))
+    bucket = moto.new_bucket()
+    run = run_once(moto, bucket, watch)
+    assert run.returncode == 0, run.stderr
+    third = alternative("pack.zip/x.parquet", "pack.zip!x.tsv~2")
+    got = objects(moto.client(), bucket)
+    assert sorted(got) == sorted(
+        ["pack.zip/x.parquet", f"pack.zip/{tag}.parquet", third, "pack.zip/y.parquet"]
+    )
+    assert unquote(got[third]["Metadata"]["s3proc-source"]) == "pack.zip!x.tsv"
+    (watch / "pack.zip").touch()  # read again: every entry keeps its key
+    again = run_once(moto, bucket, watch)
+    assert again.returncode == 0, again.stderr
+    assert sorted(objects(moto.client(), bucket)) == sorted(got)
 
 
 def test_prefix_and_key_template(moto: S3Server, watch: Path) -> None:
@@ -844,6 +896,64 @@ def test_after_upload(moto: S3Server, watch: Path, tmp_path: Path, mode: str) ->
     (watch / "a" / "f.txt").write_text("x")
     again = run_once(moto, bucket, watch)
     assert again.lines("uploaded") == [] and again.returncode == 0
+
+
+@pytest.mark.parametrize("mode", ["delete", "move"])
+def test_an_after_upload_action_a_crash_cut_short_is_done_at_the_next_start(
+    moto: S3Server, watch: Path, tmp_path: Path, mode: str
+) -> None:
+    """A kill -9 between the state recording a file uploaded and its after-upload action leaves
+    the file where it was, as it was recorded (as a run with keep leaves it): the next start
+    does the action, and uploads nothing again."""
+    bucket = moto.new_bucket()
+    (watch / "a").mkdir()
+    (watch / "a" / "f.txt").write_text("x")
+    assert run_once(moto, bucket, watch).returncode == 0
+    done = tmp_path / "done"
+    run = run_once(moto, bucket, watch, "--after-upload", "delete" if mode == "delete" else f"move:{done}")
+    assert run.returncode == 0, run.stderr
+    assert run.lines("uploaded") == []
+    assert not (watch / "a" / "f.txt").exists(), "the file stayed in the watch dir"
+    if mode == "move":
+        assert (done / "a" / "f.txt").read_text() == "x"
+    assert set(objects(moto.client(), bucket)) == {"a/f.txt"}
+
+
+def test_a_failed_file_a_crash_left_in_the_watch_dir_goes_to_the_error_folder_at_the_next_start(
+    moto: S3Server, watch: Path
+) -> None:
+    """A kill -9 between the state recording a file failed and its move to the error folder:
+    the next start moves it there, with its note."""
+    bucket = moto.new_bucket()
+    errors = watch / ".s3proc" / "errors"
+    (watch / "bad.csv").write_text('a\n"open\n')
+    assert run_once(moto, bucket, watch).returncode == 1
+    # As the crash leaves it: failed in the state, the file unmoved (same size and mtime), no note.
+    os.rename(errors / "bad.csv", watch / "bad.csv")
+    (errors / "bad.csv.error.json").unlink()
+    run = run_once(moto, bucket, watch)
+    assert not (watch / "bad.csv").exists(), "the failed file stayed in the watch dir"
+    assert (errors / "bad.csv").read_text() == 'a\n"open\n'
+    note = json.loads((errors / "bad.csv.error.json").read_text())
+    assert note["source"] == "bad.csv" and "quote" in note["reason"].lower(), note
+    assert run.lines("uploaded") == [] and objects(moto.client(), bucket) == {}
+
+
+@pytest.mark.parametrize("server_name", ["moto", "seaweed"])
+def test_a_bucket_probe_cut_short_by_a_crash_is_aborted_at_the_next_start(
+    request: pytest.FixtureRequest, watch: Path, server_name: str
+) -> None:
+    """A kill -9 between the start-up probe's CreateMultipartUpload and its abort leaves an
+    incomplete upload of s3proc's own under ``<prefix>.s3proc-probe/``: the next start aborts
+    it (an upload under the prefix that s3proc did not start stays)."""
+    server: S3Server = request.getfixturevalue(server_name)
+    bucket = server.new_bucket()
+    client = server.client()
+    client.create_multipart_upload(Bucket=bucket, Key="in/.s3proc-probe/0123456789abcdef")
+    client.create_multipart_upload(Bucket=bucket, Key="in/someone-elses.bin")
+    run = run_once(server, bucket, watch, "--prefix", "in/")
+    assert run.returncode == 0, run.stderr
+    assert [k for k, _ in incomplete_uploads(client, bucket)] == ["in/someone-elses.bin"]
 
 
 def test_nothing_but_the_state_is_written(moto: S3Server, watch: Path, tmp_path: Path, gen_data) -> None:

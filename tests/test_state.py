@@ -281,31 +281,33 @@ def test_fail_records_the_error(state: SqliteState) -> None:
     assert (row.status, row.error, row.attempts) == (FAILED, "line 3: bad quote", 1)
 
 
-def test_retry_failed_requeues_failed_files_at_once(state: SqliteState) -> None:
+def test_retry_failed_requeues_one_failed_file_at_a_time(state: SqliteState) -> None:
     state.observe([("f1", 1, S), ("f2", 2, S), ("p", 3, int((T0 + 50) * S))], T0)
     for path, size in (("f1", 1), ("f2", 2)):
         state.claim(path, size, S)
         state.fail(path, f"{path} broke")
     _uploaded(state, "u", size=4, mtime=1)
 
-    was = state.retry_failed()
-    assert sorted((r.path, r.status, r.error, r.attempts) for r in was) == [
+    assert [(r.path, r.status, r.error, r.attempts) for r in state.failed()] == [
         ("f1", FAILED, "f1 broke", 1),
         ("f2", FAILED, "f2 broke", 1),
     ]
+    assert state.retry_failed("f1")
+    assert _row(state, "f2").status == FAILED  # each is queued only once its file is back
+    assert state.retry_failed("f2")
     for path in ("f1", "f2"):
         row = _row(state, path)
         assert (row.status, row.error, row.attempts) == (PENDING, None, 0)
     assert sorted(_paths(state.ready(before=0, limit=10))) == ["f1", "f2"]  # no quiet period
     assert state.get("u") is not None and _row(state, "u").status == UPLOADED
-    assert state.retry_failed() == []
+    assert state.failed() == [] and not state.retry_failed("f1") and not state.retry_failed("u")
 
 
 def test_failed_file_can_be_uploaded_after_retry(state: SqliteState) -> None:
     state.observe([("a", 1, S)], T0)
     state.claim("a", 1, S)
     state.fail("a", "S3: slow down")
-    state.retry_failed()
+    state.retry_failed("a")
     row = state.claim("a", 1, S)
     assert row is not None and row.attempts == 1
     assert state.finish("a", 1, S, "sha")
@@ -529,7 +531,7 @@ def test_every_call_is_visible_to_another_connection_at_once(
     state.fail("c", "broke")
     assert _row(peek(), "c").status == FAILED
 
-    state.retry_failed()
+    state.retry_failed("c")
     assert _row(peek(), "c").status == PENDING
 
     state.claim("c", 1, S)

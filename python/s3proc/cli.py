@@ -669,7 +669,7 @@ def retry(**opts: Any) -> None:
     cfg = _config(opts)
     state = _existing_state(cfg, exclusive=True)
     try:
-        back, kept, missing = restore_failed(state, cfg.watch_dir, cfg.error_folder)
+        back, kept, missing, stuck = restore_failed(state, cfg.watch_dir, cfg.error_folder)
     finally:
         state.close()
     click.echo(
@@ -680,6 +680,7 @@ def retry(**opts: Any) -> None:
             if missing
             else ""
         )
+        + (f"; {stuck} could not be moved back (left failed)" if stuck else "")
     )
 
 
@@ -697,6 +698,8 @@ def rebuild_state_command(**opts: Any) -> None:
     try:
         uploader = cfg.uploader(cfg.client())
         check_bucket(uploader, keys.scope)
+        # As run does: objects of another destination recorded here would pass for this one's.
+        state.bind_destination(f"s3://{cfg.bucket}/{keys.scope}")
         n = rebuild_state(state, uploader, keys.scope, cfg.watch_dir)
     finally:
         state.close()

@@ -22,7 +22,16 @@ import botocore.exceptions
 from s3proc import _core
 from s3proc.errors import OptionError
 from s3proc.keys import BadKey, KeyMaker
-from s3proc.uploader import MAX_PART, MIN_PART, PART_CONCURRENCY, Uploader, checksum, describe, make_client
+from s3proc.uploader import (
+    MAX_PART,
+    MIN_PART,
+    PART_CONCURRENCY,
+    PROBE_FOLDER,
+    Uploader,
+    checksum,
+    describe,
+    make_client,
+)
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 
@@ -196,7 +205,7 @@ def check_bucket(uploader: Uploader, prefix: str) -> None:
     """The bucket exists and s3proc may write under the prefix (a multipart upload, aborted)."""
     check_reachable(uploader)
     bucket = uploader.bucket
-    probe = f"{prefix}.s3proc-probe/{uuid.uuid4().hex}"
+    probe = f"{prefix}{PROBE_FOLDER}/{uuid.uuid4().hex}"
     try:
         uploader.probe(probe)
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:

@@ -16,12 +16,15 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import datetime as dt
+import errno
 import hashlib
 import json
+import logging
 import os
 import shutil
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -38,7 +41,7 @@ from s3proc.errors import ParseError, S3procError
 from s3proc.keys import BadKey, KeyMaker, alternative, is_tabular
 from s3proc.logs import FileLog, for_file
 from s3proc.safepath import Opened
-from s3proc.state import FileRow, ObjectRow, State
+from s3proc.state import FAILED, UPLOADED, FileRow, ObjectRow, State, StateError
 from s3proc.uploader import (
     META_FORMAT,
     META_ROWS,
@@ -51,11 +54,16 @@ from s3proc.uploader import (
     describe,
     unavailable,
 )
-from s3proc.watcher import regular_stat
 
 HASH_BLOCK = 1 << 20
 INTEGRITY_ATTEMPTS = 3
 ENTRY_CONCURRENCY = 2  # an archive's small entries shipped at once (each up to HEAD_BYTES)
+KEY_CHOICES = 16  # alternatives a source tries for a key other sources hold
+log = logging.getLogger("s3proc.pipeline")
+
+PARTIAL = ".s3proc-partial-"  # a copy on its way to another filesystem (a dot name: never shipped)
+ASIDE = ".s3proc-aside."  # a file taken aside to be deleted or moved, once it is known to be the one
+NAME_MAX = 255
 
 
 @dataclass(frozen=True)
@@ -180,11 +188,17 @@ def _process(
     if st is None:
         log.info("file vanished before processing")
         try:
-            _end_uploads(state.objects_of(row.path), state, uploader)  # left by a crash: nothing to resume
+            objs = state.objects_of(row.path)
+            _end_uploads(objs, state, uploader)  # left by a crash: nothing to resume
+            if mixed(row, objs):  # nothing would finish it now: withdrawn, as a failed one is
+                _withdraw(row.path, state, uploader, log)
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
             log.warning("S3 is unavailable (%s); the file waits", describe(e))
             state.release(row.path)
             return Outcome("unavailable", error=describe(e))
+        except Cancelled:
+            log.warning("stopped before finishing; the file is redone at the next start")
+            return Outcome("requeued")
         state.release(row.path)  # back to waiting, to be forgotten as any vanished waiting file
         state.forget_pending(row.path)
         return Outcome("gone")
@@ -225,7 +239,7 @@ def _process(
                 log.info("changed while it was hashed; queued again", extra={"stage": "decide"})
                 return Outcome("requeued")
             log.info("unchanged content: already uploaded", extra={"stage": "decide"})
-            _after_upload(path, row.path, s, log)
+            _after_upload(path, row.path, st, s, log)
             return Outcome("unchanged", tuple(o.key for o in before))
         log.set(stage="process")
         skipped: list[tuple[str, str]] = []
@@ -273,14 +287,21 @@ def _process(
             with contextlib.suppress(OSError):
                 log.set(sha=hashing.result()[:12])
         if is_archive(row.path):
-            _withdraw(row.path, state, uploader, log)
+            try:
+                _withdraw(row.path, state, uploader, log)
+            except Cancelled:  # a stop cut the withdrawal short: the next start redoes the file
+                log.warning("stopped while withdrawing the failed archive; it is redone at the next start")
+                return Outcome("requeued")
         if _changed(s.root, row, st, state):  # a writer still at work: it was not the whole file
             log.warning("failed while the file changed: queued again (%s)", reason, extra={"stage": stage})
             state.finish(row.path, -1, -1, "")
             return Outcome("requeued")
         log.error("failed: %s", reason, extra={"stage": stage})
-        with contextlib.suppress(botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
-            _end_uploads(state.objects_of(row.path), state, uploader)  # one kept to be resumed
+        # One kept to be resumed; if S3 or a stop prevents it, the next start aborts it.
+        with contextlib.suppress(
+            botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, Cancelled
+        ):
+            _end_uploads(state.objects_of(row.path), state, uploader)
         state.fail(row.path, reason)
         _to_error_dir(path, row, reason, s, log)
         return Outcome("failed", error=reason)
@@ -301,8 +322,14 @@ def _process(
             "keys": [u.key for u, _ in done],
         },
     )
-    _after_upload(path, row.path, s, log)
+    _after_upload(path, row.path, st, s, log)
     return Outcome("uploaded", tuple(u.key for u, _ in done))
+
+
+def mixed(row: FileRow, objs: Iterable[ObjectRow]) -> bool:
+    """Whether ``objs``, the objects of the archive ``row``, are not all of the version whose
+    processing last finished: a crash cut the processing of another short."""
+    return is_archive(row.path) and any(o.sha256 not in (None, row.sha256) for o in objs)
 
 
 def _changed(root: Path, row: FileRow, st: os.stat_result, state: State) -> bool:
@@ -392,10 +419,27 @@ def _claimed(
             log.warning("skipped entry %s: %s", r.entry, e)
             skipped.append((r.entry, str(e)))
             continue
-        obj = state.claim_key(rel, r.entry, wanted, alternative(wanted, source_name(rel, r.entry)))
+        obj = _claim(state, rel, r.entry, wanted)
         if obj.key != wanted:
             log.warning("another source owns %s; using %s", wanted, obj.key, extra={"key": obj.key})
         yield r, obj
+
+
+def _claim(state: State, rel: str, entry: str, wanted: str) -> ObjectRow:
+    """The key the source ``(rel, entry)`` uploads to: its own from before, else ``wanted``,
+    else the first free of its alternatives, in an order that is the same on every run
+    (``alternative`` of the source's name, then of the name with ``~2``, ``~3``… added)."""
+    source = source_name(rel, entry)
+    try:
+        return state.claim_key(rel, entry, wanted, alternative(wanted, source))
+    except StateError:  # both taken by other sources (the alternative by a name that gives it)
+        pass
+    more = [alternative(wanted, f"{source}~{n}") for n in range(2, KEY_CHOICES + 1)]
+    own = {o.key for o in state.objects_of(rel) if o.entry == entry}
+    for key in [k for k in more if k in own] + more:
+        with contextlib.suppress(StateError):
+            return state.claim_key(rel, entry, key, key)
+    raise BadKey(f"{wanted} and its {KEY_CHOICES} alternatives are all taken by other sources")
 
 
 def _ship_all(
@@ -476,14 +520,83 @@ def _reason(e: BaseException) -> str:
     return str(e)
 
 
-def _after_upload(path: Path, rel: str, s: Settings, log: FileLog) -> None:
+def settle(row: FileRow, s: Settings) -> None:
+    """Does what a stop (a kill -9) cut short after ``row`` was recorded: the after-upload
+    action of an uploaded file, the move to the error folder (with its note) of a failed one.
+    Only for the file as it was recorded (same size and mtime), still at its path."""
+    path = s.root / row.path
     try:
-        if s.after_upload == "delete":
-            path.unlink(missing_ok=True)
-        elif (move := move_folder(s.after_upload)) is not None:
-            _move(path, move / rel)
+        st = safepath.regular_stat(s.root, row.path)  # no link followed on the way
+    except OSError:
+        return
+    if st is None or (st.st_size, st.st_mtime_ns) != (row.size, row.mtime_ns):
+        return
+    log = for_file(row.path, "finish")
+    if row.status == FAILED:
+        log.info("moving the failed file to the error folder, as the last run did not")
+        _to_error_dir(path, row, row.error or "failed", s, log)
+    elif row.status == UPLOADED and s.after_upload != "keep":
+        log.info("after-upload %s of the uploaded file, as the last run did not", s.after_upload)
+        _after_upload(path, row.path, st, s, log)
+
+
+def _after_upload(path: Path, rel: str, st: os.stat_result, s: Settings, log: FileLog) -> None:
+    """Deletes or moves the file that was processed (``st``), not what a producer may have put
+    at its path since (a new version, renamed into place after the last check for changes):
+    the file is first renamed aside to a private name in its folder and compared there."""
+    move = move_folder(s.after_upload)
+    if s.after_upload != "delete" and move is None:
+        return
+    try:
+        try:
+            taken = _take(path, st)
+        except FileNotFoundError:
+            return  # gone already: nothing to delete or move
+        if taken is None:
+            log.info("replaced since it was processed: the new version is left to be processed")
+            return
+        try:
+            if move is None:
+                taken.unlink()
+            else:
+                _move(taken, move / rel)
+        except OSError:
+            if taken != path:
+                _put_back(taken, path)
+            raise
     except OSError as e:
         log.warning("after-upload %s failed: %s", s.after_upload, e)
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino, a.st_size, a.st_mtime_ns) == (b.st_dev, b.st_ino, b.st_size, b.st_mtime_ns)
+
+
+def _take(path: Path, st: os.stat_result) -> Path | None:
+    """``path`` renamed aside (``.s3proc-aside.<name>``, a dot name: never shipped) if it is the
+    file of ``st``, and that name; None (the file left, or put back, at ``path``) if it is not."""
+    aside = path.with_name(ASIDE + path.name)
+    if len(os.fsencode(aside.name)) > NAME_MAX:  # no room for the prefix: compared in place
+        return path if _same_file(os.lstat(path), st) else None
+    os.rename(path, aside)
+    if _same_file(os.lstat(aside), st):
+        return aside
+    _put_back(aside, path)
+    return None
+
+
+def _put_back(aside: Path, path: Path) -> None:
+    """A file taken aside goes back to ``path``, unless a newer file is there already (then it
+    was replaced twice meanwhile: the newer one is what the path holds)."""
+    try:
+        os.link(aside, path)
+    except FileExistsError:
+        pass
+    except OSError:  # no hard links on this filesystem
+        if not os.path.lexists(path):
+            os.rename(aside, path)
+            return
+    os.unlink(aside)
 
 
 def _free(dest: Path) -> Path:
@@ -496,11 +609,78 @@ def _free(dest: Path) -> Path:
 
 
 def _move(src: Path, dest: Path) -> Path:
-    """Moves ``src`` to ``dest`` (``dest.1``, ``dest.2``… if taken); across filesystems too."""
+    """Moves ``src`` to ``dest`` (``dest.1``, ``dest.2``… if taken); across filesystems too,
+    never leaving a part of the file under a name of its own.
+
+    Across filesystems the file is copied to a hidden name beside ``dest``
+    (``.s3proc-partial-<hex>``, which the watcher ignores and the next start removes), flushed
+    to disk, renamed into place, and only then is ``src`` removed: a crash leaves ``src`` whole
+    where it was, and at most both copies whole.
+    """
     dest.parent.mkdir(parents=True, exist_ok=True)
     target = _free(dest)
-    shutil.move(src, target)
+    try:
+        os.rename(src, target)
+        return target
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+    partial = target.with_name(f"{PARTIAL}{uuid.uuid4().hex}")
+    try:
+        shutil.copyfile(src, partial, follow_symlinks=False)
+        shutil.copystat(src, partial, follow_symlinks=False)
+        _fsync(partial)
+        os.rename(partial, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            partial.unlink()
+        raise
+    _fsync(target.parent)  # the new name is durable before the only other copy goes
+    os.unlink(src)
     return target
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def undo_cut_moves(folder: Path) -> int:
+    """Undoes the moves a crash cut short in ``folder`` and below: removes the copies left
+    half-made (see ``_move``) and puts back the files taken aside to be deleted or moved (see
+    ``_after_upload``; the next scan finds them). Dot folders and links are not entered.
+    Returns how many were removed or put back."""
+    done = 0
+    stack = [str(folder)]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as it:
+                entries = list(it)
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if not entry.name.startswith("."):
+                        stack.append(entry.path)
+                elif not entry.is_file(follow_symlinks=False):
+                    continue
+                elif entry.name.startswith(PARTIAL):
+                    os.unlink(entry.path)
+                    done += 1
+                elif entry.name.startswith(ASIDE) and len(entry.name) > len(ASIDE):
+                    home = os.path.join(os.path.dirname(entry.path), entry.name[len(ASIDE) :])
+                    if os.path.lexists(home):  # a newer file there: this one is left, said
+                        log.warning("%s is left: %s holds a newer file", entry.path, home)
+                        continue
+                    os.rename(entry.path, home)
+                    done += 1
+            except OSError:
+                continue
+    return done
 
 
 def _note(path: Path) -> Path:
@@ -515,7 +695,8 @@ def _to_error_dir(path: Path, row: FileRow, reason: str, s: Settings, log: FileL
     """
     dest = s.error_dir / row.path
     try:
-        if regular_stat(path) is None:  # replaced by a folder (say): not this file any more
+        # Replaced by a folder (say), or its folder by a link: not this file any more.
+        if safepath.regular_stat(s.root, row.path) is None:
             log.warning("not moved to the error folder: no longer a file")
             return
         if dest.exists():
@@ -542,26 +723,39 @@ def _to_error_dir(path: Path, row: FileRow, reason: str, s: Settings, log: FileL
     log.info("moved to the error folder", extra={"error_path": str(target)})
 
 
-def restore_failed(state: State, root: Path, error_dir: Path) -> tuple[int, int, int]:
+def restore_failed(state: State, root: Path, error_dir: Path) -> tuple[int, int, int, int]:
     """Failed files back to the queue, moved back from the error folder where their path is free.
+
+    One file at a time, each moved back before its row is queued again: an interruption leaves
+    the files not yet moved back failed, for the next ``s3proc retry`` (a file moved back whose
+    row is still failed goes to the error folder again at the next start).
 
     Returns:
         How many were queued again; how many stay in the error folder because a new file now has
         their path (that one is queued instead); how many are in neither place (they stay
-        failed: queued, they would be forgotten as deleted).
+        failed: queued, they would be forgotten as deleted); how many could not be moved back
+        (they stay failed, the reason logged).
     """
-    back = kept = missing = 0
-    for row in state.retry_failed():
+    for folder in (root, error_dir):
+        undo_cut_moves(folder)
+    back = kept = missing = stuck = 0
+    for row in state.failed():
         src, dest = error_dir / row.path, root / row.path
         if src.exists() and dest.exists():
             kept += 1
         elif src.exists():
-            _move(src, dest)
+            try:
+                _move(src, dest)
+            except OSError as e:
+                log.warning("cannot move %s back from the error folder: %s", row.path, e)
+                stuck += 1
+                continue
             _note(src).unlink(missing_ok=True)
             back += 1
         elif dest.exists():
             back += 1
         else:
-            state.fail(row.path, row.error or "not found in the error folder at s3proc retry")
             missing += 1
-    return back, kept, missing
+            continue
+        state.retry_failed(row.path)
+    return back, kept, missing, stuck

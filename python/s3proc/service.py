@@ -31,12 +31,12 @@ from pathlib import Path
 from types import FrameType
 
 from s3proc import logs
-from s3proc.archives import source_name, split_source
+from s3proc.archives import is_archive, source_name, split_source
 from s3proc.config import FORGET_AFTER, move_folder
-from s3proc.pipeline import Outcome, Settings, process
+from s3proc.pipeline import Outcome, Settings, mixed, process, settle, undo_cut_moves
 from s3proc.safepath import regular_stat
-from s3proc.state import FAILED, PENDING, PROCESSING, FileRow, State, StateError, StateUnavailable
-from s3proc.uploader import Uploader, describe
+from s3proc.state import FAILED, PENDING, PROCESSING, UPLOADED, FileRow, State, StateError, StateUnavailable
+from s3proc.uploader import PROBE_FOLDER, Uploader, describe
 from s3proc.watcher import Filter, Watcher, open_for_writing, rescan
 
 log = logging.getLogger("s3proc.service")
@@ -90,9 +90,15 @@ def recover(state: State, uploader: Uploader, prefix: str) -> None:
     owned = {o.upload_id: o for o in state.uploads_in_flight()}
     kept: set[str] = set()
     aborted = foreign = 0
+    probes = 0
     for key, upload_id, _initiated in uploader.incomplete(prefix):
         mine = owned.get(upload_id)
-        if mine is not None and mine.key == key and mine.path in redo_paths and mine.upload_sha256:
+        if key.startswith(f"{prefix}{PROBE_FOLDER}/"):
+            # A start-up probe a crash cut short (one another process still has in flight
+            # loses nothing: its abort finding the upload gone is fine).
+            uploader.abort(key, upload_id)
+            probes += 1
+        elif mine is not None and mine.key == key and mine.path in redo_paths and mine.upload_sha256:
             kept.add(upload_id)
         elif mine is not None or state.owner_of(key) is not None:
             uploader.abort(key, upload_id)
@@ -125,6 +131,8 @@ def recover(state: State, uploader: Uploader, prefix: str) -> None:
         log.info(
             "aborted %d incomplete multipart upload(s) of the last run", aborted, extra={"stage": "recover"}
         )
+    if probes:
+        log.info("aborted %d bucket probe upload(s) a crash left", probes, extra={"stage": "recover"})
     if foreign:
         log.info(
             "%d incomplete multipart upload(s) under the prefix were not started by this state;"
@@ -197,6 +205,26 @@ class Service:
         if gone and (n := self.state.forget(gone, before)):
             log.info("forgot %d file(s) gone from the watch dir", n, extra={"stage": "forget"})
 
+    def _settle(self, found: list[tuple[str, str]]) -> None:
+        """Files a scan found as they were recorded uploaded or failed: what a crash cut short
+        after the record (the after-upload action, the move to the error folder) is done now."""
+        keep = self.s.after_upload == "keep"
+        for path, status in found:
+            if status == FAILED or (status == UPLOADED and not keep):
+                row = self.state.get(path)
+                if row is not None and row.status == status:
+                    settle(row, self.s)
+                    logs.clear_file()
+
+    def _undo_cut_moves(self) -> None:
+        """Undoes the moves a crash cut short (to the error or move folder, or back into the watch
+        dir by ``s3proc retry``): half-made copies removed, files taken aside put back."""
+        folders = [self.s.root, self.s.error_dir]
+        if (move := move_folder(self.s.after_upload)) is not None:
+            folders.append(move)
+        if n := sum(undo_cut_moves(f) for f in folders):
+            log.info("undid %d move(s) a crash cut short", n, extra={"stage": "recover"})
+
     def _own_paths(self) -> list[Path]:
         """What s3proc itself writes: the error and move folders, the state's files."""
         paths = [self.s.error_dir, *self.state.own_files()]
@@ -237,7 +265,8 @@ class Service:
             signal.signal(signal.SIGTERM, self.request_stop)
             signal.signal(signal.SIGINT, self.request_stop)
         recover(self.state, self.uploader, self.prefix)
-        found = rescan(self.s.root, self.flt, self.state)
+        self._undo_cut_moves()
+        found = rescan(self.s.root, self.flt, self.state, settled=self._settle)
         log.info("scanned %s: %d file(s)", self.s.root, found, extra={"stage": "detect"})
         self._forget_gone()
         watcher = None
@@ -275,7 +304,7 @@ class Service:
                     ):
                         break
                     if time.monotonic() - last_scan >= self.sched.rescan_interval:
-                        rescan(self.s.root, self.flt, self.state)
+                        rescan(self.s.root, self.flt, self.state, settled=self._settle)
                         self._forget_gone()
                         last_scan = time.monotonic()
                     self._wake.wait(TICK)
@@ -318,7 +347,9 @@ class Service:
                 self.state.defer(row.path, now)
                 continue
             if st is None:
-                if not self.state.forget_pending(row.path):  # a worker aborts its upload in flight
+                # A worker aborts its upload in flight, or withdraws what a crash left of an archive.
+                cut = is_archive(row.path) and mixed(row, self.state.objects_of(row.path))
+                if cut or not self.state.forget_pending(row.path):
                     complete.append((row.path, row.size, row.mtime_ns))
                 continue
             if (st.st_size, st.st_mtime_ns) != (row.size, row.mtime_ns):

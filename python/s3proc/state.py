@@ -77,7 +77,7 @@ class ObjectRow:
 class State(Protocol):
     """The state interface the service depends on (one transaction per call)."""
 
-    def observe(self, seen: Iterable[tuple[str, int, int]], now: float) -> None: ...
+    def observe(self, seen: Iterable[tuple[str, int, int]], now: float) -> list[tuple[str, str]]: ...
     def defer(self, path: str, until: float) -> None: ...
     def forget_pending(self, path: str) -> bool: ...
     def ready(self, before: float, limit: int) -> list[FileRow]: ...
@@ -86,7 +86,8 @@ class State(Protocol):
     def get(self, path: str) -> FileRow | None: ...
     def finish(self, path: str, size: int, mtime_ns: int, sha256: str) -> bool: ...
     def fail(self, path: str, error: str) -> None: ...
-    def retry_failed(self) -> list[FileRow]: ...
+    def failed(self) -> list[FileRow]: ...
+    def retry_failed(self, path: str) -> bool: ...
     def recover(self) -> list[FileRow]: ...
     def claim_key(self, path: str, entry: str, key: str, alternative: str) -> ObjectRow: ...
     def objects_of(self, path: str) -> list[ObjectRow]: ...
@@ -245,14 +246,19 @@ class SqliteState:
             raise StateUnavailable(f"the state database {self.path} failed: {detail}") from e
 
     # ------------------------------------------------------------------ the queue
-    def observe(self, seen: Iterable[tuple[str, int, int]], now: float) -> None:
+    def observe(self, seen: Iterable[tuple[str, int, int]], now: float) -> list[tuple[str, str]]:
         """Records what a scan or an event saw, ``(path, size, mtime_ns)`` each, in one transaction.
 
         New or changed content is queued. The quiet period counts from when this size and mtime
         were first seen, or from the mtime itself when that is older (a file found at start-up
         that nobody touches). A file that changes while it is processed stays ``processing``:
         ``finish()`` sees the new size and mtime and queues it again.
+
+        Returns:
+            ``(path, status)`` of the files seen that are ``uploaded`` or ``failed`` with the
+            size and mtime recorded then: still where they were when that was recorded.
         """
+        settled: list[tuple[str, str]] = []
         with self._tx(durable=False) as db:
             for path, size, mtime_ns in seen:
                 since = min(now, mtime_ns / 1e9)
@@ -263,7 +269,10 @@ class SqliteState:
                         " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                         (path, size, mtime_ns, since, PENDING, now, now),
                     )
-                elif (row[0], row[1]) != (size, mtime_ns):
+                elif (row[0], row[1]) == (size, mtime_ns):
+                    if row[2] in (UPLOADED, FAILED):
+                        settled.append((path, row[2]))
+                else:
                     status = PROCESSING if row[2] == PROCESSING else PENDING
                     db.execute(
                         "UPDATE files SET size=?, mtime_ns=?, stable_since=?, status=?,"
@@ -271,6 +280,7 @@ class SqliteState:
                         " WHERE path=?",
                         (size, mtime_ns, since, status, status, PROCESSING, now, path),
                     )
+        return settled
 
     def defer(self, path: str, until: float) -> None:
         """A pending file is not ready yet (held open by a writer): look again after ``until``."""
@@ -364,16 +374,20 @@ class SqliteState:
                 (FAILED, error, time.time(), path),
             )
 
-    def retry_failed(self) -> list[FileRow]:
-        """Failed files back to the queue (attempts reset); returns them as they were."""
-        with self._tx() as db:
-            rows = db.execute(f"SELECT {_FILE_COLS} FROM files WHERE status=?", (FAILED,)).fetchall()
-            db.execute(
-                "UPDATE files SET status=?, attempts=0, error=NULL, stable_since=0, updated_at=?"
-                " WHERE status=?",
-                (PENDING, time.time(), FAILED),
-            )
+    def failed(self) -> list[FileRow]:
+        """The failed files, in path order."""
+        rows = self._query(f"SELECT {_FILE_COLS} FROM files WHERE status=? ORDER BY path", FAILED)
         return [FileRow(*r) for r in rows]
+
+    def retry_failed(self, path: str) -> bool:
+        """A failed file back to the queue (attempts reset); False if it is not failed."""
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE files SET status=?, attempts=0, error=NULL, stable_since=0, updated_at=?"
+                " WHERE path=? AND status=?",
+                (PENDING, time.time(), path, FAILED),
+            )
+        return cur.rowcount == 1
 
     def recover(self) -> list[FileRow]:
         """At start-up: files left ``processing`` by a crash go back to the queue."""

@@ -93,6 +93,9 @@ class KeyTaken(UploadError):
     """The key holds an object that is not a version of this source; s3proc never overwrites it."""
 
 
+PROBE_FOLDER = ".s3proc-probe"  # under the prefix: the start-up probe's uploads (see ``Uploader.probe``)
+
+
 class Cancelled(S3procError):
     """The service is stopping and this upload was abandoned (it is redone at the next start)."""
 
@@ -523,7 +526,7 @@ class Uploader:
         self._etags_are_md5 = not (sse or "").startswith("aws:kms")
         # Where the start-up probe wrote (see ``probe``): probed again to tell an AccessDenied
         # for one key from a bucket that refuses everything.
-        self._probe_folder = ".s3proc-probe"
+        self._probe_folder = PROBE_FOLDER
 
     # -------------------------------------------------------------- requests
     def call(self, op: str, **kwargs: Any) -> Any:
@@ -952,7 +955,9 @@ class Uploader:
         upload_id = self.call("create_multipart_upload", Bucket=self.bucket, Key=key, **self._extra)[
             "UploadId"
         ]
-        self.call("abort_multipart_upload", Bucket=self.bucket, Key=key, UploadId=upload_id)
+        # Already gone is fine: another start's recovery aborts the probes it finds (those a
+        # crash left); the upload was created, which is what the probe asks.
+        self.abort(key, upload_id)
 
     def _writable(self) -> bool:
         """Whether the probe succeeds now, in the folder of the last one (the start-up probe's)."""

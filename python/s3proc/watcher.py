@@ -151,20 +151,30 @@ def scan(
 
 
 def rescan(
-    root: Path, flt: Filter, state: State, batch: int = 2000, folders: list[tuple[str, int]] | None = None
+    root: Path,
+    flt: Filter,
+    state: State,
+    batch: int = 2000,
+    settled: Callable[[list[tuple[str, str]]], None] | None = None,
+    folders: list[tuple[str, int]] | None = None,
 ) -> int:
-    """Records everything a full scan finds, in batches of one transaction each (``folders``:
-    as ``scan``)."""
+    """Records everything a full scan finds, in batches of one transaction each; ``settled``
+    gets, batch by batch, the files found as they were when recorded uploaded or failed
+    (``(path, status)``, see ``State.observe``); ``folders``: as ``scan``."""
     seen = 0
     items: list[tuple[str, int, int]] = []
     for item in scan(root, flt, folders):
         items.append(item)
         if len(items) >= batch:
-            state.observe(items, time.time())
+            found = state.observe(items, time.time())
+            if settled is not None and found:
+                settled(found)
             seen += len(items)
             items = []
     if items:
-        state.observe(items, time.time())
+        found = state.observe(items, time.time())
+        if settled is not None and found:
+            settled(found)
         seen += len(items)
     return seen
 
@@ -382,20 +392,6 @@ class Watcher(threading.Thread):
         if seen:
             self.state.observe(seen, time.time())
         check_watched(folders)
-
-
-def regular_stat(path: Path) -> os.stat_result | None:
-    """``lstat`` of a file to ship; None when there is none at ``path`` any more: gone, a folder
-    on its way made a file, or replaced by what is not a regular file (a folder, a link, a FIFO).
-
-    Raises:
-        OSError: it cannot be looked at for now (permissions).
-    """
-    try:
-        st = os.lstat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    return st if stat.S_ISREG(st.st_mode) else None
 
 
 def open_for_writing(candidates: dict[tuple[int, int], set[str]]) -> set[tuple[int, int]] | None:
