@@ -29,13 +29,18 @@ from s3proc.keys import KeyMaker, is_tabular
 NO_DAC = ("setpriv", "--bounding-set=-dac_override,-dac_read_search")
 
 
-def _no_dac() -> tuple[str, ...]:
-    if shutil.which("setpriv") is None:
-        pytest.skip("setpriv (util-linux) is not installed: cannot run s3proc without root's file access")
-    probe = subprocess.run([*NO_DAC, "true"], capture_output=True)
+def _usable(wrap: tuple[str, ...], what: str) -> tuple[str, ...]:
+    """``wrap``, a command to run s3proc under, when it works here; else the test is skipped."""
+    if shutil.which(wrap[0]) is None:
+        pytest.skip(f"{wrap[0]} (util-linux) is not installed: cannot {what}")
+    probe = subprocess.run([*wrap, "true"], capture_output=True)
     if probe.returncode != 0:
-        pytest.skip(f"cannot drop CAP_DAC_OVERRIDE here: {probe.stderr.decode(errors='replace').strip()}")
-    return NO_DAC
+        pytest.skip(f"cannot {what} here: {probe.stderr.decode(errors='replace').strip()}")
+    return wrap
+
+
+def _no_dac() -> tuple[str, ...]:
+    return _usable(NO_DAC, "drop CAP_DAC_OVERRIDE")
 
 
 def error_note(errors: Path, rel: str) -> dict:
@@ -131,12 +136,7 @@ FEW_WATCHES = ("unshare", "--user", "--map-root-user", "sh", "-c",
 
 
 def _few_watches() -> tuple[str, ...]:
-    if shutil.which("unshare") is None:
-        pytest.skip("unshare (util-linux) is not installed")
-    probe = subprocess.run([*FEW_WATCHES, "true"], capture_output=True)
-    if probe.returncode != 0:
-        pytest.skip(f"cannot set an inotify limit here: {probe.stderr.decode(errors='replace').strip()}")
-    return FEW_WATCHES
+    return _usable(FEW_WATCHES, "set an inotify limit")
 
 
 @pytest.mark.parametrize("made_while_running", [False, True], ids=["at-start", "while-running"])

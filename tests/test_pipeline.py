@@ -22,7 +22,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from _util import state_rows
+from _util import make_archive, state_rows
 from s3servers import S3Server, body, incomplete_uploads, run_once
 
 from s3proc import pipeline
@@ -493,16 +493,12 @@ def test_a_stop_while_a_failed_archive_withdraws_its_objects_leaves_it_for_the_n
     for the next start (not marked failed with part of its objects still in S3), which redoes
     it: it fails again, withdraws everything and goes to the error folder."""
 
-    def zip_of(members: dict[str, bytes]) -> bytes:
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w") as z:
-            for name, data in members.items():
-                z.writestr(name, data)
-        return buf.getvalue()
-
-    world.drop("pack.zip", zip_of({"a.txt": b"a1\n", "b.txt": b"b1\n", "c.txt": b"c1\n"}))
+    world.drop("pack.zip", make_archive("pack.zip", {"a.txt": b"a1\n", "b.txt": b"b1\n", "c.txt": b"c1\n"}))
     assert world.process("pack.zip").status == "uploaded"
-    world.drop("pack.zip", zip_of({"a.txt": b"a2\n", "b.txt": b"b2\n", "z.csv": b"\x00\x01 binary \x00"}))
+    world.drop(
+        "pack.zip",
+        make_archive("pack.zip", {"a.txt": b"a2\n", "b.txt": b"b2\n", "z.csv": b"\x00\x01 binary \x00"}),
+    )
     real_remove = pipeline._remove_ours
     removed: list[str] = []
 
@@ -537,16 +533,9 @@ def test_an_archive_cut_short_by_a_crash_then_deleted_withdraws_its_mix_of_versi
     deleted. The next start finds it gone: a (v2) and b (v1) are a mix that neither version was,
     and are withdrawn."""
 
-    def zip_of(members: dict[str, bytes]) -> bytes:
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w") as z:
-            for name, data in members.items():
-                z.writestr(name, data)
-        return buf.getvalue()
-
-    world.drop("pack.zip", zip_of({"a.txt": b"a1\n", "b.txt": b"b1\n"}))
+    world.drop("pack.zip", make_archive("pack.zip", {"a.txt": b"a1\n", "b.txt": b"b1\n"}))
     assert world.process("pack.zip").status == "uploaded"
-    world.drop("pack.zip", zip_of({"a.txt": b"a2\n", "c.txt": b"c2\n"}))
+    world.drop("pack.zip", make_archive("pack.zip", {"a.txt": b"a2\n", "c.txt": b"c2\n"}))
     real_ship = pipeline._ship
 
     def ship_then_die(r: Any, obj: Any, *args: Any) -> Any:

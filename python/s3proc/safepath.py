@@ -13,8 +13,9 @@ import contextlib
 import errno
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 _DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC  # O_PATH: x, not r, needed
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
@@ -22,6 +23,7 @@ _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_C
 # folder (ENOTDIR: O_DIRECTORY with O_NOFOLLOW refuses a link so), the file itself a link (ELOOP).
 _NOT_HERE = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)
 _FD_PATHS = os.path.isdir("/proc/self/fd")
+T = TypeVar("T")
 
 
 def open_dir(root: Path, rel_dir: str) -> int:
@@ -45,9 +47,9 @@ def open_dir(root: Path, rel_dir: str) -> int:
     return fd
 
 
-def lstat(root: Path, rel: str) -> os.stat_result | None:
-    """``lstat`` of ``root/rel`` reached without a link; None when there is nothing there that
-    way (gone, or a folder on the way replaced by a link or a file).
+def _in_folder(root: Path, rel: str, call: Callable[[int, str], T]) -> T | None:
+    """``call(dir_fd, name)`` with the folder holding ``root/rel`` opened without a link and the
+    file's name; None when nothing is there that way (gone, under a link, a link itself).
 
     Raises:
         OSError: it cannot be looked at for now (permissions).
@@ -60,13 +62,23 @@ def lstat(root: Path, rel: str) -> os.stat_result | None:
             return None
         raise
     try:
-        return os.stat(name, dir_fd=fd, follow_symlinks=False)
+        return call(fd, name)
     except OSError as e:
         if e.errno in _NOT_HERE:
             return None
         raise
     finally:
         os.close(fd)
+
+
+def lstat(root: Path, rel: str) -> os.stat_result | None:
+    """``lstat`` of ``root/rel`` reached without a link; None when there is nothing there that
+    way (gone, or a folder on the way replaced by a link or a file).
+
+    Raises:
+        OSError: it cannot be looked at for now (permissions).
+    """
+    return _in_folder(root, rel, lambda fd, name: os.stat(name, dir_fd=fd, follow_symlinks=False))
 
 
 def regular_stat(root: Path, rel: str) -> os.stat_result | None:
@@ -100,27 +112,17 @@ def open_regular(root: Path, rel: str) -> Iterator[Opened | None]:
     Raises:
         OSError: it cannot be opened (permissions).
     """
-    folder, _, name = rel.rpartition("/")
-    try:
-        dfd = open_dir(root, folder)
-    except OSError as e:
-        if e.errno in _NOT_HERE:
-            yield None
-            return
-        raise
-    try:
+
+    def opened(dfd: int, name: str) -> tuple[int, os.stat_result] | None:
         # Looked at before it is opened: opening a FIFO or a device has effects of its own.
         before = os.stat(name, dir_fd=dfd, follow_symlinks=False)
-        fd = os.open(name, _FILE_FLAGS, dir_fd=dfd) if stat.S_ISREG(before.st_mode) else -1
-    except OSError as e:
-        if e.errno not in _NOT_HERE:
-            raise
-        fd = -1
-    finally:
-        os.close(dfd)
-    if fd < 0:
+        return (os.open(name, _FILE_FLAGS, dir_fd=dfd), before) if stat.S_ISREG(before.st_mode) else None
+
+    found = _in_folder(root, rel, opened)
+    if found is None:
         yield None
         return
+    fd, before = found
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino):
