@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import signal
 import subprocess
@@ -236,6 +237,26 @@ def test_a_note_that_cannot_be_written_keeps_the_reason_of_the_failure(world: Wo
     row = world.state.get("bad.csv")
     assert row is not None and row.error == outcome.error
     assert (world.settings.error_dir / "bad.csv").is_file()
+
+
+@pytest.mark.parametrize("first", ["a.csv", "a.csv.error.json"])
+def test_a_failed_file_named_like_a_note_is_never_overwritten_by_one(world: World, first: str) -> None:
+    """A failed ``a.csv.error.json`` and the note of a failed ``a.csv`` wanted one name in the
+    error folder: the note was written over the file, or retry took the file for the note and
+    deleted it. Notes alone end in ``.error.json`` there; both files come back whole."""
+    inputs = {"a.csv": b"\x00\x01 binary \x00", "a.csv.error.json": b'{"precious": "user data", broken'}
+    for rel in sorted(inputs, key=lambda r: r != first):
+        world.drop(rel, inputs[rel])
+        assert world.process(rel).status == "failed"
+    errors = world.settings.error_dir
+    kept = {p.name: p.read_bytes() for p in errors.iterdir()}
+    files = {name: data for name, data in kept.items() if data in inputs.values()}
+    assert sorted(files.values()) == sorted(inputs.values()), kept
+    notes = {json.loads(kept[name + ".error.json"])["source"]: files[name] for name in files}
+    assert notes == inputs and len(kept) == 4, kept
+    assert pipeline.restore_failed(world.state, world.watch, errors) == (2, 0, 0, 0)
+    assert {p.name: p.read_bytes() for p in world.watch.iterdir() if p.is_file()} == inputs
+    assert not list(errors.iterdir())
 
 
 def test_an_upload_kept_for_resuming_is_aborted_when_the_content_is_back_to_what_s3_holds(

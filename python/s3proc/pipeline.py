@@ -64,6 +64,8 @@ log = logging.getLogger("s3proc.pipeline")
 PARTIAL = ".s3proc-partial-"  # a copy on its way to another filesystem (a dot name: never shipped)
 ASIDE = ".s3proc-aside."  # a file taken aside to be deleted or moved, once it is known to be the one
 NAME_MAX = 255
+NOTE = ".error.json"  # a failed file's note, beside it in the error folder
+INPUT = ".s3proc-input"  # added in the error folder to a file's name that ends like a note's
 
 
 @dataclass(frozen=True)
@@ -600,9 +602,10 @@ def _put_back(aside: Path, path: Path) -> None:
 
 
 def _free(dest: Path) -> Path:
-    """``dest``, or ``dest.1``, ``dest.2``… the first that is not taken."""
+    """``dest``, or ``dest.1``, ``dest.2``… the first that is not taken, nor its note's name
+    (in the error folder, a file's note goes beside it)."""
     target, n = dest, 0
-    while target.exists():
+    while target.exists() or _note(target).exists():
         n += 1
         target = dest.with_name(f"{dest.name}.{n}")
     return target
@@ -684,24 +687,37 @@ def undo_cut_moves(folder: Path) -> int:
 
 
 def _note(path: Path) -> Path:
-    return path.with_name(path.name + ".error.json")
+    return path.with_name(path.name + NOTE)
+
+
+def error_path(error_dir: Path, rel: str) -> Path:
+    """Where the failed file ``rel`` is kept in ``error_dir``: at its own path, but for a name
+    ending in ``.error.json`` (the notes' suffix, which no file there may have: a note must never
+    be written over a file, nor brought back as one) or in ``.s3proc-input``, which gets
+    ``.s3proc-input`` added. Two paths never share a place: only names that end in
+    ``.s3proc-input`` there have it added."""
+    path = error_dir / rel
+    if path.name.lower().endswith((NOTE, INPUT)):
+        path = path.with_name(path.name + INPUT)
+    return path
 
 
 def _to_error_dir(path: Path, row: FileRow, reason: str, s: Settings, log: FileLog) -> None:
     """The file to the error folder, with ``<name>.error.json`` (reason, time, version) beside it.
 
-    The latest failure of a path is at its own name, the one ``s3proc retry`` brings back: an
-    earlier one still there moves aside to ``<name>.1`` (its note with it).
+    The latest failure of a path is at its own name (see ``error_path``), the one ``s3proc
+    retry`` brings back: an earlier one still there moves aside to ``<name>.1`` (its note with it).
     """
-    dest = s.error_dir / row.path
+    dest = error_path(s.error_dir, row.path)
     try:
         # Replaced by a folder (say), or its folder by a link: not this file any more.
         if safepath.regular_stat(s.root, row.path) is None:
             log.warning("not moved to the error folder: no longer a file")
             return
-        if dest.exists():
+        if dest.exists() or _note(dest).exists():
             older = _free(dest)
-            dest.rename(older)
+            if dest.exists():
+                dest.rename(older)
             if _note(dest).exists():
                 _note(dest).rename(_note(older))
         target = _move(path, dest)
@@ -740,7 +756,7 @@ def restore_failed(state: State, root: Path, error_dir: Path) -> tuple[int, int,
         undo_cut_moves(folder)
     back = kept = missing = stuck = 0
     for row in state.failed():
-        src, dest = error_dir / row.path, root / row.path
+        src, dest = error_path(error_dir, row.path), root / row.path
         if src.exists() and dest.exists():
             kept += 1
         elif src.exists():
