@@ -578,7 +578,7 @@ def _take(path: Path, st: os.stat_result) -> Path | None:
     """``path`` renamed aside (``.s3proc-aside.<name>``, a dot name: never shipped) if it is the
     file of ``st``, and that name; None (the file left, or put back, at ``path``) if it is not."""
     aside = path.with_name(ASIDE + path.name)
-    if len(os.fsencode(aside.name)) > NAME_MAX:  # no room for the prefix: compared in place
+    if len(os.fsencode(aside.name)) > _name_max(path.parent):  # no room for the prefix: compared in place
         return path if _same_file(os.lstat(path), st) else None
     os.rename(path, aside)
     if _same_file(os.lstat(aside), st):
@@ -601,13 +601,41 @@ def _put_back(aside: Path, path: Path) -> None:
     os.unlink(aside)
 
 
-def _free(dest: Path) -> Path:
-    """``dest``, or ``dest.1``, ``dest.2``… the first that is not taken, nor its note's name
-    (in the error folder, a file's note goes beside it)."""
+def _name_max(folder: Path) -> int:
+    """The longest name (bytes) the filesystem of ``folder`` (or of its nearest existing
+    ancestor: it may not be made yet) takes."""
+    for f in (folder, *folder.parents):
+        try:
+            return os.pathconf(f, "PC_NAME_MAX")
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError):
+            break
+    return NAME_MAX
+
+
+def _suffixed(path: Path, suffix: str) -> Path:
+    """``path`` with ``suffix`` added to its name. Where that would pass the filesystem's name
+    limit, the name's stem is cut (after a whole character) and ``~`` and a short hash of the
+    whole name put in its place, its extension kept: the same name always gives the same one."""
+    name = path.name + suffix
+    limit = _name_max(path.parent)
+    if len(os.fsencode(name)) <= limit:
+        return path.with_name(name)
+    ext = path.suffix if len(os.fsencode(path.suffix)) <= 16 else ""
+    tag = "~" + hashlib.sha256(os.fsencode(path.name)).hexdigest()[:16]
+    room = limit - len(os.fsencode(tag + ext + suffix))
+    stem = os.fsencode(path.name[: len(path.name) - len(ext)])[: max(room, 0)]
+    return path.with_name(stem.decode("utf-8", "ignore") + tag + ext + suffix)
+
+
+def _free(dest: Path, notes: bool = False) -> Path:
+    """``dest``, or ``dest.1``, ``dest.2``… (cut to fit, see ``_suffixed``) the first that is
+    not taken; with ``notes``, nor its note's name (in the error folder, beside each file)."""
     target, n = dest, 0
-    while target.exists() or _note(target).exists():
+    while target.exists() or (notes and _note(target).exists()):
         n += 1
-        target = dest.with_name(f"{dest.name}.{n}")
+        target = _suffixed(dest, f".{n}")
     return target
 
 
@@ -687,7 +715,7 @@ def undo_cut_moves(folder: Path) -> int:
 
 
 def _note(path: Path) -> Path:
-    return path.with_name(path.name + NOTE)
+    return _suffixed(path, NOTE)
 
 
 def error_path(error_dir: Path, rel: str) -> Path:
@@ -698,7 +726,7 @@ def error_path(error_dir: Path, rel: str) -> Path:
     ``.s3proc-input`` there have it added."""
     path = error_dir / rel
     if path.name.lower().endswith((NOTE, INPUT)):
-        path = path.with_name(path.name + INPUT)
+        path = _suffixed(path, INPUT)
     return path
 
 
@@ -715,7 +743,7 @@ def _to_error_dir(path: Path, row: FileRow, reason: str, s: Settings, log: FileL
             log.warning("not moved to the error folder: no longer a file")
             return
         if dest.exists() or _note(dest).exists():
-            older = _free(dest)
+            older = _free(dest, notes=True)
             if dest.exists():
                 dest.rename(older)
             if _note(dest).exists():
