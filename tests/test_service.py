@@ -899,6 +899,29 @@ def test_after_upload(moto: S3Server, watch: Path, tmp_path: Path, mode: str) ->
 
 
 @pytest.mark.parametrize("mode", ["delete", "move"])
+def test_a_file_dropped_again_with_the_same_size_and_mtime_after_upload_is_looked_at_anew(
+    moto: S3Server, watch: Path, tmp_path: Path, mode: str
+) -> None:
+    """After a delete or a move, a file put at the path again with the size and mtime of the one
+    gone (``cp -p``, ``rsync -t``) was never looked at: it stayed in the watch dir, and a new
+    content was never uploaded. Now the same content is deleted or moved again, a new one shipped."""
+    bucket = moto.new_bucket()
+    done = tmp_path / "done"
+    action = ("--after-upload", "delete" if mode == "delete" else f"move:{done}")
+    mtime = 1_700_000_000_000_000_000
+    for n, text in enumerate(["one\n", "one\n", "two\n"]):
+        (watch / "a.txt").write_text(text)
+        os.utime(watch / "a.txt", ns=(mtime, mtime))
+        run = run_once(moto, bucket, watch, *action)
+        assert run.returncode == 0, run.stderr
+        assert not (watch / "a.txt").exists(), f"drop {n} stayed in the watch dir"
+        assert len(run.lines("uploaded")) == (0 if n == 1 else 1)
+        assert body(moto.client(), bucket, "a.txt") == text.encode()
+    if mode == "move":
+        assert sorted(p.read_text() for p in done.iterdir()) == ["one\n", "one\n", "two\n"]
+
+
+@pytest.mark.parametrize("mode", ["delete", "move"])
 def test_an_after_upload_action_a_crash_cut_short_is_done_at_the_next_start(
     moto: S3Server, watch: Path, tmp_path: Path, mode: str
 ) -> None:

@@ -241,7 +241,7 @@ def _process(
                 log.info("changed while it was hashed; queued again", extra={"stage": "decide"})
                 return Outcome("requeued")
             log.info("unchanged content: already uploaded", extra={"stage": "decide"})
-            _after_upload(path, row.path, st, s, log)
+            _after_upload(path, row.path, st, s, state, log)
             return Outcome("unchanged", tuple(o.key for o in before))
         log.set(stage="process")
         skipped: list[tuple[str, str]] = []
@@ -324,7 +324,7 @@ def _process(
             "keys": [u.key for u, _ in done],
         },
     )
-    _after_upload(path, row.path, st, s, log)
+    _after_upload(path, row.path, st, s, state, log)
     return Outcome("uploaded", tuple(u.key for u, _ in done))
 
 
@@ -522,7 +522,7 @@ def _reason(e: BaseException) -> str:
     return str(e)
 
 
-def settle(row: FileRow, s: Settings) -> None:
+def settle(row: FileRow, s: Settings, state: State) -> None:
     """Does what a stop (a kill -9) cut short after ``row`` was recorded: the after-upload
     action of an uploaded file, the move to the error folder (with its note) of a failed one.
     Only for the file as it was recorded (same size and mtime), still at its path."""
@@ -539,21 +539,23 @@ def settle(row: FileRow, s: Settings) -> None:
         _to_error_dir(path, row, row.error or "failed", s, log)
     elif row.status == UPLOADED and s.after_upload != "keep":
         log.info("after-upload %s of the uploaded file, as the last run did not", s.after_upload)
-        _after_upload(path, row.path, st, s, log)
+        _after_upload(path, row.path, st, s, state, log)
 
 
-def _after_upload(path: Path, rel: str, st: os.stat_result, s: Settings, log: FileLog) -> None:
+def _after_upload(path: Path, rel: str, st: os.stat_result, s: Settings, state: State, log: FileLog) -> None:
     """Deletes or moves the file that was processed (``st``), not what a producer may have put
     at its path since (a new version, renamed into place after the last check for changes):
-    the file is first renamed aside to a private name in its folder and compared there."""
+    the file is first renamed aside to a private name in its folder and compared there. Once
+    it is gone, its row keeps no size or mtime a file can have (see ``State.moved_away``)."""
     move = move_folder(s.after_upload)
     if s.after_upload != "delete" and move is None:
         return
     try:
         try:
             taken = _take(path, st)
-        except FileNotFoundError:
-            return  # gone already: nothing to delete or move
+        except FileNotFoundError:  # gone already: nothing to delete or move
+            state.moved_away(rel, st.st_size, st.st_mtime_ns)
+            return
         if taken is None:
             log.info("replaced since it was processed: the new version is left to be processed")
             return
@@ -566,6 +568,7 @@ def _after_upload(path: Path, rel: str, st: os.stat_result, s: Settings, log: Fi
             if taken != path:
                 _put_back(taken, path)
             raise
+        state.moved_away(rel, st.st_size, st.st_mtime_ns)
     except OSError as e:
         log.warning("after-upload %s failed: %s", s.after_upload, e)
 

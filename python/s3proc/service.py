@@ -213,7 +213,7 @@ class Service:
             if status == FAILED or (status == UPLOADED and not keep):
                 row = self.state.get(path)
                 if row is not None and row.status == status:
-                    settle(row, self.s)
+                    settle(row, self.s, self.state)
                     logs.clear_file()
 
     def _undo_cut_moves(self) -> None:
