@@ -663,6 +663,30 @@ def test_files_under_a_symlinked_folder_are_never_shipped(
     assert (elsewhere / "outside.txt").exists() and (elsewhere / "newdir" / "deeper.txt").exists()
 
 
+def test_events_under_a_link_to_a_folder_of_the_tree_count_for_the_folder(
+    moto: S3Server, watch: Path
+) -> None:
+    """inotify gives a folder one watch, and watchfiles may report its events under the path of
+    a link to it (``alias -> sub``): they were dropped, and a file written to ``sub/`` waited for
+    the next rescan. Now they count for the folder's own path (links listed before and after
+    ``sub`` in the folder, so that one comes last whatever the listing order)."""
+    bucket = moto.new_bucket()
+    (watch / "sub").mkdir()
+    for name in ("aa_alias", "alias", "mm_alias", "zz_alias", "b", "q"):
+        (watch / name).symlink_to("sub", target_is_directory=True)
+    d = Daemon(moto, bucket, watch, "--quiet-period", "0.2", "--rescan-interval", "3600")
+    try:
+        d.wait_for(lambda: any("scanned" in r["msg"] for r in d.lines()))
+        time.sleep(1.5)  # the watches are set
+        (watch / "sub" / "x.txt").write_text("x\n")
+        (watch / "alias" / "y.txt").write_text("y\n")
+        (watch / "top.txt").write_text("top\n")
+        d.wait_for(lambda: {"top.txt", "sub/x.txt", "sub/y.txt"} <= set(d.uploaded()), 15)
+    finally:
+        assert d.stop() == 0
+    assert set(objects(moto.client(), bucket)) == {"top.txt", "sub/x.txt", "sub/y.txt"}
+
+
 def _recorded(watch: Path) -> bool:
     """Whether the state database holds a file (it may not be made yet)."""
     if not (watch / ".s3proc" / "state.db").exists():
