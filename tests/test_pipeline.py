@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import signal
 import subprocess
@@ -236,6 +237,62 @@ def test_a_note_that_cannot_be_written_keeps_the_reason_of_the_failure(world: Wo
     row = world.state.get("bad.csv")
     assert row is not None and row.error == outcome.error
     assert (world.settings.error_dir / "bad.csv").is_file()
+
+
+@pytest.mark.parametrize("first", ["a.csv", "a.csv.error.json"])
+def test_a_failed_file_named_like_a_note_is_never_overwritten_by_one(world: World, first: str) -> None:
+    """A failed ``a.csv.error.json`` and the note of a failed ``a.csv`` wanted one name in the
+    error folder: the note was written over the file, or retry took the file for the note and
+    deleted it. Notes alone end in ``.error.json`` there; both files come back whole."""
+    inputs = {"a.csv": b"\x00\x01 binary \x00", "a.csv.error.json": b'{"precious": "user data", broken'}
+    for rel in sorted(inputs, key=lambda r: r != first):
+        world.drop(rel, inputs[rel])
+        assert world.process(rel).status == "failed"
+    errors = world.settings.error_dir
+    kept = {p.name: p.read_bytes() for p in errors.iterdir()}
+    files = {name: data for name, data in kept.items() if data in inputs.values()}
+    assert sorted(files.values()) == sorted(inputs.values()), kept
+    notes = {json.loads(kept[name + ".error.json"])["source"]: files[name] for name in files}
+    assert notes == inputs and len(kept) == 4, kept
+    assert pipeline.restore_failed(world.state, world.watch, errors) == (2, 0, 0, 0)
+    assert {p.name: p.read_bytes() for p in world.watch.iterdir() if p.is_file()} == inputs
+    assert not list(errors.iterdir())
+
+
+def test_names_too_long_for_a_suffix_are_cut_to_fit_in_the_error_and_move_folders(
+    moto: S3Server, tmp_path: Path
+) -> None:
+    """Names of up to 255 bytes take no suffix: ``<name>.error.json`` could not be written (a
+    failed file without its note), and ``<name>.1`` made a move to a folder holding the name fail
+    (the file stayed in the watch dir for good). Such names are cut, a hash of the whole kept."""
+    done = tmp_path / "done"
+    world = World(moto, tmp_path, after_upload=f"move:{done}")
+    try:
+        errors = world.settings.error_dir
+        bad, bad_json = "L" * 251 + ".csv", "J" * 244 + ".error.json"  # 255 bytes each
+        for n, rel in enumerate([bad, bad, bad_json]):
+            world.drop(rel, b"\x00\x01 binary %d" % n)
+            assert world.process(rel).status == "failed"
+        files = {p.name: p.read_bytes() for p in errors.iterdir() if not p.name.endswith(".error.json")}
+        notes = {p.name: json.loads(p.read_text())["source"] for p in errors.iterdir() if p.name not in files}
+        assert files[bad] == b"\x00\x01 binary 1" and len(files) == 3 and len(notes) == 3, files
+        assert sorted(notes.values()) == [bad_json, bad, bad], notes
+        assert pipeline.restore_failed(world.state, world.watch, errors) == (2, 0, 0, 0)
+        assert (world.watch / bad).read_bytes() == b"\x00\x01 binary 1"
+        assert (world.watch / bad_json).read_bytes() == b"\x00\x01 binary 2"
+        assert len(list(errors.iterdir())) == 2  # the earlier failure, aside, and its note
+
+        name = "é" * 125 + ".txt"  # 254 bytes
+        done.mkdir()
+        (done / name).write_bytes(b"moved before\n")
+        world.drop(name, b"the new one\n")
+        assert world.process(name).status == "uploaded"
+        assert not (world.watch / name).exists()
+        moved = {p.name: p.read_bytes() for p in done.iterdir()}
+        assert moved.pop(name) == b"moved before\n" and list(moved.values()) == [b"the new one\n"]
+        assert all(len(os.fsencode(n)) <= 255 and n.endswith(".txt.1") for n in moved), moved
+    finally:
+        world.state.close()
 
 
 def test_an_upload_kept_for_resuming_is_aborted_when_the_content_is_back_to_what_s3_holds(

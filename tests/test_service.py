@@ -663,6 +663,30 @@ def test_files_under_a_symlinked_folder_are_never_shipped(
     assert (elsewhere / "outside.txt").exists() and (elsewhere / "newdir" / "deeper.txt").exists()
 
 
+def test_events_under_a_link_to_a_folder_of_the_tree_count_for_the_folder(
+    moto: S3Server, watch: Path
+) -> None:
+    """inotify gives a folder one watch, and watchfiles may report its events under the path of
+    a link to it (``alias -> sub``): they were dropped, and a file written to ``sub/`` waited for
+    the next rescan. Now they count for the folder's own path (links listed before and after
+    ``sub`` in the folder, so that one comes last whatever the listing order)."""
+    bucket = moto.new_bucket()
+    (watch / "sub").mkdir()
+    for name in ("aa_alias", "alias", "mm_alias", "zz_alias", "b", "q"):
+        (watch / name).symlink_to("sub", target_is_directory=True)
+    d = Daemon(moto, bucket, watch, "--quiet-period", "0.2", "--rescan-interval", "3600")
+    try:
+        d.wait_for(lambda: any("scanned" in r["msg"] for r in d.lines()))
+        time.sleep(1.5)  # the watches are set
+        (watch / "sub" / "x.txt").write_text("x\n")
+        (watch / "alias" / "y.txt").write_text("y\n")
+        (watch / "top.txt").write_text("top\n")
+        d.wait_for(lambda: {"top.txt", "sub/x.txt", "sub/y.txt"} <= set(d.uploaded()), 15)
+    finally:
+        assert d.stop() == 0
+    assert set(objects(moto.client(), bucket)) == {"top.txt", "sub/x.txt", "sub/y.txt"}
+
+
 def _recorded(watch: Path) -> bool:
     """Whether the state database holds a file (it may not be made yet)."""
     if not (watch / ".s3proc" / "state.db").exists():
@@ -896,6 +920,29 @@ def test_after_upload(moto: S3Server, watch: Path, tmp_path: Path, mode: str) ->
     (watch / "a" / "f.txt").write_text("x")
     again = run_once(moto, bucket, watch)
     assert again.lines("uploaded") == [] and again.returncode == 0
+
+
+@pytest.mark.parametrize("mode", ["delete", "move"])
+def test_a_file_dropped_again_with_the_same_size_and_mtime_after_upload_is_looked_at_anew(
+    moto: S3Server, watch: Path, tmp_path: Path, mode: str
+) -> None:
+    """After a delete or a move, a file put at the path again with the size and mtime of the one
+    gone (``cp -p``, ``rsync -t``) was never looked at: it stayed in the watch dir, and a new
+    content was never uploaded. Now the same content is deleted or moved again, a new one shipped."""
+    bucket = moto.new_bucket()
+    done = tmp_path / "done"
+    action = ("--after-upload", "delete" if mode == "delete" else f"move:{done}")
+    mtime = 1_700_000_000_000_000_000
+    for n, text in enumerate(["one\n", "one\n", "two\n"]):
+        (watch / "a.txt").write_text(text)
+        os.utime(watch / "a.txt", ns=(mtime, mtime))
+        run = run_once(moto, bucket, watch, *action)
+        assert run.returncode == 0, run.stderr
+        assert not (watch / "a.txt").exists(), f"drop {n} stayed in the watch dir"
+        assert len(run.lines("uploaded")) == (0 if n == 1 else 1)
+        assert body(moto.client(), bucket, "a.txt") == text.encode()
+    if mode == "move":
+        assert sorted(p.read_text() for p in done.iterdir()) == ["one\n", "one\n", "two\n"]
 
 
 @pytest.mark.parametrize("mode", ["delete", "move"])

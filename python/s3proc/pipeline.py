@@ -64,6 +64,8 @@ log = logging.getLogger("s3proc.pipeline")
 PARTIAL = ".s3proc-partial-"  # a copy on its way to another filesystem (a dot name: never shipped)
 ASIDE = ".s3proc-aside."  # a file taken aside to be deleted or moved, once it is known to be the one
 NAME_MAX = 255
+NOTE = ".error.json"  # a failed file's note, beside it in the error folder
+INPUT = ".s3proc-input"  # added in the error folder to a file's name that ends like a note's
 
 
 @dataclass(frozen=True)
@@ -239,7 +241,7 @@ def _process(
                 log.info("changed while it was hashed; queued again", extra={"stage": "decide"})
                 return Outcome("requeued")
             log.info("unchanged content: already uploaded", extra={"stage": "decide"})
-            _after_upload(path, row.path, st, s, log)
+            _after_upload(path, row.path, st, s, state, log)
             return Outcome("unchanged", tuple(o.key for o in before))
         log.set(stage="process")
         skipped: list[tuple[str, str]] = []
@@ -322,7 +324,7 @@ def _process(
             "keys": [u.key for u, _ in done],
         },
     )
-    _after_upload(path, row.path, st, s, log)
+    _after_upload(path, row.path, st, s, state, log)
     return Outcome("uploaded", tuple(u.key for u, _ in done))
 
 
@@ -520,7 +522,7 @@ def _reason(e: BaseException) -> str:
     return str(e)
 
 
-def settle(row: FileRow, s: Settings) -> None:
+def settle(row: FileRow, s: Settings, state: State) -> None:
     """Does what a stop (a kill -9) cut short after ``row`` was recorded: the after-upload
     action of an uploaded file, the move to the error folder (with its note) of a failed one.
     Only for the file as it was recorded (same size and mtime), still at its path."""
@@ -537,21 +539,23 @@ def settle(row: FileRow, s: Settings) -> None:
         _to_error_dir(path, row, row.error or "failed", s, log)
     elif row.status == UPLOADED and s.after_upload != "keep":
         log.info("after-upload %s of the uploaded file, as the last run did not", s.after_upload)
-        _after_upload(path, row.path, st, s, log)
+        _after_upload(path, row.path, st, s, state, log)
 
 
-def _after_upload(path: Path, rel: str, st: os.stat_result, s: Settings, log: FileLog) -> None:
+def _after_upload(path: Path, rel: str, st: os.stat_result, s: Settings, state: State, log: FileLog) -> None:
     """Deletes or moves the file that was processed (``st``), not what a producer may have put
     at its path since (a new version, renamed into place after the last check for changes):
-    the file is first renamed aside to a private name in its folder and compared there."""
+    the file is first renamed aside to a private name in its folder and compared there. Once
+    it is gone, its row keeps no size or mtime a file can have (see ``State.moved_away``)."""
     move = move_folder(s.after_upload)
     if s.after_upload != "delete" and move is None:
         return
     try:
         try:
             taken = _take(path, st)
-        except FileNotFoundError:
-            return  # gone already: nothing to delete or move
+        except FileNotFoundError:  # gone already: nothing to delete or move
+            state.moved_away(rel, st.st_size, st.st_mtime_ns)
+            return
         if taken is None:
             log.info("replaced since it was processed: the new version is left to be processed")
             return
@@ -564,6 +568,7 @@ def _after_upload(path: Path, rel: str, st: os.stat_result, s: Settings, log: Fi
             if taken != path:
                 _put_back(taken, path)
             raise
+        state.moved_away(rel, st.st_size, st.st_mtime_ns)
     except OSError as e:
         log.warning("after-upload %s failed: %s", s.after_upload, e)
 
@@ -576,7 +581,7 @@ def _take(path: Path, st: os.stat_result) -> Path | None:
     """``path`` renamed aside (``.s3proc-aside.<name>``, a dot name: never shipped) if it is the
     file of ``st``, and that name; None (the file left, or put back, at ``path``) if it is not."""
     aside = path.with_name(ASIDE + path.name)
-    if len(os.fsencode(aside.name)) > NAME_MAX:  # no room for the prefix: compared in place
+    if len(os.fsencode(aside.name)) > _name_max(path.parent):  # no room for the prefix: compared in place
         return path if _same_file(os.lstat(path), st) else None
     os.rename(path, aside)
     if _same_file(os.lstat(aside), st):
@@ -599,12 +604,41 @@ def _put_back(aside: Path, path: Path) -> None:
     os.unlink(aside)
 
 
-def _free(dest: Path) -> Path:
-    """``dest``, or ``dest.1``, ``dest.2``… the first that is not taken."""
+def _name_max(folder: Path) -> int:
+    """The longest name (bytes) the filesystem of ``folder`` (or of its nearest existing
+    ancestor: it may not be made yet) takes."""
+    for f in (folder, *folder.parents):
+        try:
+            return os.pathconf(f, "PC_NAME_MAX")
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError):
+            break
+    return NAME_MAX
+
+
+def _suffixed(path: Path, suffix: str) -> Path:
+    """``path`` with ``suffix`` added to its name. Where that would pass the filesystem's name
+    limit, the name's stem is cut (after a whole character) and ``~`` and a short hash of the
+    whole name put in its place, its extension kept: the same name always gives the same one."""
+    name = path.name + suffix
+    limit = _name_max(path.parent)
+    if len(os.fsencode(name)) <= limit:
+        return path.with_name(name)
+    ext = path.suffix if len(os.fsencode(path.suffix)) <= 16 else ""
+    tag = "~" + hashlib.sha256(os.fsencode(path.name)).hexdigest()[:16]
+    room = limit - len(os.fsencode(tag + ext + suffix))
+    stem = os.fsencode(path.name[: len(path.name) - len(ext)])[: max(room, 0)]
+    return path.with_name(stem.decode("utf-8", "ignore") + tag + ext + suffix)
+
+
+def _free(dest: Path, notes: bool = False) -> Path:
+    """``dest``, or ``dest.1``, ``dest.2``… (cut to fit, see ``_suffixed``) the first that is
+    not taken; with ``notes``, nor its note's name (in the error folder, beside each file)."""
     target, n = dest, 0
-    while target.exists():
+    while target.exists() or (notes and _note(target).exists()):
         n += 1
-        target = dest.with_name(f"{dest.name}.{n}")
+        target = _suffixed(dest, f".{n}")
     return target
 
 
@@ -684,24 +718,37 @@ def undo_cut_moves(folder: Path) -> int:
 
 
 def _note(path: Path) -> Path:
-    return path.with_name(path.name + ".error.json")
+    return _suffixed(path, NOTE)
+
+
+def error_path(error_dir: Path, rel: str) -> Path:
+    """Where the failed file ``rel`` is kept in ``error_dir``: at its own path, but for a name
+    ending in ``.error.json`` (the notes' suffix, which no file there may have: a note must never
+    be written over a file, nor brought back as one) or in ``.s3proc-input``, which gets
+    ``.s3proc-input`` added. Two paths never share a place: only names that end in
+    ``.s3proc-input`` there have it added."""
+    path = error_dir / rel
+    if path.name.lower().endswith((NOTE, INPUT)):
+        path = _suffixed(path, INPUT)
+    return path
 
 
 def _to_error_dir(path: Path, row: FileRow, reason: str, s: Settings, log: FileLog) -> None:
     """The file to the error folder, with ``<name>.error.json`` (reason, time, version) beside it.
 
-    The latest failure of a path is at its own name, the one ``s3proc retry`` brings back: an
-    earlier one still there moves aside to ``<name>.1`` (its note with it).
+    The latest failure of a path is at its own name (see ``error_path``), the one ``s3proc
+    retry`` brings back: an earlier one still there moves aside to ``<name>.1`` (its note with it).
     """
-    dest = s.error_dir / row.path
+    dest = error_path(s.error_dir, row.path)
     try:
         # Replaced by a folder (say), or its folder by a link: not this file any more.
         if safepath.regular_stat(s.root, row.path) is None:
             log.warning("not moved to the error folder: no longer a file")
             return
-        if dest.exists():
-            older = _free(dest)
-            dest.rename(older)
+        if dest.exists() or _note(dest).exists():
+            older = _free(dest, notes=True)
+            if dest.exists():
+                dest.rename(older)
             if _note(dest).exists():
                 _note(dest).rename(_note(older))
         target = _move(path, dest)
@@ -740,7 +787,7 @@ def restore_failed(state: State, root: Path, error_dir: Path) -> tuple[int, int,
         undo_cut_moves(folder)
     back = kept = missing = stuck = 0
     for row in state.failed():
-        src, dest = error_dir / row.path, root / row.path
+        src, dest = error_path(error_dir, row.path), root / row.path
         if src.exists() and dest.exists():
             kept += 1
         elif src.exists():

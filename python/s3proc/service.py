@@ -33,7 +33,7 @@ from types import FrameType
 from s3proc import logs
 from s3proc.archives import is_archive, source_name, split_source
 from s3proc.config import FORGET_AFTER, move_folder
-from s3proc.pipeline import Outcome, Settings, mixed, process, settle, undo_cut_moves
+from s3proc.pipeline import Outcome, Settings, error_path, mixed, process, settle, undo_cut_moves
 from s3proc.safepath import regular_stat
 from s3proc.state import FAILED, PENDING, PROCESSING, UPLOADED, FileRow, State, StateError, StateUnavailable
 from s3proc.uploader import PROBE_FOLDER, Uploader, describe
@@ -200,7 +200,7 @@ class Service:
             p
             for p, status in page
             if not os.path.lexists(self.s.root / p)
-            and (status != FAILED or not os.path.lexists(self.s.error_dir / p))
+            and (status != FAILED or not os.path.lexists(error_path(self.s.error_dir, p)))
         ]
         if gone and (n := self.state.forget(gone, before)):
             log.info("forgot %d file(s) gone from the watch dir", n, extra={"stage": "forget"})
@@ -213,7 +213,7 @@ class Service:
             if status == FAILED or (status == UPLOADED and not keep):
                 row = self.state.get(path)
                 if row is not None and row.status == status:
-                    settle(row, self.s)
+                    settle(row, self.s, self.state)
                     logs.clear_file()
 
     def _undo_cut_moves(self) -> None:

@@ -80,6 +80,7 @@ class State(Protocol):
     def observe(self, seen: Iterable[tuple[str, int, int]], now: float) -> list[tuple[str, str]]: ...
     def defer(self, path: str, until: float) -> None: ...
     def forget_pending(self, path: str) -> bool: ...
+    def moved_away(self, path: str, size: int, mtime_ns: int) -> None: ...
     def ready(self, before: float, limit: int) -> list[FileRow]: ...
     def claim_all(self, files: Iterable[tuple[str, int, int]]) -> list[FileRow]: ...
     def release(self, path: str) -> None: ...
@@ -307,6 +308,17 @@ class SqliteState:
                 (UPLOADED, time.time(), path, PENDING),
             )
         return True
+
+    def moved_away(self, path: str, size: int, mtime_ns: int) -> None:
+        """The uploaded file ``path`` (``size``, ``mtime_ns``) was deleted or moved away: its row
+        keeps no size or mtime that a file can have, so that a file put at its path later, even
+        one with that size and mtime (``cp -p``, ``rsync -t``), is queued and its content
+        compared with what was uploaded."""
+        with self._tx(durable=False) as db:
+            db.execute(
+                "UPDATE files SET size=-1, mtime_ns=-1 WHERE path=? AND status=? AND size=? AND mtime_ns=?",
+                (path, UPLOADED, size, mtime_ns),
+            )
 
     def ready(self, before: float, limit: int) -> list[FileRow]:
         """Pending files quiet since ``before``, oldest first."""

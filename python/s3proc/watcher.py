@@ -92,12 +92,21 @@ class Filter:
             return None
         return rel
 
-    def linked(self, abspath: str) -> bool:
-        """Whether ``abspath`` lies under a symlink to a folder: an event path can (watchfiles
-        follows the tree's links), a scan never does."""
+    def unlinked(self, abspath: str) -> str | None:
+        """``abspath`` named without the links on its way (an event path can have some:
+        watchfiles follows the tree's links, a scan never does): itself when there are none; when a
+        link to a folder of the tree leads to it (inotify gives a folder one watch, whose events
+        may come under a link's path), its place under the root by the folder's real path, so
+        that it is never read through the link; None when the link leads outside the tree."""
         parent = os.path.dirname(abspath)
+        real = os.path.realpath(parent)
         inside = os.path.normpath(os.path.join(self.real_root, os.path.relpath(parent, self.root)))
-        return os.path.realpath(parent) != inside
+        if real == inside:
+            return abspath
+        rel = os.path.relpath(real, self.real_root)
+        if rel == ".." or rel.startswith(".." + os.sep):
+            return None
+        return os.path.normpath(os.path.join(self.root, rel, os.path.basename(abspath)))
 
 
 def _files(
@@ -370,9 +379,11 @@ class Watcher(threading.Thread):
     def _handle(self, changes: set[tuple[watchfiles.Change, str]]) -> None:
         seen: list[tuple[str, int, int]] = []
         folders: list[tuple[str, int]] = []
-        for change, abspath in changes:
-            rel = self.flt.relative(abspath)
-            if rel is None or self.flt.linked(abspath):
+        for change, event_path in changes:
+            # An event under a link to a folder of the tree counts for that folder's own path.
+            abspath = self.flt.unlinked(event_path)
+            rel = None if abspath is None else self.flt.relative(abspath)
+            if abspath is None or rel is None:
                 continue
             try:
                 st = os.lstat(abspath)
