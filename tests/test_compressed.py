@@ -136,6 +136,20 @@ def test_multi_member_gzip(plain: Plain, tmp_path: Path) -> None:
     assert_same_table(convert_chunks(path).table, table)
 
 
+def test_zero_padding_after_gzip_is_read_and_other_data_after_it_is_named(
+    plain: Plain, tmp_path: Path
+) -> None:
+    """Zero bytes after the last member (a block device's padding) are read past, as ``gzip -d``
+    and Python's gzip do; other data there is an error that says where it is, not a bad header."""
+    csv, table, _ = plain
+    path = tmp_path / "orders.csv.gz"
+    path.write_bytes(gzip.compress(csv.read_bytes(), mtime=0) + bytes(4096))
+    assert_same_table(convert_chunks(path).table, table)
+    path.write_bytes(path.read_bytes() + b"junk")
+    with pytest.raises(s3proc.SourceError, match="data after the end of the gzip stream"):
+        convert_chunks(path)
+
+
 def test_gzip_named_csv_is_decompressed(plain: Plain, tmp_path: Path) -> None:
     csv, table, _ = plain
     path = tmp_path / "orders.csv"

@@ -18,7 +18,7 @@
 //! given a memory limit of [`XZ_MEMORY_LIMIT`]. A decompression bomb
 //! therefore costs time, never memory.
 
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
@@ -124,7 +124,7 @@ impl Codec {
     pub fn decode<R: Read>(self, compressed: R, file: &str) -> Checked<R> {
         let input = BufReader::with_capacity(INPUT_BUFFER, Passthrough(compressed));
         let decoder = match self {
-            Codec::Gzip => Decoding::Gzip(flate2::bufread::MultiGzDecoder::new(input)),
+            Codec::Gzip => Decoding::Gzip(Members(Some(flate2::bufread::GzDecoder::new(input)))),
             Codec::Zstd => match zstd::stream::read::Decoder::with_buffer(input) {
                 Ok(d) => Decoding::Zstd(d),
                 Err(e) => Decoding::Failed(Some(e)),
@@ -154,7 +154,7 @@ type Input<R> = BufReader<Passthrough<R>>;
 
 /// One codec's decoder (or the error of making it, given on the first read).
 enum Decoding<R: Read> {
-    Gzip(flate2::bufread::MultiGzDecoder<Input<R>>),
+    Gzip(Members<Input<R>>),
     Zstd(zstd::stream::read::Decoder<'static, Input<R>>),
     Bzip2(bzip2::bufread::MultiBzDecoder<Input<R>>),
     Xz(liblzma::bufread::XzDecoder<Input<R>>),
@@ -172,6 +172,52 @@ impl<R: Read> Read for Decoding<R> {
                 .take()
                 .unwrap_or_else(|| io::Error::other("the decoder could not be created"))),
         }
+    }
+}
+
+/// gzip members one after the other, as `gzip -d` reads them, then at most
+/// zero bytes (the padding of a block device or a tape): anything else
+/// after the last member is an error saying so, not a member whose header
+/// is bad.
+struct Members<R: BufRead>(Option<flate2::bufread::GzDecoder<R>>);
+
+impl<R: BufRead> Read for Members<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let Some(member) = self.0.as_mut() else {
+                return Ok(0);
+            };
+            let n = member.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            let Some(mut input) = self.0.take().map(flate2::bufread::GzDecoder::into_inner) else {
+                return Ok(0);
+            };
+            match input.fill_buf()?.first() {
+                None => return Ok(0),
+                Some(0x1f) => self.0 = Some(flate2::bufread::GzDecoder::new(input)),
+                Some(_) => return zero_padding(&mut input).map(|()| 0),
+            }
+        }
+    }
+}
+
+/// Reads `input` to its end, which must hold only zero bytes.
+fn zero_padding(input: &mut impl BufRead) -> io::Result<()> {
+    loop {
+        let head = input.fill_buf()?;
+        if head.is_empty() {
+            return Ok(());
+        }
+        if head.iter().any(|&b| b != 0) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "data after the end of the gzip stream that is not another gzip member",
+            ));
+        }
+        let n = head.len();
+        input.consume(n);
     }
 }
 
@@ -431,6 +477,22 @@ mod tests {
             let src = auto(source(packed, "t")).expect("detects");
             assert_eq!(read_all(src.as_ref()).expect("decodes"), plain, "{codec:?}");
         }
+    }
+
+    #[test]
+    fn zero_padding_after_gzip_is_read_and_other_data_is_an_error() {
+        let plain = text();
+        let mut padded = compress(Codec::Gzip, &plain);
+        padded.extend([0u8; 10_000]);
+        let src = auto(source(padded.clone(), "t.gz")).expect("detects");
+        assert_eq!(read_all(src.as_ref()).expect("decodes"), plain);
+        padded.extend(b"junk");
+        let src = auto(source(padded, "t.gz")).expect("detects");
+        let e = read_all(src.as_ref()).expect_err("junk after the stream");
+        assert!(
+            e.to_string().contains("after the end of the gzip stream"),
+            "{e}"
+        );
     }
 
     #[test]
