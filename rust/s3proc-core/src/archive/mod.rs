@@ -112,6 +112,11 @@ impl Format {
         }
     }
 
+    /// Whether this is a tar, compressed or not.
+    pub fn is_tar(self) -> bool {
+        matches!(self, Format::Tar | Format::CompressedTar(_))
+    }
+
     /// The format a file name announces, if any.
     pub fn from_name(name: &str) -> Option<Self> {
         let n = name.to_ascii_lowercase();
@@ -258,7 +263,7 @@ fn sniff<'a>(
     if nested && matches!(by_name, None | Some(Format::Compressed(_))) {
         return Ok(Ok(Sniffed::Plain(r)));
     }
-    let tar_named = matches!(by_name, Some(Format::CompressedTar(_) | Format::Tar));
+    let tar_named = by_name.is_some_and(Format::is_tar);
     let (head, r) = peek(r)?;
     if is_zip(&head) {
         return Ok(Ok(Sniffed::Archive(Format::Zip, r)));
@@ -511,7 +516,7 @@ pub fn walk(source: &dyn Source, opts: ArchiveOptions, visit: &mut Visitor<'_>) 
         Ok(Sniffed::Archive(format, mut r)) => {
             w.level(format, Box::new(&mut r), &top)?;
             let mut guard = w.guard(&top, &mut r, None);
-            w.end_level(format, &mut guard, None)
+            w.read_rest(&mut guard, None, format.is_tar())
         }
     }
 }
@@ -599,14 +604,14 @@ impl Walker<'_> {
         }
     }
 
-    /// Reads what is left of an archive level's data after its last entry,
-    /// so that the codec and the container holding it check their own
-    /// checksums (a gzip or zstd trailer, a zip entry's CRC-32), which a
-    /// damaged archive would otherwise pass. After a tar's end only zero
-    /// blocks may follow: anything else (a second archive appended) would
-    /// be skipped unread, so it is an error.
-    fn end_level(&self, format: Format, r: &mut dyn Read, at: Option<&str>) -> Result<()> {
-        let tar = matches!(format, Format::Tar | Format::CompressedTar(_));
+    /// Reads what is left of `r` through the limits: an entry whose
+    /// container reads it to its end anyway, or an archive level's data
+    /// after its last entry, so that the codec and the container holding it
+    /// check their own checksums (a gzip or zstd trailer, a zip entry's
+    /// CRC-32), which a damaged archive would otherwise pass. After a tar's
+    /// end (`tar_end`) only zero blocks may follow: anything else (a second
+    /// archive appended) would be skipped unread, so it is an error.
+    fn read_rest(&self, r: &mut dyn Read, at: Option<&str>, tar_end: bool) -> Result<()> {
         let mut buf = vec![0u8; 64 << 10];
         loop {
             let n = match r.read(&mut buf) {
@@ -615,7 +620,7 @@ impl Walker<'_> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(self.fail(at, &e)),
             };
-            if tar && buf[..n].iter().any(|&b| b != 0) {
+            if tar_end && buf[..n].iter().any(|&b| b != 0) {
                 return Err(self.error(
                     at,
                     "data after the end of the tar archive (an archive appended to it would \
@@ -623,14 +628,6 @@ impl Walker<'_> {
                 ));
             }
         }
-    }
-
-    /// Reads what is left of an entry whose container reads it to its end
-    /// anyway, so that its bytes count towards the limits.
-    fn drain(&self, r: &mut dyn Read, name: &str) -> Result<()> {
-        io::copy(r, &mut io::sink())
-            .map(drop)
-            .map_err(|e| self.fail(Some(name), &e))
     }
 
     fn emit(&mut self, meta: &EntryMeta, data: Option<&mut dyn Read>) -> Result<()> {
@@ -677,7 +674,7 @@ impl Walker<'_> {
             };
             self.emit(&meta, None)?;
             if raw.drain {
-                self.drain(&mut guard, &meta.name)?;
+                self.read_rest(&mut guard, Some(&meta.name), false)?;
             }
             return Ok(());
         }
@@ -704,7 +701,7 @@ impl Walker<'_> {
             Ok(Sniffed::Plain(mut r)) => {
                 self.emit(&meta, Some(&mut r))?;
                 if raw.drain {
-                    self.drain(&mut r, &meta.name)?;
+                    self.read_rest(&mut r, Some(&meta.name), false)?;
                 }
                 Ok(())
             }
@@ -731,7 +728,7 @@ impl Walker<'_> {
                 } else {
                     self.level(format, Box::new(&mut r), &inner)?;
                 }
-                self.end_level(format, &mut r, Some(&meta.name))
+                self.read_rest(&mut r, Some(&meta.name), format.is_tar())
             }
         }
     }

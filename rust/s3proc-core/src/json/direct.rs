@@ -477,15 +477,7 @@ impl<'a> Lane<'_, 'a> {
     }
 
     fn push_null(&mut self) {
-        match &mut self.values {
-            Values::Bool(a) => a.append_null(),
-            Values::Int(a) => a.append_null(),
-            Values::Float(a) => a.append_null(),
-            Values::Date(a) => a.append_null(),
-            Values::Naive(a) | Values::Utc(a) => a.append_null(),
-            Values::Text(a) => a.append_null(),
-            Values::Tree(values) => values.push(Value::Null),
-        }
+        self.fill(self.len() + 1);
     }
 
     fn finish(self) -> Option<ArrayRef> {
