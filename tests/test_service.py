@@ -1106,6 +1106,34 @@ def test_cleanup_and_ls(moto: S3Server, watch: Path) -> None:
     assert b"p/t.parquet" in ls.stdout and b"2 rows" in ls.stdout
 
 
+def test_ls_cleanup_and_rebuild_state_follow_the_key_template(moto: S3Server, watch: Path) -> None:
+    """A template that does not begin with the prefix puts keys outside it: the other commands,
+    configured as the service is (here by its environment), look where it writes."""
+    bucket = moto.new_bucket()
+    client = moto.client()
+    (watch / "x.csv").write_text("a\n1\n")
+    os.utime(watch / "x.csv", (1_700_000_000, 1_700_000_000))  # 2023-11-14 UTC
+    env = {**moto.env(), "S3PROC_PREFIX": "p", "S3PROC_KEY_TEMPLATE": "{date:%Y}/{prefix}{path}"}
+    common = ["--bucket", bucket, "--endpoint-url", moto.endpoint]
+
+    def cli(*args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run([_bin(), *args, *common], capture_output=True, env=env)
+
+    assert cli("run", "--once", "--watch-dir", str(watch), "--quiet-period", "0").returncode == 0
+    assert set(objects(client, bucket)) == {"2023/p/x.parquet"}
+    orphan = client.create_multipart_upload(Bucket=bucket, Key="2023/p/orphan.bin")["UploadId"]
+    ls = cli("ls")
+    assert ls.returncode == 0 and b"2023/p/x.parquet" in ls.stdout, ls.stderr
+    dry = cli("cleanup", "--watch-dir", str(watch), "--dry-run")
+    assert dry.returncode == 0 and b"would abort 2023/p/orphan.bin" in dry.stdout, dry
+    assert incomplete_uploads(client, bucket) == [("2023/p/orphan.bin", orphan)]
+    for db in (watch / ".s3proc").glob("state.db*"):
+        db.unlink()  # lost: rebuilt from what is in the bucket
+    rebuilt = cli("rebuild-state", "--watch-dir", str(watch))
+    assert rebuilt.returncode == 0 and b"1 object(s) recorded" in rebuilt.stdout, rebuilt.stderr
+    assert state_rows(watch, "SELECT key FROM objects") == [("2023/p/x.parquet",)]
+
+
 def test_cleanup_of_a_watch_dir_needs_its_state_and_ls_and_cleanup_a_bucket(
     moto: S3Server, tmp_path: Path
 ) -> None:

@@ -344,6 +344,12 @@ def s3_options(f: F) -> F:
     options = [
         option("--bucket", help="The S3 bucket."),
         option("--prefix", default="", help="Folder in the bucket for every key."),
+        option(
+            "--key-template",
+            default="{prefix}{path}",
+            show_default=True,
+            help="Object key template: {prefix} {path} {dir} {name} {stem} {ext} {date:%Y/%m/%d}.",
+        ),
         option("--endpoint-url", help="An S3-compatible endpoint (default: AWS)."),
         option("--region", help="AWS region (default: the AWS configuration's)."),
         option(
@@ -377,6 +383,7 @@ def _config(opts: dict[str, Any], **more: Any) -> RunConfig:
         watch_dir=Path(opts["watch_dir"]),
         bucket=opts.get("bucket") or "",
         prefix=opts.get("prefix") or "",
+        key_template=opts.get("key_template") or "{prefix}{path}",
         endpoint_url=opts.get("endpoint_url"),
         region=opts.get("region"),
         state=opts.get("state"),
@@ -439,12 +446,6 @@ def _config(opts: dict[str, Any], **more: Any) -> RunConfig:
 @option("--sse", type=click.Choice(["AES256", "aws:kms"]), help="Server-side encryption.")
 @option("--sse-kms-key-id", help="KMS key for --sse aws:kms.")
 @option("--storage-class", help="S3 storage class (STANDARD_IA, INTELLIGENT_TIERING, …).")
-@option(
-    "--key-template",
-    default="{prefix}{path}",
-    show_default=True,
-    help="Object key template: {prefix} {path} {dir} {name} {stem} {ext} {date:%Y/%m/%d}.",
-)
 @option(
     "--grace",
     type=click.FloatRange(0),
@@ -509,7 +510,6 @@ def run(**opts: Any) -> None:
                 "sse",
                 "sse_kms_key_id",
                 "storage_class",
-                "key_template",
                 "grace",
                 "forget_after",
                 "state_sync",
