@@ -1198,6 +1198,13 @@ def test_embedded_s3_try_it(tmp_path: Path) -> None:
     (cwd / "inbox" / "t.csv").write_text("a,b\n1,x\n2,y\n3,z\n")
     (cwd / "inbox" / "n.txt").write_text("hello")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3PROC_"))}
+    # A real service's configuration (its .env, here its environment) is not the try-it run's:
+    # that run must neither ship the service's folder nor delete what it shipped.
+    prod = tmp_path / "prod"
+    prod.mkdir()
+    (prod / "orders.csv").write_text("a\n1\n")
+    (cwd / ".env").write_text(f"S3PROC_WATCH_DIR={prod}\nS3PROC_BUCKET=prod-bucket\n")
+    env["S3PROC_AFTER_UPLOAD"] = "delete"
     for _ in range(2):  # run again, the new (empty) server gets everything again
         proc = subprocess.run(
             [_bin(), "run", "--embedded-s3", "--once", "--quiet-period", "0"],
@@ -1213,6 +1220,8 @@ def test_embedded_s3_try_it(tmp_path: Path) -> None:
         lines = out.splitlines()
         assert any(line.split()[:1] == ["t.parquet"] and "3 rows" in line for line in lines), out
         assert any(line.split()[:1] == ["n.txt"] for line in lines), out
+        assert sorted(p.name for p in (cwd / "inbox").iterdir()) == [".s3proc", "n.txt", "t.csv"]
+    assert sorted(p.name for p in prod.iterdir()) == ["orders.csv"]
 
 
 def test_every_line_about_a_file_carries_path_sha_and_stage(moto: S3Server, watch: Path) -> None:

@@ -200,8 +200,15 @@ def cli() -> None:
 def main() -> None:
     """The console script: ``.env`` fills the environment's gaps, then the commands run. A
     usage error (an unknown flag, a bad value) is one line and exit status 2, as every other
-    configuration error."""
-    load_env()
+    configuration error. A try-it run (``run --embedded-s3``) takes only its command line:
+    ``S3PROC_*`` variables and ``.env`` configure a real service (its watch dir, its
+    ``--after-upload delete``), which a run against a server that forgets everything must not touch."""
+    args = sys.argv[1:]
+    if args[:1] == ["run"] and "--embedded-s3" in args[: args.index("--") if "--" in args else None]:
+        for name in [n for n in os.environ if n.startswith("S3PROC_")]:
+            del os.environ[name]
+    else:
+        load_env()
     try:
         rv = cli.main(standalone_mode=False)
     except click.UsageError as e:
