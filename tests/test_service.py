@@ -479,6 +479,11 @@ def _one_line_exit_2(proc: subprocess.CompletedProcess[bytes]) -> str:
         (["--after-upload", "move:{watch}/.."], "holds the watch dir"),
         (["--quiet-period", "nan"], "--quiet-period nan"),
         (["--grace", "nan"], "--grace nan"),
+        (["--quiet-period", "inf"], "--quiet-period inf"),  # nothing would ever be ready
+        (["--endpoint-url", "minio:9000"], "give http(s)://HOST[:PORT]"),
+        (["--endpoint-url", "usr:PASSWORD1@minio:9000"], "--endpoint-url …@minio:9000"),
+        (["--endpoint-url", "http://usr:pa/PASSWORD2@minio:9000"], "--endpoint-url http://…@minio:9000"),
+        (["--region", "eu west 1"], "no S3 client"),
         # The converter's options are checked before any file meets them.
         (["--encoding", "bogus"], "unsupported encoding"),
         (["--delimiter", ";;"], "delimiter"),
@@ -492,8 +497,10 @@ def test_bad_configuration_fails_at_start_with_status_2(
     (watch / "f.txt").write_text("x")
     cmd = s3proc_args(moto, bucket, watch) + [a.replace("{watch}", str(watch)) for a in args] + ["--once"]
     proc = subprocess.run(cmd, capture_output=True, env=moto.env(), timeout=60)
-    assert says in _one_line_exit_2(proc)
+    err = _one_line_exit_2(proc)
+    assert says in err and "PASSWORD" not in err
     assert (watch / "f.txt").exists()
+    assert not (watch / ".s3proc" / "state.db").exists()  # no state made before the checks pass
     assert objects(moto.client(), bucket) == {}
 
 

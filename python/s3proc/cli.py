@@ -531,13 +531,13 @@ def run(**opts: Any) -> None:
             secret_key=opts.get("secret_key"),
         )
         keys = cfg.check()
+        uploader = cfg.uploader(cfg.client())
+        if server is not None:
+            server.create_bucket(uploader.client, cfg.bucket)
+        check_bucket(uploader, keys.scope)  # before any folder or state is made
         cfg.prepare_folders()
         state = open_state(cfg.state_location, exclusive=True, synchronous=cfg.state_sync.upper())
         try:
-            uploader = cfg.uploader(cfg.client())
-            if server is not None:
-                server.create_bucket(uploader.client, cfg.bucket)
-            check_bucket(uploader, keys.scope)
             state.bind_destination(f"s3://{cfg.bucket}/{keys.scope}")
             if (
                 not state.rebuilt()
@@ -701,10 +701,10 @@ def rebuild_state_command(**opts: Any) -> None:
 
     cfg = _config(opts)
     keys = cfg.check()
+    uploader = cfg.uploader(cfg.client())
+    check_bucket(uploader, keys.scope)
     state = open_state(cfg.state_location, exclusive=True)
     try:
-        uploader = cfg.uploader(cfg.client())
-        check_bucket(uploader, keys.scope)
         # As run does: objects of another destination recorded here would pass for this one's.
         state.bind_destination(f"s3://{cfg.bucket}/{keys.scope}")
         n = rebuild_state(state, uploader, keys.scope, cfg.watch_dir)

@@ -63,6 +63,24 @@ def parse_size(text: str | int) -> int:
     return int(float(m.group(1)) * 1024 ** " kmgt".index(m.group(2).lower() or " "))
 
 
+def shown_url(url: str) -> str:
+    """``url`` with whatever comes before its host's last ``@`` (a user, a password) cut out."""
+    head, sep, rest = url.partition("://")
+    if not sep:
+        head, rest = "", url
+    return head + sep + ("…@" + rest.rpartition("@")[2] if "@" in rest else rest)
+
+
+def _check_endpoint(url: str) -> None:
+    parsed = urlparse(url)
+    try:
+        port_ok = parsed.port is None or parsed.port > 0
+    except ValueError:
+        port_ok = False
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or not port_ok:
+        raise ConfigError(f"--endpoint-url {shown_url(url)}: give http(s)://HOST[:PORT]")
+
+
 def is_aws(endpoint_url: str | None) -> bool:
     if not endpoint_url:
         return True
@@ -131,8 +149,10 @@ class RunConfig:
         if self.sse_kms_key_id and self.sse not in (None, "aws:kms"):
             raise ConfigError("--sse-kms-key-id needs --sse aws:kms")
         for name in ("quiet_period", "rescan_interval", "grace", "forget_after"):
-            if math.isnan(getattr(self, name)):
-                raise ConfigError(f"--{name.replace('_', '-')} nan: give a number of seconds")
+            if not math.isfinite(seconds := getattr(self, name)):
+                raise ConfigError(f"--{name.replace('_', '-')} {seconds}: give a number of seconds")
+        if self.endpoint_url is not None:
+            _check_endpoint(self.endpoint_url)
         watch = self.watch_dir.resolve()
         for flag, folder in self._folders():
             if watch.is_relative_to(folder.resolve()):
@@ -177,16 +197,20 @@ class RunConfig:
         return self.error_dir or self.watch_dir / ".s3proc" / "errors"
 
     def client(self) -> Any:
+        """The S3 client, or ``ConfigError`` for an endpoint or region botocore refuses."""
         compat = (not is_aws(self.endpoint_url)) if self.compat is None else self.compat
-        return make_client(
-            endpoint_url=self.endpoint_url,
-            region=self.region,
-            compat=compat,
-            checksum_name=self.checksum,
-            concurrency=self.concurrency * self.upload_concurrency,
-            access_key=self.access_key,
-            secret_key=self.secret_key,
-        )
+        try:
+            return make_client(
+                endpoint_url=self.endpoint_url,
+                region=self.region,
+                compat=compat,
+                checksum_name=self.checksum,
+                concurrency=self.concurrency * self.upload_concurrency,
+                access_key=self.access_key,
+                secret_key=self.secret_key,
+            )
+        except (ValueError, botocore.exceptions.BotoCoreError) as e:
+            raise ConfigError(f"no S3 client for --endpoint-url/--region: {describe(e)}") from None
 
     def uploader(self, client: Any) -> Uploader:
         return Uploader(
