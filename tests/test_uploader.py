@@ -424,6 +424,26 @@ def test_conditional_writes(seaweed: S3Server) -> None:
     assert incomplete_uploads(c, bucket) == []
 
 
+def test_an_object_another_writer_puts_there_right_after_the_upload_is_left_alone(seaweed: S3Server) -> None:
+    """The HEAD after CompleteMultipartUpload finds another writer's object (written between the
+    two): the file fails as on a key taken before; that object is not deleted and replaced."""
+    bucket = seaweed.new_bucket()
+    c = seaweed.client()
+
+    def hook(op: str, kw: dict[str, Any]) -> None:
+        if op == "head_object" and not seen:
+            seen.append(1)
+            c.put_object(Bucket=bucket, Key="m.bin", Body=b"theirs")
+
+    seen: list[int] = []
+    client = Tampering(client_for(seaweed), hook)
+    u = uploader_for(client, bucket)
+    with pytest.raises(KeyTaken, match="another writer"):
+        upload(u, "m.bin", chunks_of(os.urandom(5 * MiB), b"x"), source="m.bin")
+    assert seen and body(c, bucket, "m.bin") == b"theirs"
+    assert "delete_object" not in client.calls
+
+
 def test_stopping_cancels_waits(seaweed: S3Server) -> None:
     bucket = seaweed.new_bucket()
     stop = threading.Event()

@@ -639,7 +639,9 @@ class Uploader:
                 try:
                     while True:
                         try:
-                            return self._upload(key, chunks, meta, if_match, on_created, on_aborted, resume)
+                            return self._upload(
+                                key, source, chunks, meta, if_match, on_created, on_aborted, resume
+                            )
                         except SchemaRestart as e:
                             log.info("restarting the upload: %s", e, extra={"key": key, "stage": "upload"})
                         finally:
@@ -669,6 +671,7 @@ class Uploader:
     def _upload(
         self,
         key: str,
+        source: str,
         chunks: _Prefetch | _Inline,
         meta: Callable[[], dict[str, str]],
         if_match: str | None,
@@ -711,7 +714,7 @@ class Uploader:
                 echoed = got.get(self.checksum.field) if self.checksum else None
                 if echoed is None or echoed in self._object_checksums(sent, 1):
                     return Uploaded(key=key, etag=etag, size=sent.size, parts=1)
-            return self._verify(key, sent, etag, sha256=meta()[META_SHA256], parts=1)
+            return self._verify(key, source, sent, etag, sha256=meta()[META_SHA256], parts=1)
 
         create: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Metadata": meta(), **self._extra}
         if self.checksum:
@@ -809,7 +812,7 @@ class Uploader:
                 if self.abort(key, upload_id):
                     on_aborted()
         return self._verify(
-            key, sent, _etag(got["ETag"]), sha256=create["Metadata"][META_SHA256], parts=len(done)
+            key, source, sent, _etag(got["ETag"]), sha256=create["Metadata"][META_SHA256], parts=len(done)
         )
 
     def _parts_on_server(self, key: str, upload_id: str) -> dict[int, tuple[int, str]] | None:
@@ -907,8 +910,11 @@ class Uploader:
                 return None
             raise
 
-    def _verify(self, key: str, sent: _Sent, etag: str, sha256: str, parts: int) -> Uploaded:
-        """HEAD the finished object: its size, checksum and metadata must be what was sent."""
+    def _verify(self, key: str, source: str, sent: _Sent, etag: str, sha256: str, parts: int) -> Uploaded:
+        """HEAD the finished object: its size, checksum and metadata must be what was sent.
+
+        An object that is not right is deleted when it is s3proc's for ``source`` (damaged on
+        the way); one that another writer put there since the upload ended is left alone."""
         head = self._head(key)
         problems = []
         if head is None:
@@ -927,6 +933,12 @@ class Uploader:
                 problems.append(f"ETag {_etag(head['ETag'])} instead of {etag}")
         if problems:
             if head is not None:
+                meta = head.get("Metadata", {})
+                if meta.get(META_WRITER) != "s3proc" or not _is_source(meta, source):
+                    raise KeyTaken(
+                        f"{key} holds an object that another writer put there right after s3proc's"
+                        f" upload of {source}; it is never overwritten"
+                    )
                 self.call("delete_object", Bucket=self.bucket, Key=key)
             raise IntegrityError(f"{key}: the stored object is not what was sent: {'; '.join(problems)}")
         return Uploaded(key=key, etag=etag, size=sent.size, parts=parts)
