@@ -304,7 +304,7 @@ def test_an_upload_kept_for_resuming_is_aborted_when_the_content_is_back_to_what
     world.drop("u.txt", data)
     assert world.process("u.txt").status == "uploaded"
     upload_id = world.start_upload("u.txt", "u.txt", "f" * 64)
-    world.state.upload_started("u.txt", upload_id, "f" * 64)
+    world.state.upload_started("u.txt", upload_id, "f" * 64, "kind")
     (world.watch / "u.txt").write_bytes(data)
     os.utime(world.watch / "u.txt", ns=(1, 1))  # touched: seen again
     world.drop("u.txt", data)
@@ -319,7 +319,7 @@ def test_an_upload_kept_for_resuming_is_aborted_when_its_file_fails(world: World
     world.drop("t.csv", b"a,b\n1,2\n")
     assert world.process("t.csv").status == "uploaded"
     upload_id = world.start_upload("t.parquet", "t.csv", "f" * 64)
-    world.state.upload_started("t.parquet", upload_id, "f" * 64)
+    world.state.upload_started("t.parquet", upload_id, "f" * 64, "kind")
     world.drop("t.csv", b"\x00\x01 binary now \x00")
     assert world.process("t.csv").status == "failed"
     assert incomplete_uploads(world.client, world.bucket) == []
@@ -335,7 +335,7 @@ def test_an_upload_kept_for_resuming_is_aborted_when_its_file_is_gone(moto: S3Se
         world.claim("big.bin")
         world.state.claim_key("big.bin", "", "big.bin", "big.bin~x")
         upload_id = world.start_upload("big.bin", "big.bin", "e" * 64)
-        world.state.upload_started("big.bin", upload_id, "e" * 64)
+        world.state.upload_started("big.bin", upload_id, "e" * 64, "kind")
     finally:
         world.state.close()
     (world.watch / "big.bin").unlink()
@@ -370,7 +370,7 @@ def test_a_restart_before_the_first_parts_aborts_the_upload_it_was_to_resume(wor
 
     world.uploader.upload(
         "r.bin", Restarting, source="r.bin", sha256="d" * 64, metadata=dict, if_match=None,
-        resume=Resume(upload_id, "d" * 64),
+        resume=Resume(upload_id, "d" * 64, world.uploader.upload_kind),
     )  # fmt: skip
     assert incomplete_uploads(world.client, world.bucket) == []
     assert body(world.client, world.bucket, "r.bin") == b"".join(data)

@@ -1188,7 +1188,7 @@ def test_cleanup_beside_a_service_refuses_and_keeps_what_the_state_resumes(
     state = SqliteState(watch / ".s3proc" / "state.db", exclusive=True)  # as a running service holds it
     common = ["--bucket", bucket, "--endpoint-url", moto.endpoint, "--watch-dir", str(watch)]
     try:
-        state.upload_started("t.txt", kept, "a" * 64)
+        state.upload_started("t.txt", kept, "a" * 64, "kind")
         busy = subprocess.run([_bin(), "cleanup", *common], capture_output=True, env=moto.env())
         assert busy.returncode == 2 and b"another s3proc run is using the state" in busy.stderr, busy.stderr
     finally:

@@ -443,9 +443,9 @@ def test_upload_in_flight_is_recorded_until_it_ends(state: SqliteState) -> None:
     state.claim_key("a", "", "k1", "k1~")
     state.claim_key("b", "", "k2", "k2~")
     assert state.uploads_in_flight() == []
-    state.upload_started("k1", "upload-1", "sha-a")
+    state.upload_started("k1", "upload-1", "sha-a", "kind")
     assert state.uploads_in_flight() == [
-        ObjectRow("k1", "a", "", None, None, None, None, "upload-1", "sha-a")
+        ObjectRow("k1", "a", "", None, None, None, None, "upload-1", "sha-a", "kind")
     ]
     assert _owner(state, "k1").upload_id == "upload-1"
     state.upload_ended("k1")
@@ -455,7 +455,7 @@ def test_upload_in_flight_is_recorded_until_it_ends(state: SqliteState) -> None:
 
 def test_object_done_records_the_result_and_ends_the_upload(state: SqliteState) -> None:
     state.claim_key("a", "", "k", "k~")
-    state.upload_started("k", "upload-1", "sha")
+    state.upload_started("k", "upload-1", "sha", "kind")
     state.object_done("k", "sha", '"etag-2"', 4096, None)
     assert state.owner_of("k") == ObjectRow("k", "a", "", "sha", '"etag-2"', 4096, None, None)
     assert state.uploads_in_flight() == []
@@ -511,7 +511,7 @@ def test_every_call_is_visible_to_another_connection_at_once(
     state.claim_key("a", "", "k", "k~")
     assert peek().owner_of("k") is not None
 
-    state.upload_started("k", "u1", "sha")
+    state.upload_started("k", "u1", "sha", "kind")
     assert [o.upload_id for o in peek().uploads_in_flight()] == ["u1"]
 
     state.upload_ended("k")
@@ -548,7 +548,7 @@ def test_state_survives_close_and_reopen(db: Path) -> None:
     first.observe([("a", 10, 5 * S), ("b", 2, S)], T0)
     first.claim("a", 10, 5 * S)
     first.claim_key("a", "", "k", "k~")
-    first.upload_started("k", "upload-9", "sha")
+    first.upload_started("k", "upload-9", "sha", "kind")
     first.close()
 
     again = SqliteState(db)

@@ -23,7 +23,7 @@ from s3servers import S3Server, body, incomplete_uploads
 
 from s3proc import uploader as up
 from s3proc.errors import SchemaRestart
-from s3proc.uploader import Cancelled, KeyTaken, Uploader, make_client, part_groups, unavailable
+from s3proc.uploader import Cancelled, KeyTaken, Resume, Uploader, make_client, part_groups, unavailable
 
 MiB = 1 << 20
 
@@ -442,6 +442,35 @@ def test_an_object_another_writer_puts_there_right_after_the_upload_is_left_alon
         upload(u, "m.bin", chunks_of(os.urandom(5 * MiB), b"x"), source="m.bin")
     assert seen and body(c, bucket, "m.bin") == b"theirs"
     assert "delete_object" not in client.calls
+
+
+@pytest.mark.parametrize("then", ["crc32", "sha256", "none"])
+def test_an_upload_of_an_earlier_run_is_resumed_only_when_created_as_now(
+    seaweed: S3Server, then: str
+) -> None:
+    """A crash left a multipart upload created with ``--checksum crc32``, one part sent. The
+    next run resumes it only with the same settings: another checksum (SeaweedFS refuses parts
+    and completes that do not match the upload's algorithm; with none, the object would lack
+    the checksum) starts a new upload and aborts the old one."""
+    bucket = seaweed.new_bucket()
+    raw = seaweed.client()
+    data = [os.urandom(5 * MiB), b"tail"]
+    sha = hashlib.sha256(b"".join(data)).hexdigest()
+    earlier = uploader_for(client_for(seaweed, "crc32"), bucket)
+    meta = {up.META_WRITER: "s3proc", up.META_SOURCE: "r.bin", up.META_SHA256: sha}
+    kw = {"Bucket": bucket, "Key": "r.bin", "ChecksumAlgorithm": "CRC32"}
+    upload_id = raw.create_multipart_upload(**kw, Metadata=meta)["UploadId"]
+    raw.upload_part(**kw, UploadId=upload_id, PartNumber=1, Body=data[0])
+    client = Tampering(client_for(seaweed, then), lambda op, kw: None)
+    now = uploader_for(client, bucket, checksum_name=then)
+    resume = Resume(upload_id, sha, earlier.upload_kind)
+    upload(now, "r.bin", chunks_of(*data), sha=sha, source="r.bin", resume=resume)
+    assert body(raw, bucket, "r.bin") == b"".join(data)
+    assert incomplete_uploads(raw, bucket) == []
+    assert client.calls.count("upload_part") == (1 if then == "crc32" else 2)  # part 1 kept, or sent again
+    head = raw.head_object(Bucket=bucket, Key="r.bin", ChecksumMode="ENABLED")
+    if then != "none":
+        assert head.get(f"Checksum{then.upper()}"), head
 
 
 def test_stopping_cancels_waits(seaweed: S3Server) -> None:

@@ -481,7 +481,11 @@ def _ship(
     log.set(stage="upload")
     if_match = obj.etag if obj.sha256 else None
     # An upload a crash left in flight goes on from the parts already there.
-    resume = Resume(obj.upload_id, obj.upload_sha256) if obj.upload_id and obj.upload_sha256 else None
+    resume = (
+        Resume(obj.upload_id, obj.upload_sha256, obj.upload_kind)
+        if obj.upload_id and obj.upload_sha256
+        else None
+    )
     for attempt in range(INTEGRITY_ATTEMPTS):
         try:
             up = uploader.upload(
@@ -494,7 +498,9 @@ def _ship(
                     | ({META_ROWS: str(n)} if (n := r.rows()) is not None else {})
                 ),
                 if_match=if_match,
-                on_created=lambda upload_id: state.upload_started(obj.key, upload_id, hashing.result()),
+                on_created=lambda upload_id: state.upload_started(
+                    obj.key, upload_id, hashing.result(), uploader.upload_kind
+                ),
                 on_aborted=lambda: state.upload_ended(obj.key),
                 inline=row.size <= s.part_size,
                 resume=resume if attempt == 0 else None,

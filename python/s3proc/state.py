@@ -72,6 +72,7 @@ class ObjectRow:
     rows: int | None
     upload_id: str | None  # a multipart upload in flight
     upload_sha256: str | None = None  # the source content that upload carries (to resume it)
+    upload_kind: str | None = None  # how it was created (checksum, encryption, storage class)
 
 
 class State(Protocol):
@@ -93,7 +94,7 @@ class State(Protocol):
     def claim_key(self, path: str, entry: str, key: str, alternative: str) -> ObjectRow: ...
     def objects_of(self, path: str) -> list[ObjectRow]: ...
     def owner_of(self, key: str) -> ObjectRow | None: ...
-    def upload_started(self, key: str, upload_id: str, sha256: str) -> None: ...
+    def upload_started(self, key: str, upload_id: str, sha256: str, kind: str) -> None: ...
     def upload_ended(self, key: str) -> None: ...
     def object_done(self, key: str, sha256: str, etag: str, size: int, rows: int | None) -> None: ...
     def drop_object(self, key: str) -> None: ...
@@ -145,7 +146,8 @@ CREATE TABLE IF NOT EXISTS objects (
     rows       INTEGER,
     upload_id  TEXT,
     updated_at REAL NOT NULL,
-    upload_sha256 TEXT
+    upload_sha256 TEXT,
+    upload_kind TEXT
 );
 CREATE INDEX IF NOT EXISTS objects_source ON objects (path, entry);
 CREATE INDEX IF NOT EXISTS objects_in_flight ON objects (upload_id) WHERE upload_id IS NOT NULL;
@@ -161,7 +163,7 @@ INSERT OR IGNORE INTO meta VALUES ('schema', '1');
 """
 
 _FILE_COLS = "path, size, mtime_ns, status, sha256, attempts, error, updated_at"
-_OBJECT_COLS = "key, path, entry, sha256, etag, size, rows, upload_id, upload_sha256"
+_OBJECT_COLS = "key, path, entry, sha256, etag, size, rows, upload_id, upload_sha256, upload_kind"
 
 
 class SqliteState:
@@ -189,8 +191,9 @@ class SqliteState:
             self._sync = synchronous.upper()
             self._db.executescript(_SCHEMA)
             columns = {r[1] for r in self._db.execute("PRAGMA table_info(objects)")}
-            if "upload_sha256" not in columns:  # a state written by an earlier version
-                self._db.execute("ALTER TABLE objects ADD COLUMN upload_sha256 TEXT")
+            for column in ("upload_sha256", "upload_kind"):  # a state written by an earlier version
+                if column not in columns:
+                    self._db.execute(f"ALTER TABLE objects ADD COLUMN {column} TEXT")
             # A new state must be rebuilt from S3 before use; one an earlier version used knows.
             self._db.execute(
                 "INSERT OR IGNORE INTO meta SELECT 'rebuilt', CASE WHEN EXISTS (SELECT 1 FROM files)"
@@ -444,18 +447,20 @@ class SqliteState:
         rows = self._query(f"SELECT {_OBJECT_COLS} FROM objects WHERE key=?", key)
         return ObjectRow(*rows[0]) if rows else None
 
-    def upload_started(self, key: str, upload_id: str, sha256: str) -> None:
-        """A multipart upload of the source content ``sha256`` was created for ``key``."""
+    def upload_started(self, key: str, upload_id: str, sha256: str, kind: str) -> None:
+        """A multipart upload of the source content ``sha256`` was created for ``key``, with
+        the settings ``kind`` (``Uploader.upload_kind``)."""
         with self._tx() as db:
             db.execute(
-                "UPDATE objects SET upload_id=?, upload_sha256=?, updated_at=? WHERE key=?",
-                (upload_id, sha256, time.time(), key),
+                "UPDATE objects SET upload_id=?, upload_sha256=?, upload_kind=?, updated_at=? WHERE key=?",
+                (upload_id, sha256, kind, time.time(), key),
             )
 
     def upload_ended(self, key: str) -> None:
         with self._tx() as db:
             db.execute(
-                "UPDATE objects SET upload_id=NULL, upload_sha256=NULL, updated_at=? WHERE key=?",
+                "UPDATE objects SET upload_id=NULL, upload_sha256=NULL, upload_kind=NULL, updated_at=?"
+                " WHERE key=?",
                 (time.time(), key),
             )
 
@@ -463,6 +468,7 @@ class SqliteState:
         with self._tx(durable=False) as db:
             db.execute(
                 "UPDATE objects SET sha256=?, etag=?, size=?, rows=?, upload_id=NULL, upload_sha256=NULL,"
+                " upload_kind=NULL,"
                 " updated_at=? WHERE key=?",
                 (sha256, etag, size, rows, time.time(), key),
             )

@@ -318,10 +318,12 @@ def _is_source(meta: dict[str, str], source: str) -> bool:
 # ------------------------------------------------------------------ one object
 @dataclass(frozen=True)
 class Resume:
-    """A multipart upload an earlier run left in flight, and the source content it carries."""
+    """A multipart upload an earlier run left in flight, the source content it carries and how
+    it was created (``Uploader.upload_kind``)."""
 
     upload_id: str
     sha256: str
+    kind: str | None
 
 
 @dataclass(frozen=True)
@@ -521,6 +523,12 @@ class Uploader:
             self._extra["SSEKMSKeyId"] = kms_key_id
         if storage_class:
             self._extra["StorageClass"] = storage_class
+        # What an upload is created with besides its key and metadata: an upload an earlier run
+        # created otherwise (another --checksum, --sse, --storage-class) is not resumed.
+        self.upload_kind = " ".join(
+            [f"checksum={self.checksum.name if self.checksum else 'none'}"]
+            + [f"{k}={v}" for k, v in sorted(self._extra.items())]
+        )
         # SSE-KMS and DSSE-KMS ETags are not MD5s of the content (asked for here; a bucket's
         # default encryption shows in each answer instead, see ``_etag_is_md5``).
         self._etags_are_md5 = not (sse or "").startswith("aws:kms")
@@ -693,7 +701,7 @@ class Uploader:
         have: dict[int, tuple[int, str]] = {}  # parts already on the server: size, ETag
         upload_id: str | None = None
         if resume is not None:
-            if second is not None and resume.sha256 == meta()[META_SHA256]:
+            if second is not None and (resume.sha256, resume.kind) == (meta()[META_SHA256], self.upload_kind):
                 have = self._parts_on_server(key, resume.upload_id) or {}
                 upload_id = resume.upload_id if have else None
             if upload_id is None and self.abort(key, resume.upload_id):
