@@ -473,6 +473,26 @@ def test_an_upload_of_an_earlier_run_is_resumed_only_when_created_as_now(
         assert head.get(f"Checksum{then.upper()}"), head
 
 
+def test_an_upload_aborted_by_someone_else_midway_starts_again(seaweed: S3Server) -> None:
+    """A lifecycle rule or an operator's cleanup aborts the upload between two parts: the parts
+    that follow get NoSuchUpload (moto answers 500), and a new upload carries the file."""
+    bucket = seaweed.new_bucket()
+    raw = seaweed.client()
+
+    def hook(op: str, kw: dict[str, Any]) -> None:
+        if op == "upload_part" and kw["PartNumber"] == 2 and not seen:
+            seen.append(1)
+            raw.abort_multipart_upload(Bucket=bucket, Key="a.bin", UploadId=kw["UploadId"])
+
+    seen: list[int] = []
+    client = Tampering(client_for(seaweed), hook)
+    data = [os.urandom(5 * MiB), os.urandom(5 * MiB), b"tail"]
+    upload(uploader_for(client, bucket, part_concurrency=1), "a.bin", chunks_of(*data), source="a.bin")
+    assert seen and client.calls.count("create_multipart_upload") == 2
+    assert body(raw, bucket, "a.bin") == b"".join(data)
+    assert incomplete_uploads(raw, bucket) == []
+
+
 def test_stopping_cancels_waits(seaweed: S3Server) -> None:
     bucket = seaweed.new_bucket()
     stop = threading.Event()

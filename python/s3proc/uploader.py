@@ -78,6 +78,7 @@ _RETRY_CODES = {
     "ServiceUnavailable",
     "BadDigest",
     "XAmzContentSHA256Mismatch",
+    "IncompleteBody",  # the connection broke in the body: fewer bytes came than Content-Length
 }
 
 
@@ -659,10 +660,8 @@ class Uploader:
                     if isinstance(done, Uploaded):
                         return done
                     if_match = done or None
-                except _Conflict:
-                    log.info(
-                        "conflicting write to the key; uploading again", extra={"key": key, "stage": "upload"}
-                    )
+                except _Conflict as c:
+                    log.info("%s; uploading again", c, extra={"key": key, "stage": "upload"})
                 finally:
                     chunks.close()
             raise UploadError(f"{key}: conditional writes kept conflicting")
@@ -813,6 +812,10 @@ class Uploader:
                 _raise_condition(e, upload_id, multipart if self._etags_are_md5 else None)
                 got = self._completed_meanwhile(key, e, create["Metadata"])
             completed = True
+        except botocore.exceptions.ClientError as e:
+            if _error_code(e) == "NoSuchUpload":  # a lifecycle rule, an operator's cleanup
+                raise _Conflict("the multipart upload was aborted by someone else") from e
+            raise
         finally:
             if not completed:
                 # No part may land after the abort: wait for those already on their way.
@@ -1107,7 +1110,11 @@ class _Precondition(Exception):
 
 
 class _Conflict(Exception):
-    pass
+    """The upload cannot go on (another write to the key won, or the upload was aborted by
+    someone else): a new one may."""
+
+    def __init__(self, reason: str = "conflicting write to the key"):
+        super().__init__(reason)
 
 
 def _raise_condition(
