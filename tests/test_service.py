@@ -1354,18 +1354,24 @@ def test_encryption_and_storage_class_pass_through(moto: S3Server, watch: Path) 
         assert head.get("StorageClass") == "STANDARD_IA", key
 
 
-def test_a_failing_state_database_stops_the_service_and_loses_nothing(moto: S3Server, watch: Path) -> None:
-    """The disk under the state fills up (here: the state refuses ``finish``): the service stops
-    with the reason instead of going on without its memory; no file is marked failed or moved to
-    the error folder, and the next start finishes the work without uploading anything twice."""
+@pytest.mark.parametrize("failing", ["finish", "claim_key"])
+def test_a_failing_state_database_stops_the_service_and_loses_nothing(
+    moto: S3Server, watch: Path, failing: str
+) -> None:
+    """The disk under the state fills up, or another process holds its lock too long (here: the
+    state refuses ``finish``, or the claim of a key): the service stops with the reason instead
+    of going on without its memory (a failed claim is not a key owned by another source, whose
+    alternative it would take); no file is marked failed or moved to the error folder, and the
+    next start finishes the work, each file under its own key, without uploading anything twice."""
     from s3proc.config import RunConfig
     from s3proc.pipeline import Settings
     from s3proc.service import Schedule, Service
     from s3proc.state import SqliteState, StateUnavailable
 
-    class DiskFull(SqliteState):
-        def finish(self, *args: Any, **kwargs: Any) -> bool:
-            raise StateUnavailable("the state database …: database or disk is full")
+    def full(*args: Any, **kwargs: Any) -> Any:
+        raise StateUnavailable("the state database …: database or disk is full")
+
+    DiskFull = type("DiskFull", (SqliteState,), {failing: full})
 
     bucket = moto.new_bucket()
     for i in range(6):

@@ -41,7 +41,7 @@ from s3proc.errors import ParseError, S3procError
 from s3proc.keys import BadKey, KeyMaker, alternative, is_tabular
 from s3proc.logs import FileLog, for_file
 from s3proc.safepath import Opened
-from s3proc.state import FAILED, UPLOADED, FileRow, ObjectRow, State, StateError
+from s3proc.state import FAILED, UPLOADED, FileRow, KeysTaken, ObjectRow, State
 from s3proc.uploader import (
     META_FORMAT,
     META_ROWS,
@@ -434,12 +434,12 @@ def _claim(state: State, rel: str, entry: str, wanted: str) -> ObjectRow:
     source = source_name(rel, entry)
     try:
         return state.claim_key(rel, entry, wanted, alternative(wanted, source))
-    except StateError:  # both taken by other sources (the alternative by a name that gives it)
+    except KeysTaken:  # both taken by other sources (the alternative by a name that gives it)
         pass
     more = [alternative(wanted, f"{source}~{n}") for n in range(2, KEY_CHOICES + 1)]
     own = {o.key for o in state.objects_of(rel) if o.entry == entry}
     for key in [k for k in more if k in own] + more:
-        with contextlib.suppress(StateError):
+        with contextlib.suppress(KeysTaken):
             return state.claim_key(rel, entry, key, key)
     raise BadKey(f"{wanted} and its {KEY_CHOICES} alternatives are all taken by other sources")
 

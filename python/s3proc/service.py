@@ -35,7 +35,16 @@ from s3proc.archives import is_archive, source_name, split_source
 from s3proc.config import FORGET_AFTER, move_folder
 from s3proc.pipeline import Outcome, Settings, error_path, mixed, process, settle, undo_cut_moves
 from s3proc.safepath import regular_stat
-from s3proc.state import FAILED, PENDING, PROCESSING, UPLOADED, FileRow, State, StateError, StateUnavailable
+from s3proc.state import (
+    FAILED,
+    PENDING,
+    PROCESSING,
+    UPLOADED,
+    FileRow,
+    KeysTaken,
+    State,
+    StateUnavailable,
+)
 from s3proc.uploader import PROBE_FOLDER, Uploader, describe
 from s3proc.watcher import Filter, Watcher, open_for_writing, rescan
 
@@ -151,7 +160,7 @@ def rebuild_state(state: State, uploader: Uploader, prefix: str, root: Path) -> 
         path, entry = split_source(source, lambda p: (root / p).exists())
         try:
             state.claim_key(path, entry, key, key)
-        except StateError:
+        except KeysTaken:
             continue  # the state already gives this key to another source
         state.object_done(key, sha, etag, size, rows)
         n += 1

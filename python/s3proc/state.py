@@ -45,6 +45,10 @@ class StateUnavailable(StateError):
     transaction that failed was rolled back: what is recorded stays consistent)."""
 
 
+class KeysTaken(StateError):
+    """Both keys a source asked for are owned by other sources (``claim_key``)."""
+
+
 @dataclass(frozen=True)
 class FileRow:
     """One watched file as the state knows it."""
@@ -437,7 +441,7 @@ class SqliteState:
                     return ObjectRow(candidate, path, entry, None, None, None, None, None, None)
                 if (row[1], row[2]) == (path, entry):
                     return ObjectRow(*row)
-        raise StateError(f"keys {key!r} and {alternative!r} are both owned by other sources")
+        raise KeysTaken(f"keys {key!r} and {alternative!r} are both owned by other sources")
 
     def objects_of(self, path: str) -> list[ObjectRow]:
         rows = self._query(f"SELECT {_OBJECT_COLS} FROM objects WHERE path=? ORDER BY key", path)
