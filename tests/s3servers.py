@@ -258,8 +258,8 @@ class Daemon:
     def uploaded(self) -> set[str]:
         return {r["path"] for r in self.lines() if r.get("msg") == "uploaded"}
 
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        self.proc.send_signal(sig)
         code = self.proc.wait(timeout=60)
         self._out.close()
         return code

@@ -694,6 +694,20 @@ def test_events_under_a_link_to_a_folder_of_the_tree_count_for_the_folder(
     assert set(objects(moto.client(), bucket)) == {"top.txt", "sub/x.txt", "sub/y.txt"}
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_a_stop_signal_ends_the_daemon_cleanly(moto: S3Server, watch: Path, sig: int) -> None:
+    """SIGHUP (the terminal or SSH session closing) stops it as SIGTERM and SIGINT do: files in
+    flight finish, a line says so, status 0; it killed the process on the spot."""
+    bucket = moto.new_bucket()
+    d = Daemon(moto, bucket, watch, "--quiet-period", "0.2")
+    try:
+        (watch / "a.txt").write_text("a\n")
+        d.wait_for(lambda: "a.txt" in d.uploaded())
+    finally:
+        assert d.stop(sig) == 0
+    assert any(r["msg"].startswith("stopping") for r in d.lines())
+
+
 def _recorded(watch: Path) -> bool:
     """Whether the state database holds a file (it may not be made yet)."""
     if not (watch / ".s3proc" / "state.db").exists():

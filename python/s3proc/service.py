@@ -10,7 +10,7 @@ Then a full scan, the watcher, and the loop: every tick, the oldest quiet files 
 (same size and mtime as recorded, nobody writing) and handed to at most ``concurrency``
 workers.
 
-SIGTERM/SIGINT: no new files; files in flight get ``grace`` seconds to finish, then their
+SIGTERM/SIGINT/SIGHUP: no new files; files in flight get ``grace`` seconds to finish, then their
 uploads are abandoned (left ``processing``, so the next start redoes them).
 """
 
@@ -271,8 +271,8 @@ class Service:
         """
         self.once = once
         if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, self.request_stop)
-            signal.signal(signal.SIGINT, self.request_stop)
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                signal.signal(sig, self.request_stop)
         recover(self.state, self.uploader, self.prefix)
         self._undo_cut_moves()
         found = rescan(self.s.root, self.flt, self.state, settled=self._settle)
