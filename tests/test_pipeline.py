@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from _util import make_archive, state_rows
-from s3servers import S3Server, body, incomplete_uploads, run_once
+from s3servers import S3Server, body, incomplete_uploads, objects, run_once
 
 from s3proc import pipeline
 from s3proc.config import RunConfig
@@ -91,6 +91,34 @@ def world(moto: S3Server, tmp_path: Path) -> Iterator[World]:
     w = World(moto, tmp_path)
     yield w
     w.state.close()
+
+
+def test_a_file_written_to_in_place_while_uploaded_is_not_published(world: World) -> None:
+    """A writer rewrites the file in place while its parts go up: what was read is no one version
+    of it (a torn object with the old file's SHA-256). Nothing is published, the upload is
+    aborted and the file queued again; the next round ships the new content."""
+    old, new = os.urandom(12 * MiB), os.urandom(12 * MiB)
+    world.drop("f.bin", old)
+    row = world.claim("f.bin")
+    op = "UploadPart"
+
+    def rewrite(**_: Any) -> None:
+        if not done:
+            done.append(1)
+            with open(world.watch / "f.bin", "r+b") as f:
+                f.write(new)
+            os.utime(world.watch / "f.bin", ns=(10**18, 10**18))
+
+    done: list[int] = []
+    world.uploader.client.meta.events.register(f"before-call.s3.{op}", rewrite)
+    assert process(row, world.settings, world.state, world.uploader).status == "requeued"
+    assert done and objects(world.client, world.bucket) == {}
+    assert incomplete_uploads(world.client, world.bucket) == []
+    world.uploader.client.meta.events.unregister(f"before-call.s3.{op}", rewrite)
+    st = os.stat(world.watch / "f.bin")
+    world.state.observe([("f.bin", st.st_size, st.st_mtime_ns)], 0)
+    assert world.process("f.bin").status == "uploaded"
+    assert body(world.client, world.bucket, "f.bin") == new
 
 
 def test_a_claimed_file_that_vanishes_is_forgotten_and_found_again_when_it_returns(world: World) -> None:

@@ -220,6 +220,12 @@ def _process(
             state.finish(row.path, -1, -1, "")  # replaced since: back to the queue, looked at anew
             return Outcome("requeued")
         source = Path(src.path)  # this very file, whatever its path becomes meanwhile
+        held_fd = src.fd
+
+        def unchanged() -> bool:  # not written to in place since it was opened
+            now = os.fstat(held_fd)
+            return (now.st_size, now.st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+
         before = state.objects_of(row.path)
         hashing = (
             _hash_in_background(source, row.path) if row.size > s.part_size else _done(sha256_file(source))
@@ -250,7 +256,7 @@ def _process(
                 _claimed(
                     results(source, row.path, s, skipped), row.path, st.st_mtime, s, state, skipped, log
                 ),
-                lambda r, obj: _ship(r, obj, row, hashing, s, state, uploader, log),
+                lambda r, obj: _ship(r, obj, row, hashing, s, state, uploader, log, unchanged),
             )
         finally:
             if is_archive(row.path):
@@ -475,8 +481,10 @@ def _ship(
     state: State,
     uploader: Uploader,
     log: FileLog,
+    unchanged: Callable[[], bool],
 ) -> tuple[Uploaded, int | None]:
-    """Uploads one result to its claimed key and records it."""
+    """Uploads one result to its claimed key and records it; not when the source was written to
+    meanwhile (``unchanged``)."""
     source = source_name(row.path, r.entry)
     log.set(stage="upload")
     if_match = obj.etag if obj.sha256 else None
@@ -504,6 +512,7 @@ def _ship(
                 on_aborted=lambda: state.upload_ended(obj.key),
                 inline=row.size <= s.part_size,
                 resume=resume if attempt == 0 else None,
+                unchanged=unchanged,
             )
             break
         except IntegrityError as e:

@@ -90,6 +90,11 @@ class IntegrityError(UploadError):
     """What S3 stored is not what s3proc sent."""
 
 
+class SourceChanged(UploadError):
+    """The source was written to while it was read: what was sent is no one version of it, and
+    is not published (the upload is aborted)."""
+
+
 class KeyTaken(UploadError):
     """The key holds an object that is not a version of this source; s3proc never overwrites it."""
 
@@ -604,6 +609,7 @@ class Uploader:
         on_aborted: Callable[[], None] = lambda: None,
         inline: bool = False,
         resume: Resume | None = None,
+        unchanged: Callable[[], bool] = lambda: True,
     ) -> Uploaded:
         """Uploads the stream ``open_chunks()`` to ``key``, exactly once.
 
@@ -628,10 +634,13 @@ class Uploader:
                 same source content, it goes on: each part already on the server (ListParts)
                 whose size and MD5 match the part produced now is not sent again. Otherwise it
                 is aborted.
+            unchanged: Whether the source is still as it was when reading began: asked before
+                the object is written (PutObject, CompleteMultipartUpload).
 
         Raises:
             KeyTaken: The key holds something that is not a version of this source.
             IntegrityError: The stored object does not match what was sent (it is removed).
+            SourceChanged: ``unchanged()`` said no; nothing was written.
             UploadError, botocore errors: retries exhausted or a request S3 refuses.
         """
         sha = sha256 if callable(sha256) else lambda: sha256
@@ -649,7 +658,7 @@ class Uploader:
                     while True:
                         try:
                             return self._upload(
-                                key, source, chunks, meta, if_match, on_created, on_aborted, resume
+                                key, source, chunks, meta, if_match, on_created, on_aborted, resume, unchanged
                             )
                         except SchemaRestart as e:
                             log.info("restarting the upload: %s", e, extra={"key": key, "stage": "upload"})
@@ -685,7 +694,12 @@ class Uploader:
         on_created: Callable[[str], None],
         on_aborted: Callable[[], None],
         resume: Resume | None,
+        unchanged: Callable[[], bool],
     ) -> Uploaded:
+        def check_source() -> None:
+            if not unchanged():
+                raise SourceChanged(f"{source} was written to while it was uploaded; not published")
+
         cond = {"IfMatch": if_match} if if_match else {"IfNoneMatch": "*"}
         parts = part_groups(chunks)
         try:
@@ -706,6 +720,7 @@ class Uploader:
             if upload_id is None and self.abort(key, resume.upload_id):
                 on_aborted()
         if second is None:
+            check_source()
             try:
                 got, md5, digest = self._send(
                     "put_object", first, Bucket=self.bucket, Key=key, Metadata=meta(), **cond, **self._extra
@@ -798,6 +813,7 @@ class Uploader:
                     len(done),
                     extra={"key": key, "stage": "upload"},
                 )
+            check_source()
             try:
                 got = self.call(
                     "complete_multipart_upload",
