@@ -1,7 +1,7 @@
 # s3proc as a container: build the wheel, then install it on a slim Python.
 #   docker build -t s3proc .
 #   docker run -d -v /srv/inbox:/data/inbox -e S3PROC_BUCKET=my-bucket -e AWS_REGION=eu-west-1 s3proc
-#   docker run --rm -v "$PWD:/data" s3proc convert /data/in.csv /data/out.parquet
+#   docker run --rm --user "$(id -u):$(id -g)" -v "$PWD:/data" s3proc convert /data/in.csv /data/out.parquet
 # The state database lives in /data/inbox/.s3proc unless S3PROC_STATE says otherwise; the
 # mounted folder must be writable by the container's user (nobody).
 FROM rust:1-slim-bookworm AS build

@@ -45,6 +45,26 @@ def test_version(s3proc_bin: Path) -> None:
     assert out.count("\n") == 1
 
 
+def test_s3proc_alone_prints_its_help(s3proc_bin: Path) -> None:
+    proc = run(s3proc_bin)
+    assert proc.returncode == 2
+    err = proc.stderr.decode()
+    assert err.startswith("Usage: s3proc") and "\nCommands:\n" in err and "s3proc: error" not in err
+
+
+def test_a_reader_that_goes_away_is_no_error(s3proc_bin: Path, small_csv: Path) -> None:
+    """`s3proc inspect FILE | head -1`: the pipe closes before s3proc writes."""
+    proc = subprocess.Popen(
+        [s3proc_bin, "inspect", str(small_csv)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=60) == 1
+    assert err == "", err
+
+
 def test_inspect_prints_schema(s3proc_bin: Path, small_csv: Path) -> None:
     proc = run(s3proc_bin, "inspect", str(small_csv))
     assert proc.returncode == 0, proc.stderr

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import botocore.exceptions
 import click
+from click.exceptions import NoArgsIsHelpError
 
 from s3proc import _core, logs
 from s3proc.config import (
@@ -75,6 +76,8 @@ class _Main(click.Group):
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
             click.echo(f"s3proc: error: S3: {describe(e)}", err=True)
             sys.exit(1)
+        except BrokenPipeError:
+            raise  # the reader went away (`| head`): see main
         except OSError as e:
             click.echo(f"s3proc: error: {e}", err=True)
             sys.exit(1)
@@ -211,6 +214,14 @@ def main() -> None:
         load_env()
     try:
         rv = cli.main(standalone_mode=False)
+    except NoArgsIsHelpError as e:  # `s3proc` alone, or a group without its command: the help
+        e.show()
+        sys.exit(e.exit_code)
+    except BrokenPipeError:
+        # `s3proc ls | head`: the reader has what it wanted. Quiet, as other tools are; stdout
+        # goes to /dev/null so that the interpreter's last flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
     except click.UsageError as e:
         hint = f" (see {e.ctx.command_path} --help)" if e.ctx else ""
         click.echo(f"s3proc: error: {e.format_message()}{hint}".replace("\n", " "), err=True)
