@@ -668,12 +668,15 @@ def status(as_json: bool, limit: int, **opts: Any) -> None:
         click.echo(json.dumps(report, indent=2))
         return
     click.echo("  ".join(f"{k}: {v}" for k, v in report["counts"].items()))
+    shown = logs.printable  # a newline in a name must not start a line of its own
+    # A service claims files a batch ahead (one scan for writers per batch): `processing` counts
+    # those still in its queue too.
     for path in report["in_flight"]:
-        click.echo(f"in flight: {path}")
+        click.echo(f"in flight or next: {shown(path)}")
     for f in report["failures"]:
-        click.echo(f"failed: {f['path']}: {f['error']}")
+        click.echo(f"failed: {shown(f['path'])}: {shown(f['error'])}")
     for k in report["skipped_entries"]:
-        click.echo(f"skipped: {k['path']} entry {k['entry']}: {k['reason']}")
+        click.echo(f"skipped: {shown(k['path'])} entry {shown(k['entry'])}: {shown(k['reason'])}")
 
 
 @cli.command()

@@ -21,9 +21,21 @@ _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"me
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
-    fields = {k: v for k, v in record.__dict__.items() if k not in _STANDARD and v is not None}
+    """The line's own fields; a field given as None is JSON's null (a summary line keeps its
+    shape: ``rows`` of a raw file)."""
+    fields = {k: v for k, v in record.__dict__.items() if k not in _STANDARD}
     current = _current.get()
     return {**current, **fields} if current else fields
+
+
+# Control characters as Python writes them in a string's repr (a newline in a file name must not
+# start a line of its own, an escape sequence must not reach the terminal).
+_SHOWN = {c: repr(chr(c))[1:-1] for c in (*range(0x20), *range(0x7F, 0xA0))}
+
+
+def printable(value: Any) -> str:
+    """``value`` as text with its control characters escaped."""
+    return str(value).translate(_SHOWN)
 
 
 class JsonFormatter(logging.Formatter):
@@ -48,8 +60,8 @@ class ConsoleFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
-        extras = "  ".join(f"{k}={v}" for k, v in _fields(record).items())
-        text = f"{stamp} {record.levelname.lower():<7} {record.getMessage()}" + (
+        extras = "  ".join(f"{k}={printable(v)}" for k, v in _fields(record).items() if v is not None)
+        text = f"{stamp} {record.levelname.lower():<7} {printable(record.getMessage())}" + (
             f"  {extras}" if extras else ""
         )
         if record.exc_info:

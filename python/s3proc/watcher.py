@@ -88,7 +88,11 @@ class Filter:
             if rel not in self._warned and len(self._warned) < 10_000:
                 self._warned.add(rel)
                 shown = os.fsencode(rel).decode("utf-8", "backslashreplace")
-                log.warning("left alone: the name %s is not valid UTF-8, so it cannot be an S3 key", shown)
+                log.warning(
+                    "left alone: the name %s is not valid UTF-8, so it cannot be an S3 key",
+                    shown,
+                    extra={"path": shown, "stage": "detect"},
+                )
             return None
         return rel
 
