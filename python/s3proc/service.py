@@ -199,7 +199,9 @@ class Service:
         """Forgets the files uploaded or failed ``forget_after`` ago and gone since from the watch
         dir (and a failed one from the error folder), a page of ``FORGET_PAGE`` rows at a time
         (one per rescan, going round the table), so that the state of a service that deletes or
-        moves what it uploaded, or whose error folder is emptied, stays bounded."""
+        moves what it uploaded, or whose error folder is emptied, keeps one row per key it
+        wrote (about 300 bytes each), not one per file it ever saw as well: a source keeps its
+        key for good (see ``pipeline._claim``)."""
         if not self.sched.forget_after:
             return
         before = time.time() - self.sched.forget_after
