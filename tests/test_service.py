@@ -1127,6 +1127,26 @@ def test_cleanup_and_ls(moto: S3Server, watch: Path) -> None:
     assert b"p/t.parquet" in ls.stdout and b"2 rows" in ls.stdout
 
 
+@pytest.mark.parametrize("columns", [2, 1900])  # a footer within the last 64 KiB, and one past it
+def test_ls_gives_the_rows_of_a_multipart_parquet_object_from_its_footer(
+    moto: S3Server, columns: int
+) -> None:
+    """A multipart upload's metadata is written when the upload is created, often before the
+    rows are counted: ls reads them from the object's Parquet footer."""
+    bucket = moto.new_bucket()
+    rows = 1000
+    table = ",".join(f"c{j}" for j in range(columns)) + "\n"
+    table += "".join(",".join(str(i * j) for j in range(columns)) + "\n" for i in range(rows))
+    data = b"".join(s3proc.ParquetChunks(table.encode(), name="t.csv"))
+    meta = {"s3proc-writer": "s3proc", "s3proc-format": "parquet", "s3proc-source": "t.csv"}
+    moto.client().put_object(Bucket=bucket, Key="t.parquet", Body=data, Metadata=meta)
+    footer = int.from_bytes(data[-8:-4], "little")
+    assert (footer > 64 << 10) == (columns > 2), footer
+    common = ["--bucket", bucket, "--endpoint-url", moto.endpoint]
+    ls = subprocess.run([_bin(), "ls", *common], capture_output=True, env=moto.env(), check=True)
+    assert b"1,000 rows" in ls.stdout, ls.stdout
+
+
 def test_ls_cleanup_and_rebuild_state_follow_the_key_template(moto: S3Server, watch: Path) -> None:
     """A template that does not begin with the prefix puts keys outside it: the other commands,
     configured as the service is (here by its environment), look where it writes."""

@@ -12,6 +12,7 @@ __all__ = [
     "__version__",
     "build_profile",
     "inspect",
+    "parquet_footer_rows",
     "sniff_compression",
 ]
 
@@ -73,6 +74,10 @@ def sniff_compression(path: str | os.PathLike[str]) -> str | None:
     Sources given to ``ParquetChunks`` and ``inspect`` are decompressed on the fly;
     this tells a caller beforehand, without reading more than a few bytes.
     """
+
+def parquet_footer_rows(footer: bytes) -> int:
+    """The number of rows a Parquet footer gives (the metadata before a file's last 8 bytes);
+    ``ValueError`` for bytes that are not one."""
 
 class ArchiveOptions(TypedDict, total=False):
     max_total_bytes: int  # uncompressed bytes of all entries, all levels (default 1 TiB)

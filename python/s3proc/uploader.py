@@ -41,7 +41,7 @@ import botocore.exceptions
 import botocore.session
 import botocore.utils
 
-from s3proc._core import __version__
+from s3proc._core import __version__, parquet_footer_rows
 from s3proc.errors import S3procError, SchemaRestart
 
 log = logging.getLogger("s3proc.upload")
@@ -52,6 +52,7 @@ META_SHA256 = "s3proc-source-sha256"
 META_VERSION = "s3proc-version"
 META_ROWS = "s3proc-rows"
 META_FORMAT = "s3proc-format"
+FOOTER_READ = 64 << 10  # the end of a Parquet object read for its row count (``listing``)
 META_WRITER = "s3proc-writer"  # the tag that marks uploads and objects s3proc made
 META_SOURCE_CUT = "s3proc-source-cut"  # the source path's SHA-256, where s3proc-source is cut
 MAX_METADATA = 2048  # S3's limit on user metadata: UTF-8 bytes of every key (no x-amz-meta-) and value
@@ -1101,17 +1102,41 @@ class Uploader:
                 kwargs["ContinuationToken"] = page["NextContinuationToken"]
 
     def listing(self, prefix: str) -> Iterator[tuple[str, int, int | None]]:
-        """``(key, size, rows)`` of every object under ``prefix``; rows from s3proc's metadata."""
+        """``(key, size, rows)`` of every object under ``prefix``; rows from s3proc's metadata,
+        or from the footer of a Parquet object whose metadata was written before its rows were
+        counted (a multipart upload's)."""
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
         while True:
             page = self.call("list_objects_v2", **kwargs)
             for o in page.get("Contents", []):
-                head = self._head(o["Key"]) or {}
-                rows = head.get("Metadata", {}).get(META_ROWS)
-                yield o["Key"], int(o["Size"]), int(rows) if rows else None
+                key, size = o["Key"], int(o["Size"])
+                meta = (self._head(key) or {}).get("Metadata", {})
+                rows = int(meta[META_ROWS]) if meta.get(META_ROWS) else None
+                if rows is None and meta.get(META_FORMAT) == "parquet":
+                    rows = self._footer_rows(key, size)
+                yield key, size, rows
             if not page.get("IsTruncated"):
                 return
             kwargs["ContinuationToken"] = page["NextContinuationToken"]
+
+    def _footer_rows(self, key: str, size: int) -> int | None:
+        """The rows a Parquet object's footer gives: one ranged GET of its last 64 KiB (a second
+        for a larger footer); None when it has none."""
+
+        def tail(n: int) -> bytes:
+            got = self.call("get_object", Bucket=self.bucket, Key=key, Range=f"bytes=-{n}")
+            return bytes(got["Body"].read())
+
+        end = tail(min(size, FOOTER_READ))
+        if len(end) < 12 or end[-4:] != b"PAR1":
+            return None
+        need = int.from_bytes(end[-8:-4], "little") + 8
+        if need > len(end):
+            end = tail(need) if need <= size else b""
+        try:
+            return parquet_footer_rows(end[-need:-8]) if len(end) >= need else None
+        except ValueError:
+            return None
 
     def delete(self, key: str) -> None:
         self.call("delete_object", Bucket=self.bucket, Key=key)

@@ -87,6 +87,16 @@ struct Open {
     lanes: Arc<Lanes>,
 }
 
+/// The number of rows a Parquet file's footer gives: `footer` is its
+/// metadata, the bytes before the last 8 (length and `PAR1`).
+///
+/// # Errors
+/// Bytes that are not a Parquet footer.
+pub fn footer_rows(footer: &[u8]) -> Result<i64, ParquetError> {
+    let meta = parquet::file::metadata::ParquetMetaDataReader::decode_metadata(footer)?;
+    Ok(meta.file_metadata().num_rows())
+}
+
 /// Values of a column's first batch that judge its ZSTD level.
 const LEVEL_SAMPLE_BYTES: usize = 64 << 10;
 

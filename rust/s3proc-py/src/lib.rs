@@ -24,7 +24,7 @@ mod _core {
     use super::chunks::inspect;
 
     #[pymodule_export]
-    use super::source::sniff_compression;
+    use super::source::{parquet_footer_rows, sniff_compression};
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -30,6 +30,14 @@ pub fn sniff_compression(py: Python<'_>, path: PathBuf) -> PyResult<Option<&'sta
         .map_err(|e| crate::errors::to_py(py, e))
 }
 
+/// The number of rows in a Parquet footer (the metadata before the file's
+/// last 8 bytes): a `ValueError` for bytes that are not one.
+#[pyfunction]
+pub fn parquet_footer_rows(footer: &[u8]) -> PyResult<i64> {
+    s3proc_core::sink::footer_rows(footer)
+        .map_err(|e| pyo3::exceptions::PyValueError::new_err(format!("not a Parquet footer: {e}")))
+}
+
 /// The `source` argument as it is stored, compressed or not (an archive
 /// reader opens a compressed tar itself, and measures its compression
 /// ratio against the compressed bytes).
