@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 
 from s3proc.logs import ConsoleFormatter, JsonFormatter, for_file
 
@@ -43,3 +45,18 @@ def test_a_summary_line_keeps_its_fields_when_they_have_no_value() -> None:
     line = json.loads(JsonFormatter().format(records[0]))
     assert line["rows"] is None and line["ratio"] is None and line["path"] == "raw.bin"
     assert "rows" not in ConsoleFormatter().format(records[0])
+
+
+def test_other_libraries_warnings_are_lines_of_the_same_format() -> None:
+    """urllib3 or botocore warning: a JSON line like s3proc's own, not plain text among them."""
+    code = (
+        "import logging; from s3proc import logs; logs.setup('json', 'info');"
+        " logging.getLogger('urllib3.connectionpool').warning('Connection pool is full');"
+        " logging.getLogger('s3proc.x').info('ours')"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    lines = [json.loads(line) for line in proc.stderr.splitlines()]
+    assert [(r["logger"], r["msg"]) for r in lines] == [
+        ("urllib3.connectionpool", "Connection pool is full"),
+        ("s3proc.x", "ours"),
+    ]

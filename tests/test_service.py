@@ -579,6 +579,12 @@ def test_configuration_from_env_and_dotenv(moto: S3Server, watch: Path, tmp_path
     proc = subprocess.run(flags, capture_output=True, env=env, cwd=cwd, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert set(objects(moto.client(), wrong)) == {"from-env/f.txt", "from-env/g.txt"}
+    # A line of .env that is not NAME=VALUE: one line, status 2 (its setting was silently lost).
+    (cwd / ".env").write_text(f"S3PROC_BUCKET={bucket}\nS3PROC_AFTER_UPLOAD delete\n")
+    (watch / "h.txt").write_text("z")
+    proc = subprocess.run(cmd, capture_output=True, env=env, cwd=cwd, timeout=120)
+    assert ".env, line 2: not NAME=VALUE" in _one_line_exit_2(proc)
+    assert "from-env/h.txt" not in objects(moto.client(), bucket)
 
 
 # ---------------------------------------------------------------------- the daemon

@@ -211,7 +211,11 @@ def main() -> None:
         for name in [n for n in os.environ if n.startswith("S3PROC_")]:
             del os.environ[name]
     else:
-        load_env()
+        try:
+            load_env()
+        except ConfigError as e:
+            click.echo(f"s3proc: error: {e}", err=True)
+            sys.exit(2)
     try:
         rv = cli.main(standalone_mode=False)
     except NoArgsIsHelpError as e:  # `s3proc` alone, or a group without its command: the help

@@ -46,11 +46,21 @@ def move_folder(after_upload: str) -> Path | None:
 
 
 def load_env(path: str | os.PathLike[str] = ".env") -> None:
-    """Reads ``.env`` into the environment, never overriding what is already set."""
+    """Reads ``.env`` into the environment, never overriding what is already set; a line that is
+    not ``NAME=VALUE`` (or a comment) is a ``ConfigError``, not a setting silently lost."""
     from dotenv import load_dotenv
+    from dotenv.parser import parse_stream
 
-    if Path(path).is_file():
-        load_dotenv(path, override=False)
+    if not Path(path).is_file():
+        return
+    try:
+        with open(path, encoding="utf-8") as f:
+            bad = [b.original.line for b in parse_stream(f) if b.error]
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path} cannot be read: {e}") from None
+    if bad:
+        raise ConfigError(f"{path}, line {bad[0]}: not NAME=VALUE")
+    load_dotenv(path, override=False)
 
 
 def parse_size(text: str | int) -> int:

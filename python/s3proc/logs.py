@@ -75,10 +75,14 @@ def setup(fmt: str = "auto", level: str = "info") -> None:
         fmt = "console" if sys.stderr.isatty() else "json"
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
-    root = logging.getLogger("s3proc")
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    root.propagate = False
+    ours = logging.getLogger("s3proc")
+    ours.handlers[:] = [handler]
+    ours.setLevel(level.upper())
+    ours.propagate = False
+    # Other libraries' warnings (urllib3's full connection pool, say) in the same format: a
+    # line of plain text in a stream of JSON lines would break its reader.
+    logging.getLogger().handlers[:] = [handler]
+    logging.getLogger().setLevel(logging.WARNING)
     # botocore and moto are chatty at INFO; their warnings still show.
     for name in ("botocore", "boto3", "urllib3", "werkzeug", "watchfiles"):
         logging.getLogger(name).setLevel(logging.WARNING)
