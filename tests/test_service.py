@@ -1153,6 +1153,31 @@ def test_ls_gives_the_rows_of_a_multipart_parquet_object_from_its_footer(
     assert b"1,000 rows" in ls.stdout, ls.stdout
 
 
+def test_mtimes_past_what_sqlite_holds_are_shipped_once(moto: S3Server, watch: Path) -> None:
+    """An mtime in the year 2286 (or 1653) takes more than SQLite's 64-bit integers in
+    nanoseconds: it is recorded as the last (first) day they hold; the run crashed at its first
+    scan. With a dated template, a date past 9999 is the year 9999."""
+    bucket = moto.new_bucket()
+    keys = set()
+    for name, when, key in (
+        ("future.txt", 10**10, "2286/future.txt"),
+        ("past.txt", -(10**10), "1653/past.txt"),
+    ):
+        (watch / name).write_text(name)
+        os.utime(watch / name, (when, when))
+        if os.stat(watch / name).st_mtime == when:
+            keys.add(key)
+        else:  # ext4 holds 1901 to 2446
+            (watch / name).unlink()
+    if not keys:
+        pytest.skip("this file system holds no such mtime")
+    for _ in range(2):  # the second run finds them unchanged
+        run = run_once(moto, bucket, watch, "--key-template", "{date:%Y}/{path}")
+        assert run.returncode == 0, run.stderr
+    assert set(objects(moto.client(), bucket)) == keys
+    assert [r["path"] for r in run.lines("uploaded")] == []
+
+
 def test_ls_cleanup_and_rebuild_state_follow_the_key_template(moto: S3Server, watch: Path) -> None:
     """A template that does not begin with the prefix puts keys outside it: the other commands,
     configured as the service is (here by its environment), look where it writes."""

@@ -145,7 +145,14 @@ class KeyMaker:
             path = head + slash + parquet_name(name)
         head, _, name = path.rpartition("/")
         stem, dot, ext = name.partition(".")
-        when = dt.datetime.fromtimestamp(mtime, dt.UTC)
+        try:
+            when = dt.datetime.fromtimestamp(mtime, dt.UTC)
+        except (ValueError, OverflowError, OSError):  # past year 9999 (a file system may hold one)
+            when = (
+                dt.datetime.max.replace(tzinfo=dt.UTC)
+                if mtime > 0
+                else dt.datetime.min.replace(tzinfo=dt.UTC)
+            )
         try:
             key = self.template.format(
                 prefix=self.prefix,

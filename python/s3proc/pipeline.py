@@ -41,7 +41,7 @@ from s3proc.errors import ParseError, S3procError
 from s3proc.keys import BadKey, KeyMaker, alternative, is_tabular
 from s3proc.logs import FileLog, for_file
 from s3proc.safepath import Opened
-from s3proc.state import FAILED, UPLOADED, FileRow, KeysTaken, ObjectRow, State
+from s3proc.state import FAILED, UPLOADED, FileRow, KeysTaken, ObjectRow, State, mtime_ns
 from s3proc.uploader import (
     META_FORMAT,
     META_ROWS,
@@ -204,17 +204,17 @@ def _process(
         state.release(row.path)  # back to waiting, to be forgotten as any vanished waiting file
         state.forget_pending(row.path)
         return Outcome("gone")
-    if (st.st_size, st.st_mtime_ns) != (row.size, row.mtime_ns):
-        state.observe([(row.path, st.st_size, st.st_mtime_ns)], time.time())
+    if (st.st_size, mtime_ns(st)) != (row.size, row.mtime_ns):
+        state.observe([(row.path, st.st_size, mtime_ns(st))], time.time())
         state.finish(row.path, -1, -1, "")  # not the processed content: back to the queue
         return Outcome("requeued")
     done: list[tuple[Uploaded, int | None]] = []
     hashing: Future[str] | None = None
     try:
         src: Opened | None = held.enter_context(safepath.open_regular(s.root, row.path))
-        if src is None or (src.st.st_size, src.st.st_mtime_ns, src.st.st_ino) != (
+        if src is None or (src.st.st_size, mtime_ns(src.st), src.st.st_ino) != (
             st.st_size,
-            st.st_mtime_ns,
+            mtime_ns(st),
             st.st_ino,
         ):
             state.finish(row.path, -1, -1, "")  # replaced since: back to the queue, looked at anew
@@ -224,7 +224,7 @@ def _process(
 
         def unchanged() -> bool:  # not written to in place since it was opened
             now = os.fstat(held_fd)
-            return (now.st_size, now.st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+            return (now.st_size, mtime_ns(now)) == (st.st_size, mtime_ns(st))
 
         before = state.objects_of(row.path)
         hashing = (
@@ -352,9 +352,9 @@ def _changed(root: Path, row: FileRow, st: os.stat_result, state: State) -> bool
             return False
         state.observe([(row.path, -1, -1)], time.time())
         return True
-    if (now.st_size, now.st_mtime_ns, now.st_ino) == (st.st_size, st.st_mtime_ns, st.st_ino):
+    if (now.st_size, mtime_ns(now), now.st_ino) == (st.st_size, mtime_ns(st), st.st_ino):
         return False
-    state.observe([(row.path, now.st_size, now.st_mtime_ns)], time.time())
+    state.observe([(row.path, now.st_size, mtime_ns(now))], time.time())
     return True
 
 
@@ -546,7 +546,7 @@ def settle(row: FileRow, s: Settings, state: State) -> None:
         st = safepath.regular_stat(s.root, row.path)  # no link followed on the way
     except OSError:
         return
-    if st is None or (st.st_size, st.st_mtime_ns) != (row.size, row.mtime_ns):
+    if st is None or (st.st_size, mtime_ns(st)) != (row.size, row.mtime_ns):
         return
     log = for_file(row.path, "finish")
     if row.status == FAILED:
@@ -569,7 +569,7 @@ def _after_upload(path: Path, rel: str, st: os.stat_result, s: Settings, state: 
         try:
             taken = _take(path, st)
         except FileNotFoundError:  # gone already: nothing to delete or move
-            state.moved_away(rel, st.st_size, st.st_mtime_ns)
+            state.moved_away(rel, st.st_size, mtime_ns(st))
             return
         if taken is None:
             log.info("replaced since it was processed: the new version is left to be processed")
@@ -583,13 +583,13 @@ def _after_upload(path: Path, rel: str, st: os.stat_result, s: Settings, state: 
             if taken != path:
                 _put_back(taken, path)
             raise
-        state.moved_away(rel, st.st_size, st.st_mtime_ns)
+        state.moved_away(rel, st.st_size, mtime_ns(st))
     except OSError as e:
         log.warning("after-upload %s failed: %s", s.after_upload, e)
 
 
 def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
-    return (a.st_dev, a.st_ino, a.st_size, a.st_mtime_ns) == (b.st_dev, b.st_ino, b.st_size, b.st_mtime_ns)
+    return (a.st_dev, a.st_ino, a.st_size, mtime_ns(a)) == (b.st_dev, b.st_ino, b.st_size, mtime_ns(b))
 
 
 def _take(path: Path, st: os.stat_result) -> Path | None:

@@ -44,6 +44,7 @@ from s3proc.state import (
     KeysTaken,
     State,
     StateUnavailable,
+    mtime_ns,
 )
 from s3proc.uploader import PROBE_FOLDER, Uploader, describe
 from s3proc.watcher import Filter, Watcher, open_for_writing, rescan
@@ -363,8 +364,8 @@ class Service:
                 if cut or not self.state.forget_pending(row.path):
                     complete.append((row.path, row.size, row.mtime_ns))
                 continue
-            if (st.st_size, st.st_mtime_ns) != (row.size, row.mtime_ns):
-                self.state.observe([(row.path, st.st_size, st.st_mtime_ns)], now)
+            if (st.st_size, mtime_ns(st)) != (row.size, row.mtime_ns):
+                self.state.observe([(row.path, st.st_size, mtime_ns(st))], now)
                 continue
             current.append((row, st))
         # Hard links are rows of one inode: a writer holds it under one of their names.

@@ -35,6 +35,17 @@ BUSY_TIMEOUT = 30.0  # seconds a write waits for a lock another process holds on
 STATUSES = (PENDING, PROCESSING, UPLOADED, FAILED)
 
 
+# SQLite's integers are 64-bit signed: an mtime past 2262-04-11 or before 1677-09-21 (tmpfs, XFS
+# and btrfs take them) is recorded as that day. Every size-and-mtime comparison goes through
+# ``mtime_ns``, so both sides agree.
+MAX_MTIME_NS = (1 << 63) - 1
+
+
+def mtime_ns(st: os.stat_result) -> int:
+    """``st``'s mtime in nanoseconds as the state records it."""
+    return max(-MAX_MTIME_NS - 1, min(st.st_mtime_ns, MAX_MTIME_NS))
+
+
 class StateError(Exception):
     """The state database cannot be opened or is held by another ``s3proc run``."""
 

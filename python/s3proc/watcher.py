@@ -20,7 +20,7 @@ from pathlib import Path
 
 import watchfiles
 
-from s3proc.state import State, StateUnavailable
+from s3proc.state import State, StateUnavailable, mtime_ns
 
 log = logging.getLogger("s3proc.watch")
 
@@ -160,7 +160,7 @@ def scan(
             st = entry.stat(follow_symlinks=False)
         except OSError:
             continue  # gone between listing and stat
-        yield rel, st.st_size, st.st_mtime_ns
+        yield rel, st.st_size, mtime_ns(st)
 
 
 def rescan(
@@ -364,9 +364,9 @@ class Watcher(threading.Thread):
                     st = entry.stat(follow_symlinks=False)
                 except OSError:
                     continue
-                seen = now[entry.path] = (rel, st.st_size, st.st_mtime_ns)
+                seen = now[entry.path] = (rel, st.st_size, mtime_ns(st))
                 if seen != was:
-                    changed.append((rel, st.st_size, st.st_mtime_ns))
+                    changed.append((rel, st.st_size, mtime_ns(st)))
                 if len(changed) >= 2000:
                     self.state.observe(changed, time.time())
                     changed = []
@@ -403,7 +403,7 @@ class Watcher(threading.Thread):
                 continue
             if not stat.S_ISREG(st.st_mode):
                 continue
-            seen.append((rel, st.st_size, st.st_mtime_ns))
+            seen.append((rel, st.st_size, mtime_ns(st)))
         if seen:
             self.state.observe(seen, time.time())
         check_watched(folders)
