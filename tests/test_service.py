@@ -20,6 +20,8 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -1151,6 +1153,27 @@ def test_ls_gives_the_rows_of_a_multipart_parquet_object_from_its_footer(
     common = ["--bucket", bucket, "--endpoint-url", moto.endpoint]
     ls = subprocess.run([_bin(), "ls", *common], capture_output=True, env=moto.env(), check=True)
     assert b"1,000 rows" in ls.stdout, ls.stdout
+
+
+def test_archive_entry_names_made_safe_are_logged(moto: S3Server, watch: Path) -> None:
+    """A duplicated entry and one pointing outside the archive are renamed by the reader: the log
+    says so, as it does for any key a source does not get as named."""
+    bucket = moto.new_bucket()
+    with zipfile.ZipFile(watch / "pack.zip", "w") as z, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile's "Duplicate name": the point here
+        z.writestr("dup.txt", "one")
+        z.writestr("dup.txt", "two")
+        z.writestr("../up.txt", "up")
+    run = run_once(moto, bucket, watch)
+    assert run.returncode == 0, run.stderr
+    assert set(objects(moto.client(), bucket)) == {
+        "pack.zip/dup.txt",
+        "pack.zip/dup~2.txt",
+        "pack.zip/up.txt",
+    }
+    notes = {r["msg"] for r in run.logs if r["msg"].startswith("entry ")}
+    assert any(m.startswith("entry dup~2.txt:") and "duplicate" in m for m in notes), notes
+    assert any(m.startswith("entry up.txt:") and "outside the archive" in m for m in notes), notes
 
 
 def test_mtimes_past_what_sqlite_holds_are_shipped_once(moto: S3Server, watch: Path) -> None:

@@ -147,6 +147,8 @@ def archive_results(
             if skipped is not None:
                 skipped.append((entry.name, entry.reason or ""))
             continue
+        if entry.note:  # a name normalised, kept inside the archive, or a duplicate's suffix
+            log.warning("entry %s: %s", entry.name, entry.note, extra={"path": rel, "stage": "process"})
         if entry.kind != "file":
             continue  # a nested archive: its entries follow
         name = f"{rel}/{entry.name}"
