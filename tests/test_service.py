@@ -1155,6 +1155,46 @@ def test_ls_gives_the_rows_of_a_multipart_parquet_object_from_its_footer(
     assert b"1,000 rows" in ls.stdout, ls.stdout
 
 
+@pytest.mark.parametrize("same", [True, False])
+def test_a_state_rebuilt_from_a_shared_bucket_takes_only_its_own_keys(
+    moto: S3Server, tmp_path: Path, same: bool
+) -> None:
+    """Service A writes under svcA/; service B's keys span the whole bucket (a template that does
+    not begin with the prefix). B's first start rebuilds its state from every s3proc object it
+    can list: A's f.txt is not B's f.txt (a key B's template does not give it). B took it, then
+    replaced or deleted it, and never wrote its own."""
+    bucket = moto.new_bucket()
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    (a / "f.txt").write_text("A's\n")
+    (b / "f.txt").write_text("A's\n" if same else "B's\n")
+    assert run_once(moto, bucket, a, "--prefix", "svcA").returncode == 0
+    for _ in range(2):  # the second start rebuilds again: the state is lost
+        run = run_once(moto, bucket, b, "--key-template", "svcB/{path}")
+        assert run.returncode == 0, run.stderr
+        shutil.rmtree(b / ".s3proc")
+    client = moto.client()
+    assert body(client, bucket, "svcA/f.txt") == b"A's\n"
+    assert body(client, bucket, "svcB/f.txt") == (b"A's\n" if same else b"B's\n")
+    assert set(objects(client, bucket)) == {"svcA/f.txt", "svcB/f.txt"}
+    assert run.lines("state rebuilt from S3: 1 object(s) recorded"), run.stderr
+    assert [r["path"] for r in run.lines("unchanged content: already uploaded")] == ["f.txt"]
+
+
+def test_a_state_rebuilt_with_a_dated_template_finds_its_objects(moto: S3Server, watch: Path) -> None:
+    bucket = moto.new_bucket()
+    (watch / "d").mkdir()
+    (watch / "d" / "f.csv").write_text("a\n1\n")
+    os.utime(watch / "d" / "f.csv", (1_700_000_000, 1_700_000_000))  # 2023-11-14 UTC
+    dated = ("--prefix", "landing", "--key-template", "{prefix}{date:%Y/%m/%d}/{path}")
+    assert run_once(moto, bucket, watch, *dated).returncode == 0
+    shutil.rmtree(watch / ".s3proc")
+    run = run_once(moto, bucket, watch, *dated)
+    assert run.returncode == 0, run.stderr
+    assert run.lines("state rebuilt from S3: 1 object(s) recorded"), run.stderr
+    assert [r["path"] for r in run.lines("unchanged content: already uploaded")] == ["d/f.csv"]
+
+
 def test_archive_entry_names_made_safe_are_logged(moto: S3Server, watch: Path) -> None:
     """A duplicated entry and one pointing outside the archive are renamed by the reader: the log
     says so, as it does for any key a source does not get as named."""

@@ -557,7 +557,7 @@ def run(**opts: Any) -> None:
             if (
                 not state.rebuilt()
             ):  # a first start, or a lost state database: what s3proc wrote is not redone
-                rebuild_state(state, uploader, keys.scope, cfg.watch_dir)
+                rebuild_state(state, uploader, keys, cfg.watch_dir)
             settings = Settings(
                 root=cfg.watch_dir.resolve(),
                 keys=keys,
@@ -725,7 +725,7 @@ def rebuild_state_command(**opts: Any) -> None:
     try:
         # As run does: objects of another destination recorded here would pass for this one's.
         state.bind_destination(f"s3://{cfg.bucket}/{keys.scope}")
-        n = rebuild_state(state, uploader, keys.scope, cfg.watch_dir)
+        n = rebuild_state(state, uploader, keys, cfg.watch_dir)
     finally:
         state.close()
     click.echo(f"{n} object(s) recorded")

@@ -27,6 +27,7 @@ COMPRESSION_EXTENSIONS = (".gz", ".gzip", ".zst", ".zstd", ".bz2", ".xz")
 DEFAULT_TEMPLATE = "{prefix}{path}"
 
 MAX_KEY_BYTES = 1024 - len("~12345678")  # S3's limit, less room for the alternative's tag
+KEY_CHOICES = 16  # alternatives a source tries for a key other sources hold
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f%]")
 _FIELDS = {"prefix", "path", "dir", "name", "stem", "ext", "date", "mtime"}
 
@@ -97,6 +98,28 @@ def alternative(key: str, source: str) -> str:
     return f"{head}{slash}{stem}{tag}{dot}{ext}"
 
 
+def alternatives(key: str, source: str) -> list[str]:
+    """Every key ``source`` may take when others hold ``key``, in the order it tries them: its
+    ``alternative``, then that of its name with ``~2``, ``~3``… added."""
+    return [alternative(key, source)] + [alternative(key, f"{source}~{n}") for n in range(2, KEY_CHOICES + 1)]
+
+
+class _AnyDate:
+    """Stands for any date in a template (``{date:%Y/%m/%d}``, ``{date.year}``): a mark where
+    ``KeyMaker.gives`` then takes any text."""
+
+    MARK = "\ue000"  # a private-use character: no name gives it
+
+    def __format__(self, _spec: str) -> str:
+        return self.MARK
+
+    def __getattr__(self, _name: str) -> _AnyDate:
+        return self
+
+    def __getitem__(self, _index: object) -> _AnyDate:
+        return self
+
+
 @dataclass(frozen=True)
 class KeyMaker:
     """Turns a source's relative path into its object key.
@@ -139,12 +162,6 @@ class KeyMaker:
 
     def key(self, relpath: str, *, parquet: bool, mtime: float = 0.0, entry: str = "") -> str:
         """The key of ``relpath`` (or of ``entry`` inside the archive ``relpath``)."""
-        path = _segments(relpath) + ("/" + _segments(entry) if entry else "")
-        if parquet:
-            head, slash, name = path.rpartition("/")
-            path = head + slash + parquet_name(name)
-        head, _, name = path.rpartition("/")
-        stem, dot, ext = name.partition(".")
         try:
             when = dt.datetime.fromtimestamp(mtime, dt.UTC)
         except (ValueError, OverflowError, OSError):  # past year 9999 (a file system may hold one)
@@ -153,6 +170,29 @@ class KeyMaker:
                 if mtime > 0
                 else dt.datetime.min.replace(tzinfo=dt.UTC)
             )
+        return self._key(relpath, parquet, entry, when)
+
+    def gives(self, key: str, relpath: str, entry: str, source: str) -> bool:
+        """Whether ``key`` is one this key maker gives the source ``(relpath, entry)`` (named
+        ``source``), at any mtime: its own or one of its ``alternatives``. A state rebuilt from
+        a bucket that several services share takes only its own service's objects."""
+        for parquet in (True, False):
+            try:
+                wanted = self._key(relpath, parquet, entry, _AnyDate() if self.dated else None)
+            except BadKey:
+                continue
+            for k in (wanted, *alternatives(wanted, source)):
+                if k == key or (self.dated and re.fullmatch(re.escape(k).replace(_AnyDate.MARK, ".+"), key)):
+                    return True
+        return False
+
+    def _key(self, relpath: str, parquet: bool, entry: str, when: object) -> str:
+        path = _segments(relpath) + ("/" + _segments(entry) if entry else "")
+        if parquet:
+            head, slash, name = path.rpartition("/")
+            path = head + slash + parquet_name(name)
+        head, _, name = path.rpartition("/")
+        stem, dot, ext = name.partition(".")
         try:
             key = self.template.format(
                 prefix=self.prefix,

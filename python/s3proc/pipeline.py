@@ -38,7 +38,7 @@ from s3proc import _core, safepath
 from s3proc.archives import archive_results, converted, is_archive, source_name
 from s3proc.config import move_folder
 from s3proc.errors import ParseError, S3procError
-from s3proc.keys import BadKey, KeyMaker, alternative, is_tabular
+from s3proc.keys import KEY_CHOICES, BadKey, KeyMaker, alternative, alternatives, is_tabular
 from s3proc.logs import FileLog, for_file
 from s3proc.safepath import Opened
 from s3proc.state import FAILED, UPLOADED, FileRow, KeysTaken, ObjectRow, State, mtime_ns
@@ -58,7 +58,6 @@ from s3proc.uploader import (
 HASH_BLOCK = 1 << 20
 INTEGRITY_ATTEMPTS = 3
 ENTRY_CONCURRENCY = 2  # an archive's small entries shipped at once (each up to HEAD_BYTES)
-KEY_CHOICES = 16  # alternatives a source tries for a key other sources hold
 log = logging.getLogger("s3proc.pipeline")
 
 PARTIAL = ".s3proc-partial-"  # a copy on its way to another filesystem (a dot name: never shipped)
@@ -442,7 +441,7 @@ def _claim(state: State, rel: str, entry: str, wanted: str) -> ObjectRow:
         return state.claim_key(rel, entry, wanted, alternative(wanted, source))
     except KeysTaken:  # both taken by other sources (the alternative by a name that gives it)
         pass
-    more = [alternative(wanted, f"{source}~{n}") for n in range(2, KEY_CHOICES + 1)]
+    more = alternatives(wanted, source)[1:]
     own = {o.key for o in state.objects_of(rel) if o.entry == entry}
     for key in [k for k in more if k in own] + more:
         with contextlib.suppress(KeysTaken):

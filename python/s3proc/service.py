@@ -33,6 +33,7 @@ from types import FrameType
 from s3proc import logs
 from s3proc.archives import is_archive, source_name, split_source
 from s3proc.config import FORGET_AFTER, move_folder
+from s3proc.keys import KeyMaker
 from s3proc.pipeline import Outcome, Settings, error_path, mixed, process, settle, undo_cut_moves
 from s3proc.safepath import regular_stat
 from s3proc.state import (
@@ -152,13 +153,19 @@ def recover(state: State, uploader: Uploader, prefix: str) -> None:
         )
 
 
-def rebuild_state(state: State, uploader: Uploader, prefix: str, root: Path) -> int:
-    """Records every object s3proc wrote under ``prefix`` (from its metadata), so that a lost
-    state database costs no upload: a file whose content is already there is found unchanged.
-    Returns how many objects were recorded."""
+def rebuild_state(state: State, uploader: Uploader, keys: KeyMaker, root: Path) -> int:
+    """Records every object s3proc wrote under the keys' scope (from its metadata), so that a
+    lost state database costs no upload: a file whose content is already there is found
+    unchanged. Only an object at a key that ``keys`` gives its source is taken: another
+    service's, in the same bucket, is not this one's to replace or delete. Returns how many
+    objects were recorded."""
     n = 0
-    for key, source, sha, etag, size, rows in uploader.ours(prefix):
+    others = 0
+    for key, source, sha, etag, size, rows in uploader.ours(keys.scope):
         path, entry = split_source(source, lambda p: (root / p).exists())
+        if not keys.gives(key, path, entry, source):
+            others += 1
+            continue
         try:
             state.claim_key(path, entry, key, key)
         except KeysTaken:
@@ -167,6 +174,12 @@ def rebuild_state(state: State, uploader: Uploader, prefix: str, root: Path) -> 
         n += 1
     state.mark_rebuilt()
     log.info("state rebuilt from S3: %d object(s) recorded", n, extra={"stage": "recover"})
+    if others:
+        log.info(
+            "left %d object(s) of s3proc whose keys this key template does not give (another service's)",
+            others,
+            extra={"stage": "recover"},
+        )
     return n
 
 
