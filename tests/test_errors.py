@@ -278,11 +278,17 @@ def test_unknown_option_is_type_error() -> None:
         {"zstd_level": 0},
         {"zstd_level": 23},
         {"chunk_size": 0},
+        {"chunk_size": 1 << 40},  # it aborted the process, allocating a terabyte
         {"row_group_rows": 0},
         {"encoding": "klingon"},
         {"delimiter": "ab"},
         {"delimiter": "é"},
         {"quote": "ab"},
+        # A dialect that cannot be: one row of lines, fields split or merged wrongly.
+        {"delimiter": "\n"},
+        {"delimiter": "\r"},
+        {"quote": "\n"},
+        {"delimiter": ",", "quote": ","},
         {"escape": "sometimes"},
         {"sample_rows": -1},
         {"max_columns": 0},
@@ -362,3 +368,35 @@ def test_urandom_blobs_never_crash() -> None:
             data = os.urandom(size)
             with contextlib.suppress(s3proc.ParseError):
                 convert_chunks(data)
+
+
+def test_a_path_that_is_a_pipe_is_refused_not_read_in_part(tmp_path: Path) -> None:
+    """Each pass over a path opens it again: a FIFO's second open waited for another writer for
+    ever, and a pipe's (/dev/stdin) went on where the sniffer stopped, losing rows silently."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for call in (s3proc.ParquetChunks, s3proc.inspect):
+        with pytest.raises(s3proc.SourceError, match="not a regular file"):
+            call(str(fifo))
+
+
+def test_a_non_blocking_stream_is_an_error_not_a_short_table() -> None:
+    """read() giving None means "no data yet" in io's contract; it was taken for the end."""
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    try:
+        os.write(w, b"a,b\n1,2\n")  # the writer goes on later
+        with open(r, "rb", buffering=0) as f, pytest.raises(s3proc.S3procError, match="non-blocking"):
+            convert_chunks(f)
+    finally:
+        os.close(w)
+
+
+def test_common_misuse_says_what_to_do(tmp_path: Path) -> None:
+    (tmp_path / "t.csv").write_text("a,b\n1,2\n")
+    with open(tmp_path / "t.csv") as text, pytest.raises(TypeError, match="binary mode"):
+        convert_chunks(text)
+    with pytest.raises(s3proc.OptionError, match=r"a list of strings, e.g. \['NULL'\]"):
+        convert_chunks(b"a\n1\n", null_values="NULL")
+    out = io.BytesIO()
+    assert s3proc.convert(b"a,b\n1,2\n", out).rows == 1  # bytes, as ParquetChunks takes them

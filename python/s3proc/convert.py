@@ -40,7 +40,7 @@ def convert(source: str | os.PathLike[str] | IO[bytes], out: IO[bytes], **option
     first ``sample_rows``: a later value that does not fit them is then a ``SourceError``.
 
     Args:
-        source: A path, or a binary file-like object.
+        source: A path, bytes, or a binary file-like object.
         out: Where the Parquet bytes go.
         **options: The converter's options (see ``ParquetChunks``).
 
@@ -48,7 +48,7 @@ def convert(source: str | os.PathLike[str] | IO[bytes], out: IO[bytes], **option
         The row count, bytes written, restarts, the detected plan and the warnings.
     """
     seekable = _is_regular_file(out)
-    rereadable = isinstance(source, str | os.PathLike) or source.seekable()
+    rereadable = isinstance(source, str | os.PathLike | bytes | bytearray | memoryview) or source.seekable()
     if not seekable and rereadable:
         options.setdefault("sample_rows", None)
     chunks = ParquetChunks(source, **options)

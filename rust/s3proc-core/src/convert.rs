@@ -105,11 +105,32 @@ fn check_options(opts: &ConvertOptions) -> Result<()> {
             reason: "must be 1 to 22".into(),
         });
     }
-    if opts.parquet.row_group_rows == 0 || opts.parquet.chunk_size == 0 {
+    if opts.parquet.row_group_rows == 0 {
         return Err(Error::Option {
-            option: "row_group_rows/chunk_size",
+            option: "row_group_rows",
             reason: "must be positive".into(),
         });
+    }
+    if !(1..=MAX_CHUNK_SIZE).contains(&opts.parquet.chunk_size) {
+        return Err(Error::Option {
+            option: "chunk_size",
+            reason: "must be 1 byte to 5 GiB (S3's largest part)".into(),
+        });
+    }
+    let line_break = |b: u8| b == b'\n' || b == b'\r';
+    if opts.csv.delimiter.is_some_and(line_break) {
+        return Err(Error::Option {
+            option: "delimiter",
+            reason: "must not be a line break".into(),
+        });
+    }
+    if let Some(Some(q)) = opts.csv.quote {
+        if line_break(q) || opts.csv.delimiter == Some(q) {
+            return Err(Error::Option {
+                option: "quote",
+                reason: "must be neither a line break nor the delimiter".into(),
+            });
+        }
     }
     if !(1024..=MAX_RECORD_LIMIT).contains(&opts.csv.max_record_bytes) {
         return Err(Error::Option {
@@ -131,6 +152,9 @@ fn check_options(opts: &ConvertOptions) -> Result<()> {
     }
     Ok(())
 }
+
+/// Largest `chunk_size` accepted: S3's largest part.
+const MAX_CHUNK_SIZE: usize = 5 << 30;
 
 /// Largest `read_size` accepted.
 const MAX_READ_SIZE: usize = 256 << 20;

@@ -657,7 +657,10 @@ impl std::io::Write for ChunkQueue {
             let room = match self.segments.back() {
                 Some(last) if last.len() < self.segment => self.segment - last.len(),
                 _ => {
-                    self.segments.push_back(Vec::with_capacity(self.segment));
+                    // Grown as written past 64 MiB: a chunk size of gigabytes is
+                    // not taken up front.
+                    self.segments
+                        .push_back(Vec::with_capacity(self.segment.min(64 << 20)));
                     self.segment
                 }
             };

@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use encoding_rs::{
     Decoder, DecoderResult, Encoding as RsEncoding, UTF_16BE, UTF_16LE, WINDOWS_1252,
@@ -99,12 +99,30 @@ impl Source for FileSource {
     }
 
     fn open(&self) -> io::Result<Box<dyn Read + Send>> {
-        Ok(Box::new(File::open(&self.path)?))
+        Ok(Box::new(open_regular(&self.path)?))
     }
 
     fn open_seekable(&self) -> io::Result<Option<Box<dyn ReadSeek>>> {
-        Ok(Some(Box::new(File::open(&self.path)?)))
+        Ok(Some(Box::new(open_regular(&self.path)?)))
     }
+}
+
+/// `path` opened, when it is a regular file. A source is opened several
+/// times (the sniffer's passes, then the conversion): each open of a pipe or
+/// a device would go on where the last one stopped, losing the head of the
+/// data, and the open of a FIFO would wait for another writer.
+fn open_regular(path: &Path) -> io::Result<File> {
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is not a regular file: a pipe, FIFO or device can be read only once, \
+                 so pass it as an open binary stream",
+                path.display()
+            ),
+        ));
+    }
+    File::open(path)
 }
 
 /// An in-memory source (tests, small payloads).

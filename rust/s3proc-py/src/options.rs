@@ -1,7 +1,7 @@
 //! Keyword options shared by `ParquetChunks` and `inspect`.
 
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyString};
 use s3proc_core::csv::Escape;
 use s3proc_core::detect::FormatChoice;
 use s3proc_core::source::TextEncoding;
@@ -72,6 +72,16 @@ pub fn parse(options: Option<&Bound<'_, PyDict>>) -> PyResult<Parsed> {
                 }
             }
             "header" => c.csv.header = get(k, &value)?,
+            "null_values" if value.is_instance_of::<PyString>() => {
+                return Err(option_error(
+                    py,
+                    k,
+                    format!(
+                        "a list of strings, e.g. [{}], not one string",
+                        value.repr()?
+                    ),
+                ));
+            }
             "null_values" => c.csv.null_values = get(k, &value)?,
             "encoding" => {
                 c.csv.encoding = match get::<Option<String>>(k, &value)? {

@@ -167,16 +167,21 @@ struct PyReader {
 
 impl PyReader {
     fn read_stream(&self, buf: &mut [u8]) -> io::Result<usize> {
-        Python::attach(|py| {
+        let got = Python::attach(|py| {
             // A signal that came while no read was blocked (SIGTERM to `s3proc
             // convert` on a FIFO) is handled now, not once the next read returns.
             py.check_signals()?;
             let read = if self.stream.read1 { "read1" } else { "read" };
             let got = self.stream.obj.bind(py).call_method1(read, (buf.len(),))?;
             if got.is_none() {
-                return Ok(0);
+                return Ok(None); // io's contract: no data yet, not the end
             }
-            let bytes = got.cast::<PyBytes>().map_err(PyErr::from)?;
+            let bytes = got.cast::<PyBytes>().map_err(|_| {
+                let kind = got.get_type().name().map_or("?".into(), |n| n.to_string());
+                crate::errors::type_error(format!(
+                    "{read}() gave {kind}, not bytes: open the file in binary mode ('rb')"
+                ))
+            })?;
             let data = bytes.as_bytes();
             if data.len() > buf.len() {
                 return Err(crate::errors::type_error(
@@ -184,9 +189,15 @@ impl PyReader {
                 ));
             }
             buf[..data.len()].copy_from_slice(data);
-            Ok(data.len())
+            Ok(Some(data.len()))
         })
-        .map_err(io::Error::other)
+        .map_err(io::Error::other)?;
+        got.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "the stream is non-blocking and had no data: pass a blocking stream",
+            )
+        })
     }
 }
 
