@@ -336,7 +336,10 @@ def test_sigterm_leaves_no_output(s3proc_bin: Path, tmp_path: Path) -> None:
         _, err = proc.communicate(timeout=30)
     finally:
         writer.kill()
-    assert proc.returncode != 0 and b"Traceback" not in err, err
+        writer.wait()
+    # 128 + SIGTERM, as a shell reports it; the interpreter's exit aborted now and then (-6) on
+    # the lock of the stream a core thread still read.
+    assert proc.returncode == 143 and b"Traceback" not in err and b"Fatal" not in err, (proc.returncode, err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
 
 

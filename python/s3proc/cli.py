@@ -233,9 +233,12 @@ def main() -> None:
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
-    except click.Abort:
+    except click.Abort:  # Ctrl-C, or SIGTERM to `convert`: what it cleans up is cleaned up
         click.echo("Aborted!", err=True)
-        sys.exit(1)
+        sys.stdout.flush()
+        # Not the interpreter's exit: a core thread may still wait in a read of the input stream
+        # (stdin), and the shutdown would abort on that stream's lock ("Fatal Python error").
+        os._exit(128 + _stopped_by[0])
     sys.exit(rv if isinstance(rv, int) else 0)
 
 
@@ -297,7 +300,11 @@ def convert(input: str, output: str, **opts: Any) -> None:
         click.echo(f"{input}: warning: {warning}", err=True)
 
 
-def _interrupt(_signum: int, _frame: Any) -> None:
+_stopped_by = [signal.SIGINT.value]  # the signal a KeyboardInterrupt stands for
+
+
+def _interrupt(signum: int, _frame: Any) -> None:
+    _stopped_by[0] = signum
     raise KeyboardInterrupt
 
 
