@@ -124,7 +124,9 @@ class ArchiveEntry:
     def reason(self) -> str | None: ...
     @property
     def note(self) -> str | None: ...
-    def chunks(self, chunk_size: int = ...) -> EntryChunks: ...  # default 1 MiB
+    def chunks(self, chunk_size: int = ...) -> EntryChunks:
+        """The entry's bytes (``chunk_size`` default 1 MiB), once: a second call is a
+        ``RuntimeError`` (the archive is read as a stream)."""
 
 @final
 class EntryChunks(Iterator[bytes]):

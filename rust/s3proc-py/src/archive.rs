@@ -1,6 +1,7 @@
 //! `ArchiveReader`: the entries of an archive as a Python iterator, each
 //! entry's bytes as an iterator of `bytes` chunks.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -108,6 +109,7 @@ impl ArchiveReader {
         Ok(meta.map(|meta| ArchiveEntry {
             entries: self.entries.clone(),
             meta,
+            read: AtomicBool::new(false),
         }))
     }
 
@@ -123,6 +125,8 @@ impl ArchiveReader {
 pub struct ArchiveEntry {
     entries: ArchiveEntries,
     meta: EntryMeta,
+    /// Whether `chunks` was called: the archive is a stream, read once.
+    read: AtomicBool,
 }
 
 #[pymethods]
@@ -185,6 +189,14 @@ impl ArchiveEntry {
         if self.meta.kind != EntryKind::File {
             return Err(PyValueError::new_err(format!(
                 "entry {:?} is not a file: it has no bytes to read",
+                self.meta.name
+            )));
+        }
+        if self.read.swap(true, Ordering::SeqCst) {
+            // A second iterator would go on where the first stopped: a short copy, silently.
+            return Err(PyRuntimeError::new_err(format!(
+                "entry {:?} was read already: an archive is read as a stream, each entry once \
+                 (open a new ArchiveReader to read it again)",
                 self.meta.name
             )));
         }
