@@ -7,12 +7,12 @@
 FROM rust:1-slim-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-pip python3-venv \
     && rm -rf /var/lib/apt/lists/*
-RUN python3 -m venv /opt/build && /opt/build/bin/pip install --no-cache-dir "maturin>=1.8,<2"
+RUN python3 -m venv /opt/build && /opt/build/bin/pip install --no-cache-dir "maturin>=1.9,<2"
 WORKDIR /src
-COPY Cargo.toml Cargo.lock pyproject.toml README.md ./
+COPY Cargo.toml Cargo.lock pyproject.toml README.md LICENSE ./
 COPY rust rust
 COPY python python
-RUN /opt/build/bin/maturin build --release --out /wheels
+RUN /opt/build/bin/maturin build --release --locked --out /wheels
 
 FROM python:3.11-slim-bookworm
 COPY --from=build /wheels /wheels
