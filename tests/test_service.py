@@ -426,12 +426,17 @@ def test_an_entry_whose_key_and_alternative_are_both_taken_gets_a_further_one(
     assert sorted(objects(moto.client(), bucket)) == sorted(got)
 
 
-def test_prefix_and_key_template(moto: S3Server, watch: Path) -> None:
-    bucket = moto.new_bucket()
+def _dated_file(watch: Path) -> tuple[str, ...]:
+    """``d/f.csv`` of 14 November 2023 (UTC), and the flags of a template that dates keys."""
     (watch / "d").mkdir()
     (watch / "d" / "f.csv").write_text("a\n1\n")
-    os.utime(watch / "d" / "f.csv", (1_700_000_000, 1_700_000_000))  # 2023-11-14 UTC
-    dated = ("--prefix", "landing", "--key-template", "{prefix}{date:%Y/%m/%d}/{path}")
+    os.utime(watch / "d" / "f.csv", (1_700_000_000, 1_700_000_000))
+    return ("--prefix", "landing", "--key-template", "{prefix}{date:%Y/%m/%d}/{path}")
+
+
+def test_prefix_and_key_template(moto: S3Server, watch: Path) -> None:
+    bucket = moto.new_bucket()
+    dated = _dated_file(watch)
     run = run_once(moto, bucket, watch, *dated)
     assert run.returncode == 0, run.stderr
     assert set(objects(moto.client(), bucket)) == {"landing/2023/11/14/d/f.parquet"}
@@ -1183,10 +1188,7 @@ def test_a_state_rebuilt_from_a_shared_bucket_takes_only_its_own_keys(
 
 def test_a_state_rebuilt_with_a_dated_template_finds_its_objects(moto: S3Server, watch: Path) -> None:
     bucket = moto.new_bucket()
-    (watch / "d").mkdir()
-    (watch / "d" / "f.csv").write_text("a\n1\n")
-    os.utime(watch / "d" / "f.csv", (1_700_000_000, 1_700_000_000))  # 2023-11-14 UTC
-    dated = ("--prefix", "landing", "--key-template", "{prefix}{date:%Y/%m/%d}/{path}")
+    dated = _dated_file(watch)
     assert run_once(moto, bucket, watch, *dated).returncode == 0
     shutil.rmtree(watch / ".s3proc")
     run = run_once(moto, bucket, watch, *dated)
