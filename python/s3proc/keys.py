@@ -181,7 +181,8 @@ class KeyMaker:
                 wanted = self._key(relpath, parquet, entry, _AnyDate() if self.dated else None)
             except BadKey:
                 continue
-            for k in (wanted, *alternatives(wanted, source)):
+            # Every alternative has a "~": most keys need no alternatives computed.
+            for k in (wanted, *(alternatives(wanted, source) if "~" in key else ())):
                 if k == key or (self.dated and re.fullmatch(re.escape(k).replace(_AnyDate.MARK, ".+"), key)):
                     return True
         return False

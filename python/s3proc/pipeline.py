@@ -38,7 +38,7 @@ from s3proc import _core, safepath
 from s3proc.archives import archive_results, converted, is_archive, source_name
 from s3proc.config import move_folder
 from s3proc.errors import ParseError, S3procError
-from s3proc.keys import KEY_CHOICES, BadKey, KeyMaker, alternative, alternatives, is_tabular
+from s3proc.keys import KEY_CHOICES, BadKey, KeyMaker, alternatives, is_tabular
 from s3proc.logs import FileLog, for_file
 from s3proc.safepath import Opened
 from s3proc.state import FAILED, UPLOADED, FileRow, KeysTaken, ObjectRow, State, mtime_ns
@@ -437,11 +437,11 @@ def _claim(state: State, rel: str, entry: str, wanted: str) -> ObjectRow:
     else the first free of its alternatives, in an order that is the same on every run
     (``alternative`` of the source's name, then of the name with ``~2``, ``~3``… added)."""
     source = source_name(rel, entry)
+    first, *more = alternatives(wanted, source)
     try:
-        return state.claim_key(rel, entry, wanted, alternative(wanted, source))
+        return state.claim_key(rel, entry, wanted, first)
     except KeysTaken:  # both taken by other sources (the alternative by a name that gives it)
         pass
-    more = alternatives(wanted, source)[1:]
     own = {o.key for o in state.objects_of(rel) if o.entry == entry}
     for key in [k for k in more if k in own] + more:
         with contextlib.suppress(KeysTaken):

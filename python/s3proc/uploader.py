@@ -314,6 +314,11 @@ def source_metadata(source: str, room: int) -> dict[str, str]:
     return {META_SOURCE: "".join(cut), META_SOURCE_CUT: hashlib.sha256(source.encode()).hexdigest()}
 
 
+def _ours(meta: dict[str, str], source: str) -> bool:
+    """Whether an object's metadata says s3proc wrote it for ``source``."""
+    return meta.get(META_WRITER) == "s3proc" and _is_source(meta, source)
+
+
 def _is_source(meta: dict[str, str], source: str) -> bool:
     """Whether an object's metadata names ``source`` (whole, or cut with its SHA-256)."""
     cut = meta.get(META_SOURCE_CUT)
@@ -905,7 +910,7 @@ class Uploader:
                 extra={"key": key, "stage": "upload"},
             )
             return etag
-        if meta.get(META_WRITER) == "s3proc" and _is_source(meta, source):
+        if _ours(meta, source):
             log.info("replacing an older version of this source", extra={"key": key, "stage": "upload"})
             return etag
         raise KeyTaken(
@@ -922,7 +927,7 @@ class Uploader:
             return None
         meta = head.get("Metadata", {})
         sha = meta.get(META_SHA256)
-        if meta.get(META_WRITER) != "s3proc" or not _is_source(meta, source) or not sha:
+        if not _ours(meta, source) or not sha:
             return None
         rows = meta.get(META_ROWS)
         return sha, _etag(head["ETag"]), int(head["ContentLength"]), int(rows) if rows else None
@@ -962,7 +967,7 @@ class Uploader:
         if problems:
             if head is not None:
                 meta = head.get("Metadata", {})
-                if meta.get(META_WRITER) != "s3proc" or not _is_source(meta, source):
+                if not _ours(meta, source):
                     raise KeyTaken(
                         f"{key} holds an object that another writer put there right after s3proc's"
                         f" upload of {source}; it is never overwritten"
